@@ -1,0 +1,1 @@
+"""The policy language: parse -> validate against a schema -> compile -> evaluate."""

@@ -1,0 +1,43 @@
+"""The answer to a request: effect, why, and under which bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ALLOW = "allow"
+DENY = "deny"
+REQUIRE_APPROVAL = "require_approval"
+
+# Machine-readable reason codes: monitoring and the audit trail key on these.
+MATCHED = "matched"  # determined by the rules listed in rule_ids
+DEFAULT = "default"  # no rule applied; the configured default effect
+UNKNOWN_TOOL = "unknown_tool"  # the tool is not in the schema
+INVALID_REQUEST = "invalid_request"  # the request does not fit the schema
+EVALUATION_ERROR = "evaluation_error"  # a rule could not be evaluated (e.g. missing attribute)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    effect: str
+    rule_ids: tuple[str, ...]  # "policy-id/rule-id" of every rule that determined the effect
+    reasons: tuple[str, ...]
+    obligations: tuple[Any, ...]
+    bundle_id: str
+    code: str = MATCHED
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.effect == ALLOW
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "effect": self.effect,
+            "code": self.code,
+            "rule_ids": list(self.rule_ids),
+            "reasons": list(self.reasons),
+            "obligations": list(self.obligations),
+            "bundle_id": self.bundle_id,
+            "detail": self.detail,
+        }

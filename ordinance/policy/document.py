@@ -1,0 +1,363 @@
+"""Policy documents: one YAML file, one policy — parsed into an immutable model with positions.
+
+Parsing checks structure only (keys, effects, condition syntax); names and types are checked
+against the schema by :mod:`ordinance.policy.typecheck` when a set is compiled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.policy import canon
+from ordinance.policy.cel import ConditionSyntaxError, Expr, Literal, parse_condition, to_source
+from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SyntaxProblem
+from ordinance.policy.schema import EFFECTS
+from ordinance.policy.yamlsrc import (
+    Mapping,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    SourceFile,
+    plain,
+    scalar_value,
+)
+
+IMPACTS = ("low", "medium", "high")
+_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A parsed ``when`` and where it came from, for carets in type errors."""
+
+    expr: Expr
+    source: SourceFile | None = field(default=None, compare=False, repr=False)
+    node: ScalarNode | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        return to_source(self.expr)
+
+    def location(self, offset: int = 0, length: int = 1) -> Location:
+        if self.source is None or self.node is None:
+            return Location("<condition>", 1, offset + 1, self.text, length)
+        return self.source.offset_location(self.node, offset, length)
+
+
+ALWAYS = Condition(Literal(True))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    roles: tuple[str, ...] = ()
+    agent_ids: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()  # canonical tool-name globs; empty = every tool
+    resources: tuple[str, ...] = ()  # resource kinds; empty = with or without a resource
+
+    def canonical(self) -> dict[str, list[str]]:
+        return {
+            "roles": sorted(self.roles),
+            "agent_ids": sorted(self.agent_ids),
+            "actions": sorted(self.actions),
+            "resources": sorted(self.resources),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    effect: str
+    condition: Condition
+    reason: str = ""
+    priority: int = 0
+    actions: tuple[str, ...] = ()  # narrows the policy target's tools for this rule
+    obligations: tuple[Any, ...] = ()
+    location: Location = field(default=Location("<rule>", 0, 0), compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "effect": self.effect,
+            "when": self.condition.text,
+            "reason": self.reason,
+            "priority": self.priority,
+            "actions": sorted(self.actions),
+            "obligations": list(self.obligations),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Assertion:
+    """``never: allow when C`` or ``always: deny when C``, proven over the combined set."""
+
+    name: str
+    quantifier: str  # "never" | "always"
+    effect: str
+    condition: Condition
+    location: Location = field(default=Location("<assertion>", 0, 0), compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"name": self.name, self.quantifier: self.effect, "when": self.condition.text}
+
+
+@dataclass(frozen=True, slots=True)
+class TestCase:
+    name: str
+    request: dict[str, Any]
+    expect: str
+    rules: tuple[str, ...] | None = None  # expected determining rule ids, if given
+    history: tuple[dict[str, Any], ...] = ()  # earlier allowed actions, for window functions
+    location: Location = field(default=Location("<test>", 0, 0), compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "request": self.request, "expect": self.expect}
+        if self.rules is not None:
+            out["rules"] = list(self.rules)
+        if self.history:
+            out["history"] = list(self.history)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    id: str
+    owner: str
+    description: str
+    target: Target
+    rules: tuple[Rule, ...]
+    justification: dict[str, Any] = field(default_factory=dict)
+    impact: str = "medium"
+    assertions: tuple[Assertion, ...] = ()
+    tests: tuple[TestCase, ...] = ()
+    file: str = field(default="<policy>", compare=False)
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "policy": self.id,
+            "owner": self.owner,
+            "description": self.description,
+            "justification": self.justification,
+            "impact": self.impact,
+            "target": self.target.canonical(),
+            "rules": [r.canonical() for r in self.rules],
+            "assertions": [a.canonical() for a in self.assertions],
+            "tests": [t.canonical() for t in self.tests],
+        }
+
+
+# -- parsing --------------------------------------------------------------------------
+
+_POLICY_KEYS = {
+    "policy", "owner", "description", "justification", "impact", "target", "rules",
+    "assertions", "tests",
+}  # fmt: skip
+_RULE_KEYS = {"id", "effect", "when", "reason", "priority", "actions", "obligations"}
+
+
+def parse_when(node: Node | None, source: SourceFile) -> Condition:
+    if node is None:
+        return ALWAYS
+    if not isinstance(node, ScalarNode):
+        raise SyntaxProblem("`when` must be a condition string", source.node_location(node))
+    text = str(node.value)
+    if node.style is None and scalar_value(node) in (True, False):
+        text = text.lower()
+    try:
+        expr = parse_condition(text)
+    except ConditionSyntaxError as exc:
+        raise SyntaxProblem(
+            exc.message, source.offset_location(node, exc.offset, exc.length), exc.hint
+        ) from None
+    return Condition(expr, source, node)
+
+
+def _ident(m: Mapping, key: str) -> str:
+    value = m.required_string(key)
+    if not _ID_RE.fullmatch(value):
+        raise SyntaxProblem(
+            f"`{key}` must be lower-case letters, digits, `.`, `_` or `-`: {value!r}",
+            m.loc(m.require(key)),
+        )
+    return value
+
+
+def _effect(m: Mapping, key: str) -> str:
+    value = m.required_string(key)
+    if value not in EFFECTS:
+        raise SyntaxProblem(
+            f"unknown effect `{value}`",
+            m.loc(m.require(key)),
+            f"effects are {', '.join(EFFECTS)}",
+        )
+    return value
+
+
+def _globs(m: Mapping, key: str) -> tuple[str, ...]:
+    return tuple(canon.canonical_tool(g) for g in m.string_list(key))
+
+
+def _sequence(node: Node | None, source: SourceFile, what: str) -> list[Node]:
+    if node is None:
+        return []
+    if not isinstance(node, SequenceNode):
+        raise SyntaxProblem(f"`{what}` must be a list", source.node_location(node))
+    return list(node.value)
+
+
+def _target(node: Node | None, source: SourceFile) -> Target:
+    if node is None:
+        return Target()
+    m = Mapping(node, source, "target")
+    m.allow_only({"agents", "actions", "resources"})
+    roles: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    agents = m.node_of("agents")
+    if agents is not None:
+        a = Mapping(agents, source, "target.agents")
+        a.allow_only({"roles", "ids"})
+        roles = tuple(canon.nfkc(r) for r in a.string_list("roles"))
+        ids = tuple(canon.nfkc(i) for i in a.string_list("ids"))
+    return Target(roles, ids, _globs(m, "actions"), m.string_list("resources"))
+
+
+def _rule(node: Node, source: SourceFile) -> Rule:
+    m = Mapping(node, source, "rule")
+    m.allow_only(_RULE_KEYS)
+    priority = 0
+    if m.has("priority"):
+        raw = plain(m.require("priority"))
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise SyntaxProblem("`priority` must be an integer", m.loc(m.require("priority")))
+        priority = raw
+    obligations = tuple(
+        plain(n) for n in _sequence(m.node_of("obligations"), source, "obligations")
+    )
+    return Rule(
+        id=_ident(m, "id"),
+        effect=_effect(m, "effect"),
+        condition=parse_when(m.node_of("when"), source),
+        reason=m.string("reason") or "",
+        priority=priority,
+        actions=_globs(m, "actions"),
+        obligations=obligations,
+        location=source.node_location(node),
+    )
+
+
+def _assertion(node: Node, source: SourceFile) -> Assertion:
+    m = Mapping(node, source, "assertion")
+    m.allow_only({"name", "never", "always", "when"})
+    quantifiers = [q for q in ("never", "always") if m.has(q)]
+    if len(quantifiers) != 1:
+        raise SyntaxProblem(
+            "an assertion needs exactly one of `never: EFFECT` or `always: EFFECT`",
+            source.node_location(node),
+        )
+    return Assertion(
+        name=m.required_string("name"),
+        quantifier=quantifiers[0],
+        effect=_effect(m, quantifiers[0]),
+        condition=parse_when(m.node_of("when"), source),
+        location=source.node_location(node),
+    )
+
+
+def _test(node: Node, source: SourceFile) -> TestCase:
+    m = Mapping(node, source, "test")
+    m.allow_only({"name", "request", "expect", "rules", "history"})
+    request = plain(m.require("request"))
+    if not isinstance(request, dict):
+        raise SyntaxProblem("`request` must be a mapping", m.loc(m.require("request")))
+    history = []
+    for item in _sequence(m.node_of("history"), source, "history"):
+        entry = plain(item)
+        if not isinstance(entry, dict) or "ago" not in entry:
+            raise SyntaxProblem(
+                "each history entry needs `ago` (e.g. `2h`), and may give `tool` and `args`",
+                source.node_location(item),
+            )
+        history.append(entry)
+    return TestCase(
+        name=m.required_string("name"),
+        request=request,
+        expect=_effect(m, "expect"),
+        rules=m.string_list("rules") if m.has("rules") else None,
+        history=tuple(history),
+        location=source.node_location(node),
+    )
+
+
+def _each(
+    nodes: list[Node], source: SourceFile, parse: Any, errors: list[PolicyError]
+) -> list[Any]:
+    out = []
+    for node in nodes:
+        try:
+            out.append(parse(node, source))
+        except PolicyError as exc:
+            errors.append(exc)
+    return out
+
+
+def _unique(items: list[Any], attr: str, what: str, errors: list[PolicyError]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        name = getattr(item, attr)
+        if name in seen:
+            errors.append(SyntaxProblem(f"duplicate {what} `{name}`", item.location))
+        seen.add(name)
+
+
+def parse_policy(text: str, filename: str = "<policy>") -> Policy:
+    """Parse one policy file; raises :class:`PolicyErrors` listing every problem found."""
+    source = SourceFile(text, filename)
+    root_node = source.compose()
+    if root_node is None:
+        raise PolicyErrors([SyntaxProblem("the policy file is empty", source.location(0, 0))])
+    errors: list[PolicyError] = []
+    try:
+        m = Mapping(root_node, source, "a policy")
+        m.allow_only(_POLICY_KEYS)
+        policy_id = _ident(m, "policy")
+        owner = m.required_string("owner")
+        impact = m.string("impact", "medium") or "medium"
+        if impact not in IMPACTS:
+            raise SyntaxProblem(
+                f"impact must be one of {', '.join(IMPACTS)}", m.loc(m.require("impact"))
+            )
+        justification_node = m.node_of("justification")
+        justification = {} if justification_node is None else plain(justification_node)
+        if not isinstance(justification, dict):
+            raise SyntaxProblem(
+                "`justification` must be a mapping such as {regulation: [...], risk: ...}",
+                m.loc(m.require("justification")),
+            )
+        target = _target(m.node_of("target"), source)
+        rule_nodes = _sequence(m.require("rules"), source, "rules")
+        if not rule_nodes:
+            raise SyntaxProblem("a policy needs at least one rule", m.loc(m.require("rules")))
+    except PolicyError as exc:
+        raise PolicyErrors([exc]) from None
+    rules = _each(rule_nodes, source, _rule, errors)
+    assertions = _each(
+        _sequence(m.node_of("assertions"), source, "assertions"), source, _assertion, errors
+    )
+    tests = _each(_sequence(m.node_of("tests"), source, "tests"), source, _test, errors)
+    _unique(rules, "id", "rule id", errors)
+    _unique(tests, "name", "test name", errors)
+    if errors:
+        raise PolicyErrors(errors)
+    return Policy(
+        id=policy_id,
+        owner=owner,
+        description=m.string("description") or "",
+        target=target,
+        rules=tuple(rules),
+        justification=justification,
+        impact=impact,
+        assertions=tuple(assertions),
+        tests=tuple(tests),
+        file=filename,
+    )

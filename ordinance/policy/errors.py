@@ -1,0 +1,88 @@
+"""Policy errors: every one points at file:line:column and shows the line with a caret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ordinance.errors import OrdinanceError
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A 1-based position in a source file; ``source_line`` is the text of that line."""
+
+    file: str
+    line: int
+    column: int
+    source_line: str = ""
+    length: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+UNKNOWN = Location("<unknown>", 0, 0)
+
+
+class PolicyError(OrdinanceError):
+    """A problem in a policy, schema or request document, located in its source."""
+
+    kind = "policy"
+
+    def __init__(self, message: str, location: Location = UNKNOWN, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.hint = hint
+
+    def render(self) -> str:
+        """The human form: ``file:line:col: kind error: message``, the line, a caret, a hint."""
+        loc = self.location
+        out = [f"{loc}: {self.kind} error: {self.message}"]
+        if loc.source_line:
+            gutter = f"{loc.line:>5} | "
+            out.append(gutter + loc.source_line.rstrip("\n"))
+            caret = "^" + "~" * max(0, loc.length - 1)
+            out.append(" " * (len(gutter) + loc.column - 1) + caret)
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "hint": self.hint,
+        }
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SyntaxProblem(PolicyError):
+    """Malformed YAML or condition text."""
+
+    kind = "syntax"
+
+
+class TypeProblem(PolicyError):
+    """A condition that does not type-check against the schema."""
+
+    kind = "type"
+
+
+class SchemaProblem(PolicyError):
+    """A malformed schema, or a policy that names something the schema does not know."""
+
+    kind = "schema"
+
+
+class PolicyErrors(OrdinanceError):
+    """Several policy errors found in one pass, so authors fix them all at once."""
+
+    def __init__(self, errors: list[PolicyError]):
+        super().__init__("\n\n".join(e.render() for e in errors))
+        self.errors = errors

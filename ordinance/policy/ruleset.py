@@ -1,0 +1,334 @@
+"""Compile a policy set into an immutable, content-addressed :class:`Ruleset`, and evaluate.
+
+Evaluation never raises and never allows by accident: unknown tools, requests that do not
+fit the schema and rules that cannot be evaluated all end as a deny with a machine-readable
+code (see :mod:`ordinance.policy.decision`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+
+from ordinance.policy import canon
+from ordinance.policy.codegen import RUNTIME, Constants, compile_condition
+from ordinance.policy.decision import (
+    DEFAULT,
+    DENY,
+    EVALUATION_ERROR,
+    INVALID_REQUEST,
+    MATCHED,
+    UNKNOWN_TOOL,
+    Decision,
+)
+from ordinance.policy.document import Policy, Rule, Target
+from ordinance.policy.errors import PolicyError, PolicyErrors, SchemaProblem
+from ordinance.policy.program import (
+    TIER_OF_EFFECT,
+    RequestProblem,
+    RuleCode,
+    ToolProgram,
+    deny_overrides_source,
+    first_applicable_source,
+    record_converter,
+)
+from ordinance.policy.schema import Schema, Tool
+from ordinance.policy.typecheck import check_condition
+from ordinance.policy.window import WindowState
+from ordinance.policy.yamlsrc import closest
+
+BUNDLE_FORMAT = "ordinance.bundle/1"
+EFFECT_OF_TIER = ("deny", "require_approval", "allow")
+_EMPTY: frozenset[str] = frozenset()
+_TOOL_CACHE_LIMIT = 4096
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, frozenset | set | tuple):
+        return sorted(value) if isinstance(value, frozenset | set) else list(value)
+    raise TypeError(f"not serialisable: {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=_json_default)
+
+
+def bundle_content(schema: Schema, policies: Iterable[Policy]) -> dict[str, Any]:
+    """The canonical form a bundle id hashes: independent of file order and YAML layout."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "schema": schema.canonical(),
+        "policies": [p.canonical() for p in sorted(policies, key=lambda p: p.id)],
+    }
+
+
+def bundle_id_of(schema: Schema, policies: Iterable[Policy]) -> str:
+    digest = hashlib.sha256(canonical_json(bundle_content(schema, policies))).hexdigest()
+    return f"sha256:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    qualified_id: str  # "policy-id/rule-id"
+    policy: Policy
+    rule: Rule
+
+    @property
+    def reason(self) -> str:
+        return self.rule.reason or f"rule {self.qualified_id} matched"
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing attribute {exc.args[0]!r}"
+    if isinstance(exc, ZeroDivisionError):
+        return "division by zero"
+    if isinstance(exc, ArithmeticError):
+        return "decimal result is not exact"
+    if isinstance(exc, TypeError | AttributeError) and "NoneType" in str(exc):
+        return "the request has no resource, or no window state was provided"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """An immutable, compiled policy set. Safe to share between threads."""
+
+    bundle_id: str
+    schema: Schema
+    policies: tuple[Policy, ...]
+    rules: tuple[CompiledRule, ...]
+    programs: Mapping[str, ToolProgram]
+    _agent: Any = field(repr=False)
+    _resource: Any = field(repr=False)
+    _context: Any = field(repr=False)
+    _tool_cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _decisions: dict[tuple[int, tuple[int, ...]], Decision] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def default_effect(self) -> str:
+        return self.schema.settings.default_effect
+
+    def _deny(self, code: str, detail: str) -> Decision:
+        return Decision(DENY, (), (detail,), (), self.bundle_id, code, detail)
+
+    def _matched(self, tier: int, hits: list[int]) -> Decision:
+        key = (tier, tuple(hits))
+        found = self._decisions.get(key)
+        if found is None:
+            rules = [self.rules[i] for i in hits]
+            obligations = tuple(o for cr in rules for o in cr.rule.obligations)
+            found = Decision(
+                EFFECT_OF_TIER[tier],
+                tuple(cr.qualified_id for cr in rules),
+                tuple(cr.reason for cr in rules),
+                obligations,
+                self.bundle_id,
+                MATCHED,
+            )
+            if len(self._decisions) < 65536:
+                self._decisions[key] = found
+        return found
+
+    def _errored(self, hits: list[int], errors: list[tuple[int, BaseException]]) -> Decision:
+        ids = [self.rules[i].qualified_id for i in hits]
+        reasons = [self.rules[i].reason for i in hits]
+        for i, exc in errors:
+            ids.append(self.rules[i].qualified_id)
+            reasons.append(
+                f"rule {self.rules[i].qualified_id} could not be evaluated: {_describe_error(exc)}"
+            )
+        return Decision(
+            DENY, tuple(ids), tuple(reasons), (), self.bundle_id, EVALUATION_ERROR, reasons[-1]
+        )
+
+    def canonical_tool(self, raw: str) -> str:
+        cached = self._tool_cache.get(raw)
+        if cached is None:
+            cached = canon.canonical_tool(raw)
+            if len(self._tool_cache) < _TOOL_CACHE_LIMIT:
+                self._tool_cache[raw] = cached
+        return cached
+
+    def evaluate(self, request: Mapping[str, Any], windows: WindowState | None = None) -> Decision:
+        """Decide one request. Never raises; anything unexpected is a deny with a reason."""
+        try:
+            action = request["action"]
+            raw_tool = action["tool"]
+            if not isinstance(raw_tool, str):
+                return self._deny(INVALID_REQUEST, "action.tool must be a string")
+            tool = self.canonical_tool(raw_tool)
+            program = self.programs.get(tool)
+            if program is None:
+                return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema")
+            args = program.args(action.get("args", {}))
+            agent = self._agent(request["agent"])
+            raw_resource = request.get("resource")
+            resource = None if raw_resource is None else self._resource(raw_resource)
+            context = self._context(request.get("context") or {})
+            outcome = program.decide(
+                tool,
+                agent,
+                args,
+                resource,
+                context,
+                windows,
+                agent["id"],
+                agent.get("roles", _EMPTY),
+                None if resource is None else resource["kind"],
+            )
+        except RequestProblem as exc:
+            return self._deny(INVALID_REQUEST, str(exc))
+        except (KeyError, TypeError, AttributeError) as exc:
+            return self._deny(INVALID_REQUEST, f"malformed request: {_describe_error(exc)}")
+        except Exception as exc:  # a bug must still fail closed
+            return self._deny(EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+        if outcome is None:
+            effect = self.default_effect
+            return Decision(
+                effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
+            )
+        tier, hits, errors = outcome
+        if errors:
+            return self._errored(hits, errors)
+        return self._matched(tier, hits)
+
+
+# -- compilation ------------------------------------------------------------------------
+
+
+def _target_guard(target: Target, consts: Constants) -> str:
+    parts = []
+    agent_tests = []
+    if target.roles:
+        agent_tests.append(f"not {consts.add(frozenset(target.roles))}.isdisjoint(roles)")
+    if target.agent_ids:
+        agent_tests.append(f"aid in {consts.add(frozenset(target.agent_ids))}")
+    if agent_tests:
+        parts.append("(" + " or ".join(agent_tests) + ")")
+    if target.resources:
+        parts.append(f"rk in {consts.add(frozenset(target.resources))}")
+    return " and ".join(parts)
+
+
+def _tools_matching(globs: tuple[str, ...], schema: Schema) -> set[str]:
+    if not globs:
+        return set(schema.tools)
+    return {t for t in schema.tools for g in globs if fnmatchcase(t, g)}
+
+
+def _check_globs(
+    globs: tuple[str, ...], schema: Schema, policy: Policy, where: str
+) -> list[PolicyError]:
+    errors: list[PolicyError] = []
+    for glob in globs:
+        if not any(fnmatchcase(t, glob) for t in schema.tools):
+            guess = closest(glob, list(schema.tools))
+            errors.append(
+                SchemaProblem(
+                    f"`{glob}` in {where} of policy `{policy.id}` matches no tool in the schema",
+                    policy.rules[0].location if policy.rules else SchemaProblem("").location,
+                    f"did you mean `{guess}`?" if guess else "check the tool names in schema.yaml",
+                )
+            )
+    return errors
+
+
+def _first_applicable_order(cr: CompiledRule, index: int) -> tuple[int, int, int]:
+    """Higher priority first; ties go to the stronger effect, then to policy id and file order
+    (``index`` already follows policy id, then position in the file)."""
+    return (-cr.rule.priority, TIER_OF_EFFECT[cr.rule.effect], index)
+
+
+def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
+    """Type-check and compile; raises :class:`PolicyErrors` listing every problem."""
+    ordered = tuple(sorted(policies, key=lambda p: p.id))
+    errors: list[PolicyError] = []
+    seen_ids: dict[str, Policy] = {}
+    for p in ordered:
+        if p.id in seen_ids:
+            errors.append(
+                SchemaProblem(
+                    f"policy id `{p.id}` is also used in {seen_ids[p.id].file}", p.rules[0].location
+                )
+            )
+        seen_ids[p.id] = p
+    compiled: list[CompiledRule] = [
+        CompiledRule(f"{p.id}/{r.id}", p, r) for p in ordered for r in p.rules
+    ]
+    consts = Constants()
+    per_tool: dict[str, list[RuleCode]] = {name: [] for name in schema.tools}
+    guards = {p.id: _target_guard(p.target, consts) for p in ordered}
+    for p in ordered:
+        errors += _check_globs(p.target.actions, schema, p, "target.actions")
+        for r in p.rules:
+            errors += _check_globs(r.actions, schema, p, f"rule `{r.id}` actions")
+    reported: set[str] = set()
+    for index, cr in enumerate(compiled):
+        tools = _tools_matching(cr.policy.target.actions, schema) & _tools_matching(
+            cr.rule.actions, schema
+        )
+        for tool_name in sorted(tools):
+            tool: Tool = schema.tools[tool_name]
+            try:
+                typed = check_condition(schema, tool, cr.rule.condition)
+                source = compile_condition(typed, cr.rule.condition, consts)
+            except PolicyError as exc:
+                if exc.render() not in reported:
+                    reported.add(exc.render())
+                    errors.append(exc)
+                continue
+            per_tool[tool_name].append(
+                RuleCode(index, TIER_OF_EFFECT[cr.rule.effect], source, guards[cr.policy.id])
+            )
+    for p in ordered:
+        for assertion in p.assertions:
+            for tool_name in sorted(_tools_matching(p.target.actions, schema)):
+                try:
+                    check_condition(schema, schema.tools[tool_name], assertion.condition)
+                except PolicyError as exc:
+                    if exc.render() not in reported:
+                        reported.add(exc.render())
+                        errors.append(exc)
+    if errors:
+        raise PolicyErrors(errors)
+
+    first_applicable = schema.settings.combining == "first-applicable"
+    namespace: dict[str, Any] = {"__builtins__": {}, **RUNTIME, **consts.values}
+    programs: dict[str, ToolProgram] = {}
+    for n, (tool_name, codes) in enumerate(sorted(per_tool.items())):
+        fn_name = f"_tool_{n}"
+        if first_applicable:
+            in_order = sorted(
+                codes, key=lambda rc: _first_applicable_order(compiled[rc.index], rc.index)
+            )
+            source = first_applicable_source(fn_name, in_order)
+        else:
+            source = deny_overrides_source(fn_name, codes)
+        exec(compile(source, f"<ordinance tool {n}>", "exec"), namespace)
+        programs[tool_name] = ToolProgram(
+            tool_name,
+            record_converter(schema.tools[tool_name].args, "action.args", strict=True),
+            namespace[fn_name],
+            source,
+        )
+    return Ruleset(
+        bundle_id=bundle_id_of(schema, ordered),
+        schema=schema,
+        policies=ordered,
+        rules=tuple(compiled),
+        programs=programs,
+        _agent=record_converter(schema.agent, "agent", strict=False),
+        _resource=record_converter(schema.resource, "resource", strict=False),
+        _context=record_converter(schema.context, "context", strict=False),
+    )

@@ -1,0 +1,192 @@
+"""The schema: what agents, tools (and their arguments), resources and context look like.
+
+Policies are type-checked against it (a typo in an attribute is a compile error, not a
+silent non-match) and requests are validated and canonicalised by it before evaluation.
+
+Format (``schema.yaml``)::
+
+    agent:    {team: string, clearance?: int}          # id and roles are built in
+    tools:
+      payments.transfer:
+        description: Move money.
+        args: {amount: decimal, currency: string, memo?: string}
+    resource: {owner?: string}                         # kind and id are built in
+    context:  {environment?: string}
+    settings: {default_effect: deny, combining: deny-overrides}
+
+A field name ending in ``?`` is optional: reading it without ``has(...)`` on a request
+that lacks it is an evaluation error (a deny), never a silent false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ordinance.policy import canon
+from ordinance.policy.errors import Location, SchemaProblem
+from ordinance.policy.types import SET_STRING, STRING, Type, parse_type
+from ordinance.policy.yamlsrc import Mapping, ScalarNode, SourceFile
+
+EFFECTS = ("allow", "deny", "require_approval")
+COMBINING = ("deny-overrides", "first-applicable")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    type: Type
+    optional: bool = False
+
+
+Fields = dict[str, Field]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str  # canonical (NFKC + casefold)
+    args: Fields
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    default_effect: str = "deny"
+    combining: str = "deny-overrides"
+
+
+BUILTIN_AGENT: Fields = {"id": Field(STRING), "roles": Field(SET_STRING, optional=True)}
+BUILTIN_RESOURCE: Fields = {"kind": Field(STRING), "id": Field(STRING, optional=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    agent: Fields
+    tools: dict[str, Tool]
+    resource: Fields
+    context: Fields
+    settings: Settings = field(default_factory=Settings)
+
+    def canonical(self) -> dict[str, Any]:
+        """A plain, order-independent form: part of what the bundle id hashes."""
+
+        def fields(fs: Fields) -> dict[str, str]:
+            return {
+                name + ("?" if f.optional else ""): str(f.type) for name, f in sorted(fs.items())
+            }
+
+        return {
+            "agent": fields(self.agent),
+            "tools": {
+                name: {"args": fields(tool.args), "description": tool.description}
+                for name, tool in sorted(self.tools.items())
+            },
+            "resource": fields(self.resource),
+            "context": fields(self.context),
+            "settings": {
+                "default_effect": self.settings.default_effect,
+                "combining": self.settings.combining,
+            },
+        }
+
+    def tool_names(self) -> Iterator[str]:
+        return iter(sorted(self.tools))
+
+
+def _fields(m: Mapping | None, what: str, builtin: Fields) -> Fields:
+    result: Fields = dict(builtin)
+    if m is None:
+        return result
+    for raw_name, (key, value) in m.entries.items():
+        optional = raw_name.endswith("?")
+        name = raw_name[:-1] if optional else raw_name
+        if not name.isidentifier():
+            raise SchemaProblem(
+                f"`{name}` in {what} is not a valid field name", m.source.node_location(key)
+            )
+        if name in builtin:
+            raise SchemaProblem(
+                f"`{name}` is built into {what} and cannot be redeclared",
+                m.source.node_location(key),
+            )
+        if not isinstance(value, ScalarNode):
+            raise SchemaProblem(
+                f"the type of `{what}.{name}` must be a type name such as `string`",
+                m.source.node_location(value),
+            )
+        try:
+            t = parse_type(str(value.value))
+        except ValueError as exc:
+            raise SchemaProblem(str(exc), m.source.node_location(value)) from None
+        result[name] = Field(t, optional)
+    return result
+
+
+def _sub(m: Mapping, key: str, what: str) -> Mapping | None:
+    node = m.node_of(key)
+    if node is None:
+        return None
+    return Mapping(node, m.source, what)
+
+
+def parse_schema(text: str, filename: str = "schema.yaml") -> Schema:
+    source = SourceFile(text, filename)
+    root_node = source.compose()
+    if root_node is None:
+        raise SchemaProblem(
+            "the schema is empty: it must declare at least one tool", source.location(0, 0)
+        )
+    root = Mapping(root_node, source, "the schema")
+    root.allow_only({"agent", "tools", "resource", "context", "settings", "schema"})
+
+    tools_map = _sub(root, "tools", "tools")
+    if tools_map is None or not tools_map.entries:
+        raise SchemaProblem("the schema declares no tools", source.node_location(root_node))
+    tools: dict[str, Tool] = {}
+    for raw_name, (key, value) in tools_map.entries.items():
+        name = canon.canonical_tool(raw_name)
+        if name != raw_name:
+            raise SchemaProblem(
+                f"tool name `{raw_name}` is not in canonical form",
+                source.node_location(key),
+                f"write `{name}` (tool names are NFKC-normalised and case-folded)",
+            )
+        spec = Mapping(value, source, f"tool `{name}`")
+        spec.allow_only({"args", "description"})
+        args = _fields(_sub(spec, "args", f"action.args of `{name}`"), "action.args", {})
+        tools[name] = Tool(name, args, spec.string("description") or "")
+
+    settings_map = _sub(root, "settings", "settings")
+    settings = Settings()
+    if settings_map is not None:
+        settings_map.allow_only({"default_effect", "combining"})
+        default = settings_map.string("default_effect", "deny") or "deny"
+        combining = settings_map.string("combining", "deny-overrides") or "deny-overrides"
+        if default not in EFFECTS:
+            raise SchemaProblem(
+                f"default_effect must be one of {', '.join(EFFECTS)}",
+                settings_map.key_location("default_effect"),
+            )
+        if combining not in COMBINING:
+            raise SchemaProblem(
+                f"combining must be one of {', '.join(COMBINING)}",
+                settings_map.key_location("combining"),
+            )
+        settings = Settings(default, combining)
+
+    return Schema(
+        agent=_fields(_sub(root, "agent", "agent"), "agent", BUILTIN_AGENT),
+        tools=tools,
+        resource=_fields(_sub(root, "resource", "resource"), "resource", BUILTIN_RESOURCE),
+        context=_fields(_sub(root, "context", "context"), "context", {}),
+        settings=settings,
+    )
+
+
+def load_schema(path: Path) -> Schema:
+    return parse_schema(path.read_text(encoding="utf-8"), str(path))
+
+
+def schema_location(path: str) -> Location:
+    return Location(path, 1, 1)

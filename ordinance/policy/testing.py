@@ -1,0 +1,99 @@
+"""``ordinance test``: every policy's tests run against the *combined* set.
+
+Running each test against the whole bundle (not its own policy alone) is the point: a
+team whose expectations are broken by another team's policy finds out before enforcement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ordinance.policy import canon
+from ordinance.policy.decision import Decision
+from ordinance.policy.document import Policy, TestCase
+from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.typecheck import parse_duration
+from ordinance.policy.window import InMemoryWindows
+
+# Tests run at a fixed instant so that history offsets ("2h ago") are reproducible.
+TEST_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@dataclass(frozen=True, slots=True)
+class TestResult:
+    policy: str
+    name: str
+    location: str
+    expected: str
+    expected_rules: tuple[str, ...] | None
+    decision: Decision
+
+    @property
+    def passed(self) -> bool:
+        if self.decision.effect != self.expected:
+            return False
+        if self.expected_rules is None:
+            return True
+        return sorted(self.expected_rules) == sorted(self.decision.rule_ids)
+
+    @property
+    def problem(self) -> str:
+        if self.passed:
+            return ""
+        got = f"{self.decision.effect} by {', '.join(self.decision.rule_ids) or self.decision.code}"
+        want = self.expected
+        if self.expected_rules is not None:
+            want += f" by {', '.join(self.expected_rules) or '(no rule)'}"
+        return f"expected {want}, got {got}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "test": self.name,
+            "location": self.location,
+            "passed": self.passed,
+            "expected": self.expected,
+            "expected_rules": None if self.expected_rules is None else list(self.expected_rules),
+            "decision": self.decision.to_json(),
+            "problem": self.problem,
+        }
+
+
+def history_windows(ruleset: Ruleset, test: TestCase) -> InMemoryWindows:
+    """Window state holding the test's earlier allowed actions."""
+    windows = InMemoryWindows(clock=lambda: TEST_NOW)
+    request = test.request
+    agent_id = str((request.get("agent") or {}).get("id", ""))
+    default_tool = str((request.get("action") or {}).get("tool", ""))
+    for entry in test.history:
+        seconds = parse_duration(str(entry["ago"]))
+        if seconds is None:
+            raise ValueError(f"test {test.name!r}: history `ago` must be a duration like 2h")
+        tool = canon.canonical_tool(str(entry.get("tool", default_tool)))
+        windows.record(agent_id, tool, dict(entry.get("args") or {}), TEST_NOW - seconds)
+    return windows
+
+
+def _qualify(policy: Policy, rule_ids: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if rule_ids is None:
+        return None
+    return tuple(r if "/" in r else f"{policy.id}/{r}" for r in rule_ids)
+
+
+def run_tests(ruleset: Ruleset) -> list[TestResult]:
+    results = []
+    for policy in ruleset.policies:
+        for test in policy.tests:
+            decision = ruleset.evaluate(test.request, history_windows(ruleset, test))
+            results.append(
+                TestResult(
+                    policy.id,
+                    test.name,
+                    str(test.location),
+                    test.expect,
+                    _qualify(policy, test.rules),
+                    decision,
+                )
+            )
+    return results

@@ -1,0 +1,213 @@
+"""YAML with source positions, so every policy error can point at file:line:column.
+
+We compose (rather than load) with ruamel.yaml to keep each node's marks, and build
+plain values ourselves: YAML floats become exact ``Decimal`` (policies reason about
+money), and YAML 1.2 rules mean ``no``/``on`` stay strings.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ordinance.policy.errors import Location, SyntaxProblem
+
+__all__ = [
+    "MappingNode",
+    "Node",
+    "ScalarNode",
+    "SequenceNode",
+    "SourceFile",
+]
+
+
+class SourceFile:
+    """One YAML file: its text, its name, and position lookups for its nodes."""
+
+    def __init__(self, text: str, name: str):
+        self.text = text
+        self.name = name
+        self.lines = text.splitlines()
+
+    def location(self, line0: int, col0: int, length: int = 1) -> Location:
+        source_line = self.lines[line0] if 0 <= line0 < len(self.lines) else ""
+        return Location(self.name, line0 + 1, col0 + 1, source_line, length)
+
+    def node_location(self, node: Node) -> Location:
+        mark = node.start_mark
+        length = 1
+        if node.end_mark.line == mark.line:
+            length = max(1, node.end_mark.column - mark.column)
+        return self.location(mark.line, mark.column, length)
+
+    def offset_location(self, node: ScalarNode, offset: int, length: int = 1) -> Location:
+        """Where character ``offset`` of a scalar's value sits in the file."""
+        value: str = node.value
+        start = node.start_mark
+        style = node.style
+        if "\n" not in value.rstrip("\n") and start.line == node.end_mark.line:
+            quote = 1 if style in ("'", '"') else 0
+            raw = self.text[start.index + quote : start.index + quote + len(value)]
+            if raw == value:
+                return self.location(start.line, start.column + quote + offset, length)
+        if style in ("|", ">"):
+            line_in_value = value.count("\n", 0, offset)
+            col_in_value = offset - (value.rfind("\n", 0, offset) + 1)
+            line0 = start.line + 1 + line_in_value
+            src = self.lines[line0] if line0 < len(self.lines) else ""
+            indent = len(src) - len(src.lstrip(" "))
+            return self.location(line0, indent + col_in_value, length)
+        return self.node_location(node)
+
+    # -- parsing -------------------------------------------------------------------
+    def compose(self) -> Node | None:
+        yaml = YAML(typ="rt", pure=True)
+        try:
+            node: Node | None = yaml.compose(self.text)
+            return node
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            loc = self.location(mark.line, mark.column) if mark else self.location(0, 0)
+            raise SyntaxProblem(f"invalid YAML: {exc.problem or exc.context}", loc) from exc
+        except Exception as exc:  # ruamel raises assorted types for non-marked problems
+            raise SyntaxProblem(f"invalid YAML: {exc}", self.location(0, 0)) from exc
+
+
+def _tag(node: Node) -> str:
+    tag = node.tag
+    if tag is None:
+        return ""
+    return tag if isinstance(tag, str) else str(tag.value)
+
+
+def scalar_value(node: ScalarNode) -> Any:
+    """The plain value of a scalar under YAML 1.2 core-schema resolution."""
+    tag = _tag(node)
+    text: str = node.value
+    if node.style is not None:  # quoted or block scalars are always strings
+        return text
+    if tag.endswith(":null"):
+        return None
+    if tag.endswith(":bool"):
+        return text.lower() == "true"
+    if tag.endswith(":int"):
+        try:
+            return int(text.replace("_", ""), 0)
+        except ValueError:
+            return text
+    if tag.endswith(":float"):
+        try:
+            return Decimal(text.replace("_", ""))
+        except InvalidOperation:
+            return text
+    return text
+
+
+def plain(node: Node) -> Any:
+    """Convert a node tree to Python values (dicts, lists, scalars)."""
+    if isinstance(node, ScalarNode):
+        return scalar_value(node)
+    if isinstance(node, SequenceNode):
+        return [plain(n) for n in node.value]
+    if isinstance(node, MappingNode):
+        return {str(plain(k)): plain(v) for k, v in node.value}
+    raise TypeError(f"unsupported YAML node {node!r}")
+
+
+def closest(word: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str | None:
+    """The candidate an author most likely meant, for "did you mean" hints."""
+    import difflib
+
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class Mapping:
+    """Typed, located access to a YAML mapping; unknown keys are errors with a suggestion."""
+
+    def __init__(self, node: Node, source: SourceFile, what: str):
+        if not isinstance(node, MappingNode):
+            raise SyntaxProblem(f"{what} must be a mapping", source.node_location(node))
+        self.node = node
+        self.source = source
+        self.what = what
+        self.entries: dict[str, tuple[ScalarNode, Node]] = {}
+        for key, value in node.value:
+            if not isinstance(key, ScalarNode):
+                raise SyntaxProblem(
+                    f"keys in {what} must be plain names", source.node_location(key)
+                )
+            name = str(key.value)
+            if name in self.entries:
+                raise SyntaxProblem(f"duplicate key `{name}` in {what}", source.node_location(key))
+            self.entries[name] = (key, value)
+
+    def allow_only(self, known: set[str]) -> None:
+        for name, (key, _) in self.entries.items():
+            if name not in known:
+                guess = closest(name, known)
+                raise SyntaxProblem(
+                    f"unknown key `{name}` in {self.what}",
+                    self.source.node_location(key),
+                    f"did you mean `{guess}`?"
+                    if guess
+                    else f"known keys: {', '.join(sorted(known))}",
+                )
+
+    def has(self, name: str) -> bool:
+        return name in self.entries
+
+    def node_of(self, name: str) -> Node | None:
+        entry = self.entries.get(name)
+        return entry[1] if entry else None
+
+    def key_location(self, name: str) -> Location:
+        return self.source.node_location(self.entries[name][0])
+
+    def require(self, name: str) -> Node:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise SyntaxProblem(
+                f"{self.what} is missing required key `{name}`",
+                self.source.node_location(self.node),
+            )
+        return entry[1]
+
+    def string(self, name: str, default: str | None = None) -> str | None:
+        node = self.node_of(name)
+        if node is None:
+            return default
+        if not isinstance(node, ScalarNode) or _tag(node).endswith(":null"):
+            raise SyntaxProblem(f"`{name}` in {self.what} must be a string", self.loc(node))
+        return str(node.value)
+
+    def required_string(self, name: str) -> str:
+        self.require(name)
+        value = self.string(name)
+        assert value is not None
+        if not value.strip():
+            raise SyntaxProblem(
+                f"`{name}` in {self.what} must not be empty", self.loc(self.require(name))
+            )
+        return value
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        node = self.node_of(name)
+        if node is None:
+            return ()
+        if isinstance(node, ScalarNode):
+            return (str(node.value),)
+        if not isinstance(node, SequenceNode) or not all(
+            isinstance(n, ScalarNode) for n in node.value
+        ):
+            raise SyntaxProblem(
+                f"`{name}` in {self.what} must be a list of strings", self.loc(node)
+            )
+        return tuple(str(n.value) for n in node.value)
+
+    def loc(self, node: Node) -> Location:
+        return self.source.node_location(node)
