@@ -1,0 +1,74 @@
+"""The one entry point: ``ordinance <command>``. Parsing here; work in ordinance.commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ordinance import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ordinance",
+        description="A living policy engine for autonomous AI agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"ordinance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("check", "parse and type-check a policy directory against its schema")
+    p.add_argument("directory", help="directory with schema.yaml and policy files")
+
+    p = command(
+        "test", "run every policy's tests against the combined set (exit 3: compile, 4: tests)"
+    )
+    p.add_argument("directory")
+    p.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+
+    p = command("eval", "decide one request and explain why")
+    p.add_argument("directory")
+    p.add_argument("--request", required=True, help="request JSON file, or - for stdin")
+
+    p = command("fmt", "rewrite policy files in canonical form (comments kept)")
+    p.add_argument("paths", nargs="+", help="policy files or directories")
+    p.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if any file would change"
+    )
+
+    p = command(
+        "demo",
+        "walk through the example policies: check, test, then decide a scripted agent session",
+    )
+    p.add_argument(
+        "--policies", default=None, help="policy directory (default: the bundled examples)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("check", "test", "eval", "fmt"):
+        from ordinance.commands import policy_cmds
+
+        if args.command == "check":
+            return policy_cmds.cmd_check(args.directory, args.json)
+        if args.command == "test":
+            return policy_cmds.cmd_test(args.directory, args.json, args.verbose)
+        if args.command == "eval":
+            return policy_cmds.cmd_eval(args.directory, args.request, args.json)
+        return policy_cmds.cmd_fmt(args.paths, args.check, args.json)
+    if args.command == "demo":
+        from ordinance.commands.demo import cmd_demo
+
+        return cmd_demo(args.policies, args.json)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Implementations of the ``ordinance`` sub-commands (argument parsing lives in cli.py)."""

@@ -1,0 +1,183 @@
+"""``ordinance check | test | eval | fmt``: the policy author's loop."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.table import Table
+
+from ordinance.commands.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TESTS,
+    EXIT_USAGE,
+    console,
+    emit_json,
+    report_policy_errors,
+)
+from ordinance.policy import canon
+from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.fmt import format_policy
+from ordinance.policy.loader import load_ruleset, policy_files
+from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.testing import run_tests
+from ordinance.policy.window import InMemoryWindows
+
+_EFFECT_STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
+
+
+def _load(directory: str, as_json: bool) -> Ruleset | int:
+    try:
+        return load_ruleset(Path(directory))
+    except PolicyErrors as exc:
+        return report_policy_errors(exc, as_json)
+
+
+def summary(ruleset: Ruleset) -> dict[str, Any]:
+    return {
+        "bundle_id": ruleset.bundle_id,
+        "policies": [p.id for p in ruleset.policies],
+        "rules": len(ruleset.rules),
+        "tools": sorted(ruleset.schema.tools),
+        "tests": sum(len(p.tests) for p in ruleset.policies),
+        "assertions": sum(len(p.assertions) for p in ruleset.policies),
+        "default_effect": ruleset.schema.settings.default_effect,
+        "combining": ruleset.schema.settings.combining,
+    }
+
+
+def cmd_check(directory: str, as_json: bool) -> int:
+    loaded = _load(directory, as_json)
+    if isinstance(loaded, int):
+        return loaded
+    info = summary(loaded)
+    if as_json:
+        emit_json({"ok": True, **info})
+        return EXIT_OK
+    out = console()
+    out.print(
+        f"[green]ok[/] {len(info['policies'])} policies, {info['rules']} rules, "
+        f"{len(info['tools'])} tools, {info['tests']} tests, {info['assertions']} assertions"
+    )
+    out.print(f"bundle {info['bundle_id']}")
+    return EXIT_OK
+
+
+def cmd_test(directory: str, as_json: bool, verbose: bool) -> int:
+    loaded = _load(directory, as_json)
+    if isinstance(loaded, int):
+        return loaded
+    results = run_tests(loaded)
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed,
+                "bundle_id": loaded.bundle_id,
+                "passed": len(results) - len(failed),
+                "failed": len(failed),
+                "results": [r.to_json() for r in results],
+            }
+        )
+        return EXIT_TESTS if failed else EXIT_OK
+    out = console()
+    table = Table(title=f"policy tests against the combined set ({loaded.bundle_id[:19]}…)")
+    for column in ("policy", "test", "expected", "got", "result"):
+        table.add_column(column)
+    for r in results:
+        if r.passed and not verbose:
+            continue
+        table.add_row(
+            r.policy,
+            r.name,
+            r.expected,
+            f"[{_EFFECT_STYLE.get(r.decision.effect, 'white')}]{r.decision.effect}[/]",
+            "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.problem} ({r.location})",
+        )
+    if table.row_count:
+        out.print(table)
+    style = "red" if failed else "green"
+    out.print(f"[{style}]{len(results) - len(failed)} passed, {len(failed)} failed[/]")
+    return EXIT_TESTS if failed else EXIT_OK
+
+
+def _read_request(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return orjson.loads(text)
+
+
+def cmd_eval(directory: str, request_file: str, as_json: bool) -> int:
+    loaded = _load(directory, as_json)
+    if isinstance(loaded, int):
+        return loaded
+    try:
+        request = _read_request(request_file)
+    except (OSError, orjson.JSONDecodeError) as exc:
+        console().print(f"[red]cannot read request {request_file}:[/] {exc}")
+        return EXIT_USAGE
+    # `eval` has no history: window functions see an empty state at the current instant.
+    decision = loaded.evaluate(request, InMemoryWindows(clock=lambda: 0.0))
+    tool = ""
+    if isinstance(request, dict) and isinstance(request.get("action"), dict):
+        raw_tool = request["action"].get("tool")
+        tool = canon.canonical_tool(raw_tool) if isinstance(raw_tool, str) else ""
+    if as_json:
+        emit_json({"canonical_tool": tool, "decision": decision.to_json()})
+        return EXIT_OK
+    out = console()
+    style = _EFFECT_STYLE.get(decision.effect, "white")
+    out.print(f"[bold {style}]{decision.effect}[/]  ({decision.code})")
+    out.print(f"tool      {tool or '-'}")
+    for rule_id, reason in zip(decision.rule_ids, decision.reasons, strict=False):
+        out.print(f"rule      {rule_id}: {reason}", markup=False)
+    if not decision.rule_ids:
+        out.print(f"reason    {decision.reasons[0] if decision.reasons else '-'}", markup=False)
+    for obligation in decision.obligations:
+        out.print(f"obligation {orjson.dumps(obligation).decode()}", markup=False)
+    out.print(f"bundle    {decision.bundle_id}")
+    return EXIT_OK
+
+
+def cmd_fmt(paths: list[str], check: bool, as_json: bool) -> int:
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        files.extend(policy_files(p) if p.is_dir() else [p])
+    changed: list[str] = []
+    errors: list[PolicyErrors] = []
+    out = console()
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        try:
+            formatted = format_policy(text, str(path))
+        except PolicyErrors as exc:
+            errors.append(exc)
+            continue
+        if formatted != text:
+            changed.append(str(path))
+            if check and not as_json:
+                diff = difflib.unified_diff(
+                    text.splitlines(keepends=True),
+                    formatted.splitlines(keepends=True),
+                    str(path),
+                    f"{path} (formatted)",
+                )
+                out.print("".join(diff), markup=False)
+            elif not check:
+                path.write_text(formatted, encoding="utf-8")
+    if errors:
+        return report_policy_errors(PolicyErrors([e for ex in errors for e in ex.errors]), as_json)
+    if as_json:
+        emit_json(
+            {"ok": not (check and changed), "files": len(files), "changed": changed, "check": check}
+        )
+    else:
+        verb = "would reformat" if check else "reformatted"
+        for name in changed:
+            out.print(f"{verb} {name}")
+        out.print(f"{len(files)} file(s), {len(changed)} {verb}")
+    return EXIT_FAILED if check and changed else EXIT_OK
