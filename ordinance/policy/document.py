@@ -313,7 +313,10 @@ def _unique(items: list[Any], attr: str, what: str, errors: list[PolicyError]) -
 def parse_policy(text: str, filename: str = "<policy>") -> Policy:
     """Parse one policy file; raises :class:`PolicyErrors` listing every problem found."""
     source = SourceFile(text, filename)
-    root_node = source.compose()
+    try:
+        root_node = source.compose()
+    except PolicyError as exc:
+        raise PolicyErrors([exc]) from None
     if root_node is None:
         raise PolicyErrors([SyntaxProblem("the policy file is empty", source.location(0, 0))])
     errors: list[PolicyError] = []

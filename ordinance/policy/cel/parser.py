@@ -140,7 +140,8 @@ def tokenize(text: str) -> list[Token]:
         elif kind == "op":
             tokens.append(Token("op", tok, pos))
         pos = m.end()
-    tokens.append(Token("eof", "", len(text)))
+    # End of input points just past the last visible character, not at trailing newlines.
+    tokens.append(Token("eof", "", len(text.rstrip())))
     return tokens
 
 

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ordinance.policy import canon
+
+path_chars = st.sampled_from(list("ab./\\%2eE5cF0 ") + ["%2e", "%2f", "%25", "..", "／", "．", "é", "e\u0301"])
+paths = st.lists(path_chars, max_size=16).map("".join)
+
+
+@given(paths)
+def test_path_canonicalisation_is_idempotent(raw: str) -> None:
+    try:
+        once = canon.canonical_path(raw)
+    except canon.CanonError:
+        return
+    assert canon.canonical_path(once) == once
+
+
+@given(st.text(max_size=20))
+def test_tool_canonicalisation_is_idempotent(raw: str) -> None:
+    once = canon.canonical_tool(raw)
+    assert canon.canonical_tool(once) == once
+
+
+@given(st.text(alphabet=st.sampled_from(list("abcXYZ.-0é") + ["Ａ", "ß"]), max_size=20))
+def test_domain_canonicalisation_is_idempotent(raw: str) -> None:
+    try:
+        once = canon.canonical_domain(raw)
+    except canon.CanonError:
+        return
+    assert canon.canonical_domain(once) == once
+
+
+@given(
+    st.sampled_from(["http", "HTTPS", "ftp"]),
+    st.sampled_from(["Example.COM", "a.b.c", "bücher.de", "[::1]"]),
+    st.sampled_from(["", ":80", ":443", ":8080"]),
+    st.lists(st.sampled_from(["a", ".", "..", "%7e", "%2F", "B"]), max_size=5).map("/".join),
+    st.sampled_from(["", "?q=%2f", "?x=1"]),
+)
+def test_url_canonicalisation_is_idempotent(scheme: str, host: str, port: str, path: str, query: str) -> None:
+    raw = f"{scheme}://{host}{port}/{path}{query}"
+    once = canon.canonical_url(raw)
+    assert canon.canonical_url(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("/etc/passwd", "/etc/passwd"),
+        ("/workspace/../etc/passwd", "/etc/passwd"),
+        ("/workspace/%2e%2e/etc/passwd", "/etc/passwd"),
+        ("/workspace/%252e%252e/etc/passwd", "/etc/passwd"),
+        ("//etc///passwd", "/etc/passwd"),
+        ("/etc/./passwd/", "/etc/passwd"),
+        ("\\etc\\passwd", "/etc/passwd"),
+        ("／etc／passwd", "/etc/passwd"),  # full-width solidus folds under NFKC
+        ("/../../etc", "/etc"),  # never above the root
+        ("a/../../b", "../b"),
+        ("", "."),
+    ],
+)
+def test_path_vectors(raw: str, expected: str) -> None:
+    assert canon.canonical_path(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["/etc/passwd\0.txt", "/a/%00", "%25252525252e", "/a/%ff"])
+def test_paths_without_safe_form_are_rejected(raw: str) -> None:
+    with pytest.raises(canon.CanonError):
+        canon.canonical_path(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Payments.Transfer", "payments.transfer"),
+        ("ｐａｙｍｅｎｔｓ.transfer", "payments.transfer"),
+        ("PAYMENTS.TRANSFER", "payments.transfer"),
+        ("straße.send", "strasse.send"),
+    ],
+)
+def test_tool_vectors(raw: str, expected: str) -> None:
+    assert canon.canonical_tool(raw) == expected
+
+
+def test_domain_and_email_vectors() -> None:
+    assert canon.canonical_domain("Corp.Example.COM.") == "corp.example.com"
+    assert canon.canonical_domain("bücher.de") == "xn--bcher-kva.de"
+    assert canon.canonical_domain(".Example.com", suffix=True) == ".example.com"
+    assert canon.canonical_email("Boss@Corp.COM") == "boss@corp.com"
+    for bad in ("a b.com", "no-at-sign", "@corp.com", "x@", "a..b"):
+        with pytest.raises(canon.CanonError):
+            canon.canonical_email(bad) if "@" in bad or bad == "no-at-sign" else canon.canonical_domain(bad)
+
+
+def test_url_vectors() -> None:
+    assert canon.canonical_url("HTTPS://Example.COM:443/a/../b/%7euser") == "https://example.com/b/~user"
+    assert canon.canonical_url("http://a.com") == "http://a.com/"
+    assert canon.canonical_url("http://a.com:8080//x/./y/") == "http://a.com:8080/x/y/"
+    with pytest.raises(canon.CanonError):
+        canon.canonical_url("/relative/only")
