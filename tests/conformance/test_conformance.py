@@ -21,7 +21,8 @@ from ordinance.policy.document import TestCase as PolicyTest
 from ordinance.policy.errors import PolicyError, PolicyErrors
 from ordinance.policy.ruleset import Ruleset, compile_ruleset
 from ordinance.policy.schema import Schema, parse_schema
-from ordinance.policy.testing import history_windows
+from ordinance.policy.testing import TEST_NOW, history_windows
+from ordinance.policy.window import InMemoryWindows
 
 HERE = Path(__file__).parent
 CASES_DIR = HERE / "cases"
@@ -161,13 +162,12 @@ def _error_matches(error: PolicyError, want: dict[str, Any]) -> bool:
 def run_case(entry: Entry) -> None:
     case = entry.data
     ruleset = ruleset_of(entry.file)
-    test = PolicyTest(
-        name=entry.name,
-        request=case["request"],
-        expect=case["expect"],
-        history=tuple(case.get("history") or ()),
-    )
-    decision = ruleset.evaluate(case["request"], history_windows(ruleset, test))
+    history = tuple(case.get("history") or ())
+    windows = InMemoryWindows(clock=lambda: TEST_NOW)
+    if history:  # the same state `ordinance test` builds for a policy test's history
+        test = PolicyTest(entry.name, case["request"], case["expect"], history=history)
+        windows = history_windows(ruleset, test)
+    decision = ruleset.evaluate(case["request"], windows)
     got = f"{decision.effect} ({decision.code}: {', '.join(decision.rule_ids)}; {decision.detail})"
     assert decision.effect == case["expect"], f"expected {case['expect']}, got {got}"
     if "rules" in case:
