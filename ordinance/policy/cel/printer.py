@@ -42,6 +42,17 @@ _UNARY = 6
 _MEMBER = 7
 
 
+def _needs_escape(code: int) -> bool:
+    # Control characters, surrogates and line separators: YAML (where conditions live)
+    # refuses or rewrites them, so they are always spelled as escapes.
+    return (
+        code < 0x20
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xDFFF
+        or code in (0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF)
+    )
+
+
 def quote(text: str) -> str:
     out = ['"']
     for ch in text:
@@ -55,7 +66,7 @@ def quote(text: str) -> str:
             out.append("\\t")
         elif ch == "\r":
             out.append("\\r")
-        elif ord(ch) < 0x20 or ch in "\x7f\u2028\u2029":
+        elif _needs_escape(ord(ch)):
             out.append(f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
