@@ -86,13 +86,20 @@ def test_eval_explains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         json.dumps(
             {
                 "agent": {"id": "b1", "roles": ["billing"], "team": "finance"},
-                "action": {"tool": "Payments.Transfer", "args": {"amount": 5, "currency": "USD", "country": "KP", "iban": "X"}},
+                "action": {
+                    "tool": "Payments.Transfer",
+                    "args": {"amount": 5, "currency": "USD", "country": "KP", "iban": "X"},
+                },
             }
         )
     )
     assert main(["eval", str(EXAMPLES), "--request", str(req)]) == 0
     out = capsys.readouterr().out
-    assert "deny" in out and "payments-guardrails/block-sanctioned" in out and "payments.transfer" in out
+    assert (
+        "deny" in out
+        and "payments-guardrails/block-sanctioned" in out
+        and "payments.transfer" in out
+    )
     code, report = run_json(capsys, ["eval", str(EXAMPLES), "--request", str(req)])
     assert code == 0
     assert report["decision"]["effect"] == "deny"
@@ -108,7 +115,11 @@ def test_eval_unreadable_request(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_fmt_check_and_write(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fmt", "--check", str(policies)]) == 0
     path = policies / "payments.yaml"
-    path.write_text(path.read_text().replace("when: action.args.amount > 10000", "when: (action.args.amount>10000)", 1))
+    path.write_text(
+        path.read_text().replace(
+            "when: action.args.amount > 10000", "when: (action.args.amount>10000)", 1
+        )
+    )
     code, report = run_json(capsys, ["fmt", "--check", str(policies)])
     assert (code, report["changed"]) == (1, [str(path)])
     assert main(["fmt", str(policies)]) == 0

@@ -65,9 +65,8 @@ def cmd_demo(policies: str | None, as_json: bool) -> int:
         now[0] = START + minutes * 60
         decision = ruleset.evaluate(request, windows)
         if decision.allowed:
-            tool = ruleset.canonical_tool(request["action"]["tool"])
-            args = ruleset.programs[tool].args(request["action"]["args"])
-            windows.record(request["agent"]["id"], tool, args, now[0])
+            canonical = ruleset.canonical(request)
+            windows.record(canonical.agent["id"], canonical.tool, canonical.args, now[0])
         rows.append((minutes, what, request, decision))
     if as_json:
         emit_json(

@@ -66,9 +66,20 @@ def _resolve_segments(path: str) -> str:
     return body or "."
 
 
+# Anything that decoding or segment resolution could change ("/." also catches "/..").
+_NON_CANONICAL_MARKERS = ("%", "\\", "\0", "//", "/.")
+
+
 def canonical_path(raw: str, keep_trailing_slash: bool = False) -> str:
     """Decode percent-encoding to a fixed point, NFKC, treat ``\\`` as a separator,
     collapse ``//``, resolve ``.`` and ``..`` lexically (``..`` never climbs above ``/``)."""
+    if (
+        raw.startswith("/")
+        and raw.isascii()
+        and not any(marker in raw for marker in _NON_CANONICAL_MARKERS)
+        and (len(raw) == 1 or not raw.endswith("/"))
+    ):
+        return raw  # already canonical: the common case skips decoding and re-joining
     text = _decode_fully(raw)
     if "\0" in text:
         raise CanonError("NUL byte in path")

@@ -7,9 +7,10 @@ no text from a policy ever reaches the generated source except through ``repr`` 
 other constant (decimals, sets, compiled patterns) is passed in the namespace by name,
 and every identifier in the source is one this module invents.
 
-Variables inside a generated function: ``t`` canonical tool, ``a`` agent, ``x`` args,
-``r`` resource or None, ``c`` context, ``w`` window state (may be None), ``aid`` agent id,
-``roles`` agent roles, ``rk`` resource kind or None.
+Inside a generated function ``t`` is the canonical tool, ``w`` the window state (may be
+None), ``aid``/``roles`` the agent's id and roles, ``rk`` the resource kind (None without a
+resource); every other request field is a local chosen by :class:`~ordinance.policy.program.Layout`,
+holding ``_M`` when an optional field is absent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import decimal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ordinance.policy import canon
 from ordinance.policy.cel import (
@@ -37,6 +38,9 @@ from ordinance.policy.document import Condition
 from ordinance.policy.errors import TypeProblem
 from ordinance.policy.regex import compile_regex
 from ordinance.policy.typecheck import Typed, parse_duration
+
+if TYPE_CHECKING:
+    from ordinance.policy.program import Layout
 from ordinance.policy.types import DECIMAL, STRING, Type, ValueProblem, canonical_literal
 
 # Exact decimal arithmetic: a result that would need rounding raises (-> evaluation error
@@ -102,6 +106,7 @@ class Constants:
     _by_key: dict[tuple[type, Any], str] = field(default_factory=dict)
 
     def add(self, value: Any) -> str:
+        """The name under which ``value`` is visible to generated code."""
         key = (type(value), value)
         try:
             existing = self._by_key.get(key)
@@ -123,7 +128,8 @@ def _py_literal(value: Any, consts: Constants) -> str:
 
 
 class ExprCompiler:
-    def __init__(self, typed: Typed, condition: Condition, consts: Constants):
+    def __init__(self, typed: Typed, condition: Condition, consts: Constants, layout: Layout):
+        self.layout = layout
         self.types = typed.types
         self.condition = condition
         self.consts = consts
@@ -198,26 +204,28 @@ class ExprCompiler:
         path = attribute_path(node)
         assert path is not None
         root, *rest = path
-        if root == "action":
-            return "t" if rest == ["tool"] else f"x[{rest[1]!r}]"
-        var = {"agent": "a", "resource": "r", "context": "c"}[root]
-        if root == "agent" and rest == ["id"]:
-            return "aid"
-        if root == "agent" and rest == ["roles"]:
-            return "roles"
-        return f"{var}[{rest[0]!r}]"
+        if root == "action" and rest == ["tool"]:
+            return "t"
+        name = rest[1] if root == "action" else rest[0]
+        var = self.layout.locals[(root, name)]
+        if root == "resource" and name == "kind":
+            return "(rk if rk is not None else _missing('resource'))"
+        if self.layout.may_be_missing(root, name):
+            label = ".".join(path)
+            return f"({var} if {var} is not _M else _missing({label!r}))"
+        return var
 
     def has(self, arg: Expr) -> str:
         path = attribute_path(arg)
         assert path is not None
-        if path == ("resource",):
-            return "(r is not None)"
-        if path[0] == "resource":
-            return f"(r is not None and {path[1]!r} in r)"
-        if path[0] == "action":
-            return f"({path[2]!r} in x)" if len(path) == 3 else "True"
-        var = {"agent": "a", "context": "c"}[path[0]]
-        return f"({path[1]!r} in {var})"
+        if path in (("resource",), ("resource", "kind")):
+            return "(rk is not None)"
+        if path[0] == "action" and len(path) == 2:
+            return "True"  # action.tool, action.args: always present
+        root, name = path[0], (path[2] if path[0] == "action" else path[1])
+        if not self.layout.may_be_missing(root, name):
+            return "True"
+        return f"({self.layout.locals[(root, name)]} is not _M)"
 
     def list_value(self, node: ListLit, env: dict[str, str]) -> str:
         items = [self.compile(i, env) for i in node.items]
@@ -311,5 +319,5 @@ class ExprCompiler:
         return f"{fn}({body} for {var} in {target})"
 
 
-def compile_condition(typed: Typed, condition: Condition, consts: Constants) -> str:
-    return ExprCompiler(typed, condition, consts).compile(condition.expr, {})
+def compile_condition(typed: Typed, condition: Condition, consts: Constants, layout: Layout) -> str:
+    return ExprCompiler(typed, condition, consts, layout).compile(condition.expr, {})

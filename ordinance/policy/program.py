@@ -1,17 +1,22 @@
-"""Per-tool programs: request validation plus one generated decision function per tool.
+"""Per-tool programs: one generated function per tool that validates and canonicalises the
+request *and* decides it, in straight-line code over local variables.
 
-Rules are indexed by tool at compile time (a request only ever runs the rules whose
-target can match its tool) and grouped by policy target inside the function (one agent /
-resource test guards all rules of a policy).
+Why one function: on CPython the cost of a request is dominated by calls and dictionary
+traffic, not by the rules. Rules are indexed by tool at compile time (a request only ever
+runs the rules whose target can match its tool) and grouped by policy target inside the
+function (one agent / resource test guards all rules of a policy). Request fields become
+locals named by position (``x0``, ``a1``...), never by their schema names: no text from a
+schema or policy reaches the generated source except through ``repr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ordinance.policy.schema import Fields
+from ordinance.policy.codegen import Constants
+from ordinance.policy.schema import Field, Fields, Schema, Tool
 from ordinance.policy.types import ValueProblem, converter
 
 # Tiers, in precedence order under deny-overrides.
@@ -20,41 +25,169 @@ TIER_OF_EFFECT = {"deny": TIER_DENY, "require_approval": TIER_APPROVAL, "allow":
 
 # (tier, rule indexes, [(rule index, exception)] or None) or None when no rule applied.
 Outcome = tuple[int, list[int], list[tuple[int, BaseException]] | None] | None
-ToolFunction = Callable[..., Outcome]
+Entry = Callable[[Any, Any, Any], tuple[str, Outcome]]
+
+MISSING = object()  # the value of an absent optional field
+_EMPTY_SET: frozenset[str] = frozenset()
 
 
 class RequestProblem(ValueError):
     """A request that does not fit the schema; becomes a deny with code invalid_request."""
 
 
-def record_converter(fields: Fields, what: str, strict: bool) -> Callable[[Any], dict[str, Any]]:
-    """Validate and canonicalise one record (agent, args, resource, context).
+def missing(attribute: str) -> Any:
+    """Reading an absent attribute is an evaluation error (KeyError), never a silent false."""
+    raise KeyError(attribute)
 
-    ``strict`` rejects undeclared fields (tool arguments: the attack surface); otherwise
-    they are dropped, since no policy can refer to them."""
-    convert = {name: converter(f.type) for name, f in fields.items()}
-    required = frozenset(name for name, f in fields.items() if not f.optional)
 
-    def run(raw: Any) -> dict[str, Any]:
-        if not isinstance(raw, dict):
-            raise RequestProblem(f"{what} must be an object")
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            fn = convert.get(key)
-            if fn is None:
-                if strict:
-                    raise RequestProblem(f"{what}.{key} is not declared in the schema")
-                continue
-            try:
-                out[key] = fn(value)
-            except ValueProblem as exc:
-                raise RequestProblem(f"{what}.{key}: {exc}") from None
-        if len(out) < len(required) or not required.issubset(out):
-            missing = sorted(required - out.keys())
-            raise RequestProblem(f"{what} is missing required field(s): {', '.join(missing)}")
-        return out
+# Inline fast paths for the common JSON shapes; anything else takes the full converter,
+# which validates and canonicalises (and raises ValueProblem).
+_FAST_PATH = {
+    "string": "v if type(v) is str and v.isascii() else {slow}(v)",
+    "int": "v if type(v) is int else {slow}(v)",
+    # An int is an exact decimal already: keep it, arithmetic and comparisons mix freely.
+    "decimal": "v if type(v) is int else {slow}(v)",
+    "bool": "v if type(v) is bool else {slow}(v)",
+}
 
-    return run
+
+@dataclass
+class Layout:
+    """Where each request attribute lives in a tool's generated function."""
+
+    tool: Tool
+    schema: Schema
+    locals: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for root, prefix, fields in (
+            ("agent", "a", self.schema.agent),
+            ("action", "x", self.tool.args),
+            ("resource", "r", self.schema.resource),
+            ("context", "c", self.schema.context),
+        ):
+            for n, name in enumerate(sorted(fields)):
+                self.locals[(root, name)] = f"{prefix}{n}"
+        # The built-ins the target guards use get fixed names.
+        self.locals[("agent", "id")] = "aid"
+        self.locals[("agent", "roles")] = "roles"
+        self.locals[("resource", "kind")] = "rk"
+
+    def field(self, root: str, name: str) -> Field:
+        if root == "action":
+            return self.tool.args[name]
+        return {
+            "agent": self.schema.agent,
+            "resource": self.schema.resource,
+            "context": self.schema.context,
+        }[root][name]
+
+    def may_be_missing(self, root: str, name: str) -> bool:
+        if root == "resource":
+            return True  # the whole resource may be absent
+        if (root, name) == ("agent", "roles"):
+            return False  # absent roles are the empty set
+        return self.field(root, name).optional
+
+
+def _record(
+    lines: list[str],
+    layout: Layout,
+    root: str,
+    *,
+    fields: Fields,
+    raw: str,
+    what: str,
+    ns: Constants,
+    strict: bool,
+) -> None:
+    """Convert the fields of one record from ``raw`` (a dict) into locals."""
+    lines.append(f"    if type({raw}) is not dict:")
+    lines.append(f"        raise _RequestProblem({what + ' must be an object'!r})")
+    lines.append("    try:")
+    lines.append("        f = None")
+    for name, spec in sorted(fields.items()):
+        var = layout.locals[(root, name)]
+        slow = ns.add(converter(spec.type))
+        lines.append(f"        v = {raw}.get({name!r}, _M)")
+        lines.append("        if v is not _M:")
+        lines.append(f"            f = {name!r}")
+        lines.append(
+            f"            {var} = {_FAST_PATH.get(spec.type.name, '{slow}(v)').format(slow=slow)}"
+        )
+        lines.append("        else:")
+        if (root, name) == ("agent", "roles"):
+            lines.append(f"            {var} = _EMPTY_SET")
+        elif spec.optional:
+            lines.append(f"            {var} = _M")
+        else:
+            lines.append(
+                f"            raise _RequestProblem({f'{what} is missing required field {name}'!r})"
+            )
+    lines.append("    except _ValueProblem as exc:")
+    lines.append(f"        raise _RequestProblem({what + '.'!r} + f + ': ' + str(exc)) from None")
+    if strict:
+        required = sum(1 for f in fields.values() if not f.optional)
+        known = ns.add(frozenset(fields))
+        lines.append(f"    if len({raw}) > {required}:")
+        lines.append(f"        for key in {raw}:")
+        lines.append(f"            if key not in {known}:")
+        lines.append(
+            f"                raise _RequestProblem({what + '.'!r} + str(key) + ' is not declared in the schema')"
+        )
+
+
+def prologue(layout: Layout, ns: Constants) -> list[str]:
+    """Validation and canonicalisation of the whole request into locals."""
+    schema = layout.schema
+    lines: list[str] = ["    args = action.get('args', _EMPTY_DICT)"]
+    _record(
+        lines,
+        layout,
+        "action",
+        fields=layout.tool.args,
+        raw="args",
+        what="action.args",
+        ns=ns,
+        strict=True,
+    )
+    lines.append("    agent = request['agent']")
+    _record(
+        lines, layout, "agent", fields=schema.agent, raw="agent", what="agent", ns=ns, strict=False
+    )
+    lines.append("    resource = request.get('resource')")
+    lines.append("    if resource is None:")
+    for name in sorted(schema.resource):
+        if name != "kind":
+            lines.append(f"        {layout.locals[('resource', name)]} = _M")
+    lines.append("        rk = None")
+    lines.append("    else:")
+    body: list[str] = []
+    _record(
+        body,
+        layout,
+        "resource",
+        fields=schema.resource,
+        raw="resource",
+        what="resource",
+        ns=ns,
+        strict=False,
+    )
+    lines.extend("    " + b for b in body)
+    lines.append("    context = request.get('context')")
+    lines.append("    if not context:")
+    lines.append("        context = _EMPTY_DICT")
+    _record(
+        lines,
+        layout,
+        "context",
+        fields=schema.context,
+        raw="context",
+        what="context",
+        ns=ns,
+        strict=False,
+    )
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +218,25 @@ def _rule_body(rule: RuleCode, on_match: str, on_error: str) -> list[str]:
     ]
 
 
-def deny_overrides_source(name: str, rules: list[RuleCode]) -> str:
-    lines = [f"def {name}(t, a, x, r, c, w, aid, roles, rk):", "    h = []", "    e = None"]
+def _hoist_guards(rules: list[RuleCode], lines: list[str]) -> list[RuleCode]:
+    """A target guard needed in several tiers is computed once, into a local."""
+    tiers_of: dict[str, set[int]] = {}
+    for rl in rules:
+        if rl.group:
+            tiers_of.setdefault(rl.group, set()).add(rl.tier)
+    names: dict[str, str] = {}
+    for n, (guard, tiers) in enumerate(tiers_of.items()):
+        if len(tiers) > 1:
+            names[guard] = f"g{n}"
+            lines.append(f"    g{n} = {guard}")
+    return [
+        RuleCode(rl.index, rl.tier, rl.condition, names.get(rl.group, rl.group)) for rl in rules
+    ]
+
+
+def deny_overrides_body(rules: list[RuleCode]) -> list[str]:
+    lines = ["    h = []", "    e = None"]
+    rules = _hoist_guards(rules, lines)
     for tier in (TIER_DENY, TIER_APPROVAL, TIER_ALLOW):
         tier_rules = [rl for rl in rules if rl.tier == tier]
         i = 0
@@ -106,11 +256,11 @@ def deny_overrides_source(name: str, rules: list[RuleCode]) -> str:
             lines += ["    if e:", "        return (0, [], e)"]
             lines += ["    if h:", f"        return ({tier}, h, None)"]
     lines.append("    return None")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def first_applicable_source(name: str, rules: list[RuleCode]) -> str:
-    lines = [f"def {name}(t, a, x, r, c, w, aid, roles, rk):"]
+def first_applicable_body(rules: list[RuleCode]) -> list[str]:
+    lines: list[str] = []
     for rl in rules:
         body = _rule_body(
             rl,
@@ -119,12 +269,36 @@ def first_applicable_source(name: str, rules: list[RuleCode]) -> str:
         )
         _guarded(lines, rl.group, body)
     lines.append("    return None")
+    return lines
+
+
+RUNTIME_NAMES: dict[str, Any] = {
+    "_M": MISSING,
+    "_EMPTY_SET": _EMPTY_SET,
+    "_EMPTY_DICT": {},
+    "_RequestProblem": RequestProblem,
+    "_ValueProblem": ValueProblem,
+    "_missing": missing,
+    "type": type,
+    "str": str,
+    "int": int,
+    "bool": bool,
+    "dict": dict,
+    "len": len,
+}
+
+
+def program_source(name: str, layout: Layout, ns: Constants, decide: list[str]) -> str:
+    """``def name(request, action, w)``: validate, then decide; returns the Outcome.
+    The canonical tool name ``t`` is a constant of the function."""
+    lines = [f"def {name}(request, action, w):", f"    t = {layout.tool.name!r}"]
+    lines += prologue(layout, ns)
+    lines += decide
     return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
 class ToolProgram:
     tool: str
-    args: Callable[[Any], dict[str, Any]]
-    decide: ToolFunction
+    run: Callable[[Any, Any, Any], Outcome]
     source: str

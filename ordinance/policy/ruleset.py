@@ -30,14 +30,17 @@ from ordinance.policy.decision import (
 from ordinance.policy.document import Policy, Rule, Target
 from ordinance.policy.errors import PolicyError, PolicyErrors, SchemaProblem
 from ordinance.policy.program import (
+    RUNTIME_NAMES,
     TIER_OF_EFFECT,
+    Layout,
     RequestProblem,
     RuleCode,
     ToolProgram,
-    deny_overrides_source,
-    first_applicable_source,
-    record_converter,
+    deny_overrides_body,
+    first_applicable_body,
+    program_source,
 )
+from ordinance.policy.request import CanonicalRequest, canonical_request
 from ordinance.policy.schema import Schema, Tool
 from ordinance.policy.typecheck import check_condition
 from ordinance.policy.window import WindowState
@@ -107,9 +110,6 @@ class Ruleset:
     policies: tuple[Policy, ...]
     rules: tuple[CompiledRule, ...]
     programs: Mapping[str, ToolProgram]
-    _agent: Any = field(repr=False)
-    _resource: Any = field(repr=False)
-    _context: Any = field(repr=False)
     _tool_cache: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _decisions: dict[tuple[int, tuple[int, ...]], Decision] = field(
         default_factory=dict, repr=False, compare=False
@@ -118,6 +118,17 @@ class Ruleset:
     @property
     def default_effect(self) -> str:
         return self.schema.settings.default_effect
+
+    @property
+    def _default(self) -> Decision:
+        found = self._decisions.get((-1, ()))
+        if found is None:
+            effect = self.default_effect
+            found = Decision(
+                effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
+            )
+            self._decisions[(-1, ())] = found
+        return found
 
     def _deny(self, code: str, detail: str) -> Decision:
         return Decision(DENY, (), (detail,), (), self.bundle_id, code, detail)
@@ -160,6 +171,10 @@ class Ruleset:
                 self._tool_cache[raw] = cached
         return cached
 
+    def canonical(self, request: Mapping[str, Any]) -> CanonicalRequest:
+        """The request in canonical form (raises RequestProblem if it does not fit)."""
+        return canonical_request(self.schema, request)
+
     def evaluate(self, request: Mapping[str, Any], windows: WindowState | None = None) -> Decision:
         """Decide one request. Never raises; anything unexpected is a deny with a reason."""
         try:
@@ -167,26 +182,15 @@ class Ruleset:
             raw_tool = action["tool"]
             if not isinstance(raw_tool, str):
                 return self._deny(INVALID_REQUEST, "action.tool must be a string")
-            tool = self.canonical_tool(raw_tool)
-            program = self.programs.get(tool)
+            # Canonical names are fixed points, so the common case needs no normalisation.
+            program = self.programs.get(raw_tool)
+            tool = raw_tool
             if program is None:
-                return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema")
-            args = program.args(action.get("args", {}))
-            agent = self._agent(request["agent"])
-            raw_resource = request.get("resource")
-            resource = None if raw_resource is None else self._resource(raw_resource)
-            context = self._context(request.get("context") or {})
-            outcome = program.decide(
-                tool,
-                agent,
-                args,
-                resource,
-                context,
-                windows,
-                agent["id"],
-                agent.get("roles", _EMPTY),
-                None if resource is None else resource["kind"],
-            )
+                tool = self.canonical_tool(raw_tool)
+                program = self.programs.get(tool)
+                if program is None:
+                    return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema")
+            outcome = program.run(request, action, windows)
         except RequestProblem as exc:
             return self._deny(INVALID_REQUEST, str(exc))
         except (KeyError, TypeError, AttributeError) as exc:
@@ -194,14 +198,11 @@ class Ruleset:
         except Exception as exc:  # a bug must still fail closed
             return self._deny(EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if outcome is None:
-            effect = self.default_effect
-            return Decision(
-                effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
-            )
+            return self._default
         tier, hits, errors = outcome
         if errors:
             return self._errored(hits, errors)
-        return self._matched(tier, hits)
+        return self._decisions.get((tier, tuple(hits))) or self._matched(tier, hits)
 
 
 # -- compilation ------------------------------------------------------------------------
@@ -268,6 +269,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
     ]
     consts = Constants()
     per_tool: dict[str, list[RuleCode]] = {name: [] for name in schema.tools}
+    layouts = {name: Layout(tool, schema) for name, tool in schema.tools.items()}
     guards = {p.id: _target_guard(p.target, consts) for p in ordered}
     for p in ordered:
         errors += _check_globs(p.target.actions, schema, p, "target.actions")
@@ -282,7 +284,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
             tool: Tool = schema.tools[tool_name]
             try:
                 typed = check_condition(schema, tool, cr.rule.condition)
-                source = compile_condition(typed, cr.rule.condition, consts)
+                source = compile_condition(typed, cr.rule.condition, consts, layouts[tool_name])
             except PolicyError as exc:
                 if exc.render() not in reported:
                     reported.add(exc.render())
@@ -304,7 +306,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
         raise PolicyErrors(errors)
 
     first_applicable = schema.settings.combining == "first-applicable"
-    namespace: dict[str, Any] = {"__builtins__": {}, **RUNTIME, **consts.values}
+    namespace: dict[str, Any] = {"__builtins__": {}, **RUNTIME, **RUNTIME_NAMES}
     programs: dict[str, ToolProgram] = {}
     for n, (tool_name, codes) in enumerate(sorted(per_tool.items())):
         fn_name = f"_tool_{n}"
@@ -312,23 +314,17 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
             in_order = sorted(
                 codes, key=lambda rc: _first_applicable_order(compiled[rc.index], rc.index)
             )
-            source = first_applicable_source(fn_name, in_order)
+            decide = first_applicable_body(in_order)
         else:
-            source = deny_overrides_source(fn_name, codes)
+            decide = deny_overrides_body(codes)
+        source = program_source(fn_name, layouts[tool_name], consts, decide)
+        namespace.update(consts.values)
         exec(compile(source, f"<ordinance tool {n}>", "exec"), namespace)
-        programs[tool_name] = ToolProgram(
-            tool_name,
-            record_converter(schema.tools[tool_name].args, "action.args", strict=True),
-            namespace[fn_name],
-            source,
-        )
+        programs[tool_name] = ToolProgram(tool_name, namespace[fn_name], source)
     return Ruleset(
         bundle_id=bundle_id_of(schema, ordered),
         schema=schema,
         policies=ordered,
         rules=tuple(compiled),
         programs=programs,
-        _agent=record_converter(schema.agent, "agent", strict=False),
-        _resource=record_converter(schema.resource, "resource", strict=False),
-        _context=record_converter(schema.context, "context", strict=False),
     )

@@ -182,7 +182,10 @@ def converter(t: Type) -> Callable[[Any], Any]:
 def _set_of_strings(value: Any) -> frozenset[str]:
     if not isinstance(value, list | tuple | set | frozenset):
         raise ValueProblem(f"expected a list of strings, got {type(value).__name__}")
-    return frozenset(_string(v) for v in value)
+    for item in value:
+        if type(item) is not str or not item.isascii():
+            return frozenset(_string(v) for v in value)
+    return frozenset(value)  # all ASCII strings: already canonical
 
 
 def canonical_literal(value: Any, t: Type) -> Any:

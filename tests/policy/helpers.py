@@ -33,8 +33,9 @@ def compile_texts(*policies: str, schema: str = SCHEMA) -> Ruleset:
 
 def policy(rules: str, target: str = "{}", policy_id: str = "p") -> str:
     """A minimal policy around an indented block of rules."""
-    return f"policy: {policy_id}\nowner: team\ndescription: test\ntarget: {target}\nrules:\n" + textwrap.indent(
-        textwrap.dedent(rules), "  "
+    return (
+        f"policy: {policy_id}\nowner: team\ndescription: test\ntarget: {target}\nrules:\n"
+        + textwrap.indent(textwrap.dedent(rules), "  ")
     )
 
 

@@ -6,7 +6,9 @@ from hypothesis import strategies as st
 
 from ordinance.policy import canon
 
-path_chars = st.sampled_from(list("ab./\\%2eE5cF0 ") + ["%2e", "%2f", "%25", "..", "／", "．", "é", "e\u0301"])
+path_chars = st.sampled_from(
+    [*"ab./\\%2eE5cF0 ", "%2e", "%2f", "%25", "..", "／", "．", "é", "e\u0301"]
+)
 paths = st.lists(path_chars, max_size=16).map("".join)
 
 
@@ -25,7 +27,7 @@ def test_tool_canonicalisation_is_idempotent(raw: str) -> None:
     assert canon.canonical_tool(once) == once
 
 
-@given(st.text(alphabet=st.sampled_from(list("abcXYZ.-0é") + ["Ａ", "ß"]), max_size=20))
+@given(st.text(alphabet=st.sampled_from([*"abcXYZ.-0é", "Ａ", "ß"]), max_size=20))
 def test_domain_canonicalisation_is_idempotent(raw: str) -> None:
     try:
         once = canon.canonical_domain(raw)
@@ -41,7 +43,9 @@ def test_domain_canonicalisation_is_idempotent(raw: str) -> None:
     st.lists(st.sampled_from(["a", ".", "..", "%7e", "%2F", "B"]), max_size=5).map("/".join),
     st.sampled_from(["", "?q=%2f", "?x=1"]),
 )
-def test_url_canonicalisation_is_idempotent(scheme: str, host: str, port: str, path: str, query: str) -> None:
+def test_url_canonicalisation_is_idempotent(
+    scheme: str, host: str, port: str, path: str, query: str
+) -> None:
     raw = f"{scheme}://{host}{port}/{path}{query}"
     once = canon.canonical_url(raw)
     assert canon.canonical_url(once) == once
@@ -93,12 +97,27 @@ def test_domain_and_email_vectors() -> None:
     assert canon.canonical_email("Boss@Corp.COM") == "boss@corp.com"
     for bad in ("a b.com", "no-at-sign", "@corp.com", "x@", "a..b"):
         with pytest.raises(canon.CanonError):
-            canon.canonical_email(bad) if "@" in bad or bad == "no-at-sign" else canon.canonical_domain(bad)
+            canon.canonical_email(
+                bad
+            ) if "@" in bad or bad == "no-at-sign" else canon.canonical_domain(bad)
 
 
 def test_url_vectors() -> None:
-    assert canon.canonical_url("HTTPS://Example.COM:443/a/../b/%7euser") == "https://example.com/b/~user"
+    assert (
+        canon.canonical_url("HTTPS://Example.COM:443/a/../b/%7euser")
+        == "https://example.com/b/~user"
+    )
     assert canon.canonical_url("http://a.com") == "http://a.com/"
     assert canon.canonical_url("http://a.com:8080//x/./y/") == "http://a.com:8080/x/y/"
     with pytest.raises(canon.CanonError):
         canon.canonical_url("/relative/only")
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b.txt", ".ssh", "x-y", "..", "."]), max_size=6).map(
+        lambda parts: "/" + "/".join(parts)
+    )
+)
+def test_path_fast_path_agrees_with_full_resolution(raw: str) -> None:
+    # "/." + raw resolves to the same path but always takes the slow path
+    assert canon.canonical_path(raw) == canon.canonical_path("/." + raw)

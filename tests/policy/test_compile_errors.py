@@ -25,7 +25,9 @@ def test_typo_in_attribute_names_the_closest() -> None:
         '{actions: ["payments.transfer"]}',
     )
     rendered = _error(text)
-    assert rendered.startswith("policy0.yaml:9:11: type error: unknown attribute `action.args.ammount` of tool")
+    assert rendered.startswith(
+        "policy0.yaml:9:11: type error: unknown attribute `action.args.ammount` of tool"
+    )
     assert "did you mean `action.args.amount`?" in rendered
     lines = rendered.splitlines()
     caret_line = lines[2]
@@ -45,7 +47,9 @@ def test_type_error_points_at_the_operator_expression() -> None:
         '{actions: ["payments.transfer"]}',
     )
     rendered = _error(text)
-    assert rendered.startswith("policy0.yaml:9:12: type error: `>` compares two numbers or two strings")
+    assert rendered.startswith(
+        "policy0.yaml:9:12: type error: `>` compares two numbers or two strings"
+    )
     lines = rendered.splitlines()
     assert lines[2].index("^") == lines[1].index("action.args.currency")
 
@@ -90,13 +94,13 @@ def test_yaml_errors_are_located() -> None:
         ("effect: permit", "unknown effect `permit`"),
         ("effect: allow\n  wen: true", "unknown key `wen` in rule"),
         ("effect: allow\n  when: action.args.amount / 2 > 1", "decimal division is not exact"),
-        ("effect: allow\n  when: action.args.currency.matches(\"(a)\\\\1\")", "unsupported pattern"),
+        ('effect: allow\n  when: action.args.currency.matches("(a)\\\\1")', "unsupported pattern"),
         ('effect: allow\n  when: window.count("forever") > 1', "window duration"),
         ("effect: allow\n  when: action.args.currency.startsWith(1)", "must be a string"),
         ("effect: allow\n  when: action.args.amount", "must be true or false"),
         ("effect: allow\n  when: frobnicate(1)", "unknown function"),
         ("effect: allow\n  when: action.args.currency.lowercase()", "did you mean `lower`"),
-        ("effect: allow\n  when: agnet.id == \"x\"", "did you mean `agent`"),
+        ('effect: allow\n  when: agnet.id == "x"', "did you mean `agent`"),
         ("effect: allow\n  when: action.args.to.exists(x, x)", "unknown attribute"),
     ],
 )

@@ -27,7 +27,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 rule_ids = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
 effects = st.sampled_from(["allow", "deny", "require_approval"])
 # YAML cannot carry control characters or surrogates in plain text fields
-texts = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp")), max_size=20)
+texts = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Co", "Cn", "Zl", "Zp")), max_size=20
+)
 
 
 @st.composite

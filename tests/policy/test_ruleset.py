@@ -39,7 +39,9 @@ def payments():
 
 
 def test_deny_overrides_approval_overrides_allow(payments) -> None:
-    d = payments.evaluate(request("payments.transfer", {**TRANSFER, "country": "KP", "amount": "5000"}))
+    d = payments.evaluate(
+        request("payments.transfer", {**TRANSFER, "country": "KP", "amount": "5000"})
+    )
     assert (d.effect, d.rule_ids, d.code) == ("deny", ("p/deny-kp",), MATCHED)
     d = payments.evaluate(request("payments.transfer", {**TRANSFER, "amount": "5000"}))
     assert (d.effect, d.rule_ids) == ("require_approval", ("p/approve-large",))
@@ -59,7 +61,10 @@ def test_no_applicable_rule_falls_to_default_deny(payments) -> None:
 
 
 def test_default_effect_is_configurable() -> None:
-    rs = compile_texts(policy(RULES, '{actions: ["payments.*"]}'), schema=SCHEMA + "settings: {default_effect: allow}\n")
+    rs = compile_texts(
+        policy(RULES, '{actions: ["payments.*"]}'),
+        schema=SCHEMA + "settings: {default_effect: allow}\n",
+    )
     assert rs.evaluate(request("fs.read", {"path": "/tmp/x"})).effect == "allow"
 
 
@@ -79,7 +84,10 @@ def test_first_applicable_by_priority() -> None:
     rs = compile_texts(policy(rules, '{actions: ["fs.read"]}'), schema=schema)
     d = rs.evaluate(request("fs.read", {"path": "/a"}))
     assert (d.effect, d.rule_ids) == ("allow", ("p/high-allow",))
-    rs = compile_texts(policy(rules.replace("priority: 10", "priority: 0"), '{actions: ["fs.read"]}'), schema=schema)
+    rs = compile_texts(
+        policy(rules.replace("priority: 10", "priority: 0"), '{actions: ["fs.read"]}'),
+        schema=schema,
+    )
     # equal priority: the stronger effect wins the tie
     assert rs.evaluate(request("fs.read", {"path": "/a"})).rule_ids == ("p/low-deny",)
 
@@ -125,7 +133,7 @@ def test_evaluation_errors_deny_and_name_the_rule() -> None:
     d = rs.evaluate(request("payments.transfer", TRANSFER))  # no memo; size("EUR") - 3 == 0
     assert (d.effect, d.code) == ("deny", EVALUATION_ERROR)
     assert set(d.rule_ids) == {"p/memo-check", "p/divide"}
-    assert any("missing attribute 'memo'" in r for r in d.reasons)
+    assert any("missing attribute 'action.args.memo'" in r for r in d.reasons)
     assert any("division by zero" in r for r in d.reasons)
     d = rs.evaluate(request("payments.transfer", {**TRANSFER, "memo": "ok", "currency": "EURO"}))
     assert d.effect == "allow"
@@ -142,9 +150,16 @@ def test_has_guards_optional_attributes() -> None:
     """
     rs = compile_texts(policy(rules, '{actions: ["payments.transfer"]}'))
     assert rs.evaluate(request("payments.transfer", TRANSFER)).code == DEFAULT
-    assert rs.evaluate(request("payments.transfer", {**TRANSFER, "memo": "inv-1"})).effect == "allow"
+    assert (
+        rs.evaluate(request("payments.transfer", {**TRANSFER, "memo": "inv-1"})).effect == "allow"
+    )
     pii = {"kind": "account", "id": "x", "classification": "pii"}
-    assert rs.evaluate(request("payments.transfer", {**TRANSFER, "memo": "inv-1"}, resource=pii)).effect == "deny"
+    assert (
+        rs.evaluate(
+            request("payments.transfer", {**TRANSFER, "memo": "inv-1"}, resource=pii)
+        ).effect
+        == "deny"
+    )
 
 
 def test_missing_resource_is_an_error_not_a_non_match() -> None:
@@ -156,7 +171,9 @@ def test_missing_resource_is_an_error_not_a_non_match() -> None:
     rs = compile_texts(policy(rules, '{actions: ["fs.read"]}'))
     d = rs.evaluate(request("fs.read", {"path": "/a"}))
     assert (d.effect, d.code) == ("deny", EVALUATION_ERROR)
-    assert rs.evaluate(request("fs.read", {"path": "/a"}, resource={"kind": "file"})).effect == "allow"
+    assert (
+        rs.evaluate(request("fs.read", {"path": "/a"}, resource={"kind": "file"})).effect == "allow"
+    )
 
 
 def test_exact_decimals() -> None:
@@ -166,9 +183,14 @@ def test_exact_decimals() -> None:
       when: action.args.amount + 0.2 == 0.3 && action.args.amount * 3 == 0.3
     """
     rs = compile_texts(policy(rules, '{actions: ["payments.transfer"]}'))
-    assert rs.evaluate(request("payments.transfer", {**TRANSFER, "amount": "0.1"})).effect == "allow"
+    assert (
+        rs.evaluate(request("payments.transfer", {**TRANSFER, "amount": "0.1"})).effect == "allow"
+    )
     assert rs.evaluate(request("payments.transfer", {**TRANSFER, "amount": 0.1})).effect == "allow"
-    assert rs.evaluate(request("payments.transfer", {**TRANSFER, "amount": Decimal("0.10")})).effect == "allow"
+    assert (
+        rs.evaluate(request("payments.transfer", {**TRANSFER, "amount": Decimal("0.10")})).effect
+        == "allow"
+    )
 
 
 def test_canonical_forms_defeat_spelling_tricks() -> None:
@@ -180,7 +202,13 @@ def test_canonical_forms_defeat_spelling_tricks() -> None:
       effect: allow
     """
     rs = compile_texts(policy(rules, '{actions: ["fs.read"]}'))
-    for sneaky in ("/tmp/../etc/shadow", "/tmp/%2e%2e/etc/shadow", "//etc//shadow", "／etc／shadow", "/tmp/%252e%252e/etc"):
+    for sneaky in (
+        "/tmp/../etc/shadow",
+        "/tmp/%2e%2e/etc/shadow",
+        "//etc//shadow",
+        "／etc／shadow",
+        "/tmp/%252e%252e/etc",
+    ):
         d = rs.evaluate(request("FS.Read", {"path": sneaky}))
         assert d.effect == "deny", sneaky
     assert rs.evaluate(request("fs.read", {"path": "/tmp/etc"})).effect == "allow"
@@ -196,9 +224,18 @@ def test_list_and_email_semantics() -> None:
       when: '"ceo@corp.example" in action.args.to'
     """
     rs = compile_texts(policy(rules, '{actions: ["email.send"]}'))
-    assert rs.evaluate(request("email.send", {"to": ["A@Corp.Example"], "subject": "s"})).effect == "allow"
-    assert rs.evaluate(request("email.send", {"to": ["CEO@corp.EXAMPLE."], "subject": "s"})).effect == "require_approval"
-    assert rs.evaluate(request("email.send", {"to": ["a@evil.example"], "subject": "s"})).code == DEFAULT
+    assert (
+        rs.evaluate(request("email.send", {"to": ["A@Corp.Example"], "subject": "s"})).effect
+        == "allow"
+    )
+    assert (
+        rs.evaluate(request("email.send", {"to": ["CEO@corp.EXAMPLE."], "subject": "s"})).effect
+        == "require_approval"
+    )
+    assert (
+        rs.evaluate(request("email.send", {"to": ["a@evil.example"], "subject": "s"})).code
+        == DEFAULT
+    )
     assert rs.evaluate(request("email.send", {"to": [], "subject": "s"})).code == DEFAULT
 
 
@@ -213,9 +250,14 @@ def test_targets_select_agents_and_resources() -> None:
     assert rs.evaluate(request("fs.read", {"path": "/a"}, resource=file)).effect == "allow"
     assert rs.evaluate(request("fs.read", {"path": "/a"})).code == DEFAULT  # no resource
     other = {"id": "x", "roles": ["support"], "team": "t"}
-    assert rs.evaluate(request("fs.read", {"path": "/a"}, resource=file, agent=other)).code == DEFAULT
+    assert (
+        rs.evaluate(request("fs.read", {"path": "/a"}, resource=file, agent=other)).code == DEFAULT
+    )
     special = {"id": "special", "team": "t"}
-    assert rs.evaluate(request("fs.read", {"path": "/a"}, resource=file, agent=special)).effect == "allow"
+    assert (
+        rs.evaluate(request("fs.read", {"path": "/a"}, resource=file, agent=special)).effect
+        == "allow"
+    )
 
 
 def test_window_functions_use_injected_state() -> None:
@@ -248,7 +290,8 @@ def test_many_rules_are_indexed_by_tool() -> None:
     policies = []
     for i in range(100):
         rules = "\n".join(
-            f"- id: r{j}\n  effect: {'deny' if j % 3 == 0 else 'allow'}\n  when: action.args.n == {j}" for j in range(10)
+            f"- id: r{j}\n  effect: {'deny' if j % 3 == 0 else 'allow'}\n  when: action.args.n == {j}"
+            for j in range(10)
         )
         policies.append(policy(rules, f'{{actions: ["t{i}.*"]}}', policy_id=f"p{i}"))
     rs = compile_texts(*policies, schema=schema)
