@@ -45,29 +45,62 @@ class SourceFile:
         return self.location(mark.line, mark.column, length)
 
     def offset_location(self, node: ScalarNode, offset: int, length: int = 1) -> Location:
-        """Where character ``offset`` of a scalar's value sits in the file."""
+        """Where character ``offset`` of a scalar's value sits in the file.
+
+        The value is rebuilt from source segments (one per source line) joined the way
+        YAML joins them for this style; when the rebuild matches, offsets map exactly.
+        Otherwise (escapes in quoted scalars, unusual folding) the scalar's start is used."""
         value: str = node.value
-        start = node.start_mark
-        style = node.style
-        if "\n" not in value.rstrip("\n") and start.line == node.end_mark.line:
-            quote = 1 if style in ("'", '"') else 0
-            raw = self.text[start.index + quote : start.index + quote + len(value)]
-            if raw == value:
-                return self.location(start.line, start.column + quote + offset, length)
-        if style in ("|", ">"):
-            line_in_value = value.count("\n", 0, offset)
-            col_in_value = offset - (value.rfind("\n", 0, offset) + 1)
-            line0 = start.line + 1 + line_in_value
-            src = self.lines[line0] if line0 < len(self.lines) else ""
-            indent = len(src) - len(src.lstrip(" "))
-            return self.location(line0, indent + col_in_value, length)
+        if node.style in ("|", ">"):
+            value = value.rstrip("\n")  # chomping indicators only add trailing newlines
+        for segments, joiner in self._segment_candidates(node):
+            if joiner.join(text for _, _, text in segments) != value:
+                continue
+            position = 0
+            for line0, col0, text in segments:
+                if offset <= position + len(text):
+                    return self.location(line0, col0 + offset - position, length)
+                position += len(text) + len(joiner)
         return self.node_location(node)
+
+    def _segment_candidates(self, node: ScalarNode) -> list[tuple[list[tuple[int, int, str]], str]]:
+        start, end = node.start_mark, node.end_mark
+        if node.style in ("|", ">"):
+            first = start.line + 1
+            body = self.lines[first : end.line + 1]
+            content = [ln for ln in body if ln.strip()]
+            if not content:
+                return []
+            indent = min(len(ln) - len(ln.lstrip(" ")) for ln in content)
+            segments = [(first + i, indent, ln[indent:].rstrip("\n")) for i, ln in enumerate(body)]
+            while segments and not segments[-1][2].strip():
+                segments.pop()
+            if node.style == "|":
+                return [(segments, "\n")]
+            return [([(ln0, c0 + len(t) - len(t.lstrip(" ")), t.strip()) for ln0, c0, t in segments], " ")]
+        quote = 1 if node.style in ("'", '"') else 0
+        if start.line == end.line:
+            text = self.text[start.index + quote : end.index - quote]
+            return [([(start.line, start.column + quote, text)], "")]
+        segments = []
+        for line0 in range(start.line, end.line + 1):
+            raw = self.lines[line0]
+            if line0 == start.line:
+                col0, text = start.column + quote, raw[start.column + quote :].rstrip()
+            elif line0 == end.line:
+                text_full = raw[: end.column - quote]
+                col0, text = len(text_full) - len(text_full.lstrip()), text_full.strip()
+            else:
+                col0, text = len(raw) - len(raw.lstrip()), raw.strip()
+            segments.append((line0, col0, text))
+        return [(segments, " ")]
 
     # -- parsing -------------------------------------------------------------------
     def compose(self) -> Node | None:
         yaml = YAML(typ="rt", pure=True)
         try:
             node: Node | None = yaml.compose(self.text)
+            _clean_folds(node)
             return node
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -75,6 +108,21 @@ class SourceFile:
             raise SyntaxProblem(f"invalid YAML: {exc.problem or exc.context}", loc) from exc
         except Exception as exc:  # ruamel raises assorted types for non-marked problems
             raise SyntaxProblem(f"invalid YAML: {exc}", self.location(0, 0)) from exc
+
+
+def _clean_folds(node: Node | None) -> None:
+    """ruamel's round-trip composer marks fold points of ``>`` scalars with BEL; a BEL can
+    never appear raw in YAML, so removing them restores the value YAML defines."""
+    if isinstance(node, ScalarNode):
+        if node.style == ">" and "\a" in node.value:
+            node.value = node.value.replace("\a", "")
+    elif isinstance(node, SequenceNode):
+        for child in node.value:
+            _clean_folds(child)
+    elif isinstance(node, MappingNode):
+        for key, child in node.value:
+            _clean_folds(key)
+            _clean_folds(child)
 
 
 def _tag(node: Node) -> str:
