@@ -156,19 +156,6 @@ class _Checker:
         )
         return self.fail(node, f"unknown attribute `{name}`{where}", hint)
 
-    def optional(self, node: Expr) -> bool | None:
-        """Whether an attribute path may be absent; None if it is not an attribute."""
-        path = attribute_path(node)
-        if path is None or path[0] not in ("agent", "action", "resource", "context"):
-            return None
-        if path == ("resource",):
-            return True
-        if path[0] == "action":
-            return len(path) == 3 and self.tool.args[path[2]].optional
-        if path[0] == "resource":
-            return True  # the whole resource may be missing from a request
-        return self.fields_of(path[0])[path[1]].optional
-
     # -- expressions ---------------------------------------------------------------
     def check(self, node: Expr, env: dict[str, Type]) -> Type:
         return self.record(node, self.infer(node, env))
@@ -309,11 +296,15 @@ class _Checker:
             return self.window(node, env)
         if node.target is None:
             if name == "has":
-                if len(node.args) != 1 or self.optional(node.args[0]) is None:
+                path = attribute_path(node.args[0]) if len(node.args) == 1 else None
+                if (
+                    path is None
+                    or path[0] not in ("agent", "action", "resource", "context")
+                    or (len(path) < 2 and path != ("resource",))
+                ):
                     raise self.fail(node, "has() takes one attribute, e.g. has(action.args.memo)")
-                arg = node.args[0]
-                if attribute_path(arg) != ("resource",):
-                    self.check(arg, env)
+                if path != ("resource",):
+                    self.check(node.args[0], env)  # an unknown attribute is an error here too
                 return BOOL
             if name == "size":
                 if len(node.args) != 1:
