@@ -70,7 +70,7 @@ def _resolve_segments(path: str) -> str:
 _NON_CANONICAL_MARKERS = ("%", "\\", "\0", "//", "/.")
 
 
-def canonical_path(raw: str, keep_trailing_slash: bool = False) -> str:
+def canonical_path(raw: str) -> str:
     """Decode percent-encoding to a fixed point, NFKC, treat ``\\`` as a separator,
     collapse ``//``, resolve ``.`` and ``..`` lexically (``..`` never climbs above ``/``)."""
     if (
@@ -85,22 +85,15 @@ def canonical_path(raw: str, keep_trailing_slash: bool = False) -> str:
         raise CanonError("NUL byte in path")
     text = text.replace("\\", "/")
     resolved = _resolve_segments(text)
-    if keep_trailing_slash and text.endswith("/") and not resolved.endswith("/"):
-        resolved += "/"
     return resolved
 
 
 _DOMAIN_RE = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
 
 
-def canonical_domain(raw: str, suffix: bool = False) -> str:
-    """NFKC, casefold, IDNA (punycode) per label, no trailing dot.
-
-    ``suffix`` allows a leading dot, for literals used with ``endsWith``."""
+def canonical_domain(raw: str) -> str:
+    """NFKC, casefold, IDNA (punycode) per label, no trailing dot."""
     text = nfkc(raw).casefold()
-    lead = ""
-    if suffix and text.startswith("."):
-        lead, text = ".", text[1:]
     if text.endswith("."):
         text = text[:-1]
     if not text.isascii():
@@ -110,7 +103,7 @@ def canonical_domain(raw: str, suffix: bool = False) -> str:
             raise CanonError(f"not a valid domain name: {raw!r}") from exc
     if not _DOMAIN_RE.fullmatch(text):
         raise CanonError(f"not a valid domain name: {raw!r}")
-    return lead + text
+    return text
 
 
 def canonical_email(raw: str) -> str:
@@ -162,3 +155,73 @@ def canonical_url(raw: str) -> str:
         path += "/"
     query = _normalise_percent(parts.query)
     return f"{scheme}://{netloc}{path}" + (f"?{query}" if parts.query else "")
+
+
+# -- fragments: literal arguments of startsWith / endsWith / contains ---------------------
+#
+# A fragment is compared with part of a canonical value, so it gets the parts of the
+# canonical form that are *local* (case folding, IDNA per label, lower-case URL scheme and
+# host) and never the ones that depend on the whole value (dot segments, trailing dots,
+# default ports): "www." must stay "www.", not become "www".
+
+_LABEL_SPLIT = re.compile(r"([.@])")
+_HEX_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _idna_labels(text: str) -> str:
+    out = []
+    for part in _LABEL_SPLIT.split(text):
+        if part and not part.isascii():
+            try:
+                out.append(part.encode("idna").decode("ascii"))
+            except UnicodeError as exc:
+                raise CanonError(f"{part!r} is not a valid domain label") from exc
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def domain_fragment(text: str, method: str) -> str:
+    folded = _idna_labels(nfkc(text).casefold())
+    if method == "endsWith" and folded.endswith(".") and len(folded) > 1:
+        folded = folded[
+            :-1
+        ]  # a suffix ending in "." names the DNS root: "example.com." == "example.com"
+    return folded
+
+
+def email_fragment(text: str, method: str) -> str:
+    folded = nfkc(text).casefold()
+    local, at, domain = folded.partition("@")
+    if not at:
+        if not folded.isascii():
+            raise CanonError("a non-ASCII fragment of an address is ambiguous")
+        return folded
+    return local + "@" + _idna_labels(domain)
+
+
+def url_fragment(text: str, method: str) -> str:
+    text = nfkc(text)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    scheme = scheme.lower()
+    end = min(
+        (i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest)
+    )
+    authority = _idna_labels(rest[:end].lower())
+    default_port = _DEFAULT_PORTS.get(scheme)
+    if end < len(rest) and default_port is not None and authority.endswith(f":{default_port}"):
+        # the authority is complete (a "/", "?" or "#" follows), so its default port can go
+        authority = authority[: -len(f":{default_port}")]
+    return f"{scheme}://{authority}{rest[end:]}"
+
+
+def path_fragment(text: str, method: str) -> str:
+    text = nfkc(text)
+    for marker in ("\\", "//", "/./", "/../", "\0"):
+        if marker in text:
+            raise CanonError(f"{marker!r} never occurs in a canonical path")
+    if _HEX_ESCAPE.search(text):
+        raise CanonError("percent-escapes never occur in a canonical path (it is decoded)")
+    return text

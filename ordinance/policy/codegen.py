@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,14 @@ from ordinance.policy.typecheck import Typed, parse_duration
 
 if TYPE_CHECKING:
     from ordinance.policy.program import Layout
-from ordinance.policy.types import DECIMAL, STRING, Type, ValueProblem, canonical_literal
+from ordinance.policy.types import (
+    DECIMAL,
+    STRING,
+    Type,
+    ValueProblem,
+    canonical_literal,
+    converter,
+)
 
 # Exact decimal arithmetic: a result that would need rounding raises (-> evaluation error
 # -> deny) instead of silently losing digits.
@@ -85,7 +93,28 @@ def simple_lower(text: str) -> str:
     return text.translate(_LOWER_TABLE)
 
 
+def canon_list(convert: Callable[[Any], Any], values: Any) -> tuple[Any, ...]:
+    return tuple(convert(v) for v in values)
+
+
+def _nfkc_fragment(text: str, _method: str) -> str:
+    return canon.nfkc(text)
+
+
+def _canonicalising(t: Type) -> bool:
+    return t.is_stringlike and t.name != "string"
+
+
+_FRAGMENT: dict[str, Callable[[str, str], str]] = {
+    "path": canon.path_fragment,
+    "domain": canon.domain_fragment,
+    "email": canon.email_fragment,
+    "url": canon.url_fragment,
+    "tool": lambda text, _method: canon.nfkc(text).casefold(),
+}
+
 RUNTIME: dict[str, Any] = {
+    "_canon_list": canon_list,
     "_ctx": EXACT,
     "_idiv": int_div,
     "_imod": int_mod,
@@ -141,41 +170,59 @@ class ExprCompiler:
     def fail(self, node: Expr, message: str) -> TypeProblem:
         return TypeProblem(message, self.condition.location(node.pos, max(1, node.end - node.pos)))
 
-    # -- literals in canonical form --------------------------------------------------
-    def literal_as(self, node: Expr, target: Type) -> str | None:
-        """Source for literal ``node`` in the canonical form of ``target``; None if not a literal."""
-        if not isinstance(node, Literal):
-            return None
-        value = node.value
-        if isinstance(value, str):
+    # -- canonical operands ------------------------------------------------------------
+    def as_type(self, node: Expr, target: Type, env: dict[str, str]) -> str:
+        """Source for ``node`` as a value of ``target``'s canonical form.
+
+        Compared with a ``path`` (``url``, ``domain``, ``email``, ``tool``), a plain string
+        operand is put in that canonical form: literals when the policy compiles (an invalid
+        one is a compile error), anything else at run time (no canonical form -> the rule
+        errs -> deny). Lists and ``?:`` branches are converted element by element."""
+        own = self.type_of(node)
+        if target.name == "list":
+            elem = target.elem
+            if elem is None or not _canonicalising(elem) or own == target:
+                return self.compile(node, env)
+            if isinstance(node, ListLit):
+                return "(" + "".join(self.as_type(i, elem, env) + ", " for i in node.items) + ")"
+            if isinstance(node, Conditional):
+                return self.conditional_as(node, target, env)
+            return f"_canon_list({self.consts.add(converter(elem))}, {self.compile(node, env)})"
+        if not _canonicalising(target) or own == target:
+            return self.compile(node, env)
+        if isinstance(node, Literal) and isinstance(node.value, str):
             try:
-                value = canonical_literal(value, target if target.is_stringlike else STRING)
+                return repr(canonical_literal(node.value, target))
             except ValueProblem as exc:
                 raise self.fail(node, f"this literal is not a valid {target}: {exc}") from None
-        return _py_literal(value, self.consts)
+        if isinstance(node, Conditional):
+            return self.conditional_as(node, target, env)
+        return f"{self.consts.add(converter(target))}({self.compile(node, env)})"
 
-    def argument_literal(self, node: Expr, receiver: Type) -> str | None:
-        """Literal argument of a string method, canonical but prefix/suffix-safe."""
-        if not isinstance(node, Literal) or not isinstance(node.value, str):
-            return None
-        text = canon.nfkc(node.value)
+    def conditional_as(self, node: Conditional, target: Type, env: dict[str, str]) -> str:
+        cond = self.compile(node.cond, env)
+        then = self.as_type(node.then, target, env)
+        otherwise = self.as_type(node.otherwise, target, env)
+        return f"({then} if {cond} else {otherwise})"
+
+    def method_argument(self, node: Expr, receiver: Type, method: str, env: dict[str, str]) -> str:
+        """A string-method argument gets only the *local* parts of the receiver's canonical
+        form (see :mod:`ordinance.policy.canon` fragments)."""
+        if not (isinstance(node, Literal) and isinstance(node.value, str)):
+            return self.compile(node, env)
+        fragment = _FRAGMENT.get(receiver.name, _nfkc_fragment)
         try:
-            if receiver.name == "path":
-                text = canon.canonical_path(text, keep_trailing_slash=True)
-            elif receiver.name == "domain":
-                text = canon.canonical_domain(text, suffix=True)
-            elif receiver.name in ("email", "tool"):
-                text = text.casefold()
-            elif receiver.name == "url":
-                text = canon.canonical_url(text) if "://" in text else text
+            return repr(fragment(node.value, method))
         except canon.CanonError as exc:
-            raise self.fail(node, f"this literal has no canonical {receiver} form: {exc}") from None
-        return repr(text)
+            raise self.fail(
+                node, f"this literal can never match a canonical {receiver}: {exc}"
+            ) from None
 
     # -- expressions -----------------------------------------------------------------
     def compile(self, node: Expr, env: dict[str, str]) -> str:
         if isinstance(node, Literal):
-            return _py_literal(node.value, self.consts)
+            value = canon.nfkc(node.value) if isinstance(node.value, str) else node.value
+            return _py_literal(value, self.consts)
         if isinstance(node, ListLit):
             return self.list_value(node, env)
         if isinstance(node, Ident):
@@ -238,8 +285,8 @@ class ExprCompiler:
             return f"({self.compile(node.left, env)} {word} {self.compile(node.right, env)})"
         lt, rt = self.type_of(node.left), self.type_of(node.right)
         if op in ("==", "!=", "<", "<=", ">", ">="):
-            left = self.literal_as(node.left, rt) or self.compile(node.left, env)
-            right = self.literal_as(node.right, lt) or self.compile(node.right, env)
+            left = self.as_type(node.left, rt, env)
+            right = self.as_type(node.right, lt, env)
             return f"({left} {op} {right})"
         if op == "in":
             return self.membership(node, env)
@@ -255,24 +302,31 @@ class ExprCompiler:
 
     def membership(self, node: Binary, env: dict[str, str]) -> str:
         lt, rt = self.type_of(node.left), self.type_of(node.right)
+        elem = rt.elem or STRING
         right_node = node.right
         if isinstance(right_node, ListLit) and all(
             isinstance(i, Literal) for i in right_node.items
         ):
+            # A list of constants becomes one frozenset: membership costs one hash lookup.
             values = set()
             for item in right_node.items:
                 assert isinstance(item, Literal)
                 value = item.value
                 if isinstance(value, str):
                     try:
-                        value = canonical_literal(value, lt if lt.is_stringlike else STRING)
+                        value = canonical_literal(value, lt if _canonicalising(lt) else STRING)
                     except ValueProblem as exc:
                         raise self.fail(item, f"this literal is not a valid {lt}: {exc}") from None
                 values.add(value)
-            return f"({self.compile(node.left, env)} in {self.consts.add(frozenset(values))})"
-        elem = rt.elem or STRING
-        left = self.literal_as(node.left, elem) or self.compile(node.left, env)
-        return f"({left} in {self.compile(right_node, env)})"
+            left = self.as_type(node.left, elem, env)
+            return f"({left} in {self.consts.add(frozenset(values))})"
+        left = self.as_type(node.left, elem, env)
+        right = (
+            self.as_type(right_node, Type("list", lt), env)
+            if _canonicalising(lt)
+            else self.compile(right_node, env)
+        )
+        return f"({left} in {right})"
 
     def call(self, node: Call, env: dict[str, str]) -> str:
         name = node.name
@@ -300,7 +354,7 @@ class ExprCompiler:
             assert isinstance(pattern, Literal) and isinstance(pattern.value, str)
             compiled = self.consts.add(compile_regex(canon.nfkc(pattern.value)))
             return f"({compiled}.search({receiver}) is not None)"
-        arg = self.argument_literal(node.args[0], receiver_type) or self.compile(node.args[0], env)
+        arg = self.method_argument(node.args[0], receiver_type, name, env)
         if name == "startsWith":
             return f"{receiver}.startswith({arg})"
         if name == "endsWith":

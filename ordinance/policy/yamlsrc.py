@@ -77,7 +77,12 @@ class SourceFile:
                 segments.pop()
             if node.style == "|":
                 return [(segments, "\n")]
-            return [([(ln0, c0 + len(t) - len(t.lstrip(" ")), t.strip()) for ln0, c0, t in segments], " ")]
+            return [
+                (
+                    [(ln0, c0 + len(t) - len(t.lstrip(" ")), t.strip()) for ln0, c0, t in segments],
+                    " ",
+                )
+            ]
         quote = 1 if node.style in ("'", '"') else 0
         if start.line == end.line:
             text = self.text[start.index + quote : end.index - quote]

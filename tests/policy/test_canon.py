@@ -93,7 +93,14 @@ def test_tool_vectors(raw: str, expected: str) -> None:
 def test_domain_and_email_vectors() -> None:
     assert canon.canonical_domain("Corp.Example.COM.") == "corp.example.com"
     assert canon.canonical_domain("bücher.de") == "xn--bcher-kva.de"
-    assert canon.canonical_domain(".Example.com", suffix=True) == ".example.com"
+    assert canon.domain_fragment(".Example.com.", "endsWith") == ".example.com"
+    assert canon.domain_fragment("WWW.", "startsWith") == "www."
+    assert canon.email_fragment("@Bücher.de", "endsWith") == "@xn--bcher-kva.de"
+    assert (
+        canon.url_fragment("HTTPS://Docs.Example.com:443/v1/", "startsWith")
+        == "https://docs.example.com/v1/"
+    )
+    assert canon.url_fragment("https://x.example/a?", "startsWith") == "https://x.example/a?"
     assert canon.canonical_email("Boss@Corp.COM") == "boss@corp.com"
     for bad in ("a b.com", "no-at-sign", "@corp.com", "x@", "a..b"):
         with pytest.raises(canon.CanonError):
