@@ -55,6 +55,7 @@ class Target:
     agent_ids: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()  # canonical tool-name globs; empty = every tool
     resources: tuple[str, ...] = ()  # resource kinds; empty = with or without a resource
+    location: Location = field(default=Location("<target>", 0, 0), compare=False)
 
     def canonical(self) -> dict[str, list[str]]:
         return {
@@ -219,7 +220,8 @@ def _target(node: Node | None, source: SourceFile) -> Target:
         a.allow_only({"roles", "ids"})
         roles = tuple(canon.nfkc(r) for r in a.string_list("roles"))
         ids = tuple(canon.nfkc(i) for i in a.string_list("ids"))
-    return Target(roles, ids, _globs(m, "actions"), m.string_list("resources"))
+    where = m.loc(m.require("actions")) if m.has("actions") else source.node_location(node)
+    return Target(roles, ids, _globs(m, "actions"), m.string_list("resources"), where)
 
 
 def _rule(node: Node, source: SourceFile) -> Rule:

@@ -175,7 +175,7 @@ def prologue(layout: Layout, ns: Constants) -> list[str]:
     )
     lines.extend("    " + b for b in body)
     lines.append("    context = request.get('context')")
-    lines.append("    if not context:")
+    lines.append("    if context is None:")
     lines.append("        context = _EMPTY_DICT")
     _record(
         lines,
@@ -235,9 +235,14 @@ def _hoist_guards(rules: list[RuleCode], lines: list[str]) -> list[RuleCode]:
 
 
 def deny_overrides_body(rules: list[RuleCode]) -> list[str]:
-    lines = ["    h = []", "    e = None"]
+    """deny > require_approval > allow, and a rule that errs counts as a deny.
+
+    Deny rules run first and settle the answer if any matches or errs. Otherwise approval
+    and allow rules all run, because an erring rule in either tier still makes it a deny."""
+    lines = ["    h = []", "    k = []", "    e = None"]
     rules = _hoist_guards(rules, lines)
     for tier in (TIER_DENY, TIER_APPROVAL, TIER_ALLOW):
+        hits = "k" if tier == TIER_ALLOW else "h"
         tier_rules = [rl for rl in rules if rl.tier == tier]
         i = 0
         while i < len(tier_rules):
@@ -246,15 +251,15 @@ def deny_overrides_body(rules: list[RuleCode]) -> list[str]:
             while i < len(tier_rules) and tier_rules[i].group == group:
                 rl = tier_rules[i]
                 body += _rule_body(
-                    rl, f"h.append({rl.index})", f"e = (e or []) + [({rl.index}, ex)]"
+                    rl, f"{hits}.append({rl.index})", f"e = (e or []) + [({rl.index}, ex)]"
                 )
                 i += 1
             _guarded(lines, group, body)
         if tier == TIER_DENY:
             lines += ["    if h or e:", "        return (0, h, e)"]
-        else:
-            lines += ["    if e:", "        return (0, [], e)"]
-            lines += ["    if h:", f"        return ({tier}, h, None)"]
+    lines += ["    if e:", "        return (0, [], e)"]
+    lines += ["    if h:", f"        return ({TIER_APPROVAL}, h, None)"]
+    lines += ["    if k:", f"        return ({TIER_ALLOW}, k, None)"]
     lines.append("    return None")
     return lines
 
@@ -263,9 +268,7 @@ def first_applicable_body(rules: list[RuleCode]) -> list[str]:
     lines: list[str] = []
     for rl in rules:
         body = _rule_body(
-            rl,
-            f"return ({rl.tier}, [{rl.index}], None)",
-            f"return (0, [{rl.index}], [({rl.index}, ex)])",
+            rl, f"return ({rl.tier}, [{rl.index}], None)", f"return (0, [], [({rl.index}, ex)])"
         )
         _guarded(lines, rl.group, body)
     lines.append("    return None")

@@ -28,7 +28,7 @@ from ordinance.policy.decision import (
     Decision,
 )
 from ordinance.policy.document import Policy, Rule, Target
-from ordinance.policy.errors import PolicyError, PolicyErrors, SchemaProblem
+from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SchemaProblem
 from ordinance.policy.program import (
     RUNTIME_NAMES,
     TIER_OF_EFFECT,
@@ -229,7 +229,7 @@ def _tools_matching(globs: tuple[str, ...], schema: Schema) -> set[str]:
 
 
 def _check_globs(
-    globs: tuple[str, ...], schema: Schema, policy: Policy, where: str
+    globs: tuple[str, ...], schema: Schema, policy: Policy, where: str, location: Location
 ) -> list[PolicyError]:
     errors: list[PolicyError] = []
     for glob in globs:
@@ -238,7 +238,7 @@ def _check_globs(
             errors.append(
                 SchemaProblem(
                     f"`{glob}` in {where} of policy `{policy.id}` matches no tool in the schema",
-                    policy.rules[0].location if policy.rules else SchemaProblem("").location,
+                    location,
                     f"did you mean `{guess}`?" if guess else "check the tool names in schema.yaml",
                 )
             )
@@ -272,9 +272,9 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
     layouts = {name: Layout(tool, schema) for name, tool in schema.tools.items()}
     guards = {p.id: _target_guard(p.target, consts) for p in ordered}
     for p in ordered:
-        errors += _check_globs(p.target.actions, schema, p, "target.actions")
+        errors += _check_globs(p.target.actions, schema, p, "target.actions", p.target.location)
         for r in p.rules:
-            errors += _check_globs(r.actions, schema, p, f"rule `{r.id}` actions")
+            errors += _check_globs(r.actions, schema, p, f"rule `{r.id}` actions", r.location)
     reported: set[str] = set()
     for index, cr in enumerate(compiled):
         tools = _tools_matching(cr.policy.target.actions, schema) & _tools_matching(

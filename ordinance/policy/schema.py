@@ -15,7 +15,8 @@ Format (``schema.yaml``)::
     settings: {default_effect: deny, combining: deny-overrides}
 
 A field name ending in ``?`` is optional: reading it without ``has(...)`` on a request
-that lacks it is an evaluation error (a deny), never a silent false.
+that lacks it is an evaluation error (a deny), never a silent false. The built-in
+``agent.roles`` is the one exception: absent roles are the empty set.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.policy import canon
-from ordinance.policy.errors import Location, SchemaProblem
+from ordinance.policy.errors import SchemaProblem
 from ordinance.policy.types import SET_STRING, STRING, Type, parse_type
 from ordinance.policy.yamlsrc import Mapping, ScalarNode, SourceFile
 
@@ -186,7 +187,3 @@ def parse_schema(text: str, filename: str = "schema.yaml") -> Schema:
 
 def load_schema(path: Path) -> Schema:
     return parse_schema(path.read_text(encoding="utf-8"), str(path))
-
-
-def schema_location(path: str) -> Location:
-    return Location(path, 1, 1)

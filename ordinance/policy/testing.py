@@ -14,6 +14,7 @@ from ordinance.policy.decision import Decision
 from ordinance.policy.document import Policy, TestCase
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.typecheck import parse_duration
+from ordinance.policy.types import ValueProblem, converter
 from ordinance.policy.window import InMemoryWindows
 
 # Tests run at a fixed instant so that history offsets ("2h ago") are reproducible.
@@ -28,10 +29,11 @@ class TestResult:
     expected: str
     expected_rules: tuple[str, ...] | None
     decision: Decision
+    error: str = ""  # the test itself is broken (e.g. its history does not fit the schema)
 
     @property
     def passed(self) -> bool:
-        if self.decision.effect != self.expected:
+        if self.error or self.decision.effect != self.expected:
             return False
         if self.expected_rules is None:
             return True
@@ -41,6 +43,8 @@ class TestResult:
     def problem(self) -> str:
         if self.passed:
             return ""
+        if self.error:
+            return f"broken test: {self.error}"
         got = f"{self.decision.effect} by {', '.join(self.decision.rule_ids) or self.decision.code}"
         want = self.expected
         if self.expected_rules is not None:
@@ -60,18 +64,38 @@ class TestResult:
         }
 
 
+class HistoryProblem(ValueError):
+    """A test's history that does not fit the schema (reported as a failing test)."""
+
+
 def history_windows(ruleset: Ruleset, test: TestCase) -> InMemoryWindows:
-    """Window state holding the test's earlier allowed actions."""
+    """Window state holding the test's earlier allowed actions, with arguments in the
+    canonical form the enforcer would have recorded (so "5.5" and 5.5 both sum exactly)."""
     windows = InMemoryWindows(clock=lambda: TEST_NOW)
     request = test.request
-    agent_id = str((request.get("agent") or {}).get("id", ""))
-    default_tool = str((request.get("action") or {}).get("tool", ""))
+    agent = request.get("agent")
+    action = request.get("action")
+    agent_id = str(agent.get("id", "")) if isinstance(agent, dict) else ""
+    default_tool = str(action.get("tool", "")) if isinstance(action, dict) else ""
     for entry in test.history:
         seconds = parse_duration(str(entry["ago"]))
         if seconds is None:
-            raise ValueError(f"test {test.name!r}: history `ago` must be a duration like 2h")
+            raise HistoryProblem(
+                f"history `ago` must be a duration such as 2h, not {entry['ago']!r}"
+            )
         tool = canon.canonical_tool(str(entry.get("tool", default_tool)))
-        windows.record(agent_id, tool, dict(entry.get("args") or {}), TEST_NOW - seconds)
+        spec = ruleset.schema.tools.get(tool)
+        if spec is None:
+            raise HistoryProblem(f"history names tool {tool!r}, which is not in the schema")
+        args = {}
+        for name, value in dict(entry.get("args") or {}).items():
+            if name not in spec.args:
+                raise HistoryProblem(f"history argument {name!r} is not declared for {tool}")
+            try:
+                args[name] = converter(spec.args[name].type)(value)
+            except ValueProblem as exc:
+                raise HistoryProblem(f"history argument {name!r}: {exc}") from None
+        windows.record(agent_id, tool, args, TEST_NOW - seconds)
     return windows
 
 
@@ -85,7 +109,13 @@ def run_tests(ruleset: Ruleset) -> list[TestResult]:
     results = []
     for policy in ruleset.policies:
         for test in policy.tests:
-            decision = ruleset.evaluate(test.request, history_windows(ruleset, test))
+            error = ""
+            try:
+                windows = history_windows(ruleset, test)
+                decision = ruleset.evaluate(test.request, windows)
+            except HistoryProblem as exc:
+                error = str(exc)
+                decision = ruleset.evaluate(test.request, InMemoryWindows(clock=lambda: TEST_NOW))
             results.append(
                 TestResult(
                     policy.id,
@@ -94,6 +124,7 @@ def run_tests(ruleset: Ruleset) -> list[TestResult]:
                     test.expect,
                     _qualify(policy, test.rules),
                     decision,
+                    error,
                 )
             )
     return results

@@ -297,6 +297,6 @@ def test_many_rules_are_indexed_by_tool() -> None:
     rs = compile_texts(*policies, schema=schema)
     assert len(rs.rules) == 1000
     # each tool's program holds only its own policy's ten rules
-    assert all(src.source.count("h.append(") == 10 for src in rs.programs.values())
+    assert all(src.source.count(".append(") == 10 for src in rs.programs.values())
     d = rs.evaluate({"agent": {"id": "a"}, "action": {"tool": "t42.op", "args": {"n": 3}}})
     assert (d.effect, d.rule_ids) == ("deny", ("p42/r3",))
