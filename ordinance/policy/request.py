@@ -69,7 +69,8 @@ def canonical_request(schema: Schema, request: Mapping[str, Any]) -> CanonicalRe
         if raw_resource is None
         else canonical_record(schema.resource, raw_resource, "resource", strict=False)
     )
+    raw_context = request.get("context")
     context = canonical_record(
-        schema.context, request.get("context") or {}, "context", strict=False
+        schema.context, {} if raw_context is None else raw_context, "context", strict=False
     )
     return CanonicalRequest(tool, agent, args, resource, context)
