@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from rich.console import Console
 
+from ordinance.jsonutil import pretty_json
 from ordinance.policy.errors import PolicyErrors
 
 # Exit codes, as Cerbos uses them: scripts can tell a broken bundle from failing tests.
@@ -19,16 +18,8 @@ EXIT_COMPILE = 3
 EXIT_TESTS = 4
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, frozenset | set | tuple):
-        return sorted(value) if isinstance(value, frozenset | set) else list(value)
-    raise TypeError(type(value).__name__)
-
-
 def emit_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=_default).decode())
+    sys.stdout.write(pretty_json(value))
     sys.stdout.write("\n")
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
-import orjson
-
+from ordinance.jsonutil import canonical_json
 from ordinance.policy import canon
 from ordinance.policy.codegen import RUNTIME, Constants, compile_condition
 from ordinance.policy.decision import (
@@ -50,18 +48,6 @@ BUNDLE_FORMAT = "ordinance.bundle/1"
 EFFECT_OF_TIER = ("deny", "require_approval", "allow")
 _EMPTY: frozenset[str] = frozenset()
 _TOOL_CACHE_LIMIT = 4096
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, frozenset | set | tuple):
-        return sorted(value) if isinstance(value, frozenset | set) else list(value)
-    raise TypeError(f"not serialisable: {type(value).__name__}")
-
-
-def canonical_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=_json_default)
 
 
 def bundle_content(schema: Schema, policies: Iterable[Policy]) -> dict[str, Any]:
