@@ -117,9 +117,21 @@ def _record(
         lines.append(f"        v = {raw}.get({name!r}, _M)")
         lines.append("        if v is not _M:")
         lines.append(f"            f = {name!r}")
-        lines.append(
-            f"            {var} = {_FAST_PATH.get(spec.type.name, '{slow}(v)').format(slow=slow)}"
-        )
+        if spec.type.name == "set":
+            # Lists of ASCII strings (the common shape of roles) are already canonical.
+            lines.append("            if type(v) is list:")
+            lines.append("                for s in v:")
+            lines.append("                    if type(s) is not str or not s.isascii():")
+            lines.append(f"                        {var} = {slow}(v)")
+            lines.append("                        break")
+            lines.append("                else:")
+            lines.append(f"                    {var} = _frozenset(v)")
+            lines.append("            else:")
+            lines.append(f"                {var} = {slow}(v)")
+        else:
+            lines.append(
+                f"            {var} = {_FAST_PATH.get(spec.type.name, '{slow}(v)').format(slow=slow)}"
+            )
         lines.append("        else:")
         if (root, name) == ("agent", "roles"):
             lines.append(f"            {var} = _EMPTY_SET")
@@ -288,6 +300,8 @@ RUNTIME_NAMES: dict[str, Any] = {
     "_ValueProblem": ValueProblem,
     "_missing": missing,
     "type": type,
+    "_frozenset": frozenset,
+    "list": list,
     "str": str,
     "int": int,
     "bool": bool,

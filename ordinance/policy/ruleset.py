@@ -48,6 +48,7 @@ BUNDLE_FORMAT = "ordinance.bundle/1"
 EFFECT_OF_TIER = ("deny", "require_approval", "allow")
 _EMPTY: frozenset[str] = frozenset()
 _TOOL_CACHE_LIMIT = 4096
+_DEFAULT_KEY = (-1, ())  # the cached default decision, beside the per-(tier, rules) ones
 
 
 def bundle_content(schema: Schema, policies: Iterable[Policy]) -> dict[str, Any]:
@@ -105,16 +106,11 @@ class Ruleset:
     def default_effect(self) -> str:
         return self.schema.settings.default_effect
 
-    @property
-    def _default(self) -> Decision:
-        found = self._decisions.get((-1, ()))
-        if found is None:
-            effect = self.default_effect
-            found = Decision(
-                effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
-            )
-            self._decisions[(-1, ())] = found
-        return found
+    def __post_init__(self) -> None:
+        effect = self.default_effect
+        self._decisions[_DEFAULT_KEY] = Decision(
+            effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
+        )
 
     def _deny(self, code: str, detail: str) -> Decision:
         return Decision(DENY, (), (detail,), (), self.bundle_id, code, detail)
@@ -165,15 +161,13 @@ class Ruleset:
         """Decide one request. Never raises; anything unexpected is a deny with a reason."""
         try:
             action = request["action"]
-            raw_tool = action["tool"]
-            if not isinstance(raw_tool, str):
-                return self._deny(INVALID_REQUEST, "action.tool must be a string")
             # Canonical names are fixed points, so the common case needs no normalisation.
-            program = self.programs.get(raw_tool)
-            tool = raw_tool
+            program = self.programs.get(action["tool"])
             if program is None:
-                tool = self.canonical_tool(raw_tool)
-                program = self.programs.get(tool)
+                raw_tool = action["tool"]
+                if not isinstance(raw_tool, str):
+                    return self._deny(INVALID_REQUEST, "action.tool must be a string")
+                program = self.programs.get(self.canonical_tool(raw_tool))
                 if program is None:
                     return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema")
             outcome = program.run(request, action, windows)
@@ -184,7 +178,7 @@ class Ruleset:
         except Exception as exc:  # a bug must still fail closed
             return self._deny(EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if outcome is None:
-            return self._default
+            return self._decisions[_DEFAULT_KEY]
         tier, hits, errors = outcome
         if errors:
             return self._errored(hits, errors)
