@@ -1,0 +1,2 @@
+class OrdinanceError(Exception):
+    """Root of every error Ordinance raises."""
