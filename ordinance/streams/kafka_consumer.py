@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_END,
     OFFSET_STORED,
     KafkaError,
     KafkaException,
@@ -121,13 +120,15 @@ class KafkaConsumer:
             found = self._raw.offsets_for_times(
                 [KafkaTP(tp.topic, tp.partition, start.timestamp_ms)], timeout=10
             )[0]
-            # -1 means no record at or after that time: start at the end.
-            return KafkaTP(tp.topic, tp.partition, OFFSET_END if found.offset < 0 else found.offset)
-        special = {
-            Position.BEGINNING: OFFSET_BEGINNING,
-            Position.END: OFFSET_END,
-            Position.COMMITTED: OFFSET_STORED,
-        }[start]
+            if found.offset < 0:  # no record at or after that time
+                return self._resolve(tp, Position.END)
+            return KafkaTP(tp.topic, tp.partition, found.offset)
+        if start is Position.END:
+            # Not OFFSET_END: that resolves to the high watermark, which a
+            # broker may under-report. Past our own marker is the true end.
+            end = self._log.end_marker(tp.topic, [tp.partition])[tp.partition] + 1
+            return KafkaTP(tp.topic, tp.partition, end)
+        special = OFFSET_BEGINNING if start is Position.BEGINNING else OFFSET_STORED
         return KafkaTP(tp.topic, tp.partition, special)
 
     def assignment(self) -> frozenset[TopicPartition]:

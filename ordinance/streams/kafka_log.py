@@ -87,12 +87,13 @@ class KafkaLog:
         self._timeout = timeout_s
         self.client_config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
+            # librdkafka's own log lines go to Python logging, not raw stderr.
+            "logger": logging.getLogger("ordinance.streams.librdkafka"),
             **(client_config or {}),
         }
-        self._admin = AdminClient(self.client_config)
-        self._producer = Producer({**self.client_config, **PRODUCER_DEFAULTS})
+        self._admin: AdminClient | None = AdminClient(self.client_config)
+        self._producer: Producer | None = Producer({**self.client_config, **PRODUCER_DEFAULTS})
         self._partition_counts: dict[str, int] = {}
-        self._closed = False
 
     @property
     def url(self) -> str:
@@ -114,7 +115,7 @@ class KafkaLog:
             replication_factor=self._replication,
             config=config,
         )
-        future = self._admin.create_topics([new], request_timeout=self._timeout)[spec.name]
+        future = self._clients()[0].create_topics([new], request_timeout=self._timeout)[spec.name]
         try:
             future.result(timeout=self._timeout)
         except KafkaException as exc:
@@ -131,7 +132,7 @@ class KafkaLog:
     def _describe(self, topic: str) -> int:
         # Listing every topic rather than asking for one: a metadata request that
         # names a topic makes some brokers auto-create it.
-        metadata = self._admin.list_topics(timeout=self._timeout)
+        metadata = self._clients()[0].list_topics(timeout=self._timeout)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise TopicConfigError(f"topic {topic!r} does not exist; create it with a spec")
@@ -160,7 +161,13 @@ class KafkaLog:
     def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
         return self._produce([(topic, r) for r in records])
 
+    def _clients(self) -> tuple[AdminClient, Producer]:
+        if self._admin is None or self._producer is None:
+            raise LogError(f"{self.url}: log is closed")
+        return self._admin, self._producer
+
     def _produce(self, outputs: Sequence[tuple[str, Record]]) -> list[Delivered]:
+        producer = self._clients()[1]
         results: list[Delivered | None] = [None] * len(outputs)
         failures: list[str] = []
 
@@ -190,15 +197,15 @@ class KafkaLog:
                 kwargs["partition"] = record.partition
             while True:
                 try:
-                    self._producer.produce(topic, **kwargs)
+                    producer.produce(topic, **kwargs)
                     break
                 except BufferError:
                     # The local queue is full: serve deliveries to make room.
-                    self._producer.poll(0.05)
+                    producer.poll(0.05)
                 except KafkaException as exc:
                     raise ProduceError(f"producing to {topic!r}: {exc}") from exc
         deadline = time.monotonic() + self._timeout
-        while self._producer.flush(0.1) > 0:
+        while producer.flush(0.1) > 0:
             if time.monotonic() > deadline:
                 raise ProduceError(f"records not acknowledged within {self._timeout}s")
         if failures:
@@ -227,6 +234,16 @@ class KafkaLog:
 
         return KafkaConsumer(self, group, reset)
 
+    def end_marker(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Write a marker to each partition; its acknowledged offset + 1 is a
+        true end of the partition, unlike a (possibly stale) watermark."""
+        nonce = uuid.uuid4().bytes
+        markers = self.produce(
+            topic,
+            [Record(MARKER_KEY, nonce, ((MARKER_HEADER, nonce),), partition=p) for p in partitions],
+        )
+        return {d.partition: d.offset for d in markers}
+
     def read_to_end(
         self, topic: str, partitions: Sequence[int] | None = None
     ) -> Iterator[ConsumedRecord]:
@@ -234,12 +251,7 @@ class KafkaLog:
         from ordinance.streams.log import Position
 
         wanted = self.partitions(topic) if partitions is None else list(partitions)
-        nonce = uuid.uuid4().bytes
-        markers = self.produce(
-            topic,
-            [Record(MARKER_KEY, nonce, ((MARKER_HEADER, nonce),), partition=p) for p in wanted],
-        )
-        stop = {d.partition: d.offset for d in markers}
+        stop = self.end_marker(topic, wanted)
         reader = KafkaConsumer(self, None, "earliest", keep_markers=True)
         try:
             reader.assign({TopicPartition(topic, p): Position.BEGINNING for p in wanted})
@@ -262,9 +274,12 @@ class KafkaLog:
         return fold_latest(self.read_to_end(topic))
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._producer is not None:
             self._producer.flush(self._timeout)
+        # Dropping the clients ends their threads and broker connections now
+        # rather than whenever the garbage collector gets to them.
+        self._producer = None
+        self._admin = None
 
     def __enter__(self) -> Self:
         return self
