@@ -57,6 +57,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def is_ready(bootstrap: str, timeout_s: float = 1.0) -> bool:
     """True when the broker answers a metadata request."""
     host, _, port = bootstrap.rpartition(":")
@@ -122,6 +131,11 @@ def start_broker(
     last_error = ""
     for _ in range(attempts):
         chosen = port if port is not None else free_port()
+        if not port_is_free(chosen):
+            # Checked first: otherwise the readiness probe could be answered by
+            # whatever already listens there while our broker fails to bind.
+            last_error = f"port {chosen} is already in use"
+            continue
         out = log_path or Path(tempfile.gettempdir()) / f"ordinance-broker-{chosen}.log"
         listener = f"tcp://127.0.0.1:{chosen}"
         with out.open("wb") as sink:
@@ -148,13 +162,13 @@ def start_broker(
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 break
-            if is_ready(broker.bootstrap):
+            if is_ready(broker.bootstrap) and process.poll() is None:
                 return broker
             time.sleep(0.1)
         broker.stop()
         # The port may have been taken between probing and binding: try another.
         last_error = out.read_text(errors="replace")[-2000:]
-    raise LogError(f"local broker did not become ready; its output:\n{last_error}")
+    raise LogError(f"local broker did not become ready: {last_error}")
 
 
 def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
