@@ -49,8 +49,9 @@ def new_consumer(client_config: Mapping[str, Any], group: str | None, reset: str
 
     return RawConsumer(
         {
-            **client_config,
+            # Settings given in the URL win over the defaults.
             **CONSUMER_DEFAULTS,
+            **client_config,
             # librdkafka wants a group even for assign-only reading; a private
             # one is never committed to, so it leaves no trace on the broker.
             "group.id": group or f"ordinance-reader-{uuid.uuid4().hex}",

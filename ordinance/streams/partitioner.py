@@ -9,6 +9,7 @@ librdkafka calls ``murmur2_random``.
 
 from __future__ import annotations
 
+import functools
 import random
 
 _M = 0x5BD1E995
@@ -51,4 +52,11 @@ def partition_for(key: bytes | None, partitions: int) -> int:
         raise ValueError(f"a topic needs at least one partition, got {partitions}")
     if key is None:
         return random.randrange(partitions)
+    return _hashed_partition(key, partitions)
+
+
+# Keys are agent ids, request ids, targets: few distinct ones, seen again and
+# again. Caching keeps pure-Python hashing off the produce path.
+@functools.lru_cache(maxsize=65536)
+def _hashed_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -135,7 +135,7 @@ class SqliteConsumer:
             ).fetchall()
             if rows:
                 self._positions[tp] = rows[-1][1] + 1
-                out.extend(store.to_record(tp.topic, r) for r in rows)
+                out.extend(store.to_records(tp.topic, rows))
         return out
 
     def seek(self, tp: TopicPartition, start: StartAt) -> None:

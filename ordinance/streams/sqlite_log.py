@@ -139,18 +139,17 @@ class SqliteLog:
         from ordinance.streams.sqlite_consumer import SqliteConsumer
 
         topics = {name: self.topic(name) for name in {t for t, _ in outputs}}
-        for name, record in outputs:
-            size = len(record.key or b"") + len(record.value or b"")
-            if size > self._max_record_bytes:
-                raise ProduceError(
-                    f"record for {name!r} is {size} bytes, over the {self._max_record_bytes} cap"
-                )
+        cap = self._max_record_bytes
+        sizes = [len(r.key or b"") + len(r.value or b"") for _, r in outputs]
+        for (name, record), size in zip(outputs, sizes, strict=True):
+            if size > cap:
+                raise ProduceError(f"record for {name!r} is {size} bytes, over the {cap} cap")
             if record.key is None and topics[name].spec.cleanup == "compact":
                 raise ProduceError(f"compact topic {name!r} needs a key on every record")
         now = store.now_ms()
         try:
             with self._lock, store.write_txn(self._conn) as conn:
-                delivered = self._append(conn, topics, outputs, now)
+                delivered = self._append(conn, topics, outputs, sizes, now)
                 if isinstance(consumer, SqliteConsumer):
                     consumer.commit_in(conn, offsets)
         except sqlite3.Error as exc:
@@ -164,6 +163,7 @@ class SqliteLog:
         conn: sqlite3.Connection,
         topics: Mapping[str, store.TopicRow],
         outputs: Sequence[tuple[str, Record]],
+        sizes: Sequence[int],
         now: int,
     ) -> list[Delivered]:
         next_offsets: dict[tuple[int, int], int] = {}
@@ -176,36 +176,24 @@ class SqliteLog:
         rows = []
         latest = []
         delivered = []
-        for name, record in outputs:
+        encode_headers = store.encode_headers
+        for (name, record), size in zip(outputs, sizes, strict=True):
             topic = topics[name]
             count = topic.spec.partitions
-            if record.partition is None:
-                p = partition_for(record.key, count)
-            elif 0 <= record.partition < count:
-                p = record.partition
-            else:
-                raise ProduceError(f"topic {name!r} has no partition {record.partition}")
+            key, value, headers, event_time, p = record
+            if p is None:
+                p = partition_for(key, count)
+            elif not 0 <= p < count:
+                raise ProduceError(f"topic {name!r} has no partition {p}")
             slot = (topic.id, p)
             offset = next_offsets[slot]
             next_offsets[slot] = offset + 1
-            added_bytes[slot] = (
-                added_bytes.get(slot, 0) + len(record.key or b"") + len(record.value or b"")
-            )
-            ts = now if record.event_time_ms is None else record.event_time_ms
-            rows.append(
-                (
-                    topic.id,
-                    p,
-                    offset,
-                    record.key,
-                    record.value,
-                    store.encode_headers(record.headers),
-                    ts,
-                    now,
-                )
-            )
+            added_bytes[slot] = added_bytes.get(slot, 0) + size
+            ts = now if event_time is None else event_time
+            blob = encode_headers(headers) if headers else None
+            rows.append((topic.id, p, offset, key, value, blob, ts, now))
             if topic.spec.cleanup == "compact":
-                latest.append((topic.id, p, record.key, offset))
+                latest.append((topic.id, p, key, offset))
             delivered.append(Delivered(name, p, offset, ts))
         conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         if latest:

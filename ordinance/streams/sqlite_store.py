@@ -211,6 +211,15 @@ def decode_headers(blob: bytes | None) -> Headers:
     return tuple(out)
 
 
+def to_records(
+    topic: str, rows: list[tuple[int, int, bytes | None, bytes | None, bytes | None, int]]
+) -> list[ConsumedRecord]:
+    return [
+        ConsumedRecord(topic, p, o, k, v, decode_headers(h) if h is not None else (), ts)
+        for p, o, k, v, h, ts in rows
+    ]
+
+
 def to_record(
     topic: str, row: tuple[int, int, bytes | None, bytes | None, bytes | None, int]
 ) -> ConsumedRecord:
