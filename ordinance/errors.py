@@ -1,2 +1,5 @@
+"""The one exception hierarchy every Ordinance error belongs to."""
+
+
 class OrdinanceError(Exception):
     """Root of every error Ordinance raises."""
