@@ -80,6 +80,7 @@ class KafkaConsumer:
         self._log = log
         self._group = group
         self._keep_markers = keep_markers
+        self._reset = reset
         self._raw = new_consumer(log.client_config, group, reset)
         self._assigned: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
@@ -178,9 +179,12 @@ class KafkaConsumer:
         target = self._resolve(tp, start)
         if target.offset == OFFSET_STORED:
             committed = self.committed([tp])[tp]
-            target = KafkaTP(
-                tp.topic, tp.partition, OFFSET_BEGINNING if committed is None else committed
-            )
+            if committed is not None:
+                target = KafkaTP(tp.topic, tp.partition, committed)
+            elif self._reset == "latest":
+                target = self._resolve(tp, Position.END)
+            else:
+                target = KafkaTP(tp.topic, tp.partition, OFFSET_BEGINNING)
         self._raw.seek(target)
         self._positions.pop(tp, None)
 

@@ -260,11 +260,16 @@ class KafkaLog:
         reader = KafkaConsumer(self, None, "earliest", keep_markers=True)
         try:
             reader.assign({TopicPartition(topic, p): Position.BEGINNING for p in wanted})
+            # A deadline on progress, not on the whole read: a long partition
+            # may take a while, a stuck one must not hang the caller.
             deadline = time.monotonic() + self._timeout
             while stop:
                 if time.monotonic() > deadline:
-                    raise LogError(f"{topic!r}: did not reach the end marker in {self._timeout}s")
-                for record in reader.poll(1000, 0.2):
+                    raise LogError(f"{topic!r}: no progress towards the end for {self._timeout}s")
+                batch = reader.poll(1000, 0.2)
+                if batch:
+                    deadline = time.monotonic() + self._timeout
+                for record in batch:
                     end = stop.get(record.partition)
                     if end is None or record.offset > end:
                         continue
