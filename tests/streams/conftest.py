@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streams_helpers import sqlite_url
 
 from ordinance.streams import Log, open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
-
-# Short group timings so takeover tests settle in well under a second.
-SQLITE_OPTIONS = "heartbeat_interval_ms=50&session_timeout_ms=1500"
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +22,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
         yield broker
     finally:
         broker.stop()
-
-
-def sqlite_url(path: Path, options: str = SQLITE_OPTIONS) -> str:
-    # An absolute path: sqlite:/// + /abs/path (the SQLAlchemy convention).
-    return f"sqlite:///{path}?{options}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])

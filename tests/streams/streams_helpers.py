@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ordinance.streams import ConsumedRecord, Consumer
+
+# Short group timings so takeover tests settle in well under a second.
+SQLITE_OPTIONS = "heartbeat_interval_ms=50&session_timeout_ms=1500"
+
+
+def sqlite_url(path: Path, options: str = SQLITE_OPTIONS) -> str:
+    # An absolute path: sqlite:/// + /abs/path (the SQLAlchemy convention).
+    return f"sqlite:///{path}?{options}"
 
 
 def drain(consumer: Consumer, count: int, timeout: float = 20.0) -> list[ConsumedRecord]:

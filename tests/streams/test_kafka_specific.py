@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import sqlite_url
-from streams_helpers import drain
+from streams_helpers import drain, sqlite_url
 
 from ordinance.streams import Position, Record, TopicPartition, TopicSpec, open_log
 from ordinance.streams.errors import LogError

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import sqlite_url
-from streams_helpers import drain, poll_until
+from streams_helpers import drain, poll_until, sqlite_url
 
 import ordinance
 from ordinance.streams import Position, Record, TopicPartition, TopicSpec, open_log
