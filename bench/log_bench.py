@@ -151,11 +151,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured first records")
     parser.add_argument("--kafka", help="kafka:// URL (default: start a local broker)")
     parser.add_argument("--skip-kafka", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("full", "normal"):
+        for mode in () if args.skip_sqlite else ("full", "normal"):
             url = f"sqlite:///{Path(tmp) / mode}.db?synchronous={mode}"
             results.append(run(f"sqlite (synchronous={mode})", url, args))
     if not args.skip_kafka:
