@@ -6,8 +6,9 @@
   ``retention_interval_s``, ``max_record_bytes``, ``session_timeout_ms``,
   ``heartbeat_interval_ms``.
 * ``kafka://host:port[,host:port...]``. ``replication_factor`` (default: the
-  broker's) is read from the query; every other query parameter is passed to
-  librdkafka as is (``security.protocol``, ``sasl.mechanism``, ...).
+  broker's) and ``timeout_s`` (default 30: how long a produce or admin call may
+  take before it fails) are read from the query; every other query parameter
+  is passed to librdkafka as is (``security.protocol``, ``sasl.mechanism``...).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
-from ordinance.streams.errors import LogError, UnsupportedLogUrlError
+from ordinance.streams.errors import UnsupportedLogUrlError
 from ordinance.streams.log import Log
 
 _SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
@@ -75,9 +76,15 @@ def _open_kafka(location: str, options: Mapping[str, str]) -> Log:
     hosts = [h for h in location.strip("/").split(",") if h]
     if not hosts or any(":" not in h for h in hosts):
         raise UnsupportedLogUrlError(f"kafka URL needs host:port[,host:port]: {location!r}")
-    config = dict(options)
+    config: dict[str, str] = dict(options)
     try:
         replication = int(config.pop("replication_factor", "-1"))
+        timeout_s = float(config.pop("timeout_s", "30"))
     except ValueError as exc:
-        raise LogError(f"replication_factor must be an integer: {exc}") from exc
-    return KafkaLog(",".join(hosts), replication_factor=replication, client_config=config)
+        raise UnsupportedLogUrlError(f"bad kafka log option: {exc}") from exc
+    return KafkaLog(
+        ",".join(hosts),
+        replication_factor=replication,
+        client_config=config,
+        timeout_s=timeout_s,
+    )

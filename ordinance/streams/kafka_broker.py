@@ -17,6 +17,7 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,10 +104,13 @@ class LocalBroker:
         return f"kafka://{self.bootstrap}"
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+        """SIGINT, then SIGKILL if it has not exited within ``timeout_s``.
+
+        SIGINT because Tansu's SIGTERM waits 5 s for connected clients to leave,
+        and an in-memory broker has nothing to save."""
         if self.process is not None:
             if self.process.poll() is None:
-                self.process.terminate()
+                self.process.send_signal(signal.SIGINT)
                 try:
                     self.process.wait(timeout_s)
                 except subprocess.TimeoutExpired:
@@ -123,10 +127,24 @@ class LocalBroker:
 
 
 def start_broker(
-    port: int | None = None, *, ready_timeout_s: float = 30.0, log_path: Path | None = None
+    port: int | None = None,
+    *,
+    ready_timeout_s: float = 30.0,
+    log_path: Path | None = None,
+    die_with_parent: bool = True,
 ) -> LocalBroker:
-    """Start a broker and return once it serves metadata requests."""
+    """Start a broker and return once it serves metadata requests.
+
+    With ``die_with_parent`` (Linux, where ``setpriv`` exists) the kernel kills
+    the broker when this process dies, even by SIGKILL, so a crashed test run
+    leaves no broker behind. The command line's ``start`` turns it off: there
+    the broker must outlive its launcher.
+    """
     binary = broker_binary()
+    prefix: list[str] = []
+    setpriv = shutil.which("setpriv") if die_with_parent else None
+    if setpriv is not None:
+        prefix = [setpriv, "--pdeathsig", "KILL", "--"]
     attempts = 1 if port is not None else 3
     last_error = ""
     for _ in range(attempts):
@@ -141,6 +159,7 @@ def start_broker(
         with out.open("wb") as sink:
             process = subprocess.Popen(
                 [
+                    *prefix,
                     binary,
                     "broker",
                     "--listener-url",
@@ -179,7 +198,7 @@ def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
         return
     if b"broker" not in cmdline:
         raise LogError(f"pid {pid} is not a broker (cmdline {cmdline!r}); not stopping it")
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
@@ -206,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--pidfile", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "start":
-        broker = start_broker(args.port)
+        broker = start_broker(args.port, die_with_parent=False)
         args.pidfile.write_text(f"{broker.pid} {broker.port}\n")
         # Leave it running: the Popen object dies with us, the broker does not.
         print(broker.url)

@@ -60,7 +60,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger.ms": 0,
     "partitioner": "murmur2_random",
-    "message.timeout.ms": 30_000,
     "socket.nagle.disable": True,
 }
 
@@ -209,7 +208,9 @@ class KafkaLog:
                     producer.poll(0.05)
                 except KafkaException as exc:
                     raise ProduceError(f"producing to {topic!r}: {exc}") from exc
-        deadline = time.monotonic() + self._timeout
+        # librdkafka reports a failure after message.timeout.ms; the margin lets
+        # that report, with its reason, arrive before we give up ourselves.
+        deadline = time.monotonic() + self._timeout + 1
         while producer.flush(0.1) > 0:
             if time.monotonic() > deadline:
                 raise ProduceError(f"records not acknowledged within {self._timeout}s")

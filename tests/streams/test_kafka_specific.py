@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from streams_helpers import drain, sqlite_url
 
 from ordinance.streams import Position, Record, TopicPartition, TopicSpec, open_log
-from ordinance.streams.errors import LogError
+from ordinance.streams.errors import LogError, ProduceError
 from ordinance.streams.kafka_broker import (
     LocalBroker,
     is_ready,
@@ -97,3 +98,39 @@ def test_stop_pid_refuses_to_signal_something_else() -> None:
 def test_a_taken_port_is_reported_not_hung(kafka_broker: LocalBroker) -> None:
     with pytest.raises(LogError, match="already in use"):
         start_broker(kafka_broker.port, ready_timeout_s=5)
+
+
+def test_an_unreachable_broker_is_a_produce_error_not_a_hang(topic: str) -> None:
+    broker = start_broker()
+    try:
+        log = open_log(f"{broker.url}?timeout_s=2")
+        log.create_topic(TopicSpec(topic, partitions=1))
+        log.produce(topic, [Record(b"k", b"before")])
+    finally:
+        broker.stop()
+    began = time.monotonic()
+    with pytest.raises(ProduceError):
+        log.produce(topic, [Record(b"k", b"after")])
+    assert time.monotonic() - began < 10
+    log.close()
+
+
+def test_a_broker_does_not_outlive_a_killed_owner() -> None:
+    code = (
+        "from ordinance.streams.kafka_broker import start_broker\n"
+        "b = start_broker()\n"
+        "print(b.pid, b.port, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    assert owner.stdout is not None
+    pid, port = (int(x) for x in owner.stdout.readline().split())
+    assert is_ready(f"127.0.0.1:{port}")
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text():
+        assert time.monotonic() < deadline, "broker survived its owner"
+        time.sleep(0.05)
+    assert not is_ready(f"127.0.0.1:{port}")
