@@ -1,0 +1,90 @@
+"""`open_log(url)`: the one way to get a `Log`, whichever backend.
+
+* ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (the
+  SQLAlchemy convention: the path is what follows the third slash). Options as
+  query parameters: ``synchronous`` (full|normal|extra), ``busy_timeout_s``,
+  ``retention_interval_s``, ``max_record_bytes``, ``session_timeout_ms``,
+  ``heartbeat_interval_ms``.
+* ``kafka://host:port[,host:port...]``. ``replication_factor`` (default: the
+  broker's) and ``timeout_s`` (default 30: how long a produce or admin call may
+  take before it fails) are read from the query; every other query parameter
+  is passed to librdkafka as is (``security.protocol``, ``sasl.mechanism``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from ordinance.streams.errors import UnsupportedLogUrlError
+from ordinance.streams.log import Log
+
+_SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
+_SQLITE_INT = ("max_record_bytes", "session_timeout_ms", "heartbeat_interval_ms")
+
+
+def open_log(url: str) -> Log:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise UnsupportedLogUrlError(f"not a log URL (expected sqlite:/// or kafka://): {url!r}")
+    location, _, query = rest.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    if scheme == "sqlite":
+        return _open_sqlite(location, options)
+    if scheme == "kafka":
+        return _open_kafka(location, options)
+    raise UnsupportedLogUrlError(f"no log backend for scheme {scheme!r} in {url!r}")
+
+
+def _open_sqlite(location: str, options: Mapping[str, str]) -> Log:
+    from ordinance.streams.sqlite_log import SqliteLog
+
+    if not location.startswith("/") or location == "/":
+        raise UnsupportedLogUrlError(
+            "sqlite URL needs a path: sqlite:///relative.db, sqlite:////abs.db"
+        )
+    path = location[1:]
+    floats: dict[str, float] = {}
+    ints: dict[str, int] = {}
+    synchronous = "full"
+    try:
+        for name, value in options.items():
+            if name == "synchronous":
+                synchronous = value
+            elif name in _SQLITE_FLOAT:
+                floats[name] = float(value)
+            elif name in _SQLITE_INT:
+                ints[name] = int(value)
+            else:
+                raise UnsupportedLogUrlError(f"unknown sqlite log option {name!r}")
+    except ValueError as exc:
+        raise UnsupportedLogUrlError(f"bad sqlite log option: {exc}") from exc
+    return SqliteLog(
+        path,
+        synchronous=synchronous,
+        busy_timeout_s=floats.get("busy_timeout_s", 30.0),
+        retention_interval_s=floats.get("retention_interval_s", 10.0),
+        max_record_bytes=ints.get("max_record_bytes", 8 * 1024 * 1024),
+        session_timeout_ms=ints.get("session_timeout_ms", 10_000),
+        heartbeat_interval_ms=ints.get("heartbeat_interval_ms", 250),
+    )
+
+
+def _open_kafka(location: str, options: Mapping[str, str]) -> Log:
+    from ordinance.streams.kafka_log import KafkaLog
+
+    hosts = [h for h in location.strip("/").split(",") if h]
+    if not hosts or any(":" not in h for h in hosts):
+        raise UnsupportedLogUrlError(f"kafka URL needs host:port[,host:port]: {location!r}")
+    config: dict[str, str] = dict(options)
+    try:
+        replication = int(config.pop("replication_factor", "-1"))
+        timeout_s = float(config.pop("timeout_s", "30"))
+    except ValueError as exc:
+        raise UnsupportedLogUrlError(f"bad kafka log option: {exc}") from exc
+    return KafkaLog(
+        ",".join(hosts),
+        replication_factor=replication,
+        client_config=config,
+        timeout_s=timeout_s,
+    )

@@ -1,0 +1,304 @@
+"""The Kafka log (`kafka://host:port[,host:port]`), on confluent-kafka (librdkafka).
+
+Client settings, and why (see docs/log.md for the full table):
+
+* producer ``enable.idempotence=true`` (implies ``acks=all``): retries never
+  duplicate or reorder a partition's records;
+* producer ``linger.ms=0``: a single record goes out at once; batches still
+  form on their own while a send is in flight, so throughput does not suffer;
+* producer ``partitioner=murmur2_random``: the Java client's key hashing, the
+  same as `partition_for`, so a key lands in the same partition on both backends;
+* consumer ``fetch.wait.max.ms=5``: an empty fetch is answered after 5 ms instead
+  of 500. Kafka answers early when data arrives anyway, but the local test
+  broker always waits the full time, so this bounds produce->consume latency
+  there; it costs an idle consumer ~200 small requests/s;
+* ``socket.nagle.disable=true`` on both: no Nagle delay on single small records;
+* consumer ``session.timeout.ms=6000`` (the broker's default minimum) and
+  ``heartbeat.interval.ms=500``: a dead member is noticed in seconds;
+* consumer ``partition.assignment.strategy=range``: an eager protocol; one
+  rebalance round instead of cooperative's two, so takeovers settle faster;
+* consumer ``enable.auto.commit=false``: offsets move only when a processor
+  says its output is durable.
+
+Caught-up detection never reads the high watermark (a test broker may under-
+report it): `read_to_end` writes a marker record to each partition and reads
+until it reaches the marker's acknowledged offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from ordinance.streams.errors import LogError, ProduceError, TopicConfigError
+from ordinance.streams.log import (
+    MARKER_HEADER,
+    ConsumedRecord,
+    Consumer,
+    Delivered,
+    Record,
+    TopicPartition,
+    TopicSpec,
+    fold_latest,
+)
+
+_log = logging.getLogger(__name__)
+
+#: Key of marker records: compact topics refuse null keys.
+MARKER_KEY = b"\x00ordinance.marker"
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 0,
+    "partitioner": "murmur2_random",
+    "socket.nagle.disable": True,
+}
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "fetch.wait.max.ms": 5,
+    "socket.nagle.disable": True,
+    "fetch.min.bytes": 1,
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 500,
+    "partition.assignment.strategy": "range",
+    "isolation.level": "read_committed",
+    "allow.auto.create.topics": False,
+}
+
+
+class KafkaLog:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        replication_factor: int = -1,
+        client_config: Mapping[str, Any] | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._replication = replication_factor
+        self._timeout = timeout_s
+        self.client_config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            # librdkafka's own log lines go to Python logging, not raw stderr.
+            "logger": logging.getLogger("ordinance.streams.librdkafka"),
+            **(client_config or {}),
+        }
+        self._admin: AdminClient | None = AdminClient(self.client_config)
+        self._producer: Producer | None = Producer({**PRODUCER_DEFAULTS, **self.client_config})
+        self._partition_counts: dict[str, int] = {}
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self._bootstrap}"
+
+    @property
+    def exactly_once(self) -> bool:
+        return False
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        config = {
+            "cleanup.policy": spec.cleanup,
+            "retention.ms": str(-1 if spec.retention_ms is None else spec.retention_ms),
+            "retention.bytes": str(-1 if spec.retention_bytes is None else spec.retention_bytes),
+        }
+        new = NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=self._replication,
+            config=config,
+        )
+        future = self._clients()[0].create_topics([new], request_timeout=self._timeout)[spec.name]
+        try:
+            future.result(timeout=self._timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise TopicConfigError(f"creating topic {spec.name!r}: {exc}") from exc
+            existing = self._describe(spec.name)
+            if existing != spec.partitions:
+                raise TopicConfigError(
+                    f"topic {spec.name!r} exists with {existing} partitions;"
+                    f" asked for {spec.partitions}"
+                ) from exc
+        self._partition_counts[spec.name] = spec.partitions
+
+    def _describe(self, topic: str) -> int:
+        # Listing every topic rather than asking for one: a metadata request that
+        # names a topic makes some brokers auto-create it.
+        metadata = self._clients()[0].list_topics(timeout=self._timeout)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise TopicConfigError(f"topic {topic!r} does not exist; create it with a spec")
+        return len(found.partitions)
+
+    def partitions(self, topic: str) -> list[int]:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._partition_counts[topic] = self._describe(topic)
+        return list(range(count))
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        from confluent_kafka import TopicPartition as KafkaTP
+
+        from ordinance.streams.kafka_consumer import new_consumer
+
+        probe = new_consumer(self.client_config, None, "earliest")
+        try:
+            return {
+                p: int(probe.get_watermark_offsets(KafkaTP(topic, p), timeout=self._timeout)[1])
+                for p in self.partitions(topic)
+            }
+        finally:
+            probe.close()
+
+    def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
+        return self._produce([(topic, r) for r in records])
+
+    def _clients(self) -> tuple[AdminClient, Producer]:
+        if self._admin is None or self._producer is None:
+            raise LogError(f"{self.url}: log is closed")
+        return self._admin, self._producer
+
+    def _produce(self, outputs: Sequence[tuple[str, Record]]) -> list[Delivered]:
+        producer = self._clients()[1]
+        results: list[Delivered | None] = [None] * len(outputs)
+        failures: list[str] = []
+
+        def on_delivery(index: int) -> Any:
+            def done(err: KafkaError | None, msg: Message) -> None:
+                if err is not None:
+                    failures.append(f"{msg.topic()}: {err.str()}")
+                else:
+                    results[index] = Delivered(
+                        str(msg.topic()),
+                        int(msg.partition() or 0),
+                        int(msg.offset() or 0),
+                        int(msg.timestamp()[1]),
+                    )
+
+            return done
+
+        for index, (topic, record) in enumerate(outputs):
+            kwargs: dict[str, Any] = {
+                "key": record.key,
+                "value": record.value,
+                "headers": list(record.headers) or None,
+                "timestamp": record.event_time_ms or 0,
+                "on_delivery": on_delivery(index),
+            }
+            if record.partition is not None:
+                kwargs["partition"] = record.partition
+            while True:
+                try:
+                    producer.produce(topic, **kwargs)
+                    break
+                except BufferError:
+                    # The local queue is full: serve deliveries to make room.
+                    producer.poll(0.05)
+                except KafkaException as exc:
+                    raise ProduceError(f"producing to {topic!r}: {exc}") from exc
+        # librdkafka reports a failure after message.timeout.ms; the margin lets
+        # that report, with its reason, arrive before we give up ourselves.
+        deadline = time.monotonic() + self._timeout + 1
+        while producer.flush(0.1) > 0:
+            if time.monotonic() > deadline:
+                raise ProduceError(f"records not acknowledged within {self._timeout}s")
+        if failures:
+            raise ProduceError("; ".join(failures[:5]))
+        delivered = [r for r in results if r is not None]
+        if len(delivered) != len(outputs):
+            raise ProduceError("the broker did not confirm every record")
+        return delivered
+
+    def produce_and_commit(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        consumer: Consumer,
+        offsets: Mapping[TopicPartition, int],
+    ) -> list[Delivered]:
+        # Not atomic (exactly_once is False): outputs first, so a crash between
+        # the two re-delivers input the processor then recognises as answered.
+        delivered = self._produce(outputs)
+        consumer.commit(offsets)
+        return delivered
+
+    def consumer(
+        self, group: str | None = None, *, reset: Literal["earliest", "latest"] = "earliest"
+    ) -> Consumer:
+        from ordinance.streams.kafka_consumer import KafkaConsumer
+
+        return KafkaConsumer(self, group, reset)
+
+    def end_marker(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+        """Write a marker to each partition; its acknowledged offset + 1 is a
+        true end of the partition, unlike a (possibly stale) watermark."""
+        nonce = uuid.uuid4().bytes
+        markers = self.produce(
+            topic,
+            [Record(MARKER_KEY, nonce, ((MARKER_HEADER, nonce),), partition=p) for p in partitions],
+        )
+        return {d.partition: d.offset for d in markers}
+
+    def read_to_end(
+        self, topic: str, partitions: Sequence[int] | None = None
+    ) -> Iterator[ConsumedRecord]:
+        from ordinance.streams.kafka_consumer import KafkaConsumer
+        from ordinance.streams.log import Position
+
+        wanted = self.partitions(topic) if partitions is None else list(partitions)
+        stop = self.end_marker(topic, wanted)
+        reader = KafkaConsumer(self, None, "earliest", keep_markers=True)
+        try:
+            reader.assign({TopicPartition(topic, p): Position.BEGINNING for p in wanted})
+            # A deadline on progress, not on the whole read: a long partition
+            # may take a while, a stuck one must not hang the caller.
+            deadline = time.monotonic() + self._timeout
+            while stop:
+                if time.monotonic() > deadline:
+                    raise LogError(f"{topic!r}: no progress towards the end for {self._timeout}s")
+                batch = reader.poll(1000, 0.2)
+                if batch:
+                    deadline = time.monotonic() + self._timeout
+                for record in batch:
+                    end = stop.get(record.partition)
+                    if end is None or record.offset > end:
+                        continue
+                    if record.offset == end:
+                        del stop[record.partition]
+                    elif record.header(MARKER_HEADER) is None:
+                        yield record
+        finally:
+            reader.close()
+
+    def latest_by_key(self, topic: str) -> dict[bytes, ConsumedRecord]:
+        return fold_latest(self.read_to_end(topic))
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(self._timeout)
+        # Dropping the clients ends their threads and broker connections now
+        # rather than whenever the garbage collector gets to them.
+        self._producer = None
+        self._admin = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,248 @@
+"""Avro single-object encoding of the wire contract in ``schemas/``.
+
+Every value on the log is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO
+(Rabin) fingerprint of the writer schema's parsing canonical form + the Avro
+binary body (the Avro specification's "single object encoding"). A reader finds
+the writer schema by fingerprint among the schemas it ships (current ones and
+``history/``) and resolves it to its own current schema of the same name, so a
+record written by an older or newer Ordinance still decodes.
+
+Decoding never raises: a record that cannot be decoded comes back as an
+`UndecodableRecord` carrying its raw bytes and position, for a processor to
+answer with a fail-closed deny and keep for inspection.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from ordinance.streams.errors import SchemaError
+from ordinance.streams.log import ConsumedRecord
+from ordinance.streams.values import Converter, compile_converter
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+NAMESPACE = "ordinance.v1"
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+def schema_fingerprint(parsed: Any) -> bytes:
+    """The 8 header bytes: CRC-64-AVRO of the canonical form, little-endian.
+
+    fastavro renders the Rabin fingerprint as the hex of exactly those bytes.
+    """
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class _Schema:
+    name: str
+    parsed: Any
+    fingerprint: bytes
+    to_avro: Converter | None
+    from_avro: Converter | None
+
+
+class SchemaRegistry:
+    """The schemas a process knows: current ones (``*.avsc``, the reader
+    schemas, one per record name) and retired writer schemas (``history/``)."""
+
+    def __init__(self, directory: Traversable | None = None) -> None:
+        root = directory or resources.files("ordinance.streams").joinpath("schemas")
+        self._current: dict[str, _Schema] = {}
+        self._by_fingerprint: dict[bytes, _Schema] = {}
+        for path in _avsc_files(root):
+            schema = self._load(path)
+            self._current[schema.name] = schema
+            short = schema.name.rsplit(".", 1)[-1]
+            if path.name != f"{short}.avsc":
+                raise SchemaError(f"{path.name} defines {schema.name}; name it {short}.avsc")
+        history = root.joinpath("history")
+        if history.is_dir():
+            for path in _avsc_files(history):
+                self._load(path)
+        if not self._current:
+            raise SchemaError(f"no schemas found in {root}")
+
+    def _load(self, path: Traversable) -> _Schema:
+        try:
+            parsed = fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
+        except (ValueError, KeyError, fastavro.schema.SchemaParseException) as exc:
+            raise SchemaError(f"{path.name}: {exc}") from exc
+        name = parsed["name"] if isinstance(parsed, dict) else ""
+        if not name.startswith(NAMESPACE + "."):
+            raise SchemaError(f"{path.name}: top-level record must be in namespace {NAMESPACE}")
+        schema = _Schema(
+            name,
+            parsed,
+            schema_fingerprint(parsed),
+            compile_converter(parsed, to_avro=True),
+            compile_converter(parsed, to_avro=False),
+        )
+        clash = self._by_fingerprint.get(schema.fingerprint)
+        if clash is not None and clash.name != name:
+            raise SchemaError(f"{path.name}: fingerprint clashes with {clash.name}")
+        self._by_fingerprint[schema.fingerprint] = schema
+        return schema
+
+    @property
+    def names(self) -> list[str]:
+        """Short names of the current schemas (``ActionRequest``, ...)."""
+        return sorted(n.rsplit(".", 1)[-1] for n in self._current)
+
+    def current(self, name: str) -> _Schema:
+        full = name if "." in name else f"{NAMESPACE}.{name}"
+        found = self._current.get(full)
+        if found is None:
+            raise SchemaError(f"no schema named {name!r}; known: {', '.join(self.names)}")
+        return found
+
+    def by_fingerprint(self, fp: bytes) -> _Schema | None:
+        return self._by_fingerprint.get(fp)
+
+
+def _avsc_files(root: Traversable) -> Iterable[Traversable]:
+    return sorted(
+        (p for p in root.iterdir() if p.is_file() and p.name.endswith(".avsc")),
+        key=lambda p: p.name,
+    )
+
+
+class Problem(enum.Enum):
+    """Why a record did not decode."""
+
+    EMPTY = "empty"
+    OVERSIZE = "oversize"
+    BAD_MARKER = "bad_marker"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    UNEXPECTED_TYPE = "unexpected_type"
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded record: ``name`` is the reader schema's short name
+    (``"Decision"``), ``value`` the datum in Python form."""
+
+    name: str
+    value: dict[str, Any]
+    writer_fingerprint: bytes
+    record: ConsumedRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableRecord:
+    """A record that did not decode, kept whole for inspection.
+
+    ``topic``/``partition``/``offset`` are None when bytes were decoded outside
+    a log record."""
+
+    raw: bytes
+    problem: Problem
+    detail: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class Serde:
+    """Encodes and decodes the wire contract; ``max_bytes`` caps what a decoder
+    accepts (an oversize payload is refused before any parsing)."""
+
+    def __init__(
+        self, registry: SchemaRegistry | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        self.registry = registry or SchemaRegistry()
+        self.max_bytes = max_bytes
+
+    def encode(self, name: str, datum: Mapping[str, Any]) -> bytes:
+        schema = self.registry.current(name)
+        wire = schema.to_avro(datum) if schema.to_avro is not None else datum
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(schema.fingerprint)
+        try:
+            fastavro.schemaless_writer(out, schema.parsed, wire)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise SchemaError(f"value does not fit {name}: {exc}") from exc
+        return out.getvalue()
+
+    def decode(
+        self, raw: bytes | None, expect: Collection[str] | None = None
+    ) -> Decoded | UndecodableRecord:
+        """Decode bytes; ``expect`` lists the acceptable schema short names."""
+        if raw is None or len(raw) == 0:
+            return UndecodableRecord(b"", Problem.EMPTY, "no payload")
+        raw = bytes(raw)
+        if len(raw) > self.max_bytes:
+            return UndecodableRecord(
+                raw, Problem.OVERSIZE, f"{len(raw)} bytes, over the {self.max_bytes} cap"
+            )
+        if len(raw) < HEADER_SIZE:
+            if MAGIC.startswith(raw[:2]):
+                return UndecodableRecord(raw, Problem.TRUNCATED, "shorter than the header")
+            return UndecodableRecord(raw, Problem.BAD_MARKER, "not single-object encoded")
+        if raw[:2] != MAGIC:
+            return UndecodableRecord(raw, Problem.BAD_MARKER, f"marker {raw[:2].hex()}")
+        writer = self.registry.by_fingerprint(raw[2:HEADER_SIZE])
+        if writer is None:
+            return UndecodableRecord(
+                raw, Problem.UNKNOWN_SCHEMA, f"fingerprint {raw[2:HEADER_SIZE].hex()}"
+            )
+        try:
+            reader = self.registry.current(writer.name)
+        except SchemaError as exc:
+            return UndecodableRecord(raw, Problem.UNKNOWN_SCHEMA, str(exc))
+        short = reader.name.rsplit(".", 1)[-1]
+        if expect is not None and short not in expect:
+            return UndecodableRecord(
+                raw, Problem.UNEXPECTED_TYPE, f"{short}, expected one of {sorted(expect)}"
+            )
+        body = io.BytesIO(raw)
+        body.seek(HEADER_SIZE)
+        try:
+            datum = fastavro.schemaless_reader(
+                body, writer.parsed, None if reader is writer else reader.parsed
+            )
+        except EOFError as exc:
+            return UndecodableRecord(raw, Problem.TRUNCATED, str(exc) or "payload ends early")
+        except Exception as exc:  # any parse failure is this record's problem
+            return UndecodableRecord(raw, Problem.MALFORMED, f"{type(exc).__name__}: {exc}")
+        if body.tell() != len(raw):
+            return UndecodableRecord(
+                raw, Problem.MALFORMED, f"{len(raw) - body.tell()} bytes after the datum"
+            )
+        if not isinstance(datum, dict):
+            return UndecodableRecord(raw, Problem.MALFORMED, "datum is not a record")
+        try:
+            value = reader.from_avro(datum) if reader.from_avro is not None else datum
+        except Exception as exc:  # e.g. a Decimal whose text is no number
+            return UndecodableRecord(raw, Problem.MALFORMED, f"{type(exc).__name__}: {exc}")
+        return Decoded(short, value, writer.fingerprint)
+
+    def decode_record(
+        self, record: ConsumedRecord, expect: Collection[str] | None = None
+    ) -> Decoded | UndecodableRecord:
+        """Decode a record's value, keeping its position either way."""
+        result = self.decode(record.value, expect)
+        if isinstance(result, UndecodableRecord):
+            return UndecodableRecord(
+                result.raw,
+                result.problem,
+                result.detail,
+                record.topic,
+                record.partition,
+                record.offset,
+            )
+        return Decoded(result.name, result.value, result.writer_fingerprint, record)

@@ -1,0 +1,356 @@
+"""The embedded log (`sqlite:///path.db`): durable, multi-process, exactly-once.
+
+Several processes may open the same file: each append is one IMMEDIATE
+transaction, so offsets are dense and never reused, and a reader in another
+process sees a record as soon as its producer's `produce` has returned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from ordinance.streams import sqlite_store as store
+from ordinance.streams.errors import LogError, ProduceError
+from ordinance.streams.log import (
+    ConsumedRecord,
+    Consumer,
+    Delivered,
+    Record,
+    TopicPartition,
+    TopicSpec,
+    fold_latest,
+)
+from ordinance.streams.partitioner import partition_for
+
+DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+
+
+class SqliteLog:
+    """`Log` on one SQLite database file.
+
+    ``synchronous="full"`` (the default) fsyncs every commit, so an
+    acknowledged record survives power loss; ``"normal"`` survives any process
+    crash but may lose the last commits on power loss, for more throughput.
+    Retention runs at most every ``retention_interval_s`` during `produce`, and
+    on demand with `enforce_retention`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        busy_timeout_s: float = 30.0,
+        retention_interval_s: float = 10.0,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 250,
+    ) -> None:
+        self._path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._retention_interval_ms = int(retention_interval_s * 1000)
+        self._max_record_bytes = max_record_bytes
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._conn = self.connect()
+        store.initialise(self._conn)
+        # One connection per log, shared by threads: sqlite3 connections are not
+        # safe for concurrent use, and writes serialise on the file lock anyway.
+        self._lock = threading.Lock()
+        self._topics: dict[str, store.TopicRow] = {}
+        self._last_retention_ms = store.now_ms()
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self._path}"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def exactly_once(self) -> bool:
+        return True
+
+    def connect(self) -> sqlite3.Connection:
+        """A fresh connection to the same database (consumers read on their own)."""
+        return store.connect(self._path, self._synchronous, self._busy_timeout_s)
+
+    def topic(self, name: str) -> store.TopicRow:
+        row = self._topics.get(name)
+        if row is None:
+            with self._lock:
+                row = store.load_topic(self._conn, name)
+            self._topics[name] = row
+        return row
+
+    def create_topic(self, spec: TopicSpec) -> None:
+        with self._lock:
+            self._topics[spec.name] = store.create_topic(self._conn, spec)
+
+    def partitions(self, topic: str) -> list[int]:
+        return list(range(self.topic(topic).spec.partitions))
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        topic_id = self.topic(topic).id
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT partition, next_offset FROM partitions WHERE topic_id=?", (topic_id,)
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def start_offsets(self, topic: str) -> dict[int, int]:
+        """First retained offset per partition (moves forward with retention)."""
+        topic_id = self.topic(topic).id
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT partition, start_offset FROM partitions WHERE topic_id=?", (topic_id,)
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
+        return self._write([(topic, r) for r in records], None, {})
+
+    def produce_and_commit(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        consumer: Consumer,
+        offsets: Mapping[TopicPartition, int],
+    ) -> list[Delivered]:
+        from ordinance.streams.sqlite_consumer import SqliteConsumer
+
+        if not isinstance(consumer, SqliteConsumer) or consumer.log is not self:
+            raise LogError("produce_and_commit needs a consumer created by this same log")
+        return self._write(outputs, consumer, offsets)
+
+    def _write(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        consumer: object,
+        offsets: Mapping[TopicPartition, int],
+    ) -> list[Delivered]:
+        from ordinance.streams.sqlite_consumer import SqliteConsumer
+
+        topics = {name: self.topic(name) for name in {t for t, _ in outputs}}
+        cap = self._max_record_bytes
+        sizes = [len(r.key or b"") + len(r.value or b"") for _, r in outputs]
+        for (name, record), size in zip(outputs, sizes, strict=True):
+            if size > cap:
+                raise ProduceError(f"record for {name!r} is {size} bytes, over the {cap} cap")
+            if record.key is None and topics[name].spec.cleanup == "compact":
+                raise ProduceError(f"compact topic {name!r} needs a key on every record")
+        now = store.now_ms()
+        try:
+            with self._lock, store.write_txn(self._conn) as conn:
+                delivered = self._append(conn, topics, outputs, sizes, now)
+                if isinstance(consumer, SqliteConsumer):
+                    consumer.commit_in(conn, offsets)
+        except sqlite3.Error as exc:
+            raise ProduceError(f"append to {self._path} failed: {exc}") from exc
+        if now - self._last_retention_ms >= self._retention_interval_ms:
+            self.enforce_retention()
+        return delivered
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        topics: Mapping[str, store.TopicRow],
+        outputs: Sequence[tuple[str, Record]],
+        sizes: Sequence[int],
+        now: int,
+    ) -> list[Delivered]:
+        next_offsets: dict[tuple[int, int], int] = {}
+        added_bytes: dict[tuple[int, int], int] = {}
+        for row in topics.values():
+            for p, nxt in conn.execute(
+                "SELECT partition, next_offset FROM partitions WHERE topic_id=?", (row.id,)
+            ):
+                next_offsets[(row.id, p)] = nxt
+        rows = []
+        latest = []
+        delivered = []
+        encode_headers = store.encode_headers
+        for (name, record), size in zip(outputs, sizes, strict=True):
+            topic = topics[name]
+            count = topic.spec.partitions
+            key, value, headers, event_time, p = record
+            if p is None:
+                p = partition_for(key, count)
+            elif not 0 <= p < count:
+                raise ProduceError(f"topic {name!r} has no partition {p}")
+            slot = (topic.id, p)
+            offset = next_offsets[slot]
+            next_offsets[slot] = offset + 1
+            added_bytes[slot] = added_bytes.get(slot, 0) + size
+            ts = now if event_time is None else event_time
+            blob = encode_headers(headers) if headers else None
+            rows.append((topic.id, p, offset, key, value, blob, ts, now))
+            if topic.spec.cleanup == "compact":
+                latest.append((topic.id, p, key, offset))
+            delivered.append(Delivered(name, p, offset, ts))
+        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if latest:
+            conn.executemany("INSERT OR REPLACE INTO latest VALUES (?, ?, ?, ?)", latest)
+        conn.executemany(
+            "UPDATE partitions SET next_offset=?, bytes=bytes+? WHERE topic_id=? AND partition=?",
+            [(next_offsets[s], n, s[0], s[1]) for s, n in added_bytes.items()],
+        )
+        return delivered
+
+    def consumer(
+        self, group: str | None = None, *, reset: Literal["earliest", "latest"] = "earliest"
+    ) -> Consumer:
+        from ordinance.streams.sqlite_consumer import SqliteConsumer
+
+        return SqliteConsumer(self, group, reset)
+
+    def read_to_end(
+        self, topic: str, partitions: Sequence[int] | None = None
+    ) -> Iterator[ConsumedRecord]:
+        row = self.topic(topic)
+        wanted = list(range(row.spec.partitions)) if partitions is None else list(partitions)
+        # One SELECT statement reads one WAL snapshot: "the end" is exactly what
+        # was committed when it started, whatever is appended meanwhile.
+        conn = self.connect()
+        try:
+            marks = ",".join("?" * len(wanted))
+            cursor = conn.execute(
+                f"SELECT {store.RECORD_COLUMNS} FROM records"
+                f" WHERE topic_id=? AND partition IN ({marks}) ORDER BY partition, offset",
+                (row.id, *wanted),
+            )
+            while batch := cursor.fetchmany(1000):
+                for r in batch:
+                    yield store.to_record(topic, r)
+        finally:
+            conn.close()
+
+    def latest_by_key(self, topic: str) -> dict[bytes, ConsumedRecord]:
+        row = self.topic(topic)
+        if row.spec.cleanup != "compact":
+            return fold_latest(self.read_to_end(topic))
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT r.partition, r.offset, r.key, r.value, r.headers, r.ts"
+                " FROM latest l JOIN records r ON r.topic_id=l.topic_id"
+                " AND r.partition=l.partition AND r.offset=l.offset"
+                " WHERE l.topic_id=? AND r.value IS NOT NULL ORDER BY r.partition, r.offset",
+                (row.id,),
+            ).fetchall()
+        out: dict[bytes, ConsumedRecord] = {}
+        for r in rows:
+            record = store.to_record(topic, r)
+            assert record.key is not None
+            out[record.key] = record
+        return out
+
+    def enforce_retention(self) -> int:
+        """Apply time/size retention and compaction now; returns records removed."""
+        self._last_retention_ms = store.now_ms()
+        removed = 0
+        with self._lock:
+            topics = self._conn.execute(
+                "SELECT id, partitions, cleanup, retention_ms, retention_bytes FROM topics"
+            ).fetchall()
+            for topic_id, count, cleanup, retention_ms, retention_bytes in topics:
+                with store.write_txn(self._conn) as conn:
+                    if cleanup == "compact":
+                        removed += _compact(conn, topic_id)
+                        continue
+                    for p in range(count):
+                        removed += _expire(conn, topic_id, p, retention_ms, retention_bytes)
+        return removed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with self._lock:
+                self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _expire(
+    conn: sqlite3.Connection,
+    topic_id: int,
+    partition: int,
+    retention_ms: int | None,
+    retention_bytes: int | None,
+) -> int:
+    start, end = store.partition_bounds(conn, topic_id, partition)
+    new_start = start
+    if retention_ms is not None:
+        cutoff = store.now_ms() - retention_ms
+        row = conn.execute(
+            "SELECT offset FROM records WHERE topic_id=? AND partition=? AND appended>=?"
+            " ORDER BY offset LIMIT 1",
+            (topic_id, partition, cutoff),
+        ).fetchone()
+        new_start = end if row is None else max(start, int(row[0]))
+    freed = conn.execute(
+        "SELECT IFNULL(SUM(IFNULL(length(key),0)+IFNULL(length(value),0)),0) FROM records"
+        " WHERE topic_id=? AND partition=? AND offset<?",
+        (topic_id, partition, new_start),
+    ).fetchone()[0]
+    if retention_bytes is not None:
+        total = conn.execute(
+            "SELECT bytes FROM partitions WHERE topic_id=? AND partition=?",
+            (topic_id, partition),
+        ).fetchone()[0]
+        excess = total - freed - retention_bytes
+        if excess > 0:
+            for offset, size in conn.execute(
+                "SELECT offset, IFNULL(length(key),0)+IFNULL(length(value),0) FROM records"
+                " WHERE topic_id=? AND partition=? AND offset>=? ORDER BY offset",
+                (topic_id, partition, new_start),
+            ):
+                if excess <= 0:
+                    break
+                excess -= size
+                freed += size
+                new_start = offset + 1
+    if new_start == start:
+        return 0
+    deleted = conn.execute(
+        "DELETE FROM records WHERE topic_id=? AND partition=? AND offset<?",
+        (topic_id, partition, new_start),
+    ).rowcount
+    conn.execute(
+        "UPDATE partitions SET start_offset=?, bytes=bytes-? WHERE topic_id=? AND partition=?",
+        (new_start, freed, topic_id, partition),
+    )
+    return int(deleted)
+
+
+def _compact(conn: sqlite3.Connection, topic_id: int) -> int:
+    """Drop every record superseded by a later one with the same key."""
+    deleted = conn.execute(
+        "DELETE FROM records WHERE topic_id=? AND offset < (SELECT l.offset FROM latest l"
+        " WHERE l.topic_id=records.topic_id AND l.partition=records.partition"
+        " AND l.key=records.key)",
+        (topic_id,),
+    ).rowcount
+    if deleted:
+        conn.execute(
+            "UPDATE partitions SET bytes=(SELECT IFNULL(SUM(IFNULL(length(key),0)"
+            "+IFNULL(length(value),0)),0) FROM records r WHERE r.topic_id=partitions.topic_id"
+            " AND r.partition=partitions.partition) WHERE topic_id=?",
+            (topic_id,),
+        )
+    return int(deleted)

@@ -1,0 +1,259 @@
+"""On-disk layout of the embedded log and the SQL both its log and consumers share.
+
+One SQLite database in WAL mode holds every topic. WAL lets any number of
+processes read while one writes, and each write transaction is atomic and
+durable, which is what makes the embedded pipeline exactly-once: a processor's
+output records and its consumed offsets land in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ordinance.streams.errors import LogError, TopicConfigError
+from ordinance.streams.log import ConsumedRecord, Headers, TopicSpec
+
+SCHEMA_VERSION = 1
+
+# WITHOUT ROWID clusters records by (topic, partition, offset), so a consumer's
+# range read is one B-tree walk and appends go to the right edge of the tree.
+_DDL = """
+CREATE TABLE IF NOT EXISTS topics(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    cleanup TEXT NOT NULL,
+    retention_ms INTEGER,
+    retention_bytes INTEGER
+);
+CREATE TABLE IF NOT EXISTS partitions(
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    start_offset INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY(topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records(
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    key BLOB,
+    value BLOB,
+    headers BLOB,
+    ts INTEGER NOT NULL,
+    appended INTEGER NOT NULL,
+    PRIMARY KEY(topic_id, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest(
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY(topic_id, partition, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets(
+    group_id TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY(group_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_members(
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    topics TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY(group_id, member_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_owners(
+    group_id TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY(group_id, topic_id, partition)
+) WITHOUT ROWID;
+"""
+
+RECORD_COLUMNS = "partition, offset, key, value, headers, ts"
+
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRow:
+    id: int
+    spec: TopicSpec
+
+
+def connect(path: Path, synchronous: str, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection in autocommit mode: every transaction is an explicit BEGIN."""
+    level = _SYNCHRONOUS.get(synchronous.lower())
+    if level is None:
+        raise LogError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, got {synchronous!r}")
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={level}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    return conn
+
+
+def initialise(conn: sqlite3.Connection) -> None:
+    with write_txn(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise LogError(
+                f"log database has layout version {version}; this Ordinance reads {SCHEMA_VERSION}"
+            )
+        for statement in _DDL.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+class write_txn:  # noqa: N801 - used like a function: `with write_txn(conn):`
+    """BEGIN IMMEDIATE ... COMMIT, rolling back on error.
+
+    IMMEDIATE takes the write lock up front, so two writers queue on the busy
+    timeout instead of one failing with SQLITE_BUSY at its first write.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")
+
+
+def load_topic(conn: sqlite3.Connection, name: str) -> TopicRow:
+    row = conn.execute(
+        "SELECT id, partitions, cleanup, retention_ms, retention_bytes FROM topics WHERE name=?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise TopicConfigError(f"topic {name!r} does not exist; create it with an explicit spec")
+    return TopicRow(row[0], TopicSpec(name, row[1], row[2], row[3], row[4]))
+
+
+def create_topic(conn: sqlite3.Connection, spec: TopicSpec) -> TopicRow:
+    with write_txn(conn):
+        try:
+            existing = load_topic(conn, spec.name)
+        except TopicConfigError:
+            cursor = conn.execute(
+                "INSERT INTO topics(name, partitions, cleanup, retention_ms, retention_bytes)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (spec.name, spec.partitions, spec.cleanup, spec.retention_ms, spec.retention_bytes),
+            )
+            topic_id = cursor.lastrowid
+            assert topic_id is not None
+            conn.executemany(
+                "INSERT INTO partitions(topic_id, partition) VALUES (?, ?)",
+                [(topic_id, p) for p in range(spec.partitions)],
+            )
+            return TopicRow(topic_id, spec)
+        if existing.spec.partitions != spec.partitions or existing.spec.cleanup != spec.cleanup:
+            raise TopicConfigError(
+                f"topic {spec.name!r} exists with {existing.spec.partitions} partitions"
+                f" ({existing.spec.cleanup}); asked for {spec.partitions} ({spec.cleanup})"
+            )
+        if existing.spec != spec:
+            # Retention is safe to change in place, as Kafka's alterConfigs allows.
+            conn.execute(
+                "UPDATE topics SET retention_ms=?, retention_bytes=? WHERE id=?",
+                (spec.retention_ms, spec.retention_bytes, existing.id),
+            )
+        return TopicRow(existing.id, spec)
+
+
+def encode_headers(headers: Headers) -> bytes | None:
+    if not headers:
+        return None
+    parts = [struct.pack("<I", len(headers))]
+    for name, value in headers:
+        raw = name.encode()
+        parts.append(struct.pack("<II", len(raw), len(value)))
+        parts.append(raw)
+        parts.append(value)
+    return b"".join(parts)
+
+
+def decode_headers(blob: bytes | None) -> Headers:
+    if blob is None:
+        return ()
+    (count,) = struct.unpack_from("<I", blob, 0)
+    pos = 4
+    out = []
+    for _ in range(count):
+        name_len, value_len = struct.unpack_from("<II", blob, pos)
+        pos += 8
+        name = blob[pos : pos + name_len].decode()
+        pos += name_len
+        out.append((name, bytes(blob[pos : pos + value_len])))
+        pos += value_len
+    return tuple(out)
+
+
+def to_records(
+    topic: str, rows: list[tuple[int, int, bytes | None, bytes | None, bytes | None, int]]
+) -> list[ConsumedRecord]:
+    return [
+        ConsumedRecord(topic, p, o, k, v, decode_headers(h) if h is not None else (), ts)
+        for p, o, k, v, h, ts in rows
+    ]
+
+
+def to_record(
+    topic: str, row: tuple[int, int, bytes | None, bytes | None, bytes | None, int]
+) -> ConsumedRecord:
+    partition, offset, key, value, headers, ts = row
+    return ConsumedRecord(topic, partition, offset, key, value, decode_headers(headers), ts)
+
+
+def committed_offset(
+    conn: sqlite3.Connection, group: str, topic_id: int, partition: int
+) -> int | None:
+    row = conn.execute(
+        "SELECT offset FROM group_offsets WHERE group_id=? AND topic_id=? AND partition=?",
+        (group, topic_id, partition),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def partition_bounds(conn: sqlite3.Connection, topic_id: int, partition: int) -> tuple[int, int]:
+    """(start_offset, next_offset): the retained range of a partition."""
+    row = conn.execute(
+        "SELECT start_offset, next_offset FROM partitions WHERE topic_id=? AND partition=?",
+        (topic_id, partition),
+    ).fetchone()
+    if row is None:
+        raise TopicConfigError(f"topic id {topic_id} has no partition {partition}")
+    return int(row[0]), int(row[1])
+
+
+def offset_for_time(conn: sqlite3.Connection, topic_id: int, partition: int, ts: int) -> int:
+    """First offset whose timestamp is >= ts, else the end (Kafka's offsetsForTimes)."""
+    row = conn.execute(
+        "SELECT MIN(offset) FROM records WHERE topic_id=? AND partition=? AND ts>=?",
+        (topic_id, partition, ts),
+    ).fetchone()
+    if row[0] is not None:
+        return int(row[0])
+    return partition_bounds(conn, topic_id, partition)[1]

@@ -1,0 +1,233 @@
+"""Record wire samples once, so every later schema change is checked against them.
+
+    python tests/streams/samples/record_samples.py
+
+Writes ``<Schema>.<n>.bin`` (the exact bytes) and ``<Schema>.<n>.json`` (what
+they must decode to) for any sample below not yet recorded. Existing files are
+never rewritten: they stand for records already sitting in users' logs. When a
+schema changes, keep the old ``.avsc`` in ``schemas/history/`` and add a new
+sample here (next number) written with the new schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ordinance.streams.serde import Serde
+
+HERE = Path(__file__).parent
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
+    (
+        "ActionRequest",
+        1,
+        {
+            "request_id": "req-0001",
+            "agent": {
+                "id": "billing-bot-7",
+                "roles": ["billing", "reader"],
+                "attributes": {"tier": 2, "region": "eu", "trusted": True},
+            },
+            "action": {
+                "tool": "payments.transfer",
+                "args": {
+                    "amount": Decimal("12500.50"),
+                    "currency": "EUR",
+                    "country": "DE",
+                    "memo": None,
+                    "tags": ["invoice", 42, {"nested": [True, Decimal("-0.001")]}],
+                    "huge": 2**80,
+                },
+            },
+            "resource": {"kind": "account", "id": "acc-9", "attributes": {"owner": "ops"}},
+            "context": {"session": "s-1", "channel": "slack"},
+            "event_time": T0,
+            "reply_to": "agent.replies.billing-bot-7",
+            "client_id": "sdk-python-1",
+        },
+    ),
+    (
+        "Decision",
+        1,
+        {
+            "request_id": "req-0001",
+            "agent_id": "billing-bot-7",
+            "effect": "require_approval",
+            "rule_ids": ["payments-guardrails/large-needs-approval"],
+            "reasons": ["amount over 10000"],
+            "obligations": [{"kind": "notify", "params": {"channel": "#finance"}}],
+            "bundle_id": "sha256:" + "ab" * 32,
+            "policy_offset": 17,
+            "evaluated_at": T0,
+            "enforcer_id": "enforcer-0",
+            "action_offset": 4242,
+            "prev_hash": bytes(range(32)),
+            "hash": bytes(range(32, 64)),
+        },
+    ),
+    (
+        "RulesetSwap",
+        1,
+        {
+            "enforcer_id": "enforcer-0",
+            "partition": 3,
+            "bundle_id": "sha256:" + "cd" * 32,
+            "previous_bundle_id": "sha256:" + "ab" * 32,
+            "policy_offset": 18,
+            "at": T0,
+            "prev_hash": None,
+            "hash": None,
+        },
+    ),
+    (
+        "EnforcerTakeover",
+        1,
+        {
+            "enforcer_id": "enforcer-1",
+            "partition": 3,
+            "previous_enforcer_id": "enforcer-0",
+            "nonce": "6f1c0d6e",
+            "at": T0,
+        },
+    ),
+    (
+        "PolicyChange",
+        1,
+        {
+            "bundle_id": "sha256:" + "cd" * 32,
+            "event": "canary",
+            "actor": "alice@example.com",
+            "at": T0,
+            "reason": "new transfer limits",
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "target": "prod",
+            "canary_percent": 10,
+            "previous_bundle_id": None,
+        },
+    ),
+    (
+        "ActiveRollout",
+        1,
+        {
+            "target": "prod",
+            "stable_bundle_id": "sha256:" + "ab" * 32,
+            "candidate_bundle_id": "sha256:" + "cd" * 32,
+            "mode": "canary",
+            "canary_percent": 10,
+            "change_offset": 18,
+            "updated_at": T0,
+        },
+    ),
+    (
+        "PolicyBundle",
+        1,
+        {
+            "bundle_id": "sha256:" + "cd" * 32,
+            "created_at": T0,
+            "git_commit": None,
+            "files": [{"path": "payments.yaml", "content": "policy: payments-guardrails\n"}],
+        },
+    ),
+    (
+        "Approval",
+        1,
+        {
+            "request_id": "req-0001",
+            "agent_id": "billing-bot-7",
+            "verdict": "approved",
+            "approver": "bob@example.com",
+            "reason": "known supplier",
+            "at": T0,
+            "expires_at": T0 + dt.timedelta(hours=1),
+        },
+    ),
+    (
+        "AuditCheckpoint",
+        1,
+        {
+            "partition": 3,
+            "first_offset": 0,
+            "last_offset": 4242,
+            "record_count": 4243,
+            "merkle_root": b"\x01" * 32,
+            "chain_head": b"\x02" * 32,
+            "prev_checkpoint_hash": None,
+            "algorithm": "ed25519",
+            "key_id": "audit-2026",
+            "signature": b"\x03" * 64,
+            "at": T0,
+        },
+    ),
+    (
+        "Alert",
+        1,
+        {
+            "alert_id": "al-1",
+            "kind": "canary_regression",
+            "severity": "critical",
+            "policy_id": "payments-guardrails",
+            "bundle_id": "sha256:" + "cd" * 32,
+            "message": "deny rate rose from 2% to 31% in the canary",
+            "at": T0,
+            "details": {"baseline": Decimal("0.02"), "canary": Decimal("0.31")},
+        },
+    ),
+]
+
+
+def to_json(value: Any) -> Any:
+    """Tagged JSON for the types plain JSON cannot tell apart."""
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$decimal"}:
+            return Decimal(value["$decimal"])
+        if set(value) == {"$datetime"}:
+            return dt.datetime.fromisoformat(value["$datetime"])
+        if set(value) == {"$bytes"}:
+            return bytes.fromhex(value["$bytes"])
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
+
+
+def main() -> int:
+    serde = Serde()
+    for name, number, datum in SAMPLES:
+        bin_path = HERE / f"{name}.{number}.bin"
+        json_path = HERE / f"{name}.{number}.json"
+        if bin_path.exists():
+            continue
+        raw = serde.encode(name, datum)
+        decoded = serde.decode(raw)
+        expected = getattr(decoded, "value", None)
+        if expected is None:
+            print(f"{name}: does not decode: {decoded}", file=sys.stderr)
+            return 1
+        bin_path.write_bytes(raw)
+        json_path.write_text(json.dumps(to_json(expected), indent=2) + "\n")
+        print(f"recorded {bin_path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
