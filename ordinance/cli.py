@@ -43,10 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "demo",
-        "walk through the example policies: check, test, then decide a scripted agent session",
+        "check and test the example policies, then publish a scripted agent session to the log and decide it",
     )
     p.add_argument(
         "--policies", default=None, help="policy directory (default: the bundled examples)"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--log",
+        default=None,
+        metavar="URL",
+        help="run through an existing log (sqlite:///path.db, kafka://host:port); default: a fresh embedded log",
+    )
+    where.add_argument(
+        "--kafka",
+        action="store_true",
+        help="start a local Kafka-protocol broker and run the session through it",
     )
     return parser
 
@@ -66,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from ordinance.commands.demo import cmd_demo
 
-        return cmd_demo(args.policies, args.json)
+        return cmd_demo(args.policies, args.json, args.log, args.kafka)
     raise AssertionError(args.command)
 
 

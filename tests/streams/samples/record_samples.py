@@ -72,6 +72,28 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # Decision 2 adds the machine-readable code and its detail.
+        "Decision",
+        2,
+        {
+            "request_id": "req-0002",
+            "agent_id": "ops-bot",
+            "effect": "deny",
+            "rule_ids": [],
+            "reasons": ["action.args.path: NUL byte in path"],
+            "code": "invalid_request",
+            "detail": "action.args.path: NUL byte in path",
+            "obligations": [],
+            "bundle_id": "sha256:" + "ab" * 32,
+            "policy_offset": 17,
+            "evaluated_at": T0,
+            "enforcer_id": "enforcer-0",
+            "action_offset": 4243,
+            "prev_hash": bytes(range(32, 64)),
+            "hash": bytes(range(64, 96)),
+        },
+    ),
+    (
         "RulesetSwap",
         1,
         {

@@ -1,0 +1,1 @@
+"""Processors: deterministic functions of (state, record); no broker client imported here."""
