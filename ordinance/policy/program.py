@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy.codegen import Constants
+from ordinance.policy.decision import Decision
 from ordinance.policy.schema import Field, Fields, Schema, Tool
 from ordinance.policy.types import ValueProblem, converter
 
@@ -23,8 +24,9 @@ from ordinance.policy.types import ValueProblem, converter
 TIER_DENY, TIER_APPROVAL, TIER_ALLOW = 0, 1, 2
 TIER_OF_EFFECT = {"deny": TIER_DENY, "require_approval": TIER_APPROVAL, "allow": TIER_ALLOW}
 
-# (tier, rule indexes, [(rule index, exception)] or None) or None when no rule applied.
-Outcome = tuple[int, list[int], list[tuple[int, BaseException]] | None] | None
+# The Decision itself when one rule determined it (prebuilt per rule), else
+# (tier, rule indexes, [(rule index, exception)] or None); None when no rule applied.
+Outcome = Decision | tuple[int, list[int], list[tuple[int, BaseException]] | None] | None
 Entry = Callable[[Any, Any, Any], tuple[str, Outcome]]
 
 MISSING = object()  # the value of an absent optional field
@@ -273,10 +275,22 @@ def deny_overrides_body(rules: list[RuleCode]) -> list[str]:
                 i += 1
             _guarded(lines, group, body)
         if tier == TIER_DENY:
-            lines += ["    if h or e:", "        return (0, h, e)"]
+            lines += [
+                "    if e:",
+                "        return (0, h, e)",
+                "    if h:",
+                "        return _single[h[0]] if len(h) == 1 else (0, h, None)",
+            ]
     lines += ["    if e:", "        return (0, [], e)"]
-    lines += ["    if h:", f"        return ({TIER_APPROVAL}, h, None)"]
-    lines += ["    if k:", f"        return ({TIER_ALLOW}, k, None)"]
+    # One determining rule is the common case: its Decision is built once, at compile time.
+    lines += [
+        "    if h:",
+        f"        return _single[h[0]] if len(h) == 1 else ({TIER_APPROVAL}, h, None)",
+    ]
+    lines += [
+        "    if k:",
+        f"        return _single[k[0]] if len(k) == 1 else ({TIER_ALLOW}, k, None)",
+    ]
     lines.append("    return None")
     return lines
 
@@ -284,9 +298,7 @@ def deny_overrides_body(rules: list[RuleCode]) -> list[str]:
 def first_applicable_body(rules: list[RuleCode]) -> list[str]:
     lines: list[str] = []
     for rl in rules:
-        body = _rule_body(
-            rl, f"return ({rl.tier}, [{rl.index}], None)", f"return (0, [], [({rl.index}, ex)])"
-        )
+        body = _rule_body(rl, f"return _single[{rl.index}]", f"return (0, [], [({rl.index}, ex)])")
         _guarded(lines, rl.group, body)
     lines.append("    return None")
     return lines

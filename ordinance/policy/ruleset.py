@@ -88,6 +88,17 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _decision_of(tier: int, rules: list[CompiledRule], bundle_id: str) -> Decision:
+    return Decision(
+        EFFECT_OF_TIER[tier],
+        tuple(cr.qualified_id for cr in rules),
+        tuple(cr.reason for cr in rules),
+        tuple(o for cr in rules for o in cr.rule.obligations),
+        bundle_id,
+        MATCHED,
+    )
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """An immutable, compiled policy set. Safe to share between threads."""
@@ -119,16 +130,7 @@ class Ruleset:
         key = (tier, tuple(hits))
         found = self._decisions.get(key)
         if found is None:
-            rules = [self.rules[i] for i in hits]
-            obligations = tuple(o for cr in rules for o in cr.rule.obligations)
-            found = Decision(
-                EFFECT_OF_TIER[tier],
-                tuple(cr.qualified_id for cr in rules),
-                tuple(cr.reason for cr in rules),
-                obligations,
-                self.bundle_id,
-                MATCHED,
-            )
+            found = _decision_of(tier, [self.rules[i] for i in hits], self.bundle_id)
             if len(self._decisions) < 65536:
                 self._decisions[key] = found
         return found
@@ -179,10 +181,12 @@ class Ruleset:
             return self._deny(EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
         if outcome is None:
             return self._decisions[_DEFAULT_KEY]
+        if isinstance(outcome, Decision):
+            return outcome
         tier, hits, errors = outcome
         if errors:
             return self._errored(hits, errors)
-        return self._decisions.get((tier, tuple(hits))) or self._matched(tier, hits)
+        return self._matched(tier, hits)
 
 
 # -- compilation ------------------------------------------------------------------------
@@ -286,7 +290,9 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
         raise PolicyErrors(errors)
 
     first_applicable = schema.settings.combining == "first-applicable"
-    namespace: dict[str, Any] = {"__builtins__": {}, **RUNTIME, **RUNTIME_NAMES}
+    bundle_id = bundle_id_of(schema, ordered)
+    single = [_decision_of(TIER_OF_EFFECT[cr.rule.effect], [cr], bundle_id) for cr in compiled]
+    namespace: dict[str, Any] = {"__builtins__": {}, **RUNTIME, **RUNTIME_NAMES, "_single": single}
     programs: dict[str, ToolProgram] = {}
     for n, (tool_name, codes) in enumerate(sorted(per_tool.items())):
         fn_name = f"_tool_{n}"
@@ -302,7 +308,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
         exec(compile(source, f"<ordinance tool {n}>", "exec"), namespace)
         programs[tool_name] = ToolProgram(tool_name, namespace[fn_name], source)
     return Ruleset(
-        bundle_id=bundle_id_of(schema, ordered),
+        bundle_id=bundle_id,
         schema=schema,
         policies=ordered,
         rules=tuple(compiled),
