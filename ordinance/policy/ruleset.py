@@ -46,8 +46,8 @@ from ordinance.policy.yamlsrc import closest
 
 BUNDLE_FORMAT = "ordinance.bundle/1"
 EFFECT_OF_TIER = ("deny", "require_approval", "allow")
-_EMPTY: frozenset[str] = frozenset()
-_TOOL_CACHE_LIMIT = 4096
+_TOOL_CACHE_LIMIT = 4096  # distinct raw spellings of tool names remembered
+_DECISION_CACHE_LIMIT = 65536  # distinct multi-rule decisions remembered
 _DEFAULT_KEY = (-1, ())  # the cached default decision, beside the per-(tier, rules) ones
 
 
@@ -83,8 +83,8 @@ def _describe_error(exc: BaseException) -> str:
         return "division by zero"
     if isinstance(exc, ArithmeticError):
         return "decimal result is not exact"
-    if isinstance(exc, TypeError | AttributeError) and "NoneType" in str(exc):
-        return "the request has no resource, or no window state was provided"
+    if isinstance(exc, AttributeError) and "NoneType" in str(exc):
+        return "the rule uses a window function but no window state was provided"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -131,7 +131,7 @@ class Ruleset:
         found = self._decisions.get(key)
         if found is None:
             found = _decision_of(tier, [self.rules[i] for i in hits], self.bundle_id)
-            if len(self._decisions) < 65536:
+            if len(self._decisions) < _DECISION_CACHE_LIMIT:
                 self._decisions[key] = found
         return found
 
