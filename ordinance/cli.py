@@ -60,6 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a local Kafka-protocol broker and run the session through it",
     )
+    p = command(
+        "publish",
+        "compile and test a policy directory, then publish it to policy.changes and request enforcement",
+    )
+    p.add_argument("directory")
+    p.add_argument(
+        "--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://host:port"
+    )
+    p.add_argument("--target", default="default", help="deployment target to enforce on")
+    p.add_argument("--actor", default=None, help="who publishes (default: the OS user)")
+    p.add_argument("--reason", default=None, help="why, recorded with the change")
+    p.add_argument("--no-enforce", action="store_true", help="publish only; enforce later")
+
+    p = command("controller", "validate policy.changes into the policy.active table")
+    p.add_argument("--log", required=True, metavar="URL")
+    p.add_argument("--once", action="store_true", help="process pending changes, then exit")
     return parser
 
 
@@ -75,6 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return policy_cmds.cmd_eval(args.directory, args.request, args.json)
         return policy_cmds.cmd_fmt(args.paths, args.check, args.json)
+    if args.command in ("publish", "controller"):
+        from ordinance.commands import lifecycle_cmds
+
+        if args.command == "publish":
+            return lifecycle_cmds.cmd_publish(
+                args.directory,
+                args.log,
+                target=args.target,
+                actor=args.actor,
+                reason=args.reason,
+                enforce=not args.no_enforce,
+                as_json=args.json,
+            )
+        return lifecycle_cmds.cmd_controller(args.log, once=args.once, as_json=args.json)
     if args.command == "demo":
         from ordinance.commands.demo import cmd_demo
 

@@ -134,6 +134,26 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # PolicyChange 2 carries the bundle's files on published events.
+        "PolicyChange",
+        2,
+        {
+            "bundle_id": "sha256:" + "cd" * 32,
+            "event": "published",
+            "actor": "alice@example.com",
+            "at": T0,
+            "reason": "new transfer limits",
+            "git_commit": None,
+            "target": None,
+            "canary_percent": None,
+            "previous_bundle_id": None,
+            "files": [
+                {"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"},
+                {"path": "p.yaml", "content": "policy: p\nowner: o\nrules: [{id: r, effect: allow}]\n"},
+            ],
+        },
+    ),
+    (
         "ActiveRollout",
         1,
         {

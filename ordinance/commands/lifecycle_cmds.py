@@ -1,0 +1,122 @@
+"""``ordinance publish`` and ``ordinance controller``: bundles onto the log, and the
+controller that validates them into the ``policy.active`` table."""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from ordinance.commands.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TESTS,
+    console,
+    emit_json,
+    report_policy_errors,
+)
+from ordinance.errors import OrdinanceError
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.testing import run_tests
+from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.streams import open_log
+
+
+def _actor(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def cmd_publish(
+    directory: str,
+    log_url: str,
+    *,
+    target: str,
+    actor: str | None,
+    reason: str | None,
+    enforce: bool,
+    as_json: bool,
+) -> int:
+    """Compile and test locally first: a bundle that fails here never reaches the log."""
+    try:
+        files = read_bundle_dir(Path(directory))
+        ruleset = compile_bundle(files)
+    except PolicyErrors as exc:
+        return report_policy_errors(exc, as_json)
+    failed = [r for r in run_tests(ruleset) if not r.passed]
+    err = Console(stderr=True, highlight=False)
+    if failed:
+        for r in failed:
+            err.print(f"[red]FAIL[/] {r.policy}/{r.name}: {r.problem} ({r.location})", markup=True)
+        return EXIT_TESTS
+    try:
+        with open_log(log_url) as log:
+            published = publish_bundle(
+                log,
+                files,
+                ruleset.bundle_id,
+                actor=_actor(actor),
+                target=target,
+                reason=reason,
+                enforce=enforce,
+            )
+    except OrdinanceError as exc:
+        err.print(f"[red]could not publish:[/] {exc}")
+        return EXIT_FAILED
+    if as_json:
+        emit_json(
+            {
+                "bundle_id": published.bundle_id,
+                "published_offset": published.published_offset,
+                "enforced_offset": published.enforced_offset,
+                "target": target if enforce else None,
+            }
+        )
+        return EXIT_OK
+    out = console()
+    out.print(
+        f"published {published.bundle_id} at policy.changes offset {published.published_offset}"
+    )
+    if published.enforced_offset is not None:
+        out.print(f"enforce on target {target!r} requested at offset {published.enforced_offset}")
+    out.print("the controller validates both before anything reaches policy.active")
+    return EXIT_OK
+
+
+def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    err = Console(stderr=True, highlight=False)
+    try:
+        with open_log(log_url) as log:
+            report = run_controller(
+                log, once=once, stop=stop, progress=lambda m: err.print(f"[dim]{m}[/]")
+            )
+    except OrdinanceError as exc:
+        err.print(f"[red]controller stopped:[/] {exc}")
+        return EXIT_FAILED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if as_json:
+        emit_json(
+            {"applied": report.applied, "rejected": report.rejected, "written": report.written}
+        )
+    else:
+        console().print(
+            f"controller: {report.applied} change(s) applied, {report.rejected} rejected, {report.written} record(s) written"
+        )
+    return EXIT_OK

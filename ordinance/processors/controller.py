@@ -1,0 +1,161 @@
+"""The policy controller: validates lifecycle events from ``policy.changes`` and maintains
+the compacted ``policy.active`` table the enforcers read.
+
+``apply_change`` is a deterministic function of (state, change): the state is a fold of
+``policy.changes``, so a restarted controller rebuilds it by reading the topic, and what it
+writes to ``policy.active`` is idempotent (last value per key). A change that fails
+validation never reaches ``policy.active``; it is reported on ``monitor.alerts`` with the
+reason.
+
+Keys in ``policy.active``: ``bundle:<id>`` -> PolicyBundle (contents of every validated
+bundle), ``target:<name>`` -> ActiveRollout (what a deployment target runs now).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.policy.bundle import compile_bundle
+from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.testing import run_tests
+
+DEFAULT_TARGET = "default"
+
+
+def bundle_key(bundle_id: str) -> bytes:
+    return f"bundle:{bundle_id}".encode()
+
+
+def target_key(target: str) -> bytes:
+    return f"target:{target}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record the controller wants written: ``topic`` is ``active`` or ``alerts``."""
+
+    topic: str
+    key: bytes
+    schema: str
+    datum: dict[str, Any]
+
+
+@dataclass
+class ControllerState:
+    bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # id -> files
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> ActiveRollout
+
+
+class Rejected(Exception):
+    """A lifecycle event that must not take effect; the message says why."""
+
+
+def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> None:
+    """The bundle compiles, its tests pass against the combined set, and its id is its content."""
+    if not files:
+        raise Rejected("a published event must carry the bundle's files")
+    try:
+        ruleset = compile_bundle({f["path"]: f["content"] for f in files})
+    except PolicyErrors as exc:
+        first = exc.errors[0]
+        raise Rejected(
+            f"the bundle does not compile ({len(exc.errors)} error(s)); first: {first.location}: {first.message}"
+        ) from None
+    if ruleset.bundle_id != bundle_id:
+        raise Rejected(f"the bundle id does not match its content (content is {ruleset.bundle_id})")
+    failed = [r for r in run_tests(ruleset) if not r.passed]
+    if failed:
+        names = ", ".join(f"{r.policy}/{r.name}" for r in failed[:3])
+        raise Rejected(f"{len(failed)} policy test(s) fail against the combined set: {names}")
+
+
+def _rollout(target: str, bundle_id: str, offset: int, at: dt.datetime) -> dict[str, Any]:
+    return {
+        "target": target,
+        "stable_bundle_id": bundle_id,
+        "candidate_bundle_id": None,
+        "mode": "stable",
+        "canary_percent": 0,
+        "change_offset": offset,
+        "updated_at": at,
+    }
+
+
+def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[Output]:
+    event = change["event"]
+    bundle_id = change["bundle_id"]
+    at = change["at"]
+    target = change.get("target") or DEFAULT_TARGET
+    if event == "published":
+        if bundle_id in state.bundles:
+            return []  # re-publishing the same content changes nothing
+        validate_bundle(bundle_id, list(change.get("files") or []))
+        state.bundles[bundle_id] = list(change["files"])
+        datum = {
+            "bundle_id": bundle_id,
+            "created_at": at,
+            "git_commit": change.get("git_commit"),
+            "files": list(change["files"]),
+        }
+        return [Output("active", bundle_key(bundle_id), "PolicyBundle", datum)]
+    if event in ("enforced", "rolled_back"):
+        chosen = bundle_id if event == "enforced" else change.get("previous_bundle_id")
+        if not chosen:
+            raise Rejected("rolled_back needs previous_bundle_id: the bundle to restore")
+        if chosen not in state.bundles:
+            raise Rejected(f"bundle {chosen} was never published and validated")
+        rollout = _rollout(target, chosen, offset, at)
+        state.rollouts[target] = rollout
+        return [Output("active", target_key(target), "ActiveRollout", rollout)]
+    if event == "retired":
+        in_use = [t for t, r in state.rollouts.items() if r["stable_bundle_id"] == bundle_id]
+        if in_use:
+            raise Rejected(f"bundle is still enforced on {', '.join(sorted(in_use))}")
+        return []
+    if event in ("approved", "staged"):
+        return []  # recorded in policy.changes; approval rules and staging arrive with rollouts
+    if event == "canary":
+        raise Rejected("canary rollouts are not supported yet; enforce or keep the stable bundle")
+    raise Rejected(f"unknown lifecycle event {event!r}")
+
+
+def apply_change(
+    state: ControllerState, change: dict[str, Any], offset: int, now: dt.datetime
+) -> list[Output]:
+    """Outputs for one change; a rejected change leaves ``state`` as it was and yields an alert."""
+    try:
+        return _apply(state, change, offset)
+    except Rejected as exc:
+        return [
+            rejection(
+                str(exc),
+                change.get("bundle_id"),
+                offset,
+                now,
+                change.get("event"),
+                change.get("actor"),
+            )
+        ]
+
+
+def rejection(
+    reason: str,
+    bundle_id: str | None,
+    offset: int,
+    now: dt.datetime,
+    event: object = None,
+    actor: object = None,
+) -> Output:
+    datum = {
+        "alert_id": f"policy-change-rejected:{offset}",
+        "kind": "policy_change_rejected",
+        "severity": "warning",
+        "policy_id": None,
+        "bundle_id": bundle_id,
+        "message": reason,
+        "at": now,
+        "details": {"change_offset": offset, "event": str(event), "actor": str(actor)},
+    }
+    return Output("alerts", (bundle_id or "unknown").encode(), "Alert", datum)
