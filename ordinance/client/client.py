@@ -1,0 +1,486 @@
+"""The agent client: publish an intent, await its decision.
+
+How an answer finds its way back
+--------------------------------
+A request is published to ``agent.actions`` keyed by agent id; the enforcer writes its
+Decision to ``agent.decisions`` on the *same partition* as the action. So the client reads
+only the decisions partitions its own actions went to, with one reader thread per such
+partition, and hands each Decision to the waiting caller by request id (a second Decision
+for the same id finds nobody waiting and is ignored).
+
+Where a reader starts matters: it must start at or before the offset the Decision will get,
+or the answer is skipped. A Decision is written only after its action was published, so the
+end of the decisions partition observed *before* publishing is a safe start. On the embedded
+log that end is exact. On Kafka it comes from the high watermark, which the local test
+broker may under-report — which only makes the reader start earlier and skip a few extra
+records; it can never make it start too late. The watermark is used only as this lower
+bound: the client never concludes from it that an answer does not exist (only its timeout
+says that). AtTime seeks are not used at all: record timestamps are event times set by
+clients (and the broker's receive time on the test broker), so they bound nothing.
+
+The partition is the key's partition (`partition_for`, the same murmur2 hashing on both
+backends), set explicitly on the record so the client knows it before publishing and can
+start the reader first; the delivery report then confirms it.
+
+Failing closed
+--------------
+``decide`` never raises for a failure to get an answer: a timeout, a log failure or a
+request that cannot be encoded all come back as a deny `ClientDecision` with a client-side
+code (`ordinance.client.decision`). A late answer after a timeout is ignored.
+
+Threads, not the event loop, do the I/O (the Log API is blocking): one publisher thread
+batches what concurrent callers submit into one produce call, and the readers poll. The
+asyncio API wraps `concurrent.futures.Future`s, so the same engine serves `SyncClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from ordinance.client.decision import (
+    CLIENT_CLOSED,
+    CLIENT_INVALID_REQUEST,
+    CLIENT_TIMEOUT,
+    TRANSPORT_ERROR,
+    ClientDecision,
+    client_deny,
+    decision_from_wire,
+)
+from ordinance.processors.wire import request_to_wire
+from ordinance.streams import AtOffset, Log, Record, TopicPartition, open_log, partition_for
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
+
+DEFAULT_TIMEOUT_S = 2.0
+_BATCH = 500  # most requests one produce call carries
+_POLL_S = 0.1  # how long a reader blocks in poll: bounds how fast close() returns
+
+Request = Mapping[str, Any]
+
+
+def default_client_id() -> str:
+    return f"ordinance-client-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    request_id: str
+    key: bytes
+    value: bytes
+    event_time_ms: int
+    future: concurrent.futures.Future[ClientDecision] = field(
+        default_factory=concurrent.futures.Future
+    )
+    partition: int = -1
+
+
+def _settle(future: concurrent.futures.Future[ClientDecision], decision: ClientDecision) -> None:
+    # The first answer wins; a caller that gave up has cancelled the future.
+    if not future.done():
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            future.set_result(decision)
+
+
+class _Reader:
+    """Reads one decisions partition from a known-safe offset and settles waiting futures."""
+
+    def __init__(self, engine: _Engine, partition: int, start: int) -> None:
+        self.partition = partition
+        self.start = start
+        self._engine = engine
+        self._stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, name=f"ordinance-client-decisions-{partition}", daemon=True
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        engine = self._engine
+        tp = TopicPartition(engine.decisions_topic, self.partition)
+        try:
+            with engine.log.consumer(None) as consumer:
+                consumer.assign({tp: AtOffset(self.start)})
+                while not self._stop.is_set():
+                    for record in consumer.poll(max_records=500, timeout=_POLL_S):
+                        # Control records (swaps, takeovers) and undecodable bytes are not
+                        # answers; an undecodable answer leaves its caller to time out.
+                        decoded = engine.serde.decode_record(record, expect={"Decision"})
+                        if isinstance(decoded, Decoded):
+                            engine.answer(decoded.value, self.partition)
+        except Exception as exc:  # reported to the callers waiting on this partition
+            engine.reader_failed(self, f"reading {tp.topic}[{tp.partition}]: {exc}")
+
+
+class _Engine:
+    """The thread side of a client: publisher, readers, and the table of waiting requests."""
+
+    def __init__(self, log: Log, prefix: str, client_id: str) -> None:
+        self.log = log
+        self.client_id = client_id
+        self.actions_topic = prefix + AGENT_ACTIONS
+        self.decisions_topic = prefix + AGENT_DECISIONS
+        self.serde = Serde()
+        self._lock = threading.Lock()  # guards _pending, _readers, _closed
+        self._pending: dict[str, _Pending] = {}
+        self._readers: dict[int, _Reader] = {}
+        self._partitions: int | None = None
+        self._closed = False
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._publisher = threading.Thread(
+            target=self._publish_loop, name="ordinance-client-publisher", daemon=True
+        )
+        self._publisher.start()
+
+    # -- callers -------------------------------------------------------------------------
+
+    def submit(self, item: _Pending) -> None:
+        with self._lock:
+            closed = self._closed
+        if closed:
+            self._deny(item, CLIENT_CLOSED, "the client is closed")
+        else:
+            self._queue.put(item)
+
+    def forget(self, request_id: str) -> None:
+        """The caller stopped waiting: a late answer then finds nobody."""
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+    # -- readers -------------------------------------------------------------------------
+
+    def answer(self, datum: Mapping[str, Any], partition: int) -> None:
+        with self._lock:
+            item = self._pending.pop(datum["request_id"], None)
+        if item is not None:  # None: not ours, already answered (a duplicate), or given up
+            _settle(item.future, decision_from_wire(datum, partition))
+
+    def reader_failed(self, reader: _Reader, detail: str) -> None:
+        with self._lock:
+            if self._readers.get(reader.partition) is reader:
+                del self._readers[reader.partition]  # the next request starts a fresh one
+            lost = [i for i in self._pending.values() if i.partition == reader.partition]
+            for item in lost:
+                del self._pending[item.request_id]
+        for item in lost:
+            self._deny(item, TRANSPORT_ERROR, detail)
+
+    # -- publisher -----------------------------------------------------------------------
+
+    def _deny(self, item: _Pending, code: str, detail: str) -> None:
+        _settle(
+            item.future,
+            client_deny(code, detail, request_id=item.request_id, client_id=self.client_id),
+        )
+
+    def _publish_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < _BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(nxt)
+            # A caller that already timed out was told deny: do not publish its intent.
+            batch = [i for i in batch if not i.future.done()]
+            if batch:
+                try:
+                    self._publish(batch)
+                except Exception as exc:  # never let the publisher die with callers waiting
+                    for item in batch:
+                        self.forget(item.request_id)
+                        self._deny(item, TRANSPORT_ERROR, f"publishing: {exc}")
+
+    def _publish(self, batch: list[_Pending]) -> None:
+        if self._partitions is None:
+            actions = len(self.log.partitions(self.actions_topic))
+            decisions = len(self.log.partitions(self.decisions_topic))
+            if actions != decisions:
+                raise RuntimeError(
+                    f"{self.actions_topic} has {actions} partitions but"
+                    f" {self.decisions_topic} has {decisions}; they must match"
+                )
+            self._partitions = actions
+        for item in batch:
+            item.partition = partition_for(item.key, self._partitions)
+        self._ensure_readers({item.partition for item in batch})
+        with self._lock:
+            # Registered before publishing, so even an instant answer finds its caller; one
+            # whose caller gave up meanwhile (future cancelled) is not published at all.
+            batch = [item for item in batch if not item.future.done()]
+            for item in batch:
+                self._pending[item.request_id] = item
+        if not batch:
+            return
+        records = [
+            Record(item.key, item.value, (), item.event_time_ms, item.partition) for item in batch
+        ]
+        delivered = self.log.produce(self.actions_topic, records)
+        for item, where in zip(batch, delivered, strict=True):
+            if where.partition != item.partition:
+                # Cannot happen with an explicit partition; if a backend ever moved it, the
+                # answer would go where nobody reads: fail closed now rather than time out.
+                self.forget(item.request_id)
+                self._deny(
+                    item,
+                    TRANSPORT_ERROR,
+                    f"delivered to partition {where.partition}, expected {item.partition}",
+                )
+
+    def _ensure_readers(self, partitions: set[int]) -> None:
+        with self._lock:
+            missing = partitions - self._readers.keys()
+        if not missing:
+            return
+        # Observed before this batch is published, so no answer to it can lie below.
+        ends = self.log.end_offsets(self.decisions_topic)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            for p in missing:
+                reader = _Reader(self, p, ends.get(p, 0))
+                self._readers[p] = reader
+                reader.thread.start()
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._publisher.join()
+        while True:  # submitted while closing, after the publisher's last batch
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                self._deny(late, CLIENT_CLOSED, "the client is closed")
+        with self._lock:
+            readers = list(self._readers.values())
+            self._readers.clear()
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            reader.thread.join()
+        for item in waiting:
+            self._deny(item, CLIENT_CLOSED, "the client was closed before an answer arrived")
+        self.log.close()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "in_flight": len(self._pending),
+                "readers": {p: r.start for p, r in sorted(self._readers.items())},
+            }
+
+
+class Client:
+    """An agent's connection to Ordinance: ``await client.decide(action)``.
+
+    ``agent_id`` (with ``roles``/``attributes``) is the agent that requests made with a bare
+    action speak for; a full request names its own agent. ``clock`` gives event times
+    (seconds since the epoch), injectable for tests and replays. Opening the log happens
+    here (a bad URL raises); nothing after that raises for transport reasons.
+    """
+
+    def __init__(
+        self,
+        log_url: str,
+        *,
+        agent_id: str | None = None,
+        roles: tuple[str, ...] | list[str] = (),
+        attributes: Mapping[str, Any] | None = None,
+        topic_prefix: str = DEFAULT_PREFIX,
+        client_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client_id = client_id or default_client_id()
+        self.agent: dict[str, Any] | None = None
+        if agent_id is not None:
+            self.agent = {**(attributes or {}), "id": agent_id, "roles": list(roles)}
+        self._clock = clock
+        self._engine = _Engine(open_log(log_url), topic_prefix, self.client_id)
+
+    @property
+    def actions_topic(self) -> str:
+        return self._engine.actions_topic
+
+    @property
+    def decisions_topic(self) -> str:
+        return self._engine.decisions_topic
+
+    def stats(self) -> dict[str, Any]:
+        """In-flight requests and the decisions partitions read (with their start offsets)."""
+        return self._engine.stats()
+
+    # -- building a request --------------------------------------------------------------
+
+    def _request(self, action_or_request: Request) -> dict[str, Any]:
+        if not isinstance(action_or_request, Mapping):
+            raise TypeError(f"expected a request or an action mapping, got {action_or_request!r}")
+        if "action" in action_or_request:
+            request = dict(action_or_request)
+        elif "tool" in action_or_request:
+            request = {"action": dict(action_or_request)}
+        else:
+            raise ValueError("neither a request (with 'action') nor an action (with 'tool')")
+        if request.get("agent") is None:
+            if self.agent is None:
+                raise ValueError("no agent: pass agent_id to the Client or an agent in the request")
+            request["agent"] = self.agent
+        return request
+
+    def _submit(self, action_or_request: Request) -> _Pending | ClientDecision:
+        """A queued request, or the deny explaining why it was not sent."""
+        request_id = str(uuid.uuid4())
+        try:
+            request = self._request(action_or_request)
+            now = self._clock()
+            datum = request_to_wire(
+                request,
+                request_id=request_id,
+                event_time=dt.datetime.fromtimestamp(now, dt.UTC),
+                client_id=self.client_id,
+                reply_to=self.decisions_topic,
+            )
+            value = self._engine.serde.encode("ActionRequest", datum)
+            key = str(datum["agent"]["id"]).encode()
+        except Exception as exc:  # whatever cannot be sent is denied, never published
+            return client_deny(
+                CLIENT_INVALID_REQUEST,
+                f"request not sent: {type(exc).__name__}: {exc}",
+                request_id=request_id,
+                client_id=self.client_id,
+            )
+        item = _Pending(request_id, key, value, int(now * 1000))
+        self._engine.submit(item)
+        return item
+
+    def _timed_out(self, item: _Pending, timeout: float) -> ClientDecision:
+        self._engine.forget(item.request_id)
+        return client_deny(
+            CLIENT_TIMEOUT,
+            f"no decision within {timeout:g}s",
+            request_id=item.request_id,
+            client_id=self.client_id,
+        )
+
+    # -- deciding ------------------------------------------------------------------------
+
+    async def decide(
+        self, action_or_request: Request, *, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> ClientDecision:
+        """Publish the intent and await its decision; deny (client-side) on any failure."""
+        item = self._submit(action_or_request)
+        if isinstance(item, ClientDecision):
+            return item
+        waiting = asyncio.wrap_future(item.future)
+        try:
+            return await asyncio.wait_for(waiting, timeout)
+        except TimeoutError:
+            return self._timed_out(item, timeout)
+        finally:
+            # Also when the caller is cancelled: nobody waits any more. Cancel first, so
+            # the publisher (which checks under the lock) cannot register it afterwards.
+            item.future.cancel()
+            self._engine.forget(item.request_id)
+
+    def decide_sync(
+        self, action_or_request: Request, *, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> ClientDecision:
+        """`decide` for synchronous code; blocks the calling thread only."""
+        item = self._submit(action_or_request)
+        if isinstance(item, ClientDecision):
+            return item
+        try:
+            return item.future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            item.future.cancel()
+            return self._timed_out(item, timeout)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the threads and close the log; requests still waiting get client_closed."""
+        self._engine.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncClient:
+    """The blocking face of `Client`, for code without an event loop."""
+
+    def __init__(self, log_url: str, **options: Any) -> None:
+        self.client = Client(log_url, **options)
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
+
+    def decide(
+        self, action_or_request: Request, *, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> ClientDecision:
+        return self.client.decide_sync(action_or_request, timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

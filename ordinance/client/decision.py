@@ -1,0 +1,93 @@
+"""Decisions as the client hands them out: the policy engine's `Decision`, plus where it
+came from, and the client-side codes for when no enforcer answer arrived."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ordinance.policy.decision import ALLOW, DENY, REQUIRE_APPROVAL, Decision
+
+# Client-side codes: the enforcer never answered (or was never asked), so the client denies.
+CLIENT_TIMEOUT = "client_timeout"  # no decision arrived within the timeout
+TRANSPORT_ERROR = "transport_error"  # the log failed: publish, metadata or the reader
+CLIENT_INVALID_REQUEST = "client_invalid_request"  # not sendable; never published
+CLIENT_CLOSED = "client_closed"  # the client was closed before an answer arrived
+CLIENT_CODES = frozenset({CLIENT_TIMEOUT, TRANSPORT_ERROR, CLIENT_INVALID_REQUEST, CLIENT_CLOSED})
+
+_EFFECTS = frozenset({ALLOW, DENY, REQUIRE_APPROVAL})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDecision(Decision):
+    """A `Decision` with its provenance. ``enforcer_id`` is ``client:<client id>`` and
+    ``bundle_id`` empty when the client denied on its own (see `client_side`)."""
+
+    request_id: str = ""
+    enforcer_id: str = ""
+    policy_offset: int | None = None
+    evaluated_at: dt.datetime | None = None
+    action_partition: int | None = None
+    action_offset: int | None = None
+
+    @property
+    def client_side(self) -> bool:
+        """True when no enforcer decided this: the client failed closed."""
+        return self.code in CLIENT_CODES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **Decision.to_json(self),
+            "request_id": self.request_id,
+            "enforcer_id": self.enforcer_id,
+            "client_side": self.client_side,
+            "policy_offset": self.policy_offset,
+            "evaluated_at": None if self.evaluated_at is None else self.evaluated_at.isoformat(),
+            "action_partition": self.action_partition,
+            "action_offset": self.action_offset,
+        }
+
+
+def client_deny(
+    code: str, detail: str, *, request_id: str = "", client_id: str = ""
+) -> ClientDecision:
+    return ClientDecision(
+        DENY,
+        (),
+        (detail,),
+        (),
+        "",
+        code,
+        detail,
+        request_id=request_id,
+        enforcer_id=f"client:{client_id}",
+    )
+
+
+def _obligation(wire: Mapping[str, Any]) -> Any:
+    # The policy shape back from the wire's {kind, params}: a bare kind when there are no
+    # parameters, else {kind: params} (a scalar stays wrapped as {"value": scalar}).
+    params = wire.get("params") or {}
+    return {wire["kind"]: dict(params)} if params else wire["kind"]
+
+
+def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -> ClientDecision:
+    """A decoded Decision datum; an effect this client does not know reads as deny."""
+    effect = datum["effect"] if datum["effect"] in _EFFECTS else DENY
+    return ClientDecision(
+        effect,
+        tuple(datum.get("rule_ids") or ()),
+        tuple(datum.get("reasons") or ()),
+        tuple(_obligation(o) for o in datum.get("obligations") or ()),
+        datum.get("bundle_id") or "",
+        datum.get("code") or "",
+        datum.get("detail") or "",
+        request_id=datum["request_id"],
+        enforcer_id=datum.get("enforcer_id") or "",
+        policy_offset=datum.get("policy_offset"),
+        evaluated_at=datum.get("evaluated_at"),
+        action_partition=action_partition,
+        action_offset=datum.get("action_offset"),
+    )

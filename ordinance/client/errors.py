@@ -1,0 +1,34 @@
+"""What a guarded tool call raises when the answer is not allow."""
+
+from __future__ import annotations
+
+from ordinance.errors import OrdinanceError
+from ordinance.policy.decision import Decision
+
+
+class GuardError(OrdinanceError):
+    """A guarded tool did not run; ``decision`` says why (it may be client-side)."""
+
+    def __init__(self, tool: str, decision: Decision, request_id: str | None) -> None:
+        self.tool = tool
+        self.decision = decision
+        self.request_id = request_id
+        why = ", ".join(decision.rule_ids) or decision.detail or "; ".join(decision.reasons)
+        super().__init__(f"{tool}: {decision.effect} ({decision.code}){': ' + why if why else ''}")
+
+
+class ActionDenied(GuardError):
+    """The decision was deny: by a policy, by the enforcer failing closed, or by the client
+    itself (timeout, transport failure, arguments that cannot be sent)."""
+
+
+class ApprovalRequired(GuardError):
+    """The decision was require_approval: the tool may run only after a human approves.
+
+    ``ticket`` names the request an Approval record on ``agent.approvals`` answers (that
+    topic is keyed by request id); the enforcer then emits a follow-up decision for it.
+    """
+
+    def __init__(self, tool: str, decision: Decision, request_id: str | None) -> None:
+        super().__init__(tool, decision, request_id)
+        self.ticket = request_id
