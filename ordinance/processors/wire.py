@@ -93,8 +93,12 @@ def decision_to_wire(
     evaluated_at: dt.datetime,
     action_offset: int | None = None,
     policy_offset: int | None = None,
+    tool: str = "",
+    args: Mapping[str, Any] | None = None,
+    event_time: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """A Decision datum; the hash-chain fields are left to the audit layer."""
+    """A Decision datum; the hash-chain fields are left to the audit layer. ``tool`` and
+    ``args`` are the canonical action, so the decision log alone rebuilds window state."""
     return {
         "request_id": request_id,
         "agent_id": agent_id,
@@ -111,4 +115,7 @@ def decision_to_wire(
         "action_offset": action_offset,
         "prev_hash": None,
         "hash": None,
+        "tool": tool,
+        "args": dict(args or {}),
+        "event_time": event_time,
     }

@@ -94,6 +94,31 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # Decision 3 carries the canonical action, so window state is a fold of decisions.
+        "Decision",
+        3,
+        {
+            "request_id": "req-0003",
+            "agent_id": "billing-bot-7",
+            "effect": "allow",
+            "rule_ids": ["payments-guardrails/small-ok"],
+            "reasons": ["rule payments-guardrails/small-ok matched"],
+            "code": "matched",
+            "detail": "",
+            "obligations": [],
+            "bundle_id": "sha256:" + "ab" * 32,
+            "policy_offset": 17,
+            "evaluated_at": T0,
+            "enforcer_id": "enforcer-0",
+            "action_offset": 4244,
+            "prev_hash": None,
+            "hash": None,
+            "tool": "payments.transfer",
+            "args": {"amount": Decimal("50.00"), "currency": "EUR", "country": "DE"},
+            "event_time": T0,
+        },
+    ),
+    (
         "RulesetSwap",
         1,
         {

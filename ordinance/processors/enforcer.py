@@ -1,0 +1,262 @@
+"""The enforcer: ``agent.actions`` in, one Decision per action out on the same partition of
+``agent.decisions``, against the bundle ``policy.active`` names for its target.
+
+Effectively-once (DESIGN.md): on taking over partition p the enforcer writes an
+``EnforcerTakeover`` record with a fresh nonce to ``decisions[p]`` and folds the partition
+until it reads that record back — its state is then exactly the fold of the log, whatever
+a watermark says. Actions whose request id already has a decision are not decided again.
+A decision and its input offset are committed together (one transaction on the embedded
+log). A new bundle is compiled and its id verified before it is used, and the swap is a
+``RulesetSwap`` record between two decisions. Fail-closed: no verified bundle, an
+undecodable action, an evaluation error — each is a deny with a machine-readable code.
+
+Not yet here (issue 4 continues): approvals, the RocksDB state cache (state is rebuilt
+from the partition on every takeover), Kafka fault tests and scale-out tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.policy.bundle import compile_bundle
+from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
+from ordinance.processors.enforcer_state import PartitionState, decide
+from ordinance.streams import Consumer, Log, Position, Record, TopicPartition
+from ordinance.streams.errors import LogError
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import (
+    AGENT_ACTIONS,
+    AGENT_DECISIONS,
+    DEFAULT_PREFIX,
+    POLICY_ACTIVE,
+    ensure_topics,
+)
+
+Clock = Callable[[], float]
+TAKEOVER_TIMEOUT_S = 30.0
+
+
+def _at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+@dataclass
+class ActiveTable:
+    """``policy.active`` read incrementally: rollouts per target, bundle files by id."""
+
+    reader: Consumer
+    serde: Serde
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def refresh(self) -> None:
+        while records := self.reader.poll(max_records=500, timeout=0.0):
+            for record in records:
+                decoded = self.serde.decode_record(record, expect={"ActiveRollout", "PolicyBundle"})
+                if not isinstance(decoded, Decoded) or record.key is None:
+                    continue  # the controller writes only these; anything else is not ours to trust
+                key = record.key.decode(errors="replace")
+                if (
+                    decoded.name == "ActiveRollout"
+                    and key == target_key(decoded.value["target"]).decode()
+                ):
+                    self.rollouts[decoded.value["target"]] = decoded.value
+                elif (
+                    decoded.name == "PolicyBundle"
+                    and key == bundle_key(decoded.value["bundle_id"]).decode()
+                ):
+                    self.bundles[decoded.value["bundle_id"]] = decoded.value["files"]
+
+
+@dataclass
+class EnforcerReport:
+    decided: int = 0
+    duplicates: int = 0
+    swaps: int = 0
+    takeovers: int = 0
+
+
+class Enforcer:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        enforcer_id: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        group: str = "ordinance.enforcer",
+        target: str = DEFAULT_TARGET,
+        clock: Clock = time.time,
+        progress: Callable[[str], None] = lambda _message: None,
+    ) -> None:
+        self.log = log
+        self.enforcer_id = enforcer_id or f"enforcer-{uuid.uuid4().hex[:8]}"
+        self.group = group
+        self.target = target
+        self.clock = clock
+        self.progress = progress
+        self.serde = Serde()
+        specs = ensure_topics(log, prefix)
+        self.actions = specs[AGENT_ACTIONS].name
+        self.decisions = specs[AGENT_DECISIONS].name
+        self.active_topic = specs[POLICY_ACTIVE].name
+        self.states: dict[int, PartitionState] = {}
+        self.ruleset: Ruleset | None = None
+        self.policy_offset: int | None = None
+        self.report = EnforcerReport()
+        self._compiled: dict[str, Ruleset | None] = {}
+
+    # -- policy ------------------------------------------------------------------------
+    def _wanted_ruleset(self, table: ActiveTable) -> tuple[Ruleset | None, int | None]:
+        rollout = table.rollouts.get(self.target)
+        bundle_id = rollout["stable_bundle_id"] if rollout else None
+        if bundle_id is None:
+            return None, rollout["change_offset"] if rollout else None
+        if bundle_id not in self._compiled and bundle_id in table.bundles:
+            self._compiled[bundle_id] = self._verified(bundle_id, table.bundles[bundle_id])
+        return self._compiled.get(bundle_id), rollout["change_offset"] if rollout else None
+
+    def _verified(self, bundle_id: str, files: list[dict[str, str]]) -> Ruleset | None:
+        """Compile and check the id against the content; a bundle that fails stays unusable."""
+        try:
+            ruleset = compile_bundle({f["path"]: f["content"] for f in files})
+        except PolicyErrors as exc:
+            self.progress(
+                f"{self.enforcer_id}: bundle {bundle_id} does not compile: {exc.errors[0].message}"
+            )
+            return None
+        if ruleset.bundle_id != bundle_id:
+            self.progress(
+                f"{self.enforcer_id}: bundle {bundle_id} content has id {ruleset.bundle_id}; refused"
+            )
+            return None
+        return ruleset
+
+    def _swap_if_needed(self, state: PartitionState) -> None:
+        bundle_id = self.ruleset.bundle_id if self.ruleset is not None else None
+        if bundle_id is None or (
+            state.bundle_id == bundle_id and state.policy_offset == self.policy_offset
+        ):
+            return
+        datum = {
+            "enforcer_id": self.enforcer_id,
+            "partition": state.partition,
+            "bundle_id": bundle_id,
+            "previous_bundle_id": state.bundle_id,
+            "policy_offset": self.policy_offset if self.policy_offset is not None else -1,
+            "at": _at(self.clock()),
+            "prev_hash": None,
+            "hash": None,
+        }
+        [delivered] = self.log.produce(
+            self.decisions, [self._control(state.partition, "RulesetSwap", datum)]
+        )
+        state.fold("RulesetSwap", datum, delivered.offset)
+        self.report.swaps += 1
+        self.progress(
+            f"{self.enforcer_id}: partition {state.partition} swaps to {bundle_id[:19]}… at decisions offset {delivered.offset}"
+        )
+
+    # -- partitions ----------------------------------------------------------------------
+    def _control(self, partition: int, schema: str, datum: dict[str, Any]) -> Record:
+        return Record(
+            None, self.serde.encode(schema, datum), (), int(self.clock() * 1000), partition
+        )
+
+    def _take_over(self, partition: int) -> PartitionState:
+        """Write a takeover marker, then fold decisions[p] until it comes back."""
+        nonce = uuid.uuid4().hex
+        datum = {
+            "enforcer_id": self.enforcer_id,
+            "partition": partition,
+            "previous_enforcer_id": None,
+            "nonce": nonce,
+            "at": _at(self.clock()),
+            "prev_hash": None,
+            "hash": None,
+        }
+        self.log.produce(self.decisions, [self._control(partition, "EnforcerTakeover", datum)])
+        state = PartitionState(partition)
+        deadline = time.monotonic() + TAKEOVER_TIMEOUT_S
+        with self.log.consumer(None) as reader:
+            reader.assign({TopicPartition(self.decisions, partition): Position.BEGINNING})
+            while True:
+                if time.monotonic() > deadline:
+                    raise LogError(
+                        f"takeover of partition {partition}: own marker not seen in {TAKEOVER_TIMEOUT_S}s"
+                    )
+                for record in reader.poll(max_records=1000, timeout=0.5):
+                    decoded = self.serde.decode_record(record)
+                    if isinstance(decoded, Decoded):
+                        state.fold(decoded.name, decoded.value, record.offset)
+                        if decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce:
+                            self.report.takeovers += 1
+                            self.progress(
+                                f"{self.enforcer_id}: took over partition {partition} at decisions offset {record.offset}"
+                            )
+                            return state
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(
+        self, *, stop: threading.Event | None = None, until_idle: bool = False, idle_s: float = 1.0
+    ) -> EnforcerReport:
+        """Decide until ``stop`` is set (or, with ``until_idle``, once no action arrived for ``idle_s``)."""
+        with self.log.consumer(None) as reader, self.log.consumer(self.group) as consumer:
+            reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
+            table = ActiveTable(reader, self.serde)
+            consumer.subscribe([self.actions])
+            last_activity = time.monotonic()
+            while not (stop is not None and stop.is_set()):
+                table.refresh()
+                self.ruleset, self.policy_offset = self._wanted_ruleset(table)
+                records = consumer.poll(max_records=200, timeout=0.2)
+                owned = {tp.partition for tp in consumer.assignment()}
+                for partition in sorted(owned - self.states.keys()):
+                    self.states[partition] = self._take_over(partition)
+                for partition in list(self.states):
+                    if partition not in owned:
+                        del self.states[partition]  # another member owns it now
+                for state in self.states.values():
+                    self._swap_if_needed(state)  # between two batches, never inside one
+                for record in records:
+                    if record.partition in self.states:
+                        self._decide(consumer, self.states[record.partition], record)
+                if records:
+                    last_activity = time.monotonic()
+                elif until_idle and time.monotonic() - last_activity > idle_s:
+                    break
+        return self.report
+
+    def _decide(self, consumer: Consumer, state: PartitionState, record: Any) -> None:
+        decoded = self.serde.decode_record(record, expect={"ActionRequest"})
+        datum = decide(
+            state,
+            self.ruleset,
+            decoded,
+            action_offset=record.offset,
+            agent_key=record.key,
+            enforcer_id=self.enforcer_id,
+            evaluated_at=_at(self.clock()),
+        )
+        next_offset = {record.position: record.offset + 1}
+        if datum is None:
+            consumer.commit(next_offset)
+            self.report.duplicates += 1
+            return
+        out = Record(
+            record.key,
+            self.serde.encode("Decision", datum),
+            (),
+            record.timestamp_ms,
+            record.partition,
+        )
+        [delivered] = self.log.produce_and_commit([(self.decisions, out)], consumer, next_offset)
+        state.fold("Decision", datum, delivered.offset)
+        self.report.decided += 1

@@ -1,0 +1,111 @@
+"""An enforcer's state for one decisions partition, and the decision for one action —
+both deterministic functions of what is on the log.
+
+The state is the fold of ``agent.decisions[p]``: which request ids have a decision
+(a re-delivered or re-sent action is not decided twice), the window state (every allowed
+decision carries its canonical action and event time), and the ruleset in force
+(``RulesetSwap`` control records). Nothing here reads a clock or talks to a broker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
+from ordinance.policy.program import RequestProblem
+from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.window import InMemoryWindows
+from ordinance.processors.wire import decision_to_wire, request_from_wire
+from ordinance.streams.serde import Decoded, UndecodableRecord
+
+UNDECODABLE = "undecodable"  # the action record did not decode
+NO_RULESET = "no_ruleset"  # no verified bundle is active for this enforcer's target
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    decided: set[str] = field(default_factory=set)
+    bundle_id: str | None = None
+    policy_offset: int | None = None
+    offset: int = -1  # the last decisions offset folded in
+    now: float = 0.0  # the event time the window state is asked at
+    windows: InMemoryWindows = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = InMemoryWindows(clock=lambda: self.now)
+
+    def fold(self, name: str, datum: dict[str, Any], offset: int) -> None:
+        """Apply one record of ``agent.decisions[partition]``."""
+        if name == "Decision":
+            self.decided.add(datum["request_id"])
+            event_time = datum.get("event_time")
+            if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
+                self.windows.record(
+                    datum["agent_id"],
+                    datum["tool"],
+                    datum.get("args") or {},
+                    event_time.timestamp(),
+                )
+        elif name == "RulesetSwap":
+            self.bundle_id = datum["bundle_id"]
+            self.policy_offset = datum["policy_offset"]
+        self.offset = offset
+
+
+def decide(
+    state: PartitionState,
+    ruleset: Ruleset | None,
+    decoded: Decoded | UndecodableRecord,
+    *,
+    action_offset: int,
+    agent_key: bytes | None,
+    enforcer_id: str,
+    evaluated_at: dt.datetime,
+) -> dict[str, Any] | None:
+    """The Decision datum for one action record, or None when its request id already has
+    a decision in this partition (redelivery or a re-sent request). Never raises."""
+    if isinstance(decoded, UndecodableRecord):
+        detail = f"{decoded.problem.value}: {decoded.detail}"
+        decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", UNDECODABLE, detail)
+        return decision_to_wire(
+            decision,
+            request_id=f"{UNDECODABLE}@{state.partition}:{action_offset}",
+            agent_id=(agent_key or b"").decode(errors="replace"),
+            enforcer_id=enforcer_id,
+            evaluated_at=evaluated_at,
+            action_offset=action_offset,
+            policy_offset=state.policy_offset,
+        )
+    datum = decoded.value
+    if datum["request_id"] in state.decided:
+        return None
+    event_time: dt.datetime = datum["event_time"]
+    request = request_from_wire(datum)
+    tool, args = "", {}
+    if ruleset is None or ruleset.bundle_id != state.bundle_id:
+        detail = "no verified policy bundle is active for this enforcer"
+        decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", NO_RULESET, detail)
+    else:
+        state.now = event_time.timestamp()
+        decision = ruleset.evaluate(request, state.windows)
+        if decision.code != INVALID_REQUEST:
+            try:
+                canonical = ruleset.canonical(request)
+                tool, args = canonical.tool, canonical.args
+            except (RequestProblem, KeyError, TypeError, AttributeError):
+                pass  # only unknown tools get here: nothing to count
+    return decision_to_wire(
+        decision,
+        request_id=datum["request_id"],
+        agent_id=datum["agent"]["id"],
+        enforcer_id=enforcer_id,
+        evaluated_at=evaluated_at,
+        action_offset=action_offset,
+        policy_offset=state.policy_offset,
+        tool=tool,
+        args=args,
+        event_time=event_time,
+    )

@@ -1,0 +1,143 @@
+"""The enforcer on the embedded log: one decision per request id, bundle and policy offset
+named, swap at a single offset, state (dedupe, budgets) rebuilt from the log on restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.enforcer_state import NO_RULESET, UNDECODABLE
+from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.wire import request_to_wire
+from ordinance.streams import Record, open_log
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+BILLING = {"id": "billing-bot", "roles": ["billing"], "team": "finance"}
+T0 = 1_767_225_600.0
+SPECS = topic_specs()
+
+
+def transfer(request_id: str, amount: str, minute: int, country: str = "DE") -> dict[str, Any]:
+    request = {
+        "agent": BILLING,
+        "action": {
+            "tool": "payments.transfer",
+            "args": {"amount": amount, "currency": "EUR", "country": country, "iban": "X"},
+        },
+    }
+    return request_to_wire(
+        request,
+        request_id=request_id,
+        event_time=dt.datetime.fromtimestamp(T0 + 60 * minute, dt.UTC),
+        client_id="test",
+    )
+
+
+def send(url: str, *data: dict[str, Any] | bytes) -> None:
+    serde = Serde()
+    with open_log(url) as log:
+        ensure_topics(log)
+        records = [
+            Record(
+                b"billing-bot",
+                d if isinstance(d, bytes) else serde.encode("ActionRequest", d),
+                (),
+                int(T0 * 1000),
+            )
+            for d in data
+        ]
+        log.produce(SPECS[AGENT_ACTIONS].name, records)
+
+
+def decisions_log(url: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The decisions partition that holds the billing agent's actions, in offset order."""
+    serde = Serde()
+    with open_log(url) as log:
+        out: dict[int, list[tuple[int, str, dict[str, Any]]]] = {}
+        for record in log.read_to_end(SPECS[AGENT_DECISIONS].name):
+            decoded = serde.decode_record(record)
+            assert isinstance(decoded, Decoded)
+            out.setdefault(record.partition, []).append(
+                (record.offset, decoded.name, decoded.value)
+            )
+    [partition] = [p for p, rows in out.items() if any(n == "Decision" for _, n, _ in rows)]
+    return out[partition]
+
+
+def enforce(url: str) -> None:
+    with open_log(url) as log:
+        Enforcer(log, clock=lambda: T0).run(until_idle=True, idle_s=0.8)
+
+
+def publish(url: str, directory: Path) -> str:
+    files = read_bundle_dir(directory)
+    bundle_id = compile_bundle(files).bundle_id
+    with open_log(url) as log:
+        publish_bundle(log, files, bundle_id, actor="test", clock=lambda: T0)
+        run_controller(log, once=True, clock=lambda: T0)
+    return bundle_id
+
+
+def test_fail_closed_before_any_bundle(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    send(url, transfer("r1", "50", 0))
+    enforce(url)
+    [(_, _, d)] = [x for x in decisions_log(url) if x[1] == "Decision"]
+    assert (d["effect"], d["code"]) == ("deny", NO_RULESET)
+
+
+def test_round_trip_dedupe_undecodable_swap_and_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    old = publish(url, EXAMPLES)
+    send(
+        url,
+        transfer("r1", "9000", 0),
+        transfer("r2", "50", 1, country="KP"),
+        transfer("r1", "9000", 2),  # re-sent: same request id, must not be decided or counted twice
+        b"\xc3\x01not avro",
+        transfer("r3", "20000", 3),
+        transfer("r4", "9000", 4),
+    )
+    enforce(url)
+    log1 = decisions_log(url)
+    decisions = {d["request_id"]: d for _, n, d in log1 if n == "Decision"}
+    assert [d["request_id"] for _, n, d in log1 if n == "Decision"].count("r1") == 1
+    assert decisions["r1"]["effect"] == "allow" and decisions["r1"]["bundle_id"] == old
+    assert decisions["r2"]["rule_ids"] == ["payments-guardrails/block-sanctioned"]
+    assert decisions["r3"]["effect"] == "require_approval"
+    assert decisions["r4"]["effect"] == "allow"
+    [bad] = [d for rid, d in decisions.items() if rid.startswith(UNDECODABLE)]
+    assert (bad["effect"], bad["code"]) == ("deny", UNDECODABLE)
+    assert all(d["policy_offset"] == 1 for d in decisions.values())  # the enforced event's offset
+    names = [n for _, n, _ in log1]
+    assert names.index("EnforcerTakeover") < names.index("RulesetSwap") < names.index("Decision")
+
+    # A stricter bundle arrives: the swap is one record, between two decisions.
+    stricter = tmp_path / "stricter"
+    shutil.copytree(EXAMPLES, stricter)
+    payments = stricter / "payments.yaml"
+    payments.write_text(payments.read_text().replace("amount > 10000", "amount > 9500", 1))
+    new = publish(url, stricter)
+    assert new != old
+    # 18000 was allowed before the restart; the budget (50k / 24h) must still count it
+    send(url, transfer("r5", "9800", 5), *(transfer(f"r{i}", "9400", i) for i in (6, 7, 8, 9)))
+    enforce(url)  # a new enforcer instance: takeover, state rebuilt from the decisions log
+    log2 = decisions_log(url)
+    swap_offsets = [o for o, n, d in log2 if n == "RulesetSwap" and d["bundle_id"] == new]
+    assert len(swap_offsets) == 1
+    for offset, name, d in log2:
+        if name == "Decision":
+            assert d["bundle_id"] == (new if offset > swap_offsets[0] else old), d["request_id"]
+    after = {d["request_id"]: d for _, n, d in log2 if n == "Decision"}
+    assert after["r5"]["effect"] == "require_approval"  # 9800 > 9500 under the new bundle
+    assert after["r5"]["policy_offset"] == 3
+    assert [after[f"r{i}"]["effect"] for i in (6, 7, 8, 9)] == ["allow", "allow", "allow", "deny"]
+    assert after["r9"]["rule_ids"] == ["payments-guardrails/daily-budget"]
+    assert len([1 for _, n, _ in log2 if n == "EnforcerTakeover"]) == 2
+    assert sum(1 for _, n, d in log2 if n == "Decision" and d["request_id"] == "r1") == 1
