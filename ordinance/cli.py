@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("controller", "validate policy.changes into the policy.active table")
     p.add_argument("--log", required=True, metavar="URL")
     p.add_argument("--once", action="store_true", help="process pending changes, then exit")
+
+    # --- submit (agent client; ordinance/commands/submit_cmd.py) ---
+    p = command(
+        "submit",
+        "publish one intent and print its decision (exit 0 allow, 5 deny, 6 require_approval, 7 no decision, 2 usage)",
+    )
+    p.add_argument("request", help="request JSON file (agent, action, resource, context), or -")
+    p.add_argument(
+        "--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://host:port"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=5.0, metavar="S", help="seconds to wait (default 5)"
+    )
+    p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
+    # --- end submit ---
     return parser
 
 
@@ -109,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordinance.commands.demo import cmd_demo
 
         return cmd_demo(args.policies, args.json, args.log, args.kafka)
+    # --- submit (agent client) ---
+    if args.command == "submit":
+        from ordinance.commands.submit_cmd import cmd_submit
+
+        return cmd_submit(args.request, args.log, args.timeout, args.json, args.prefix)
+    # --- end submit ---
     raise AssertionError(args.command)
 
 

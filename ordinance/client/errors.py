@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from ordinance.client.decision import ClientDecision
 from ordinance.errors import OrdinanceError
-from ordinance.policy.decision import Decision
 
 
 class GuardError(OrdinanceError):
     """A guarded tool did not run; ``decision`` says why (it may be client-side)."""
 
-    def __init__(self, tool: str, decision: Decision, request_id: str | None) -> None:
+    def __init__(self, tool: str, decision: ClientDecision, request_id: str | None) -> None:
         self.tool = tool
         self.decision = decision
         self.request_id = request_id
@@ -29,6 +29,6 @@ class ApprovalRequired(GuardError):
     topic is keyed by request id); the enforcer then emits a follow-up decision for it.
     """
 
-    def __init__(self, tool: str, decision: Decision, request_id: str | None) -> None:
+    def __init__(self, tool: str, decision: ClientDecision, request_id: str | None) -> None:
         super().__init__(tool, decision, request_id)
         self.ticket = request_id

@@ -1,0 +1,95 @@
+"""``ordinance submit request.json --log URL``: one intent through the log, its decision out.
+
+Exit codes (scripts can branch on the answer without parsing it):
+
+* 0 allow
+* 2 usage: the request file is unreadable or not JSON, the log URL is not understood, or
+  the request cannot be sent (not a request, no agent, a value with no wire form) —
+  nothing was published
+* 5 deny (by a policy, or the enforcer failing closed)
+* 6 require_approval
+* 7 no decision: the client gave up (timeout, log unreachable) — a client-side deny
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ordinance.client import CLIENT_INVALID_REQUEST, ClientDecision, SyncClient
+from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json
+from ordinance.errors import OrdinanceError
+from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL
+from ordinance.streams.errors import UnsupportedLogUrlError
+
+EXIT_DENY = 5
+EXIT_APPROVAL = 6
+EXIT_NO_DECISION = 7
+
+_STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
+
+
+def exit_code(decision: ClientDecision) -> int:
+    if decision.code == CLIENT_INVALID_REQUEST:
+        return EXIT_USAGE
+    if decision.client_side:
+        return EXIT_NO_DECISION
+    if decision.effect == ALLOW:
+        return EXIT_OK
+    return EXIT_APPROVAL if decision.effect == REQUIRE_APPROVAL else EXIT_DENY
+
+
+def _read(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    # Exact decimals: 25000.10 in the file is 25000.10 in the policy, not a binary float.
+    return json.loads(text, parse_float=Decimal)
+
+
+def cmd_submit(
+    request_file: str, log_url: str, timeout: float, as_json: bool, prefix: str = "ordinance."
+) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        request = _read(request_file)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read request {request_file}:[/] {exc}", markup=True)
+        return EXIT_USAGE
+    try:
+        client = SyncClient(log_url, topic_prefix=prefix)
+    except UnsupportedLogUrlError as exc:
+        err.print(f"[red]bad log URL:[/] {exc}")
+        return EXIT_USAGE
+    except OrdinanceError as exc:
+        err.print(f"[red]the log is not usable:[/] {exc}")
+        return EXIT_NO_DECISION
+    with client:
+        decision = client.decide(request, timeout=timeout)
+    code = exit_code(decision)
+    if as_json:
+        emit_json({"decision": decision.to_json(), "exit_code": code})
+        return code
+    out = console()
+    style = _STYLE.get(decision.effect, "white")
+    side = "  [dim](client-side: no decision from the enforcer)[/]" if decision.client_side else ""
+    out.print(f"[bold {style}]{decision.effect}[/]  ({decision.code}){side}")
+    out.print(f"request   {decision.request_id}", markup=False)
+    for rule_id, reason in zip(decision.rule_ids, decision.reasons, strict=False):
+        out.print(f"rule      {rule_id}: {reason}", markup=False)
+    if not decision.rule_ids:
+        why = decision.detail or (decision.reasons[0] if decision.reasons else "-")
+        out.print(f"reason    {why}", markup=False)
+    for obligation in decision.obligations:
+        out.print(f"obligation {json.dumps(obligation, default=str)}", markup=False)
+    if not decision.client_side:
+        out.print(f"bundle    {decision.bundle_id or '-'}", markup=False)
+        out.print(
+            f"enforcer  {decision.enforcer_id}, action at partition {decision.action_partition}"
+            f" offset {decision.action_offset}",
+            markup=False,
+        )
+    return code

@@ -1,0 +1,308 @@
+"""The agent client against a real log: round trips through the simple decide loop, many
+requests in flight, and every way of not getting an answer ending in a client-side deny."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordinance.client import (
+    CLIENT_CLOSED,
+    CLIENT_INVALID_REQUEST,
+    CLIENT_TIMEOUT,
+    TRANSPORT_ERROR,
+    Client,
+    ClientDecision,
+    SyncClient,
+)
+from ordinance.errors import OrdinanceError
+from ordinance.policy.decision import DENY, Decision
+from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.simple_decider import SimpleDecider
+from ordinance.processors.wire import decision_to_wire
+from ordinance.streams import Record, open_log, partition_for
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import topic_specs
+
+BILLING = {"agent_id": "billing-bot", "roles": ["billing"], "attributes": {"team": "finance"}}
+ACTIONS = topic_specs()["agent.actions"].name
+DECISIONS = topic_specs()["agent.decisions"].name
+
+
+def transfer(amount: str, country: str = "DE") -> dict[str, Any]:
+    args = {"amount": amount, "currency": "EUR", "country": country, "iban": "DE00"}
+    return {"tool": "payments.transfer", "args": args}
+
+
+def published(url: str) -> list[dict[str, Any]]:
+    serde = Serde()
+    with open_log(url) as log:
+        out = []
+        for record in log.read_to_end(ACTIONS):
+            decoded = serde.decode_record(record)
+            assert isinstance(decoded, Decoded)
+            out.append({**decoded.value, "_partition": record.partition})
+        return out
+
+
+def decisions_by_request(url: str) -> Counter[str]:
+    serde = Serde()
+    with open_log(url) as log:
+        found: Counter[str] = Counter()
+        for record in log.read_to_end(DECISIONS):
+            decoded = serde.decode_record(record)
+            assert isinstance(decoded, Decoded)
+            found[decoded.value["request_id"]] += 1
+        return found
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_round_trip_allow_deny_and_approval(
+    log_url: str, decider: SimpleDecider, ruleset: Ruleset
+) -> None:
+    async def run() -> list[ClientDecision]:
+        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+            return [
+                await client.decide(transfer("50")),
+                await client.decide(transfer("50", "KP")),
+                await client.decide(transfer("20000")),
+            ]
+
+    allow, deny, approval = asyncio.run(run())
+    assert (allow.effect, allow.rule_ids) == ("allow", ("payments-guardrails/small-ok",))
+    assert (deny.effect, deny.rule_ids) == ("deny", ("payments-guardrails/block-sanctioned",))
+    assert approval.effect == "require_approval"
+    assert approval.obligations == ({"notify": {"value": "finance-oncall"}},)
+    for decision in (allow, deny, approval):
+        assert isinstance(decision, Decision)  # what the rest of Ordinance consumes
+        assert not decision.client_side
+        assert decision.bundle_id == ruleset.bundle_id
+        assert decision.enforcer_id == decider.enforcer_id
+        # Answered on the partition the agent's key hashes to, where the action went.
+        assert decision.action_partition == partition_for(b"billing-bot", 4)
+    sent = published(log_url)
+    assert [a["request_id"] for a in sent] == [
+        allow.request_id,
+        deny.request_id,
+        approval.request_id,
+    ]
+    assert {a["reply_to"] for a in sent} == {DECISIONS}
+    assert {a["_partition"] for a in sent} == {partition_for(b"billing-bot", 4)}
+
+
+def test_sync_client_and_a_full_request_naming_its_own_agent(
+    log_url: str, decider: SimpleDecider
+) -> None:
+    request = {
+        "agent": {"id": "coder-1", "team": "eng"},
+        "action": {"tool": "fs.read", "args": {"path": "/workspace/src/main.py"}},
+    }
+    with SyncClient(log_url) as client:
+        decision = client.decide(request)
+        denied = client.decide(
+            {**request, "action": {"tool": "fs.read", "args": {"path": "/etc/x"}}}
+        )
+    assert decision.effect == "allow" and decision.rule_ids == ("filesystem-safety/workspace",)
+    assert denied.effect == "deny"
+
+
+def test_event_time_comes_from_the_injected_clock(log_url: str, decider: SimpleDecider) -> None:
+    with SyncClient(log_url, clock=lambda: 1_767_225_600.5, **BILLING) as client:
+        assert client.decide(transfer("50")).effect == "allow"
+    [action] = published(log_url)
+    assert action["event_time"] == dt.datetime(2026, 1, 1, 0, 0, 0, 500000, dt.UTC)
+
+
+def test_two_hundred_concurrent_requests_are_each_answered_exactly_once(
+    log_url: str, decider: SimpleDecider
+) -> None:
+    agents = [f"agent-{i}" for i in range(8)]  # spread over several partitions
+
+    async def run() -> list[ClientDecision]:
+        async with Client(log_url) as client:
+            calls = [
+                client.decide(
+                    {
+                        "agent": {"id": agents[i % 8], "team": "eng"},
+                        "action": {"tool": "fs.read", "args": {"path": f"/workspace/f{i}"}},
+                    },
+                    timeout=20,
+                )
+                for i in range(200)
+            ]
+            answers = await asyncio.gather(*calls)
+            assert client.stats()["in_flight"] == 0
+            return answers
+
+    answers = asyncio.run(run())
+    assert all(a.effect == "allow" and not a.client_side for a in answers)
+    ids = [a.request_id for a in answers]
+    assert len(set(ids)) == 200
+    on_log = decisions_by_request(log_url)
+    assert all(on_log[i] == 1 for i in ids)  # published once, decided once
+    partitions = {partition_for(a.encode(), 4) for a in agents}
+    assert {a.action_partition for a in answers} == partitions and len(partitions) > 1
+
+
+def test_the_first_answer_wins_and_non_answers_on_the_partition_are_skipped(
+    log_url: str,
+) -> None:
+    """No decider: the test answers by hand — garbage, a duplicate, a stranger's answer."""
+    serde = Serde()
+
+    def answer(log: Any, request_id: str, effect: str, partition: int) -> None:
+        decision = Decision(effect, ("by-hand",), (), (), "sha256:test")
+        datum = decision_to_wire(
+            decision,
+            request_id=request_id,
+            agent_id="billing-bot",
+            enforcer_id="hand",
+            evaluated_at=dt.datetime.now(dt.UTC),
+        )
+        log.produce(
+            DECISIONS,
+            [Record(b"billing-bot", serde.encode("Decision", datum), partition=partition)],
+        )
+
+    async def run() -> ClientDecision:
+        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+            waiting = asyncio.create_task(client.decide(transfer("50"), timeout=10))
+            await asyncio.to_thread(wait_until, lambda: client.stats()["in_flight"] == 1)
+            [action] = published(log_url)
+            p = action["_partition"]
+            with open_log(log_url) as log:
+                log.produce(DECISIONS, [Record(b"billing-bot", b"\xc3\x01garbage", partition=p)])
+                answer(log, "someone-else", "allow", p)
+                answer(log, action["request_id"], DENY, p)
+                answer(log, action["request_id"], "allow", p)  # a duplicate: ignored
+            return await waiting
+
+    decision = asyncio.run(run())
+    assert (decision.effect, decision.rule_ids, decision.enforcer_id) == (
+        "deny",
+        ("by-hand",),
+        "hand",
+    )
+
+
+def test_the_reader_starts_at_the_end_not_at_the_beginning(
+    log_url: str, decider: SimpleDecider
+) -> None:
+    with SyncClient(log_url, **BILLING) as first:
+        for _ in range(3):
+            assert first.decide(transfer("50")).effect == "allow"
+    with SyncClient(log_url, **BILLING) as second:
+        assert second.decide(transfer("50")).effect == "allow"
+        p = partition_for(b"billing-bot", 4)
+        assert second.client.stats()["readers"] == {p: 3}  # history below 3 is not read
+
+
+def test_no_answer_within_the_timeout_is_a_client_side_deny(log_url: str) -> None:
+    async def run() -> tuple[ClientDecision, dict[str, Any]]:
+        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+            decision = await client.decide(transfer("50"), timeout=0.3)
+            return decision, client.stats()
+
+    started = time.monotonic()
+    decision, stats = asyncio.run(run())
+    assert time.monotonic() - started < 3
+    assert (decision.effect, decision.code, decision.client_side) == ("deny", CLIENT_TIMEOUT, True)
+    assert decision.bundle_id == "" and decision.enforcer_id.startswith("client:")
+    assert "0.3s" in decision.detail
+    assert stats["in_flight"] == 0  # forgotten: a late answer finds nobody
+    assert [a["request_id"] for a in published(log_url)] == [decision.request_id]
+
+
+def test_sync_timeout(log_url: str) -> None:
+    with SyncClient(log_url, **BILLING) as client:
+        decision = client.decide(transfer("50"), timeout=0.2)
+    assert (decision.effect, decision.code) == ("deny", CLIENT_TIMEOUT)
+
+
+def test_a_log_without_the_topics_is_a_transport_error(tmp_path: Path) -> None:
+    with SyncClient(f"sqlite:///{tmp_path / 'empty.db'}", **BILLING) as client:
+        decision = client.decide(transfer("50"))
+    assert (decision.effect, decision.code, decision.client_side) == ("deny", TRANSPORT_ERROR, True)
+    assert "does not exist" in decision.detail
+
+
+def test_a_bad_log_url_raises_at_construction() -> None:
+    with pytest.raises(OrdinanceError):
+        Client("nosuch://x")
+
+
+@pytest.mark.parametrize(
+    ("request_", "why"),
+    [
+        (transfer("50") | {"args": {"amount": float("nan")}}, "exact decimal"),
+        ({"tool": "fs.read", "args": {"path": b"/etc/passwd"}}, "bytes"),
+        ({"tool": "fs.read", "args": {"paths": {"/a", "/b"}}}, "set"),
+        ({"args": {}}, "neither a request"),
+        ("fs.read", "expected a request"),
+    ],
+)
+def test_what_cannot_be_sent_is_denied_and_never_published(
+    log_url: str, request_: Any, why: str
+) -> None:
+    with SyncClient(log_url, **BILLING) as client:
+        decision = client.decide(request_)
+    assert (decision.effect, decision.code) == ("deny", CLIENT_INVALID_REQUEST)
+    assert why in decision.detail
+    assert published(log_url) == []
+
+
+def test_a_bare_action_needs_an_agent(log_url: str) -> None:
+    with SyncClient(log_url) as client:
+        decision = client.decide(transfer("50"))
+    assert decision.code == CLIENT_INVALID_REQUEST and "no agent" in decision.detail
+
+
+def test_decimal_amounts_travel_exactly(log_url: str, decider: SimpleDecider) -> None:
+    with SyncClient(log_url, **BILLING) as client:
+        decision = client.decide(
+            transfer("0") | {"args": {**transfer("0")["args"], "amount": Decimal("10000.01")}}
+        )
+    assert decision.effect == "require_approval"  # 10000.01 > 10000, not rounded down
+    [action] = published(log_url)
+    assert action["action"]["args"]["amount"] == Decimal("10000.01")
+
+
+def test_close_answers_what_is_in_flight_and_later_calls(log_url: str) -> None:
+    async def run() -> tuple[ClientDecision, ClientDecision]:
+        client = Client(log_url, **BILLING)  # type: ignore[arg-type]
+        waiting = asyncio.create_task(client.decide(transfer("50"), timeout=30))
+        await asyncio.to_thread(wait_until, lambda: client.stats()["in_flight"] == 1)
+        started = time.monotonic()
+        await client.aclose()
+        assert time.monotonic() - started < 2
+        return await waiting, await client.decide(transfer("50"))
+
+    in_flight, after = asyncio.run(run())
+    assert (in_flight.effect, in_flight.code) == ("deny", CLIENT_CLOSED)
+    assert (after.effect, after.code) == ("deny", CLIENT_CLOSED)
+
+
+def test_a_cancelled_caller_leaves_nothing_waiting(log_url: str) -> None:
+    async def run() -> dict[str, Any]:
+        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+            task = asyncio.create_task(client.decide(transfer("50"), timeout=30))
+            await asyncio.to_thread(wait_until, lambda: client.stats()["in_flight"] == 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return client.stats()
+
+    assert asyncio.run(run())["in_flight"] == 0

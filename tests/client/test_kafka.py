@@ -1,0 +1,48 @@
+"""The client on the real local Kafka-protocol broker: the same round trip, where the
+watermark may be under-reported and fetches always wait their full time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from ordinance.client import Client, ClientDecision
+from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.simple_decider import decider_thread
+from ordinance.streams import open_log
+from ordinance.streams.kafka_broker import LocalBroker
+from ordinance.streams.topics import ensure_topics
+
+
+@pytest.mark.kafka
+def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}."  # the broker is shared by the session
+    with open_log(kafka_broker.url) as log:
+        ensure_topics(log, prefix)
+
+    async def run(client: Client) -> list[ClientDecision]:
+        first = await client.decide(
+            {"tool": "fs.read", "args": {"path": "/workspace/a"}}, timeout=20
+        )
+        rest = await asyncio.gather(
+            *[
+                client.decide({"tool": "fs.read", "args": {"path": path}}, timeout=20)
+                for path in ["/workspace/../etc/shadow"] + [f"/workspace/f{i}" for i in range(20)]
+            ]
+        )
+        return [first, *rest]
+
+    async def session() -> list[ClientDecision]:
+        async with Client(
+            kafka_broker.url, agent_id="coder-1", attributes={"team": "eng"}, topic_prefix=prefix
+        ) as client:
+            return await run(client)
+
+    with decider_thread(kafka_broker.url, ruleset, prefix=prefix, group=f"{prefix}decider"):
+        answers = asyncio.run(session())
+    assert [a.effect for a in answers[:2]] == ["allow", "deny"]
+    assert all(a.effect == "allow" for a in answers[2:])
+    assert all(not a.client_side and a.bundle_id == ruleset.bundle_id for a in answers)
+    assert len({a.request_id for a in answers}) == len(answers)
