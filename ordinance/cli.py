@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None, help="why, recorded with the change")
     p.add_argument("--no-enforce", action="store_true", help="publish only; enforce later")
 
+    p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
+    p.add_argument("--log", required=True, metavar="URL")
+    p.add_argument("--target", default="default", help="deployment target whose bundle to enforce")
+    p.add_argument(
+        "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
+    )
+
     p = command("controller", "validate policy.changes into the policy.active table")
     p.add_argument("--log", required=True, metavar="URL")
     p.add_argument("--once", action="store_true", help="process pending changes, then exit")
@@ -106,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             return policy_cmds.cmd_eval(args.directory, args.request, args.json)
         return policy_cmds.cmd_fmt(args.paths, args.check, args.json)
+    if args.command == "serve":
+        from ordinance.commands import lifecycle_cmds
+
+        return lifecycle_cmds.cmd_serve(
+            args.log, target=args.target, enforcer_id=args.enforcer_id, as_json=args.json
+        )
     if args.command in ("publish", "controller"):
         from ordinance.commands import lifecycle_cmds
 

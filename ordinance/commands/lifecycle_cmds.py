@@ -120,3 +120,64 @@ def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
             f"controller: {report.applied} change(s) applied, {report.rejected} rejected, {report.written} record(s) written"
         )
     return EXIT_OK
+
+
+def cmd_serve(log_url: str, *, target: str, enforcer_id: str | None, as_json: bool) -> int:
+    """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
+    records, so nothing is left half-written."""
+    from ordinance.processors.enforcer import Enforcer
+
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    err = Console(stderr=True, highlight=False)
+    errors: list[BaseException] = []
+
+    def controller() -> None:
+        try:
+            with open_log(log_url) as log:
+                run_controller(log, stop=stop, progress=lambda m: err.print(f"[dim]{m}[/]"))
+        except BaseException as exc:  # reported below; the enforcer keeps failing closed meanwhile
+            errors.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=controller, name="ordinance-controller", daemon=True)
+    thread.start()
+    try:
+        with open_log(log_url) as log:
+            enforcer = Enforcer(
+                log,
+                enforcer_id=enforcer_id,
+                target=target,
+                progress=lambda m: err.print(f"[dim]{m}[/]"),
+            )
+            err.print(
+                f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"
+            )
+            report = enforcer.run(stop=stop)
+    except OrdinanceError as exc:
+        err.print(f"[red]enforcer stopped:[/] {exc}")
+        stop.set()
+        return EXIT_FAILED
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if errors:
+        err.print(f"[red]controller stopped:[/] {errors[0]}")
+        return EXIT_FAILED
+    summary = {
+        "decided": report.decided,
+        "duplicates": report.duplicates,
+        "swaps": report.swaps,
+        "takeovers": report.takeovers,
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        console().print("served: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+    return EXIT_OK
