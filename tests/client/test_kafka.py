@@ -4,15 +4,17 @@ watermark may be under-reported and fetches always wait their full time."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from ordinance.client import Client, ClientDecision
+from ordinance.client import CLIENT_TIMEOUT, TRANSPORT_ERROR, Client, ClientDecision, SyncClient
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.simple_decider import decider_thread
 from ordinance.streams import open_log
-from ordinance.streams.kafka_broker import LocalBroker
+from ordinance.streams.kafka_broker import LocalBroker, start_broker
 from ordinance.streams.topics import ensure_topics
 
 
@@ -46,3 +48,26 @@ def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> Non
     assert all(a.effect == "allow" for a in answers[2:])
     assert all(not a.client_side and a.bundle_id == ruleset.bundle_id for a in answers)
     assert len({a.request_id for a in answers}) == len(answers)
+
+
+@pytest.mark.kafka
+def test_a_broker_that_goes_away_is_a_client_side_deny(tmp_path: Path) -> None:
+    broker = start_broker(log_path=tmp_path / "broker.log")  # our own: this test kills it
+    try:
+        with open_log(broker.url) as log:
+            ensure_topics(log)
+        client = SyncClient(f"{broker.url}?timeout_s=1", agent_id="coder-1")
+        # Nobody answers: the request is published and the partition's reader started.
+        assert client.decide({"tool": "fs.read", "args": {"path": "/a"}}, timeout=1).code == (
+            CLIENT_TIMEOUT
+        )
+    finally:
+        broker.stop()
+    started = time.monotonic()
+    decision = client.decide({"tool": "fs.read", "args": {"path": "/a"}}, timeout=1.5)
+    assert decision.effect == "deny" and decision.client_side
+    assert decision.code in (CLIENT_TIMEOUT, TRANSPORT_ERROR)
+    assert time.monotonic() - started < 3
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 10
