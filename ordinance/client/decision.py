@@ -67,10 +67,15 @@ def client_deny(
 
 
 def _obligation(wire: Mapping[str, Any]) -> Any:
-    # The policy shape back from the wire's {kind, params}: a bare kind when there are no
-    # parameters, else {kind: params} (a scalar stays wrapped as {"value": scalar}).
-    params = wire.get("params") or {}
-    return {wire["kind"]: dict(params)} if params else wire["kind"]
+    # The policy shape back from the wire's {kind, params} (the inverse of
+    # processors.wire.obligation_to_wire): a bare kind when there are no parameters, the
+    # scalar when params is the {"value": scalar} that wrapping made, else {kind: params}.
+    params = dict(wire.get("params") or {})
+    if not params:
+        return wire["kind"]
+    if params.keys() == {"value"} and not isinstance(params["value"], dict | list):
+        return {wire["kind"]: params["value"]}
+    return {wire["kind"]: params}
 
 
 def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -> ClientDecision:

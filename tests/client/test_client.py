@@ -85,7 +85,7 @@ def test_round_trip_allow_deny_and_approval(
     assert (allow.effect, allow.rule_ids) == ("allow", ("payments-guardrails/small-ok",))
     assert (deny.effect, deny.rule_ids) == ("deny", ("payments-guardrails/block-sanctioned",))
     assert approval.effect == "require_approval"
-    assert approval.obligations == ({"notify": {"value": "finance-oncall"}},)
+    assert approval.obligations == ({"notify": "finance-oncall"},)  # as the policy wrote it
     for decision in (allow, deny, approval):
         assert isinstance(decision, Decision)  # what the rest of Ordinance consumes
         assert not decision.client_side
