@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
     )
 
+    p = command(
+        "approvals", "list require_approval decisions waiting for a human, approve or reject them"
+    )
+    p.add_argument("action", choices=["list", "approve", "reject"])
+    p.add_argument("request_id", nargs="?", help="the request to answer (approve / reject)")
+    p.add_argument("--log", required=True, metavar="URL")
+    p.add_argument("--approver", default=None, help="who answers (default: the OS user)")
+    p.add_argument("--reason", default=None)
+    p.add_argument(
+        "--expires-in",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the approval lapses after this",
+    )
+
     p = command("controller", "validate policy.changes into the policy.active table")
     p.add_argument("--log", required=True, metavar="URL")
     p.add_argument("--once", action="store_true", help="process pending changes, then exit")
@@ -118,6 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return lifecycle_cmds.cmd_serve(
             args.log, target=args.target, enforcer_id=args.enforcer_id, as_json=args.json
+        )
+    if args.command == "approvals":
+        from ordinance.commands import lifecycle_cmds
+
+        if args.action != "list" and not args.request_id:
+            build_parser().error(f"approvals {args.action} needs a REQUEST_ID")
+        return lifecycle_cmds.cmd_approvals(
+            args.action,
+            args.log,
+            request_id=args.request_id,
+            approver=args.approver,
+            reason=args.reason,
+            expires_in_s=args.expires_in,
+            as_json=args.json,
         )
     if args.command in ("publish", "controller"):
         from ordinance.commands import lifecycle_cmds

@@ -181,3 +181,69 @@ def cmd_serve(log_url: str, *, target: str, enforcer_id: str | None, as_json: bo
     else:
         console().print("served: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
     return EXIT_OK
+
+
+def cmd_approvals(
+    action: str,
+    log_url: str,
+    *,
+    request_id: str | None,
+    approver: str | None,
+    reason: str | None,
+    expires_in_s: float | None,
+    as_json: bool,
+) -> int:
+    from ordinance.processors.approvals import answer, pending_approvals
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        with open_log(log_url) as log:
+            if action == "list":
+                pending = pending_approvals(log)
+                if as_json:
+                    emit_json(
+                        [
+                            {
+                                k: d[k]
+                                for k in (
+                                    "request_id",
+                                    "agent_id",
+                                    "tool",
+                                    "args",
+                                    "rule_ids",
+                                    "reasons",
+                                    "approval_ticket",
+                                    "evaluated_at",
+                                )
+                            }
+                            for d in pending
+                        ]
+                    )
+                    return EXIT_OK
+                out = console()
+                for d in pending:
+                    out.print(
+                        f"{d['request_id']}  {d['agent_id']}  {d['tool']}  {d['args']}  — {'; '.join(d['reasons'])}",
+                        markup=False,
+                    )
+                out.print(f"{len(pending)} request(s) waiting for approval")
+                return EXIT_OK
+            assert request_id is not None
+            datum = answer(
+                log,
+                request_id,
+                approve=action == "approve",
+                approver=_actor(approver),
+                reason=reason,
+                expires_in_s=expires_in_s,
+            )
+    except OrdinanceError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_FAILED
+    if as_json:
+        emit_json(datum)
+    else:
+        console().print(
+            f"{datum['verdict']} {request_id} (ticket {datum['ticket'][:19]}…); the enforcer answers with a follow-up decision"
+        )
+    return EXIT_OK

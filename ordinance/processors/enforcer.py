@@ -10,8 +10,12 @@ log). A new bundle is compiled and its id verified before it is used, and the sw
 ``RulesetSwap`` record between two decisions. Fail-closed: no verified bundle, an
 undecodable action, an evaluation error — each is a deny with a machine-readable code.
 
-Not yet here (issue 4 continues): approvals, the RocksDB state cache (state is rebuilt
-from the partition on every takeover), Kafka fault tests and scale-out tests.
+Approvals: ``agent.approvals`` is keyed by agent id, so its partition p is read by the
+enforcer of actions partition p; an Approval whose ticket matches a pending
+require_approval decision causes a follow-up decision for that request.
+
+Not yet here (issue 4 continues): the RocksDB state cache (state is rebuilt from the
+partition on every takeover) and a Kafka scale-out test with several members.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
-from ordinance.processors.enforcer_state import PartitionState, decide
+from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.streams import Consumer, Log, Position, Record, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
     AGENT_ACTIONS,
+    AGENT_APPROVALS,
     AGENT_DECISIONS,
     DEFAULT_PREFIX,
     POLICY_ACTIVE,
@@ -82,6 +87,7 @@ class EnforcerReport:
     duplicates: int = 0
     swaps: int = 0
     takeovers: int = 0
+    approvals: int = 0
 
 
 class Enforcer:
@@ -106,6 +112,8 @@ class Enforcer:
         specs = ensure_topics(log, prefix)
         self.actions = specs[AGENT_ACTIONS].name
         self.decisions = specs[AGENT_DECISIONS].name
+        # Keyed by agent id like the actions, so partition p of approvals belongs with p.
+        self.approvals = specs[AGENT_APPROVALS].name
         self.active_topic = specs[POLICY_ACTIVE].name
         self.states: dict[int, PartitionState] = {}
         self.ruleset: Ruleset | None = None
@@ -211,13 +219,13 @@ class Enforcer:
         with self.log.consumer(None) as reader, self.log.consumer(self.group) as consumer:
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
             table = ActiveTable(reader, self.serde)
-            consumer.subscribe([self.actions])
+            consumer.subscribe([self.actions, self.approvals])
             last_activity = time.monotonic()
             while not (stop is not None and stop.is_set()):
                 table.refresh()
                 self.ruleset, self.policy_offset = self._wanted_ruleset(table)
                 records = consumer.poll(max_records=200, timeout=0.2)
-                owned = {tp.partition for tp in consumer.assignment()}
+                owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
                 for partition in sorted(owned - self.states.keys()):
                     self.states[partition] = self._take_over(partition)
                 for partition in list(self.states):
@@ -226,13 +234,40 @@ class Enforcer:
                 for state in self.states.values():
                     self._swap_if_needed(state)  # between two batches, never inside one
                 for record in records:
-                    if record.partition in self.states:
+                    if record.partition not in self.states:
+                        continue
+                    if record.topic == self.approvals:
+                        self._answer(consumer, self.states[record.partition], record)
+                    else:
                         self._decide(consumer, self.states[record.partition], record)
                 if records:
                     last_activity = time.monotonic()
                 elif until_idle and time.monotonic() - last_activity > idle_s:
                     break
         return self.report
+
+    def _answer(self, consumer: Consumer, state: PartitionState, record: Any) -> None:
+        decoded = self.serde.decode_record(record, expect={"Approval"})
+        next_offset = {record.position: record.offset + 1}
+        datum = None
+        if isinstance(decoded, Decoded):
+            datum = answer_approval(
+                state, decoded.value, enforcer_id=self.enforcer_id, evaluated_at=_at(self.clock())
+            )
+        if datum is None:
+            # Answers nothing pending here (or does not decode): it changes no decision.
+            consumer.commit(next_offset)
+            return
+        out = Record(
+            record.key,
+            self.serde.encode("Decision", datum),
+            (),
+            record.timestamp_ms,
+            record.partition,
+        )
+        [delivered] = self.log.produce_and_commit([(self.decisions, out)], consumer, next_offset)
+        state.fold("Decision", datum, delivered.offset)
+        self.report.approvals += 1
 
     def _decide(self, consumer: Consumer, state: PartitionState, record: Any) -> None:
         decoded = self.serde.decode_record(record, expect={"ActionRequest"})

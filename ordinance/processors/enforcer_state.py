@@ -17,17 +17,23 @@ from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.program import RequestProblem
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import InMemoryWindows
-from ordinance.processors.wire import decision_to_wire, request_from_wire
+from ordinance.processors.wire import content_ticket, decision_to_wire, request_from_wire
 from ordinance.streams.serde import Decoded, UndecodableRecord
 
 UNDECODABLE = "undecodable"  # the action record did not decode
 NO_RULESET = "no_ruleset"  # no verified bundle is active for this enforcer's target
+# Codes of the follow-up decision an Approval record causes.
+APPROVED = "approved"
+APPROVAL_REJECTED = "approval_rejected"
+APPROVAL_EXPIRED = "approval_expired"
+FOLLOW_UPS = (APPROVED, APPROVAL_REJECTED, APPROVAL_EXPIRED)
 
 
 @dataclass
 class PartitionState:
     partition: int
     decided: set[str] = field(default_factory=set)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # awaiting approval
     bundle_id: str | None = None
     policy_offset: int | None = None
     offset: int = -1  # the last decisions offset folded in
@@ -41,6 +47,10 @@ class PartitionState:
         """Apply one record of ``agent.decisions[partition]``."""
         if name == "Decision":
             self.decided.add(datum["request_id"])
+            if datum["effect"] == "require_approval" and datum.get("approval_ticket"):
+                self.pending[datum["request_id"]] = datum
+            elif datum.get("code") in FOLLOW_UPS:
+                self.pending.pop(datum["request_id"], None)
             event_time = datum.get("event_time")
             if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
                 self.windows.record(
@@ -108,4 +118,44 @@ def decide(
         tool=tool,
         args=args,
         event_time=event_time,
+        approval_ticket=content_ticket(datum) if decision.effect == "require_approval" else None,
     )
+
+
+def answer_approval(
+    state: PartitionState, approval: dict[str, Any], *, enforcer_id: str, evaluated_at: dt.datetime
+) -> dict[str, Any] | None:
+    """The follow-up decision an Approval causes, or None when it answers nothing pending
+    here (unknown or already answered request, or a ticket for different content)."""
+    original = state.pending.get(approval["request_id"])
+    if original is None or approval.get("ticket") != original["approval_ticket"]:
+        return None
+    approver = approval["approver"]
+    expires_at = approval.get("expires_at")
+    if expires_at is not None and evaluated_at > expires_at:
+        effect, code, reason = (
+            "deny",
+            APPROVAL_EXPIRED,
+            f"approval by {approver} expired at {expires_at.isoformat()}",
+        )
+    elif approval["verdict"] == "approved":
+        effect, code, reason = "allow", APPROVED, f"approved by {approver}"
+    else:
+        effect, code, reason = "deny", APPROVAL_REJECTED, f"rejected by {approver}"
+    if approval.get("reason"):
+        reason += f": {approval['reason']}"
+    follow_up = dict(original)
+    follow_up.update(
+        effect=effect,
+        code=code,
+        reasons=[*original["reasons"], reason],
+        detail=reason,
+        enforcer_id=enforcer_id,
+        evaluated_at=evaluated_at,
+        # An approved action counts toward budgets from when it was approved.
+        event_time=approval["at"] if effect == "allow" else original["event_time"],
+        approval_ticket=original["approval_ticket"],
+        prev_hash=None,
+        hash=None,
+    )
+    return follow_up

@@ -10,9 +10,11 @@ they are ``{kind, params}`` with params a map (a scalar becomes ``{"value": scal
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from ordinance.jsonutil import canonical_json
 from ordinance.policy.decision import Decision
 
 
@@ -75,6 +77,13 @@ def request_to_wire(
     return datum
 
 
+def content_ticket(datum: Mapping[str, Any]) -> str:
+    """The content hash an approval is bound to: agent, action, resource and context of an
+    ActionRequest datum (not its request id or times), in canonical JSON."""
+    content = {k: datum.get(k) for k in ("agent", "action", "resource", "context")}
+    return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
+
+
 def obligation_to_wire(obligation: Any) -> dict[str, Any]:
     if isinstance(obligation, Mapping) and len(obligation) == 1:
         ((kind, params),) = obligation.items()
@@ -96,6 +105,7 @@ def decision_to_wire(
     tool: str = "",
     args: Mapping[str, Any] | None = None,
     event_time: dt.datetime | None = None,
+    approval_ticket: str | None = None,
 ) -> dict[str, Any]:
     """A Decision datum; the hash-chain fields are left to the audit layer. ``tool`` and
     ``args`` are the canonical action, so the decision log alone rebuilds window state."""
@@ -118,4 +128,5 @@ def decision_to_wire(
         "tool": tool,
         "args": dict(args or {}),
         "event_time": event_time,
+        "approval_ticket": approval_ticket,
     }

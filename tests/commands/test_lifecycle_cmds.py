@@ -31,3 +31,19 @@ def test_publish_refuses_a_bundle_whose_tests_fail(
     assert main(["publish", str(policies), "--log", url]) == 4
     assert "FAIL" in capsys.readouterr().err
     assert not (tmp_path / "log.db").exists()  # nothing reached the log
+
+
+def test_approvals_list_and_approve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.processors.test_enforcer import enforce, publish, send, transfer
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    publish(url, EXAMPLES)
+    send(url, transfer("big", "25000", 0))
+    enforce(url)
+    capsys.readouterr()
+    assert main(["approvals", "list", "--log", url, "--json"]) == 0
+    [pending] = json.loads(capsys.readouterr().out)
+    assert pending["request_id"] == "big" and pending["approval_ticket"].startswith("sha256:")
+    assert main(["approvals", "approve", "big", "--log", url, "--approver", "bob", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ticket"] == pending["approval_ticket"]
+    assert main(["approvals", "reject", "nothing-here", "--log", url]) == 1

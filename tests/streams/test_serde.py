@@ -217,10 +217,14 @@ def test_problems_are_named() -> None:
 
 
 def evolved_registry(tmp_path: Path) -> SchemaRegistry:
-    """Approval v2: a new field with a default and a new verdict; v1 kept in history."""
+    """The next Approval: a new field with a default and a new verdict; every earlier
+    version (the packaged history and the current schema) kept in history."""
     (tmp_path / "history").mkdir()
+    older = sorted((PACKAGED / "history").glob("Approval.*.avsc"))
+    for path in older:
+        (tmp_path / "history" / path.name).write_text(path.read_text())
     v1 = (PACKAGED / "Approval.avsc").read_text()
-    (tmp_path / "history" / "Approval.1.avsc").write_text(v1)
+    (tmp_path / "history" / f"Approval.{len(older) + 1}.avsc").write_text(v1)
     v2 = json.loads(v1)
     v2["fields"].append({"name": "channel", "type": "string", "default": "web"})
     for field in v2["fields"]:
