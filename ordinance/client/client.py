@@ -138,6 +138,7 @@ class _Engine:
         self._lock = threading.Lock()  # guards _pending, _readers, _closed
         self._pending: dict[str, _Pending] = {}
         self._readers: dict[int, _Reader] = {}
+        self._reader_errors: dict[int, str] = {}  # the last failure per partition, for denies
         self._partitions: int | None = None
         self._closed = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -173,6 +174,7 @@ class _Engine:
         with self._lock:
             if self._readers.get(reader.partition) is reader:
                 del self._readers[reader.partition]  # the next request starts a fresh one
+            self._reader_errors[reader.partition] = detail
             lost = [i for i in self._pending.values() if i.partition == reader.partition]
             for item in lost:
                 del self._pending[item.request_id]
@@ -225,12 +227,26 @@ class _Engine:
         for item in batch:
             item.partition = partition_for(item.key, self._partitions)
         self._ensure_readers({item.partition for item in batch})
+        orphans: list[tuple[_Pending, str]] = []
         with self._lock:
             # Registered before publishing, so even an instant answer finds its caller; one
             # whose caller gave up meanwhile (future cancelled) is not published at all.
-            batch = [item for item in batch if not item.future.done()]
+            # Registration and the reader check share the lock with `reader_failed`: a
+            # reader that died before this point is seen here, one that dies after fails
+            # these requests itself — none is left waiting on a reader that is gone.
+            live = []
             for item in batch:
+                if item.future.done():
+                    continue
+                if item.partition not in self._readers:
+                    why = self._reader_errors.get(item.partition, "no reader")
+                    orphans.append((item, why))
+                    continue
                 self._pending[item.request_id] = item
+                live.append(item)
+            batch = live
+        for item, why in orphans:
+            self._deny(item, TRANSPORT_ERROR, why)
         if not batch:
             return
         records = [

@@ -166,12 +166,12 @@ def test_intent_arguments_are_the_bound_call(log_url: str, decider: SimpleDecide
 
     with SyncClient(log_url, **AGENT) as client:
 
-        @guard(tool="fs.delete", client=client, exclude=("reason",))
+        @guard(tool="fs.delete", client=client, exclude=("reason",), timeout=10)
         def delete(path: str, recursive: bool | None = None, reason: str = "cleanup") -> str:
             ran.append(path)
             return path
 
-        @guard(tool="fs.read", client=client)
+        @guard(tool="fs.read", client=client, timeout=10)
         def read(path: str, encoding: str = "utf-8") -> str:
             ran.append(path)
             return path
@@ -198,7 +198,9 @@ def test_methods_kwargs_and_errors(log_url: str, decider: SimpleDecider) -> None
     with SyncClient(log_url) as client:
 
         class Files:
-            @guard(tool="fs.read", client=client, agent={"id": "coder-1", "team": "eng"})
+            @guard(
+                tool="fs.read", client=client, agent={"id": "coder-1", "team": "eng"}, timeout=10
+            )
             def read(self, **kwargs: Any) -> str:
                 return str(kwargs["path"])
 
@@ -216,7 +218,7 @@ def test_methods_kwargs_and_errors(log_url: str, decider: SimpleDecider) -> None
 def test_approval_required_carries_the_ticket(log_url: str, decider: SimpleDecider) -> None:
     with SyncClient(log_url, **AGENT) as client:
 
-        @guard(tool="payments.transfer", client=client)
+        @guard(tool="payments.transfer", client=client, timeout=10)
         def transfer(amount: Decimal, currency: str, country: str, iban: str) -> None:
             raise AssertionError("must not run")
 
