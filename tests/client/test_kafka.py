@@ -28,10 +28,20 @@ def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> Non
         first = await client.decide(
             {"tool": "fs.read", "args": {"path": "/workspace/a"}}, timeout=20
         )
+        # Then many in flight at once, from agents on every partition: one reader each,
+        # every reader starting from a (possibly under-reported) watermark.
         rest = await asyncio.gather(
             *[
-                client.decide({"tool": "fs.read", "args": {"path": path}}, timeout=20)
-                for path in ["/workspace/../etc/shadow"] + [f"/workspace/f{i}" for i in range(20)]
+                client.decide(
+                    {
+                        "agent": {"id": f"coder-{i % 8}", "team": "eng"},
+                        "action": {"tool": "fs.read", "args": {"path": path}},
+                    },
+                    timeout=20,
+                )
+                for i, path in enumerate(
+                    ["/workspace/../etc/shadow"] + [f"/workspace/f{i}" for i in range(99)]
+                )
             ]
         )
         return [first, *rest]
@@ -48,6 +58,7 @@ def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> Non
     assert all(a.effect == "allow" for a in answers[2:])
     assert all(not a.client_side and a.bundle_id == ruleset.bundle_id for a in answers)
     assert len({a.request_id for a in answers}) == len(answers)
+    assert {a.action_partition for a in answers} == {0, 1, 2, 3}
 
 
 @pytest.mark.kafka
