@@ -47,6 +47,7 @@ from ordinance.streams.topics import (
 
 Clock = Callable[[], float]
 TAKEOVER_TIMEOUT_S = 30.0
+ASSIGNMENT_WAIT_S = 30.0  # how long `until_idle` waits for a first partition
 
 
 def _at(seconds: float) -> dt.datetime:
@@ -220,7 +221,7 @@ class Enforcer:
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
             table = ActiveTable(reader, self.serde)
             consumer.subscribe([self.actions, self.approvals])
-            last_activity = time.monotonic()
+            started = last_activity = time.monotonic()
             while not (stop is not None and stop.is_set()):
                 table.refresh()
                 self.ruleset, self.policy_offset = self._wanted_ruleset(table)
@@ -240,9 +241,13 @@ class Enforcer:
                         self._answer(consumer, self.states[record.partition], record)
                     else:
                         self._decide(consumer, self.states[record.partition], record)
-                if records:
-                    last_activity = time.monotonic()
-                elif until_idle and time.monotonic() - last_activity > idle_s:
+                now = time.monotonic()
+                # Idleness counts only once partitions are ours: joining a Kafka group can
+                # take seconds, and an enforcer that owns nothing has seen nothing yet.
+                waiting = not self.states and now - started < ASSIGNMENT_WAIT_S
+                if records or waiting:
+                    last_activity = now
+                elif until_idle and now - last_activity > idle_s:
                     break
         return self.report
 

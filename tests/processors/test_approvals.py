@@ -4,7 +4,6 @@ hash); an Approval with that ticket causes one follow-up decision; nothing else 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -20,11 +19,11 @@ from .test_enforcer import EXAMPLES, SPECS, T0, decisions_log, publish, send, tr
 
 def enforce_at(url: str, now: float) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: now).run(until_idle=True, idle_s=0.8)
+        Enforcer(log, clock=lambda: now).run(until_idle=True, idle_s=3.0)
 
 
-def test_approve_reject_expire_and_a_ticket_for_other_content(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_approve_reject_expire_and_a_ticket_for_other_content(log_url: str) -> None:
+    url = log_url
     publish(url, EXAMPLES)
     send(
         url,
@@ -79,8 +78,8 @@ def test_approve_reject_expire_and_a_ticket_for_other_content(tmp_path: Path) ->
             answer(log, "big1", approve=True, approver="bob")
 
 
-def test_an_approved_transfer_counts_toward_the_budget(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_an_approved_transfer_counts_toward_the_budget(log_url: str) -> None:
+    url = log_url
     publish(url, EXAMPLES)
     send(url, transfer("big", "45000", 0))
     enforce_at(url, T0)

@@ -72,29 +72,35 @@ def decisions_log(url: str) -> list[tuple[int, str, dict[str, Any]]]:
 
 def enforce(url: str) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: T0).run(until_idle=True, idle_s=0.8)
+        Enforcer(log, clock=lambda: T0).run(until_idle=True, idle_s=3.0)
 
 
 def publish(url: str, directory: Path) -> str:
+    return publish_at(url, directory)[0]
+
+
+def publish_at(url: str, directory: Path) -> tuple[str, int]:
+    """Publish and enforce a bundle; (bundle id, offset of the enforced event)."""
     files = read_bundle_dir(directory)
     bundle_id = compile_bundle(files).bundle_id
     with open_log(url) as log:
-        publish_bundle(log, files, bundle_id, actor="test", clock=lambda: T0)
+        published = publish_bundle(log, files, bundle_id, actor="test", clock=lambda: T0)
         run_controller(log, once=True, clock=lambda: T0)
-    return bundle_id
+    assert published.enforced_offset is not None
+    return bundle_id, published.enforced_offset
 
 
-def test_fail_closed_before_any_bundle(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+def test_fail_closed_before_any_bundle(log_url: str) -> None:
+    url = log_url
     send(url, transfer("r1", "50", 0))
     enforce(url)
     [(_, _, d)] = [x for x in decisions_log(url) if x[1] == "Decision"]
     assert (d["effect"], d["code"]) == ("deny", NO_RULESET)
 
 
-def test_round_trip_dedupe_undecodable_swap_and_restart(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    old = publish(url, EXAMPLES)
+def test_round_trip_dedupe_undecodable_swap_and_restart(log_url: str, tmp_path: Path) -> None:
+    url = log_url
+    old, old_offset = publish_at(url, EXAMPLES)
     send(
         url,
         transfer("r1", "9000", 0),
@@ -114,7 +120,7 @@ def test_round_trip_dedupe_undecodable_swap_and_restart(tmp_path: Path) -> None:
     assert decisions["r4"]["effect"] == "allow"
     [bad] = [d for rid, d in decisions.items() if rid.startswith(UNDECODABLE)]
     assert (bad["effect"], bad["code"]) == ("deny", UNDECODABLE)
-    assert all(d["policy_offset"] == 1 for d in decisions.values())  # the enforced event's offset
+    assert all(d["policy_offset"] == old_offset for d in decisions.values())  # the enforced event
     names = [n for _, n, _ in log1]
     assert names.index("EnforcerTakeover") < names.index("RulesetSwap") < names.index("Decision")
 
@@ -123,7 +129,7 @@ def test_round_trip_dedupe_undecodable_swap_and_restart(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLES, stricter)
     payments = stricter / "payments.yaml"
     payments.write_text(payments.read_text().replace("amount > 10000", "amount > 9500", 1))
-    new = publish(url, stricter)
+    new, new_offset = publish_at(url, stricter)
     assert new != old
     # 18000 was allowed before the restart; the budget (50k / 24h) must still count it
     send(url, transfer("r5", "9800", 5), *(transfer(f"r{i}", "9400", i) for i in (6, 7, 8, 9)))
@@ -136,7 +142,7 @@ def test_round_trip_dedupe_undecodable_swap_and_restart(tmp_path: Path) -> None:
             assert d["bundle_id"] == (new if offset > swap_offsets[0] else old), d["request_id"]
     after = {d["request_id"]: d for _, n, d in log2 if n == "Decision"}
     assert after["r5"]["effect"] == "require_approval"  # 9800 > 9500 under the new bundle
-    assert after["r5"]["policy_offset"] == 3
+    assert after["r5"]["policy_offset"] == new_offset
     assert [after[f"r{i}"]["effect"] for i in (6, 7, 8, 9)] == ["allow", "allow", "allow", "deny"]
     assert after["r9"]["rule_ids"] == ["payments-guardrails/daily-budget"]
     assert len([1 for _, n, _ in log2 if n == "EnforcerTakeover"]) == 2
