@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from ordinance import __version__
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "parse and type-check a policy directory against its schema")
     p.add_argument("directory", help="directory with schema.yaml and policy files")
+    _analysis_check_options(p)
 
     p = command(
         "test", "run every policy's tests against the combined set (exit 3: compile, 4: tests)"
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         "demo",
-        "check and test the example policies, then publish a scripted agent session to the log and decide it",
+        "publish the example policies and run the pipeline for a fleet of simulated agents, with a hot swap half-way",
     )
     p.add_argument(
         "--policies", default=None, help="policy directory (default: the bundled examples)"
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log",
         default=None,
         metavar="URL",
-        help="run through an existing log (sqlite:///path.db, kafka://host:port); default: a fresh embedded log",
+        help="run on this log and leave it there (sqlite:///path.db, kafka://host:port); default: a temporary embedded log",
     )
     where.add_argument(
         "--kafka",
@@ -114,11 +116,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
     # --- end submit ---
+    _analysis_commands(command)
     return parser
+
+
+# -- formal analysis (ordinance.commands.analysis_cmds) ---------------------------------
+
+
+def _analysis_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--analyze", action="store_true", help="also run the Z3 analysis gate (exit 5 if refused)"
+    )
+    p.add_argument(
+        "--fail-on-conflicts",
+        choices=["none", "cross-owner", "all"],
+        default="cross-owner",
+        help="which unacknowledged conflicts refuse the bundle (default: cross-owner)",
+    )
+    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+
+
+def _analysis_commands(command: Any) -> None:
+    p = command("analyze", "formal analysis: conflicts, dead rules, assertions, gaps (Z3)")
+    p.add_argument("directory")
+    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p = command("diff", "requests whose decision changes between two policy directories")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--fail-on", choices=["new-allow", "new-access", "any"], default=None)
+    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+
+
+def _analysis_main(args: argparse.Namespace) -> int | None:
+    from ordinance.commands import analysis_cmds as ac
+
+    if args.command == "check" and args.analyze:
+        return ac.cmd_check_analyze(
+            args.directory, args.json, args.fail_on_conflicts, args.timeout, args.jobs
+        )
+    if args.command == "analyze":
+        return ac.cmd_analyze(args.directory, args.json, args.timeout, args.jobs)
+    if args.command == "diff":
+        return ac.cmd_diff(args.old, args.new, args.json, args.fail_on, args.timeout)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("analyze", "diff") or (args.command == "check" and args.analyze):
+        code = _analysis_main(args)
+        assert code is not None
+        return code
     if args.command in ("check", "test", "eval", "fmt"):
         from ordinance.commands import policy_cmds
 

@@ -129,8 +129,4 @@ def test_fmt_check_and_write(policies: Path, capsys: pytest.CaptureFixture[str])
 def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "passed, 0 failed" in out and "block-sanctioned" in out
-    code, report = run_json(capsys, ["demo"])
-    assert code == 0
-    effects = {row["decision"]["effect"] for row in report["session"]}
-    assert effects == {"allow", "deny", "require_approval"}
+    assert "47 passed" in out and "every attack was denied" in out and "hot swap to sha256:" in out
