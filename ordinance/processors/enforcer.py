@@ -234,13 +234,7 @@ class Enforcer:
                         del self.states[partition]  # another member owns it now
                 for state in self.states.values():
                     self._swap_if_needed(state)  # between two batches, never inside one
-                for record in records:
-                    if record.partition not in self.states:
-                        continue
-                    if record.topic == self.approvals:
-                        self._answer(consumer, self.states[record.partition], record)
-                    else:
-                        self._decide(consumer, self.states[record.partition], record)
+                self._process(consumer, records)
                 now = time.monotonic()
                 # Idleness counts only once partitions are ours: joining a Kafka group can
                 # take seconds, and an enforcer that owns nothing has seen nothing yet.
@@ -251,52 +245,61 @@ class Enforcer:
                     break
         return self.report
 
-    def _answer(self, consumer: Consumer, state: PartitionState, record: Any) -> None:
-        decoded = self.serde.decode_record(record, expect={"Approval"})
-        next_offset = {record.position: record.offset + 1}
-        datum = None
-        if isinstance(decoded, Decoded):
-            datum = answer_approval(
-                state, decoded.value, enforcer_id=self.enforcer_id, evaluated_at=_at(self.clock())
+    def _process(self, consumer: Consumer, records: list[Any]) -> None:
+        """Decide a batch and write its decisions with its offsets in one call (one
+        transaction on the embedded log). Each decision is folded into the state as it is
+        made, so later actions of the batch see earlier ones (budgets, duplicates); if the
+        write fails the process dies and the next takeover rebuilds the state from the log."""
+        outputs: list[tuple[str, Record]] = []
+        folded: list[tuple[PartitionState, dict[str, Any]]] = []
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            state = self.states.get(record.partition)
+            if state is None:
+                continue  # not ours (any more): its owner will read it
+            offsets[record.position] = record.offset + 1
+            evaluated_at = _at(self.clock())
+            if record.topic == self.approvals:
+                decoded = self.serde.decode_record(record, expect={"Approval"})
+                datum = (
+                    answer_approval(
+                        state,
+                        decoded.value,
+                        enforcer_id=self.enforcer_id,
+                        evaluated_at=evaluated_at,
+                    )
+                    if isinstance(decoded, Decoded)
+                    else None  # an approval that does not decode answers nothing
+                )
+                self.report.approvals += datum is not None
+            else:
+                datum = decide(
+                    state,
+                    self.ruleset,
+                    self.serde.decode_record(record, expect={"ActionRequest"}),
+                    action_offset=record.offset,
+                    agent_key=record.key,
+                    enforcer_id=self.enforcer_id,
+                    evaluated_at=evaluated_at,
+                )
+                if datum is None:
+                    self.report.duplicates += 1
+                else:
+                    self.report.decided += 1
+            if datum is None:
+                continue
+            state.fold("Decision", datum, state.offset)
+            folded.append((state, datum))
+            value = self.serde.encode("Decision", datum)
+            outputs.append(
+                (
+                    self.decisions,
+                    Record(record.key, value, (), record.timestamp_ms, record.partition),
+                )
             )
-        if datum is None:
-            # Answers nothing pending here (or does not decode): it changes no decision.
-            consumer.commit(next_offset)
-            return
-        out = Record(
-            record.key,
-            self.serde.encode("Decision", datum),
-            (),
-            record.timestamp_ms,
-            record.partition,
-        )
-        [delivered] = self.log.produce_and_commit([(self.decisions, out)], consumer, next_offset)
-        state.fold("Decision", datum, delivered.offset)
-        self.report.approvals += 1
-
-    def _decide(self, consumer: Consumer, state: PartitionState, record: Any) -> None:
-        decoded = self.serde.decode_record(record, expect={"ActionRequest"})
-        datum = decide(
-            state,
-            self.ruleset,
-            decoded,
-            action_offset=record.offset,
-            agent_key=record.key,
-            enforcer_id=self.enforcer_id,
-            evaluated_at=_at(self.clock()),
-        )
-        next_offset = {record.position: record.offset + 1}
-        if datum is None:
-            consumer.commit(next_offset)
-            self.report.duplicates += 1
-            return
-        out = Record(
-            record.key,
-            self.serde.encode("Decision", datum),
-            (),
-            record.timestamp_ms,
-            record.partition,
-        )
-        [delivered] = self.log.produce_and_commit([(self.decisions, out)], consumer, next_offset)
-        state.fold("Decision", datum, delivered.offset)
-        self.report.decided += 1
+        if outputs:
+            delivered = self.log.produce_and_commit(outputs, consumer, offsets)
+            for (state, _datum), where in zip(folded, delivered, strict=True):
+                state.offset = max(state.offset, where.offset)
+        elif offsets:
+            consumer.commit(offsets)
