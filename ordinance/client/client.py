@@ -45,6 +45,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -59,6 +60,7 @@ from ordinance.client.decision import (
     client_deny,
     decision_from_wire,
 )
+from ordinance.policy.decision import REQUIRE_APPROVAL
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import AtOffset, Log, Record, TopicPartition, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
@@ -67,6 +69,7 @@ from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PRE
 DEFAULT_TIMEOUT_S = 2.0
 _BATCH = 500  # most requests one produce call carries
 _POLL_S = 0.1  # how long a reader blocks in poll: bounds how fast close() returns
+_MAX_FOLLOW_UPS = 10_000  # unanswered approvals remembered; a human may never answer
 
 Request = Mapping[str, Any]
 
@@ -85,6 +88,12 @@ class _Pending:
         default_factory=concurrent.futures.Future
     )
     partition: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class _FollowUp:
+    ticket: str
+    future: concurrent.futures.Future[ClientDecision]
 
 
 def _settle(future: concurrent.futures.Future[ClientDecision], decision: ClientDecision) -> None:
@@ -139,6 +148,8 @@ class _Engine:
         self._pending: dict[str, _Pending] = {}
         self._readers: dict[int, _Reader] = {}
         self._reader_errors: dict[int, str] = {}  # the last failure per partition, for denies
+        # require_approval answers whose follow-up may still come, oldest first
+        self._follow_ups: OrderedDict[str, _FollowUp] = OrderedDict()
         self._partitions: int | None = None
         self._closed = False
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -165,10 +176,38 @@ class _Engine:
     # -- readers -------------------------------------------------------------------------
 
     def answer(self, datum: Mapping[str, Any], partition: int) -> None:
+        request_id = datum["request_id"]
         with self._lock:
-            item = self._pending.pop(datum["request_id"], None)
-        if item is not None:  # None: not ours, already answered (a duplicate), or given up
-            _settle(item.future, decision_from_wire(datum, partition))
+            item = self._pending.pop(request_id, None)
+            if item is None:  # not ours, a duplicate, given up — or an approval follow-up
+                self._follow_up_answer(datum, partition)
+                return
+            decision = decision_from_wire(datum, partition)
+            if decision.effect == REQUIRE_APPROVAL and decision.approval_ticket:
+                # Registered by this reader before it reads on, so the follow-up decision
+                # (later on this same partition) cannot slip past unseen.
+                self._follow_ups[request_id] = _FollowUp(
+                    decision.approval_ticket, concurrent.futures.Future()
+                )
+                while len(self._follow_ups) > _MAX_FOLLOW_UPS:
+                    self._follow_ups.popitem(last=False)  # the oldest unanswered approval
+        _settle(item.future, decision)
+
+    def _follow_up_answer(self, datum: Mapping[str, Any], partition: int) -> None:
+        """Under the lock: settle a waiting approval with its follow-up decision."""
+        waiting = self._follow_ups.get(datum["request_id"])
+        if waiting is None or datum.get("approval_ticket") != waiting.ticket:
+            return  # not awaited, or bound to other content: never an answer
+        if datum["effect"] == REQUIRE_APPROVAL:
+            return  # a re-delivered copy of the original, not the answer
+        # Kept (settled) rather than removed: a caller that starts waiting after the
+        # answer arrived still gets it. The cap bounds what is remembered.
+        _settle(waiting.future, decision_from_wire(datum, partition))
+
+    def follow_up(self, request_id: str) -> concurrent.futures.Future[ClientDecision] | None:
+        with self._lock:
+            waiting = self._follow_ups.get(request_id)
+        return None if waiting is None else waiting.future
 
     def reader_failed(self, reader: _Reader, detail: str) -> None:
         with self._lock:
@@ -306,6 +345,19 @@ class _Engine:
             reader.thread.join()
         for item in waiting:
             self._deny(item, CLIENT_CLOSED, "the client was closed before an answer arrived")
+        with self._lock:
+            follow_ups = list(self._follow_ups.items())
+            self._follow_ups.clear()
+        for request_id, entry in follow_ups:
+            _settle(
+                entry.future,
+                client_deny(
+                    CLIENT_CLOSED,
+                    "the client was closed before the approval was answered",
+                    request_id=request_id,
+                    client_id=self.client_id,
+                ),
+            )
         self.log.close()
 
     def stats(self) -> dict[str, Any]:
@@ -440,6 +492,61 @@ class Client:
             item.future.cancel()
             return self._timed_out(item, timeout)
 
+    # -- approvals -----------------------------------------------------------------------
+
+    def _not_awaitable(self, decision: ClientDecision) -> ClientDecision | None:
+        """The answer when there is nothing to wait for, else None."""
+        if decision.effect != REQUIRE_APPROVAL:
+            return decision  # already final
+        if self._engine.follow_up(decision.request_id) is None:
+            return client_deny(
+                CLIENT_TIMEOUT,
+                "no approval for this request can be awaited here (not asked by this"
+                " client, already answered, or forgotten)",
+                request_id=decision.request_id,
+                client_id=self.client_id,
+            )
+        return None
+
+    def _approval_timed_out(self, decision: ClientDecision, timeout: float) -> ClientDecision:
+        return client_deny(
+            CLIENT_TIMEOUT,
+            f"approval ticket {decision.approval_ticket} not answered within {timeout:g}s",
+            request_id=decision.request_id,
+            client_id=self.client_id,
+        )
+
+    async def wait_for_approval(
+        self, decision: ClientDecision, *, timeout: float
+    ) -> ClientDecision:
+        """The follow-up decision to a require_approval answer from this client: allow
+        (approved) or deny (rejected, expired). A client-side deny when none arrives within
+        ``timeout``; the approval stays awaitable, so waiting again is fine."""
+        final = self._not_awaitable(decision)
+        if final is not None:
+            return final
+        future = self._engine.follow_up(decision.request_id)
+        if future is None:  # answered or forgotten in between
+            return self._not_awaitable(decision) or decision
+        try:
+            # Shielded: giving up this wait must not cancel the follow-up for a later one.
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+        except TimeoutError:
+            return self._approval_timed_out(decision, timeout)
+
+    def wait_for_approval_sync(self, decision: ClientDecision, *, timeout: float) -> ClientDecision:
+        """`wait_for_approval` for synchronous code."""
+        final = self._not_awaitable(decision)
+        if final is not None:
+            return final
+        future = self._engine.follow_up(decision.request_id)
+        if future is None:
+            return self._not_awaitable(decision) or decision
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return self._approval_timed_out(decision, timeout)
+
     # -- shutdown ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -486,6 +593,9 @@ class SyncClient:
         self, action_or_request: Request, *, timeout: float = DEFAULT_TIMEOUT_S
     ) -> ClientDecision:
         return self.client.decide_sync(action_or_request, timeout=timeout)
+
+    def wait_for_approval(self, decision: ClientDecision, *, timeout: float) -> ClientDecision:
+        return self.client.wait_for_approval_sync(decision, timeout=timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -31,6 +31,7 @@ class ClientDecision(Decision):
     evaluated_at: dt.datetime | None = None
     action_partition: int | None = None
     action_offset: int | None = None
+    approval_ticket: str | None = None  # on require_approval: what an Approval must name
 
     @property
     def client_side(self) -> bool:
@@ -47,6 +48,7 @@ class ClientDecision(Decision):
             "evaluated_at": None if self.evaluated_at is None else self.evaluated_at.isoformat(),
             "action_partition": self.action_partition,
             "action_offset": self.action_offset,
+            "approval_ticket": self.approval_ticket,
         }
 
 
@@ -95,4 +97,5 @@ def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -
         evaluated_at=datum.get("evaluated_at"),
         action_partition=action_partition,
         action_offset=datum.get("action_offset"),
+        approval_ticket=datum.get("approval_ticket"),
     )

@@ -25,10 +25,11 @@ class ActionDenied(GuardError):
 class ApprovalRequired(GuardError):
     """The decision was require_approval: the tool may run only after a human approves.
 
-    ``ticket`` names the request an Approval record on ``agent.approvals`` answers (that
-    topic is keyed by request id); the enforcer then emits a follow-up decision for it.
+    ``ticket`` is the decision's approval ticket (the content hash an Approval on
+    ``agent.approvals``, keyed by ``request_id``, must name); the enforcer then emits a
+    follow-up decision for the request, which `Client.wait_for_approval` awaits.
     """
 
     def __init__(self, tool: str, decision: ClientDecision, request_id: str | None) -> None:
         super().__init__(tool, decision, request_id)
-        self.ticket = request_id
+        self.ticket = decision.approval_ticket

@@ -38,6 +38,12 @@ def _outcome(tool: str, decision: ClientDecision) -> None:
     raise ActionDenied(tool, decision, decision.request_id or None)
 
 
+def _after_approval(asked: ClientDecision, answered: ClientDecision) -> ClientDecision:
+    # No answer in time: the request is still awaiting a human, so the caller gets the
+    # require_approval (ApprovalRequired, with its ticket), not a plain deny.
+    return asked if answered.client_side else answered
+
+
 def _part(part: Part, args: Args) -> Mapping[str, Any] | None:
     return part(args) if callable(part) else part
 
@@ -51,6 +57,7 @@ def guard(
     exclude: Collection[str] = ("self", "cls"),
     resource: Part = None,
     context: Part = None,
+    approval_timeout: float | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async tool function.
 
@@ -58,7 +65,8 @@ def guard(
     dispatcher that forwards the name the model asked for). ``agent`` is an agent id or a
     full agent mapping; default: the client's agent. ``exclude`` names parameters that are
     not tool arguments. ``resource``/``context`` are mappings, or functions of the
-    arguments, added to the request.
+    arguments, added to the request. ``approval_timeout``: on require_approval, wait that
+    long for a human's answer and run the body if approved (default: raise at once).
 
     Argument mapping: every bound parameter by name, defaults applied — except a parameter
     left at a default of ``None``, which is absent (``has()`` is false), not null;
@@ -121,6 +129,11 @@ def guard(
                     decision = await client.decide(built, timeout=timeout)
                 else:
                     decision = await asyncio.to_thread(client.decide, built, timeout=timeout)
+                if decision.effect == REQUIRE_APPROVAL and approval_timeout is not None:
+                    answered = await _client(client).wait_for_approval(
+                        decision, timeout=approval_timeout
+                    )
+                    decision = _after_approval(decision, answered)
                 _outcome(name, decision)
                 return await cast(Callable[P, Awaitable[Any]], fn)(*args, **kwargs)
 
@@ -136,6 +149,11 @@ def guard(
                     decision = client.decide_sync(built, timeout=timeout)
                 else:
                     decision = client.decide(built, timeout=timeout)
+                if decision.effect == REQUIRE_APPROVAL and approval_timeout is not None:
+                    answered = _client(client).wait_for_approval_sync(
+                        decision, timeout=approval_timeout
+                    )
+                    decision = _after_approval(decision, answered)
                 _outcome(name, decision)
                 return fn(*args, **kwargs)
 

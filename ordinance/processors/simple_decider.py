@@ -19,10 +19,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ordinance.policy.decision import DENY, Decision
+from ordinance.policy.decision import DENY, REQUIRE_APPROVAL, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import InMemoryWindows
-from ordinance.processors.wire import decision_to_wire, request_from_wire
+from ordinance.processors.wire import content_ticket, decision_to_wire, request_from_wire
 from ordinance.streams import ConsumedRecord, Consumer, Log, Record, TopicPartition, open_log
 from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
@@ -60,8 +60,9 @@ class SimpleDecider:
         self._now = 0.0
         self._windows = InMemoryWindows(clock=lambda: self._now)
 
-    def decide(self, record: ConsumedRecord) -> tuple[str, str, Decision]:
-        """(request id, agent id, decision) for one consumed action; never raises."""
+    def decide(self, record: ConsumedRecord) -> tuple[str, str, Decision, str | None]:
+        """(request id, agent id, decision, approval ticket) for one consumed action; never
+        raises. The ticket (the enforcer's content hash) is set on require_approval only."""
         decoded = self._serde.decode_record(record, expect={"ActionRequest"})
         if isinstance(decoded, UndecodableRecord):
             detail = f"{decoded.problem.value}: {decoded.detail}"
@@ -69,6 +70,7 @@ class SimpleDecider:
                 f"{UNDECODABLE}@{record.partition}:{record.offset}",
                 (record.key or b"").decode(errors="replace"),
                 Decision(DENY, (), (detail,), (), self.ruleset.bundle_id, UNDECODABLE, detail),
+                None,
             )
         assert isinstance(decoded, Decoded)
         datum = decoded.value
@@ -78,7 +80,8 @@ class SimpleDecider:
         if decision.allowed:
             canonical = self.ruleset.canonical(request)
             self._windows.record(canonical.agent["id"], canonical.tool, canonical.args, self._now)
-        return datum["request_id"], datum["agent"]["id"], decision
+        ticket = content_ticket(datum) if decision.effect == REQUIRE_APPROVAL else None
+        return datum["request_id"], datum["agent"]["id"], decision, ticket
 
     def step(self, consumer: Consumer, *, max_records: int = 500, timeout: float = 0.1) -> int:
         """Decide one poll's worth of actions; outputs and input offsets in one call."""
@@ -88,7 +91,7 @@ class SimpleDecider:
         outputs: list[tuple[str, Record]] = []
         offsets: dict[TopicPartition, int] = {}
         for record in records:
-            request_id, agent_id, decision = self.decide(record)
+            request_id, agent_id, decision, ticket = self.decide(record)
             datum = decision_to_wire(
                 decision,
                 request_id=request_id,
@@ -96,6 +99,7 @@ class SimpleDecider:
                 enforcer_id=self.enforcer_id,
                 evaluated_at=_when(self._now),
                 action_offset=record.offset,
+                approval_ticket=ticket,
             )
             # Same partition as the action: one writer per decisions partition, and the
             # client waiting for this answer reads only that partition.

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from ordinance.client import Client, ClientDecision
+from ordinance.client import (
+    ActionDenied,
+    ApprovalRequired,
+    Client,
+    ClientDecision,
+    SyncClient,
+    guard,
+)
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.approvals import answer, pending_approvals
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import open_log
@@ -69,3 +78,74 @@ def test_round_trip_through_the_enforcer(log_url: str, enforcer: tuple[Enforcer,
     assert all(a.bundle_id == bundle_id and not a.client_side for a in answers)
     assert all(a.enforcer_id == running.enforcer_id for a in answers)
     assert all(a.policy_offset is not None for a in answers)
+
+
+def approve_when_pending(url: str, *, approve: bool, timeout: float = 20) -> threading.Thread:
+    """A human in another thread: answers the first pending approval once one appears."""
+
+    def human() -> None:
+        deadline = time.monotonic() + timeout
+        with open_log(url) as log:
+            while time.monotonic() < deadline:
+                waiting = pending_approvals(log)
+                if waiting:
+                    answer(log, waiting[0]["request_id"], approve=approve, approver="dana")
+                    return
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=human, daemon=True)
+    thread.start()
+    return thread
+
+
+BIG = {"amount": "20000", "currency": "EUR", "country": "FR", "iban": "FR76"}
+BILLING = {"agent_id": "billing-bot", "roles": ["billing"], "attributes": {"team": "finance"}}
+
+
+def test_waiting_for_a_human_approval(log_url: str, enforcer: tuple[Enforcer, str]) -> None:
+    async def run() -> tuple[ClientDecision, ClientDecision, ClientDecision]:
+        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+            asked = await client.decide({"tool": "payments.transfer", "args": BIG}, timeout=20)
+            human = approve_when_pending(log_url, approve=True)
+            answered = await client.wait_for_approval(asked, timeout=20)
+            human.join()
+            # Waiting again after the answer arrived still gets it.
+            again = await client.wait_for_approval(asked, timeout=1)
+            return asked, answered, again
+
+    asked, answered, again = asyncio.run(run())
+    assert asked.effect == "require_approval" and asked.approval_ticket
+    assert (answered.effect, answered.code) == ("allow", "approved")
+    assert answered.request_id == asked.request_id
+    assert answered.approval_ticket == asked.approval_ticket
+    assert "dana" in answered.detail
+    assert again == answered
+
+
+def test_guard_runs_the_body_once_approved_and_never_when_rejected(
+    log_url: str, enforcer: tuple[Enforcer, str]
+) -> None:
+    ran: list[str] = []
+    with SyncClient(log_url, **BILLING) as client:
+
+        @guard(tool="payments.transfer", client=client, timeout=20, approval_timeout=20)
+        def transfer(amount: str, currency: str, country: str, iban: str) -> str:
+            ran.append(amount)
+            return "sent"
+
+        human = approve_when_pending(log_url, approve=True)
+        assert transfer(**BIG) == "sent"
+        human.join()
+        human = approve_when_pending(log_url, approve=False)
+        with pytest.raises(ActionDenied) as denied:
+            transfer(**BIG)
+        human.join()
+        assert denied.value.decision.code == "approval_rejected"
+        # Nobody answers within the approval timeout: still ApprovalRequired, with the ticket.
+        impatient = guard(tool="payments.transfer", client=client, approval_timeout=0.3)(
+            transfer.__wrapped__  # type: ignore[attr-defined]
+        )
+        with pytest.raises(ApprovalRequired) as pending:
+            impatient(**BIG)
+        assert pending.value.ticket == pending.value.decision.approval_ticket
+    assert ran == ["20000"]

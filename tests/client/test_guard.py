@@ -225,9 +225,10 @@ def test_approval_required_carries_the_ticket(log_url: str, decider: SimpleDecid
         with pytest.raises(ApprovalRequired) as raised:
             transfer(Decimal("20000"), "EUR", "FR", "FR76")
     error = raised.value
-    assert error.ticket == error.decision.request_id
-    assert error.ticket  # the key an Approval on agent.approvals answers
     assert error.decision.effect == "require_approval"
+    assert error.request_id == error.decision.request_id  # what agent.approvals is keyed by
+    assert error.ticket == error.decision.approval_ticket  # what an Approval must name
+    assert error.ticket is not None and error.ticket.startswith("sha256:")
 
 
 def test_no_answer_means_the_body_never_runs(log_url: str) -> None:
