@@ -10,9 +10,10 @@ were allowed and whose event time ``t`` satisfies ``now - d < t <= now``;
 
 from __future__ import annotations
 
+import bisect
+import decimal
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -27,33 +28,90 @@ class WindowState(Protocol):
     def sum(self, agent_id: str, tool: str, arg: str, seconds: int) -> Number: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Event:
-    at: float
-    args: Mapping[str, Any]
+class _Series:
+    """One (agent, tool)'s allowed actions, kept sorted by event time, with running sums
+    per argument so a window is two binary searches and a subtraction."""
+
+    __slots__ = ("args", "prefix", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.args: list[Mapping[str, Any]] = []
+        self.prefix: dict[str, list[Number]] = {}  # arg -> sums of the first i events
+
+    def add(self, at: float, args: Mapping[str, Any]) -> None:
+        if self.times and at < self.times[-1]:
+            # Out of event-time order (rare: clocks of different agents' runtimes): insert
+            # in place and rebuild the running sums.
+            index = bisect.bisect_right(self.times, at)
+            self.times.insert(index, at)
+            self.args.insert(index, args)
+            self.prefix = {}
+            for name in {n for a in self.args for n in a}:
+                self._rebuild(name)
+            return
+        self.times.append(at)
+        self.args.append(args)
+        for name, sums in self.prefix.items():
+            sums.append(_EXACT.add(sums[-1], _number(args.get(name))))
+
+    def _rebuild(self, name: str) -> list[Number]:
+        sums: list[Number] = [0]
+        for args in self.args:
+            sums.append(_EXACT.add(sums[-1], _number(args.get(name))))
+        self.prefix[name] = sums
+        return sums
+
+    def span(self, now: float, seconds: int) -> tuple[int, int]:
+        """Indexes [lo, hi) of the events with ``now - seconds < at <= now``."""
+        return bisect.bisect_right(self.times, now - seconds), bisect.bisect_right(self.times, now)
+
+    def total(self, name: str, lo: int, hi: int) -> Number:
+        sums = self.prefix.get(name) or self._rebuild(name)
+        return (
+            _EXACT.subtract(sums[hi], sums[lo])
+            if isinstance(sums[hi], Decimal)
+            else sums[hi] - sums[lo]
+        )
+
+
+# Sums are exact or an error (which denies), never silently rounded.
+_EXACT = decimal.Context(
+    prec=200,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.Inexact, decimal.Overflow],
+)
+
+
+def _number(value: Any) -> Number:
+    # Arguments without a numeric value contribute nothing (see the module docstring).
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return value
+    return 0
 
 
 class InMemoryWindows:
-    """A plain in-memory :class:`WindowState`: a list of allowed actions per (agent, tool)."""
+    """An in-memory :class:`WindowState`: allowed actions per (agent, tool), answered in
+    O(log n) per call however long the history grows."""
 
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
-        self._events: dict[tuple[str, str], list[_Event]] = defaultdict(list)
+        self._series: dict[tuple[str, str], _Series] = defaultdict(_Series)
 
     def record(self, agent_id: str, tool: str, args: Mapping[str, Any], at: float) -> None:
-        self._events[(agent_id, tool)].append(_Event(at, args))
-
-    def _recent(self, agent_id: str, tool: str, seconds: int) -> list[_Event]:
-        now = self.clock()
-        return [e for e in self._events.get((agent_id, tool), ()) if now - seconds < e.at <= now]
+        self._series[(agent_id, tool)].add(at, args)
 
     def count(self, agent_id: str, tool: str, seconds: int) -> int:
-        return len(self._recent(agent_id, tool, seconds))
+        series = self._series.get((agent_id, tool))
+        if series is None:
+            return 0
+        lo, hi = series.span(self.clock(), seconds)
+        return hi - lo
 
     def sum(self, agent_id: str, tool: str, arg: str, seconds: int) -> Number:
-        total: Number = 0
-        for event in self._recent(agent_id, tool, seconds):
-            value = event.args.get(arg)
-            if isinstance(value, int | Decimal) and not isinstance(value, bool):
-                total += value
-        return total
+        series = self._series.get((agent_id, tool))
+        if series is None:
+            return 0
+        lo, hi = series.span(self.clock(), seconds)
+        return series.total(arg, lo, hi)

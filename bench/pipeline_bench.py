@@ -1,0 +1,179 @@
+"""Pipeline benchmark: sustained decisions/s of one enforcer working through a backlog, and
+the decide round trip (agent client -> agent.actions -> enforcer -> agent.decisions -> client)
+at a fixed request rate — embedded log and local Kafka broker in one run.
+
+    python bench/pipeline_bench.py [--backlog 20000] [--rate 1000] [--seconds 5] [--skip-kafka]
+
+Targets (issue 4): embedded >= 10k decisions/s sustained; Kafka round trip p99 <= 20 ms at
+1k actions/s. A script that prints a table, not a test: no timing assertions anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ordinance.client import Client
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.wire import request_to_wire
+from ordinance.streams import Record, open_log
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
+AGENTS = [{"id": f"billing-bot-{i}", "roles": ["billing"], "team": "finance"} for i in range(8)]
+
+
+def _request(i: int) -> dict[str, Any]:
+    args = {"amount": str(10 + i % 900), "currency": "EUR", "country": "DE", "iban": "DE00"}
+    return {"agent": AGENTS[i % len(AGENTS)], "action": {"tool": "payments.transfer", "args": args}}
+
+
+def _prepare(url: str) -> None:
+    files = read_bundle_dir(EXAMPLES)
+    with open_log(url) as log:
+        ensure_topics(log)
+        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="bench")
+        run_controller(log, once=True)
+
+
+def sustained(url: str, backlog: int) -> float:
+    """Decisions per second of one enforcer over a backlog produced beforehand."""
+    _prepare(url)
+    serde = Serde()
+    now = time.time()
+    with open_log(url) as log:
+        topic = ensure_topics(log)[AGENT_ACTIONS].name
+        batch: list[Record] = []
+        for i in range(backlog):
+            datum = request_to_wire(
+                _request(i),
+                request_id=f"b{i}",
+                event_time=dt.datetime.fromtimestamp(now, dt.UTC),
+                client_id="bench",
+            )
+            batch.append(
+                Record(
+                    datum["agent"]["id"].encode(),
+                    serde.encode("ActionRequest", datum),
+                    (),
+                    int(now * 1000),
+                )
+            )
+            if len(batch) == 1000:
+                log.produce(topic, batch)
+                batch = []
+        if batch:
+            log.produce(topic, batch)
+    with open_log(url) as log:
+        enforcer = Enforcer(log, enforcer_id="bench")
+        enforcer.run(until_idle=True, idle_s=1.0)
+        assert enforcer.report.decided == backlog, enforcer.report
+        # From the first decision to the last, by the decisions' own evaluation times:
+        # start-up (takeover, compiling the bundle) and the idle wait are not decisions.
+        times = [
+            decoded.value["evaluated_at"].timestamp()
+            for record in log.read_to_end(ensure_topics(log)[AGENT_DECISIONS].name)
+            if isinstance(decoded := serde.decode_record(record, expect={"Decision"}), Decoded)
+        ]
+    return (len(times) - 1) / (max(times) - min(times))
+
+
+async def _paced(client: Client, rate: float, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    interval = 1.0 / rate
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        t0 = time.perf_counter()
+        decision = await client.decide(_request(i), timeout=5.0)
+        if not decision.code.startswith("client") and decision.code != "transport_error":
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    tasks = []
+    for i in range(int(rate * seconds)):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def round_trip(url: str, rate: float, seconds: float) -> tuple[float, float, float, int]:
+    """(p50 ms, p99 ms, achieved rate, answered) of decide round trips at a fixed rate."""
+    _prepare(url)
+    stop = threading.Event()
+
+    def serve() -> None:
+        with open_log(url) as log:
+            Enforcer(log, enforcer_id="bench-rt").run(stop=stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with Client(url, client_id="bench") as client:
+            asyncio.run(_paced(client, min(rate, 20.0), 2.0))  # warm-up: takeover, readers, caches
+            started = time.perf_counter()
+            latencies = asyncio.run(_paced(client, rate, seconds))
+            achieved = len(latencies) / (time.perf_counter() - started)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    return statistics.median(latencies), p99, achieved, len(latencies)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--skip-kafka", action="store_true")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("a", "b"):
+            url = f"sqlite:///{Path(tmp) / f'{name}.db'}"
+            if name == "a":
+                rate = sustained(url, args.backlog)
+            else:
+                p50, p99, achieved, answered = round_trip(url, args.rate, args.seconds)
+        rows.append(("embedded (sqlite)", rate, p50, p99, achieved, answered))
+    if not args.skip_kafka:
+        from ordinance.streams.kafka_broker import start_broker
+
+        with start_broker() as broker:
+            rate = sustained(broker.url, args.backlog)
+        with start_broker() as broker:
+            p50, p99, achieved, answered = round_trip(broker.url, args.rate, args.seconds)
+        rows.append(("kafka (local broker)", rate, p50, p99, achieved, answered))
+    print(
+        f"\npipeline bench — {os.cpu_count()} CPUs, load {tuple(round(x, 2) for x in os.getloadavg())}, backlog {args.backlog}, round trip at {args.rate:g}/s for {args.seconds:g}s\n"
+    )
+    print(
+        "| backend | sustained decisions/s | round trip p50 ms | p99 ms | achieved rate/s | answered |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, rate, p50, p99, achieved, answered in rows:
+        print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {achieved:,.0f} | {answered} |")
+    print(
+        "\ntargets: embedded >= 10,000 decisions/s sustained; Kafka round trip p99 <= 20 ms at 1k actions/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
