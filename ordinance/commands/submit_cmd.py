@@ -85,6 +85,8 @@ def cmd_submit(
         out.print(f"reason    {why}", markup=False)
     for obligation in decision.obligations:
         out.print(f"obligation {json.dumps(obligation, default=str)}", markup=False)
+    if decision.approval_ticket:
+        out.print(f"ticket    {decision.approval_ticket}", markup=False)
     if not decision.client_side:
         out.print(f"bundle    {decision.bundle_id or '-'}", markup=False)
         out.print(
