@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
     )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="RocksDB state cache: a restart folds only the tail of the decisions log",
+    )
 
     p = command(
         "approvals", "list require_approval decisions waiting for a human, approve or reject them"
@@ -183,7 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordinance.commands import lifecycle_cmds
 
         return lifecycle_cmds.cmd_serve(
-            args.log, target=args.target, enforcer_id=args.enforcer_id, as_json=args.json
+            args.log,
+            target=args.target,
+            enforcer_id=args.enforcer_id,
+            as_json=args.json,
+            state_dir=args.state_dir,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds

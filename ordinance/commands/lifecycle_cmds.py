@@ -122,7 +122,14 @@ def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
     return EXIT_OK
 
 
-def cmd_serve(log_url: str, *, target: str, enforcer_id: str | None, as_json: bool) -> int:
+def cmd_serve(
+    log_url: str,
+    *,
+    target: str,
+    enforcer_id: str | None,
+    as_json: bool,
+    state_dir: str | None = None,
+) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
     from ordinance.processors.enforcer import Enforcer
@@ -150,6 +157,7 @@ def cmd_serve(log_url: str, *, target: str, enforcer_id: str | None, as_json: bo
         with open_log(log_url) as log:
             enforcer = Enforcer(
                 log,
+                state_dir=Path(state_dir) if state_dir else None,
                 enforcer_id=enforcer_id,
                 target=target,
                 progress=lambda m: err.print(f"[dim]{m}[/]"),

@@ -14,8 +14,8 @@ Approvals: ``agent.approvals`` is keyed by agent id, so its partition p is read 
 enforcer of actions partition p; an Approval whose ticket matches a pending
 require_approval decision causes a follow-up decision for that request.
 
-Not yet here (issue 4 continues): the RocksDB state cache (state is rebuilt from the
-partition on every takeover) and a Kafka scale-out test with several members.
+With ``state_dir`` the partition states are snapshotted to RocksDB with the offset they
+reflect, and a takeover folds only the tail after it (`state_cache`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ordinance.policy.bundle import compile_bundle
@@ -33,7 +34,8 @@ from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
-from ordinance.streams import Consumer, Log, Position, Record, TopicPartition
+from ordinance.processors.state_cache import StateCache
+from ordinance.streams import AtOffset, Consumer, Log, Position, Record, StartAt, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
@@ -48,6 +50,7 @@ from ordinance.streams.topics import (
 Clock = Callable[[], float]
 TAKEOVER_TIMEOUT_S = 30.0
 ASSIGNMENT_WAIT_S = 30.0  # how long `until_idle` waits for a first partition
+CACHE_SAVE_INTERVAL_S = 5.0
 
 
 def _at(seconds: float) -> dt.datetime:
@@ -89,6 +92,7 @@ class EnforcerReport:
     swaps: int = 0
     takeovers: int = 0
     approvals: int = 0
+    replayed: int = 0  # decisions records folded during takeovers
 
 
 class Enforcer:
@@ -102,6 +106,7 @@ class Enforcer:
         target: str = DEFAULT_TARGET,
         clock: Clock = time.time,
         progress: Callable[[str], None] = lambda _message: None,
+        state_dir: Path | None = None,
     ) -> None:
         self.log = log
         self.enforcer_id = enforcer_id or f"enforcer-{uuid.uuid4().hex[:8]}"
@@ -117,6 +122,8 @@ class Enforcer:
         self.approvals = specs[AGENT_APPROVALS].name
         self.active_topic = specs[POLICY_ACTIVE].name
         self.states: dict[int, PartitionState] = {}
+        self.cache = StateCache(state_dir, self.decisions) if state_dir is not None else None
+        self._saved_at = time.monotonic()
         self.ruleset: Ruleset | None = None
         self.policy_offset: int | None = None
         self.report = EnforcerReport()
@@ -191,11 +198,17 @@ class Enforcer:
             "prev_hash": None,
             "hash": None,
         }
-        self.log.produce(self.decisions, [self._control(partition, "EnforcerTakeover", datum)])
-        state = PartitionState(partition)
+        [marker] = self.log.produce(
+            self.decisions, [self._control(partition, "EnforcerTakeover", datum)]
+        )
+        cached = self.cache.load(partition) if self.cache is not None else None
+        if cached is not None and cached.offset >= marker.offset:
+            cached = None  # a cache of records this partition does not hold: not this log's
+        state = cached or PartitionState(partition)
+        start: StartAt = AtOffset(state.offset + 1) if cached is not None else Position.BEGINNING
         deadline = time.monotonic() + TAKEOVER_TIMEOUT_S
         with self.log.consumer(None) as reader:
-            reader.assign({TopicPartition(self.decisions, partition): Position.BEGINNING})
+            reader.assign({TopicPartition(self.decisions, partition): start})
             while True:
                 if time.monotonic() > deadline:
                     raise LogError(
@@ -203,6 +216,7 @@ class Enforcer:
                     )
                 for record in reader.poll(max_records=1000, timeout=0.5):
                     decoded = self.serde.decode_record(record)
+                    self.report.replayed += 1
                     if isinstance(decoded, Decoded):
                         state.fold(decoded.name, decoded.value, record.offset)
                         if decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce:
@@ -236,6 +250,8 @@ class Enforcer:
                     self._swap_if_needed(state)  # between two batches, never inside one
                 self._process(consumer, records)
                 now = time.monotonic()
+                if self.cache is not None and now - self._saved_at > CACHE_SAVE_INTERVAL_S:
+                    self._save_states()
                 # Idleness counts only once partitions are ours: joining a Kafka group can
                 # take seconds, and an enforcer that owns nothing has seen nothing yet.
                 waiting = not self.states and now - started < ASSIGNMENT_WAIT_S
@@ -243,7 +259,19 @@ class Enforcer:
                     last_activity = now
                 elif until_idle and now - last_activity > idle_s:
                     break
+        self._save_states()
+        if self.cache is not None:
+            self.cache.close()
         return self.report
+
+    def _save_states(self) -> None:
+        """Snapshot every owned partition's state with the offset it reflects. A crash
+        loses at most an interval of snapshots, never correctness: the tail is refolded."""
+        if self.cache is None:
+            return
+        for state in self.states.values():
+            self.cache.save(state)
+        self._saved_at = time.monotonic()
 
     def _process(self, consumer: Consumer, records: list[Any]) -> None:
         """Decide a batch and write its decisions with its offsets in one call (one

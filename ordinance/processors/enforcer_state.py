@@ -41,7 +41,11 @@ class PartitionState:
     windows: InMemoryWindows = field(init=False)
 
     def __post_init__(self) -> None:
-        self.windows = InMemoryWindows(clock=lambda: self.now)
+        # A bound method, not a lambda: the state is pickled into the RocksDB cache.
+        self.windows = InMemoryWindows(clock=self.event_time)
+
+    def event_time(self) -> float:
+        return self.now
 
     def fold(self, name: str, datum: dict[str, Any], offset: int) -> None:
         """Apply one record of ``agent.decisions[partition]``."""
