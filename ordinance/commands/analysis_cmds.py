@@ -1,0 +1,171 @@
+"""``ordinance analyze | diff`` and ``ordinance check --analyze``: formal analysis with Z3.
+
+Exit codes: 0 ok; 3 the bundle does not compile; 5 the analysis gate refused the bundle
+(refuted or unproven assertions, or conflicts as configured, not acknowledged); ``diff``
+exits 1 when ``--fail-on`` finds a matching change.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.markup import escape
+
+from ordinance.commands.output import EXIT_COMPILE, EXIT_FAILED, EXIT_OK, console, emit_json
+from ordinance.commands.policy_cmds import _load, cmd_check
+from ordinance.policy.analysis.checks import Finding, Options
+from ordinance.policy.analysis.diff import semantic_diff
+from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, gate, load_acks
+from ordinance.policy.analysis.run import Report, analyze
+from ordinance.policy.ruleset import Ruleset
+
+EXIT_GATE = 5
+_STYLE = {
+    "assertion": "bold red",
+    "conflict": "yellow",
+    "dead-rule": "magenta",
+    "redundant-rule": "cyan",
+    "gap": "blue",
+    "unknown": "white",
+    "inexact": "dim",
+}
+
+
+def _witness_line(f: Finding) -> str:
+    if f.witness is None:
+        return ""
+    return orjson.dumps(f.witness.request, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def print_report(report: Report, out: Console) -> None:
+    for f in report.findings:
+        style = _STYLE.get(f.kind, "white")
+        where = escape(f" [{f.tool}]") if f.tool else ""
+        subjects = escape(" " + ", ".join(f.subjects)) if f.subjects else ""
+        out.print(f"[{style}]{f.kind}[/]{where}{subjects}  {f.id}", highlight=False)
+        out.print(f"  {f.message}", markup=False)
+        if f.witness is not None:
+            out.print(f"  witness: {_witness_line(f)}", markup=False)
+            if f.witness.history:
+                history = orjson.dumps(f.witness.history).decode()
+                out.print(f"  history: {history}", markup=False)
+    counts: dict[str, int] = {}
+    for f in report.findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no findings"
+    out.print(
+        f"{summary}; {len(report.proven)} assertion(s) proven; "
+        f"{report.checks} solver checks on {report.tools} tools in {report.seconds:.1f}s"
+    )
+
+
+def _run(directory: str, as_json: bool, timeout_ms: int, jobs: int) -> Report | int:
+    loaded = _load(directory, as_json)
+    if isinstance(loaded, int):
+        return loaded
+    return analyze(
+        loaded,
+        Options(timeout_ms=timeout_ms),
+        progress=sys.stderr.isatty() or jobs > 1,
+        jobs=jobs,
+        directory=Path(directory),
+    )
+
+
+def cmd_analyze(directory: str, as_json: bool, timeout_ms: int, jobs: int) -> int:
+    report = _run(directory, as_json, timeout_ms, jobs)
+    if isinstance(report, int):
+        return report
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        print_report(report, console())
+    return EXIT_OK
+
+
+def cmd_check_analyze(
+    directory: str, as_json: bool, conflicts: str, timeout_ms: int, jobs: int
+) -> int:
+    """``check`` first (compile errors exit 3), then the gate (exit 5)."""
+    if not as_json:
+        code = cmd_check(directory, as_json)
+        if code != EXIT_OK:
+            return code
+    loaded = _load(directory, as_json)
+    if isinstance(loaded, int):
+        return loaded
+    try:
+        acks = load_acks(Path(directory) / ACK_FILE)
+    except AckProblem as exc:
+        console().print(f"[red]{exc}[/]")
+        return EXIT_COMPILE
+    report = analyze(
+        loaded,
+        Options(timeout_ms=timeout_ms),
+        progress=sys.stderr.isatty(),
+        jobs=jobs,
+        directory=Path(directory),
+    )
+    result = gate(report, acks, conflicts)
+    if as_json:
+        emit_json({"analysis": report.to_json(), "gate": result.to_json()})
+    else:
+        out = console()
+        print_report(report, out)
+        for f, ack in result.acknowledged:
+            out.print(f"acknowledged {f.id}: {ack.justification}", markup=False)
+        for ack in result.stale_acks:
+            out.print(f"[yellow]stale acknowledgement[/] {ack.id}: no such finding")
+        if result.ok:
+            out.print("[green]analysis gate passed[/]")
+        else:
+            ids = ", ".join(f.id for f in result.failures)
+            out.print(f"[red]analysis gate refused the bundle:[/] {ids}")
+    return EXIT_OK if result.ok else EXIT_GATE
+
+
+def _ruleset(directory: str, as_json: bool) -> Ruleset | int:
+    return _load(directory, as_json)
+
+
+def cmd_diff(
+    old_dir: str, new_dir: str, as_json: bool, fail_on: str | None, timeout_ms: int
+) -> int:
+    old = _ruleset(old_dir, as_json)
+    if isinstance(old, int):
+        return old
+    new = _ruleset(new_dir, as_json)
+    if isinstance(new, int):
+        return new
+    report = semantic_diff(old, new, timeout_ms)
+    failing: list[Any] = []
+    if fail_on == "new-allow":
+        failing = report.new_allow()
+    elif fail_on == "new-access":
+        failing = report.new_access()
+    elif fail_on == "any":
+        failing = list(report.changes)
+    if as_json:
+        emit_json({**report.to_json(), "fail_on": fail_on, "failed": bool(failing)})
+    else:
+        out = console()
+        for c in report.changes:
+            out.print(f"[bold]{c.tool}[/] {c.before} → {c.after} ({c.status})")
+            if c.witness is not None:
+                request = orjson.dumps(c.witness.request, option=orjson.OPT_SORT_KEYS).decode()
+                out.print(f"  witness: {request}", markup=False)
+                if c.witness.history:
+                    out.print(
+                        f"  history: {orjson.dumps(c.witness.history).decode()}", markup=False
+                    )
+        for tool, why in report.not_compared.items():
+            out.print(f"[yellow]{tool}[/] not compared: {why}")
+        if not report.changes and not report.not_compared:
+            out.print("[green]no request changes decision[/]")
+        if failing:
+            out.print(f"[red]{len(failing)} change(s) match --fail-on {fail_on}[/]")
+    return EXIT_FAILED if failing else EXIT_OK

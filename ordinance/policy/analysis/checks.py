@@ -1,0 +1,465 @@
+"""The checks: conflicts, dead rules, redundant rules, assertions and gaps, per tool.
+
+Every check is phrased as "this formula is unsatisfiable" over one tool's request space.
+Rules are bucketed by tool (a rule only meets rules that can see the same tool), and each
+bucket uses one solver: the space's constraints are asserted once, every check is a
+``push``/``pop``. A satisfiable check yields a model, which becomes a witness request that
+is replayed through the real evaluator; a witness the evaluator disagrees with (possible
+only where the encoding over-approximates) is never reported as a finding — the check is
+reported as ``unknown`` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import z3
+
+from ordinance.policy.analysis.combine import (
+    EFFECTS,
+    RuleTerm,
+    ToolModel,
+    build_tool_model,
+    encode_assertion_condition,
+    tools_of,
+)
+from ordinance.policy.analysis.fuse import Fuser
+from ordinance.policy.analysis.space import Unrealisable, Witness
+from ordinance.policy.decision import Decision
+from ordinance.policy.program import TIER_OF_EFFECT
+from ordinance.policy.ruleset import Ruleset
+
+SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
+KINDS = ("conflict", "dead-rule", "redundant-rule", "assertion", "gap", "inexact", "unknown")
+
+
+def finding_id(kind: str, subjects: tuple[str, ...], tool: str) -> str:
+    """Stable across runs and rule order: what the finding is about, not how it was found."""
+    text = "\0".join([kind, *sorted(subjects), tool])
+    return f"{kind}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Finding:
+    kind: str
+    tool: str
+    subjects: tuple[str, ...]  # rule ids ("policy/rule") or "policy/assertion-name"
+    message: str
+    witness: Witness | None = None
+    decision: dict[str, Any] | None = None  # what the evaluator decides on the witness
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return finding_id(self.kind, self.subjects, self.tool)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "tool": self.tool,
+            "subjects": list(self.subjects),
+            "message": self.message,
+        }
+        if self.details:
+            out["details"] = self.details
+        if self.witness is not None:
+            out["witness"] = self.witness.to_json()
+        if self.decision is not None:
+            out["decision"] = self.decision
+        return out
+
+
+@dataclass
+class Options:
+    timeout_ms: int = 5000  # per check; an expired check is reported as unknown
+    conflicts: bool = True
+    dead: bool = True
+    redundant: bool = True
+    assertions: bool = True
+    gaps: bool = True
+
+
+@dataclass
+class ToolReport:
+    tool: str
+    findings: list[Finding] = field(default_factory=list)
+    proven: list[str] = field(default_factory=list)  # "policy/assertion" proven on this tool
+    alive: set[str] = field(default_factory=set)  # rules that determine some decision
+    dead_candidates: dict[str, Finding] = field(default_factory=dict)  # if dead on all tools
+    checks: int = 0
+
+
+class Bucket:
+    """One tool: one solver, the base constraints asserted once."""
+
+    def __init__(self, model: ToolModel, options: Options):
+        self.model = model
+        self.options = options
+        self.space = model.space
+        self.solver = z3.Solver()
+        self.solver.set("timeout", options.timeout_ms)
+        self.fuse = Fuser()
+        self.effect = model.effect()
+        self.determines = {r.qualified_id: model.determines(r) for r in model.rules}
+        self.applies = {r.qualified_id: r.applies for r in model.rules}
+        base = [*self.space.base, *self.space.window_constraints()]
+        self.base = [self.fuse(f) for f in base]
+        self.solver.add(*self.base)
+        self.checks = 0
+
+    def solve(self, *formulas: z3.BoolRef) -> tuple[str, z3.ModelRef | None, z3.ModelRef | None]:
+        """Status, plus a model preferring realisable ("nice") values, plus the raw model."""
+        self.checks += 1
+        self.solver.push()
+        try:
+            self.solver.add(*[self.fuse(f) for f in formulas])
+            status = str(self.solver.check())
+            if status != SAT:
+                return status, None, None
+            raw = self.solver.model()
+            # Realisable values are a preference, not a requirement: a short time limit.
+            self.solver.push()
+            self.solver.set("timeout", min(1000, self.options.timeout_ms))
+            self.solver.add(*[self.fuse(f) for f in self.space.nice])
+            nice = self.solver.model() if str(self.solver.check()) == SAT else None
+            self.solver.set("timeout", self.options.timeout_ms)
+            self.solver.pop()
+            return SAT, nice, raw
+        finally:
+            self.solver.pop()
+
+    def pins(self, model: z3.ModelRef) -> list[z3.BoolRef]:
+        """Every request variable fixed to its value in ``model``."""
+        space = self.space
+        consts: list[z3.ExprRef] = [space.resource_present, *space.windows.values()]
+        for a in space.attrs.values():
+            consts += [a.var, a.present]
+        return [c == model.eval(c, model_completion=True) for c in consts if not z3.is_true(c)]
+
+    def predicted(self, model: z3.ModelRef) -> tuple[str, set[str], set[str]] | None:
+        """The decision the encoding gives the request of ``model``: the request is pinned
+        and the (ground) formulas solved once; ``model.eval`` cannot reduce quantifiers."""
+        solver = z3.Solver()
+        solver.set("timeout", self.options.timeout_ms)
+        solver.set("solve_eqs", False)  # keep the named copies: eval cannot expand them
+        effect = z3.Int("predicted.effect")
+        det = {rid: z3.Bool(f"predicted.determines:{rid}") for rid in self.determines}
+        app = {rid: z3.Bool(f"predicted.applies:{rid}") for rid in self.applies}
+        solver.add(*self.pins(model), effect == self.effect)
+        solver.add(*[det[rid] == f for rid, f in self.determines.items()])
+        solver.add(*[app[rid] == f for rid, f in self.applies.items()])
+        if solver.check() != z3.sat:
+            return None
+        m = solver.model()
+        tier_value = m.eval(effect, model_completion=True)
+        if not z3.is_int_value(tier_value):
+            return None
+        tier = tier_value.as_long()
+        ids = {rid for rid, v in det.items() if z3.is_true(m.eval(v, model_completion=True))}
+        applying = {rid for rid, v in app.items() if z3.is_true(m.eval(v, model_completion=True))}
+        return EFFECTS[tier], ids, applying
+
+    def witness(
+        self, *models: z3.ModelRef | None, extra: Callable[[Witness], bool] | None = None
+    ) -> tuple[Witness, Decision] | None:
+        """The first model whose witness the real evaluator decides as the model says."""
+        for m in models:
+            if m is None:
+                continue
+            try:
+                w = self.space.witness(m)
+            except Unrealisable:
+                continue
+            decision = self.model.ruleset.evaluate(w.request, w.windows())
+            predicted = self.predicted(m)
+            if predicted is None:
+                continue
+            effect, ids, _ = predicted
+            if decision.effect != effect or set(decision.rule_ids) != ids:
+                continue
+            if extra is not None and not extra(w):
+                continue
+            return w, decision
+        return None
+
+
+def decision_json(d: Decision) -> dict[str, Any]:
+    return {"effect": d.effect, "code": d.code, "rule_ids": list(d.rule_ids)}
+
+
+class RuleProbe:
+    """Whether one rule applies to a request, decided by the real evaluator on a ruleset
+    holding that rule alone (used to confirm the rule-level claims of witnesses)."""
+
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        self._cache: dict[str, Ruleset] = {}
+
+    def alone(self, qualified_id: str) -> Ruleset:
+        found = self._cache.get(qualified_id)
+        if found is None:
+            from dataclasses import replace
+
+            from ordinance.policy.ruleset import compile_ruleset
+
+            cr = next(c for c in self.ruleset.rules if c.qualified_id == qualified_id)
+            policy = replace(cr.policy, rules=(cr.rule,), assertions=(), tests=())
+            found = compile_ruleset(self.ruleset.schema, [policy])
+            self._cache[qualified_id] = found
+        return found
+
+    def applies(self, qualified_id: str, w: Witness) -> bool:
+        d = self.alone(qualified_id).evaluate(w.request, w.windows())
+        return d.code == "matched" and qualified_id in d.rule_ids
+
+
+def _unknown(tool: str, subjects: tuple[str, ...], what: str, why: str) -> Finding:
+    return Finding("unknown", tool, subjects, f"{what}: {why}", details={"check": what})
+
+
+def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
+    rules = b.model.rules
+    denies = [r for r in rules if r.effect == "deny"]
+    others = [r for r in rules if r.effect != "deny"]
+    for d in denies:
+        remaining = list(others)
+        while remaining:
+            status, nice, raw = b.solve(
+                b.applies[d.qualified_id], z3.Or(*[b.applies[a.qualified_id] for a in remaining])
+            )
+            if status == UNSAT:
+                break
+            if status == UNKNOWN:
+                for a in remaining:
+                    report.findings.append(
+                        _unknown(
+                            b.space.tool.name,
+                            (a.qualified_id, d.qualified_id),
+                            "conflict",
+                            "solver gave up (timeout)",
+                        )
+                    )
+                break
+            chosen = nice or raw
+            assert chosen is not None
+            hit = [
+                a
+                for a in remaining
+                if z3.is_true(chosen.eval(b.applies[a.qualified_id], model_completion=True))
+            ]
+            if not hit:  # the nice model may differ; fall back to the raw one
+                chosen = raw
+                assert chosen is not None
+                hit = [
+                    a
+                    for a in remaining
+                    if z3.is_true(chosen.eval(b.applies[a.qualified_id], model_completion=True))
+                ]
+            for a in hit:
+                remaining.remove(a)
+                _conflict(b, probe, report, a, d, nice, raw)
+
+
+def _conflict(
+    b: Bucket,
+    probe: RuleProbe,
+    report: ToolReport,
+    a: RuleTerm,
+    d: RuleTerm,
+    nice: z3.ModelRef | None,
+    raw: z3.ModelRef | None,
+) -> None:
+    tool = b.space.tool.name
+    subjects = (a.qualified_id, d.qualified_id)
+
+    def both(w: Witness) -> bool:
+        return probe.applies(a.qualified_id, w) and probe.applies(d.qualified_id, w)
+
+    found = b.witness(nice, raw, extra=both)
+    if found is None:  # re-solve for this pair alone
+        status, n2, r2 = b.solve(b.applies[a.qualified_id], b.applies[d.qualified_id])
+        if status == UNSAT:
+            return
+        found = b.witness(n2, r2, extra=both) if status == SAT else None
+    if found is None:
+        report.findings.append(
+            _unknown(tool, subjects, "conflict", "no witness the evaluator confirms")
+        )
+        return
+    w, decision = found
+    cross = a.owner != d.owner
+    winner = ", ".join(decision.rule_ids) or decision.code
+    report.findings.append(
+        Finding(
+            "conflict",
+            tool,
+            subjects,
+            f"{a.effect} rule {a.qualified_id} and deny rule {d.qualified_id} both match;"
+            f" the decision is {decision.effect} ({winner})"
+            + (f" — cross-owner: {a.owner} vs {d.owner}" if cross else ""),
+            w,
+            decision_json(decision),
+            {"cross_owner": cross, "owners": [a.owner, d.owner], "winner": decision.effect},
+        )
+    )
+
+
+def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Options) -> None:
+    """Which rules determine some decision on this tool (for dead rules), and which are
+    redundant here (removing them changes no effect)."""
+    tool = b.space.tool.name
+    for r in b.model.rules:
+        status, _, _ = b.solve(b.determines[r.qualified_id])
+        if status == SAT:
+            report.alive.add(r.qualified_id)
+            if options.redundant:
+                _redundant(b, probe, report, r)
+        elif status == UNKNOWN:
+            report.findings.append(_unknown(tool, (r.qualified_id,), "dead-rule", "solver gave up"))
+            report.alive.add(r.qualified_id)
+        else:
+            s2, nice, raw = b.solve(b.applies[r.qualified_id])
+            if s2 == SAT:
+                found = b.witness(nice, raw, extra=partial(probe.applies, r.qualified_id))
+                report.dead_candidates[r.qualified_id] = Finding(
+                    "dead-rule",
+                    "",
+                    (r.qualified_id,),
+                    f"{r.qualified_id} never determines a decision: it matches some requests,"
+                    " but higher-precedence rules always decide them",
+                    found[0] if found else None,
+                    decision_json(found[1]) if found else None,
+                    {"reason": "shadowed", "witness_tool": tool},
+                )
+            elif s2 == UNSAT:
+                report.dead_candidates[r.qualified_id] = Finding(
+                    "dead-rule",
+                    "",
+                    (r.qualified_id,),
+                    f"{r.qualified_id} never determines a decision: its condition and target"
+                    " never hold together",
+                    details={"reason": "unsatisfiable"},
+                )
+            else:
+                report.alive.add(r.qualified_id)
+                report.findings.append(
+                    _unknown(tool, (r.qualified_id,), "dead-rule", "solver gave up")
+                )
+
+
+def _redundant(b: Bucket, probe: RuleProbe, report: ToolReport, r: RuleTerm) -> None:
+    status, _, _ = b.solve(b.effect != b.model.effect(without=r.index))
+    if status != UNSAT:
+        return
+    tool = b.space.tool.name
+    s2, nice, raw = b.solve(b.determines[r.qualified_id])
+    found = b.witness(nice, raw) if s2 == SAT else None
+    report.findings.append(
+        Finding(
+            "redundant-rule",
+            tool,
+            (r.qualified_id,),
+            f"{r.qualified_id} can be removed without changing any decision's effect for {tool}",
+            found[0] if found else None,
+            decision_json(found[1]) if found else None,
+        )
+    )
+
+
+def check_gap(b: Bucket, report: ToolReport) -> None:
+    tool = b.space.tool.name
+    status, nice, raw = b.solve(b.model.no_rule_applies())
+    if status == UNKNOWN:
+        report.findings.append(_unknown(tool, (), "gap", "solver gave up"))
+    if status != SAT:
+        return
+    found = b.witness(nice, raw)
+    if found is None:
+        report.findings.append(_unknown(tool, (), "gap", "no witness the evaluator confirms"))
+        return
+    w, decision = found
+    report.findings.append(
+        Finding(
+            "gap",
+            tool,
+            (),
+            f"some requests to {tool} match no rule and fall to the default ({decision.effect})",
+            w,
+            decision_json(decision),
+        )
+    )
+
+
+def check_assertions(b: Bucket, report: ToolReport) -> None:
+    tool = b.space.tool.name
+    ruleset = b.model.ruleset
+    for policy in ruleset.policies:
+        if tool not in tools_of(policy.target.actions, ruleset.schema):
+            continue
+        for a in policy.assertions:
+            name = f"{policy.id}/{a.name}"
+            holds, notes = encode_assertion_condition(
+                b.space, ruleset.schema, a.condition, f"{id(ruleset)}:assert:{name}"
+            )
+            target = z3.IntVal(TIER_OF_EFFECT[a.effect])
+            bad = b.effect == target if a.quantifier == "never" else b.effect != target
+            status, nice, raw = b.solve(holds, bad)
+            if status == UNSAT:
+                report.proven.append(name)
+                continue
+            if status == UNKNOWN:
+                report.findings.append(_unknown(tool, (name,), "assertion", "solver gave up"))
+                continue
+            found = b.witness(nice, raw)
+            if found is None:
+                report.findings.append(
+                    _unknown(tool, (name,), "assertion", "no witness the evaluator confirms")
+                )
+                continue
+            w, decision = found
+            report.findings.append(
+                Finding(
+                    "assertion",
+                    tool,
+                    (name,),
+                    f"assertion {name} ({a.quantifier}: {a.effect} when {a.condition.text})"
+                    f" is refuted: the decision is {decision.effect}"
+                    f" by {', '.join(decision.rule_ids) or decision.code}",
+                    w,
+                    decision_json(decision),
+                    {
+                        "quantifier": a.quantifier,
+                        "effect": a.effect,
+                        "when": a.condition.text,
+                        "owner": policy.owner,
+                        "notes": notes,
+                    },
+                )
+            )
+
+
+def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
+    report = ToolReport(tool)
+    model = build_tool_model(ruleset, tool)
+    bucket = Bucket(model, options)
+    probe = RuleProbe(ruleset)
+    for r in model.rules:
+        for note in r.notes:
+            report.findings.append(
+                Finding("inexact", tool, (r.qualified_id,), f"{r.qualified_id}: {note}")
+            )
+    if options.conflicts:
+        check_conflicts(bucket, probe, report)
+    if options.dead or options.redundant:
+        check_rules(bucket, probe, report, options)
+    if options.assertions:
+        check_assertions(bucket, report)
+    if options.gaps:
+        check_gap(bucket, report)
+    report.checks = bucket.checks
+    return report

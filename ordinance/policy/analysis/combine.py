@@ -1,0 +1,180 @@
+"""Rules of one tool as Z3 terms, and the combining algorithm over them.
+
+For each rule: ``applies`` (target guard holds, the condition is true and does not raise)
+and ``errs`` (target guard holds and the condition raises). The decision is then a
+function of these booleans exactly as :mod:`ordinance.policy.program` computes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import z3
+
+from ordinance.policy.analysis.encode import FALSE, _and, _or, encode_condition
+from ordinance.policy.analysis.space import ToolSpace
+from ordinance.policy.document import Condition, Target
+from ordinance.policy.program import TIER_OF_EFFECT
+from ordinance.policy.ruleset import CompiledRule, Ruleset, _first_applicable_order
+from ordinance.policy.schema import Schema
+from ordinance.policy.typecheck import check_condition
+
+EFFECTS = ("deny", "require_approval", "allow")  # indexed by tier
+DENY, APPROVAL, ALLOW = 0, 1, 2
+
+
+def tools_of(globs: tuple[str, ...], schema: Schema) -> set[str]:
+    """The tools a target's globs select (as ruleset._tools_matching)."""
+    if not globs:
+        return set(schema.tools)
+    return {t for t in schema.tools for g in globs if fnmatchcase(t, g)}
+
+
+def rule_tools(cr: CompiledRule, schema: Schema) -> set[str]:
+    return tools_of(cr.policy.target.actions, schema) & tools_of(cr.rule.actions, schema)
+
+
+def guard(space: ToolSpace, target: Target) -> z3.BoolRef:
+    """The policy target's agent and resource test (ruleset._target_guard)."""
+    parts: list[z3.BoolRef] = []
+    agent_tests: list[z3.BoolRef] = []
+    roles = space.attr("agent", "roles").var
+    agent_tests += [z3.Contains(roles, z3.Unit(z3.StringVal(r))) for r in sorted(target.roles)]
+    aid = space.attr("agent", "id").var
+    agent_tests += [aid == z3.StringVal(i) for i in sorted(target.agent_ids)]
+    if agent_tests:
+        parts.append(_or(*agent_tests))
+    if target.resources:
+        kind = space.attr("resource", "kind").var
+        parts.append(
+            z3.And(
+                space.resource_present,
+                _or(*[kind == z3.StringVal(k) for k in sorted(target.resources)]),
+            )
+        )
+    return _and(*parts)
+
+
+@dataclass
+class RuleTerm:
+    index: int  # position in the ruleset's rule table
+    qualified_id: str
+    effect: str
+    owner: str
+    applies: z3.BoolRef
+    errs: z3.BoolRef
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tier(self) -> int:
+        return TIER_OF_EFFECT[self.effect]
+
+
+def encode_assertion_condition(
+    space: ToolSpace, schema: Schema, condition: Condition, tag: str
+) -> tuple[z3.BoolRef, list[str]]:
+    """An assertion's ``when`` holds: true and not raising (a raising condition says
+    nothing about the request)."""
+    typed = check_condition(schema, space.tool, condition)
+    enc = encode_condition(space, typed, condition.expr, tag)
+    return _and(z3.Not(enc.term.err), enc.term.val), enc.notes
+
+
+@dataclass
+class ToolModel:
+    """One ruleset's rules on one tool's request space."""
+
+    space: ToolSpace
+    ruleset: Ruleset
+    rules: list[RuleTerm]
+
+    @property
+    def combining(self) -> str:
+        return self.ruleset.schema.settings.combining
+
+    @property
+    def default_tier(self) -> int:
+        return TIER_OF_EFFECT[self.ruleset.schema.settings.default_effect]
+
+    def ordered(self, rules: Sequence[RuleTerm]) -> list[RuleTerm]:
+        return sorted(
+            rules, key=lambda r: _first_applicable_order(self.ruleset.rules[r.index], r.index)
+        )
+
+    def effect(self, without: int | None = None) -> z3.ArithRef:
+        """The decision's effect tier (0 deny, 1 approval, 2 allow), optionally with the
+        rule of index ``without`` removed."""
+        rules = [r for r in self.rules if r.index != without]
+        if self.combining == "first-applicable":
+            result: z3.ArithRef = z3.IntVal(self.default_tier)
+            for r in reversed(self.ordered(rules)):
+                result = z3.If(r.errs, z3.IntVal(DENY), z3.If(r.applies, z3.IntVal(r.tier), result))
+            return result
+        deny = _or(*[r.applies for r in rules if r.tier == DENY], *[r.errs for r in rules])
+        approval = _or(*[r.applies for r in rules if r.tier == APPROVAL])
+        allow = _or(*[r.applies for r in rules if r.tier == ALLOW])
+        tier = z3.IntVal
+        return z3.If(
+            deny,
+            tier(DENY),
+            z3.If(approval, tier(APPROVAL), z3.If(allow, tier(ALLOW), tier(self.default_tier))),
+        )
+
+    def no_rule_applies(self) -> z3.BoolRef:
+        return (
+            z3.And(*[z3.Not(z3.Or(r.applies, r.errs)) for r in self.rules])
+            if self.rules
+            else z3.BoolVal(True)
+        )
+
+    def determines(self, rule: RuleTerm) -> z3.BoolRef:
+        """``rule`` is among the decision's rule ids."""
+        if self.combining == "first-applicable":
+            earlier: list[z3.BoolRef] = []
+            for r in self.ordered(self.rules):
+                if r is rule:
+                    return _and(*[z3.Not(e) for e in earlier], _or(r.applies, r.errs))
+                earlier.append(_or(r.applies, r.errs))
+            return FALSE
+        deny_tier = _or(
+            *[r.applies for r in self.rules if r.tier == DENY],
+            *[r.errs for r in self.rules if r.tier == DENY],
+        )
+        if rule.tier == DENY:
+            return _or(rule.applies, rule.errs)
+        others_err = _or(*[r.errs for r in self.rules if r.tier != DENY])
+        higher = _or(*[r.applies for r in self.rules if r.tier < rule.tier and r.tier != DENY])
+        if rule.tier == ALLOW:
+            wins = _and(rule.applies, z3.Not(others_err), z3.Not(higher))
+        else:
+            wins = _and(rule.applies, z3.Not(others_err))
+        return _and(z3.Not(deny_tier), _or(wins, rule.errs))
+
+
+def build_tool_model(ruleset: Ruleset, tool_name: str, space: ToolSpace | None = None) -> ToolModel:
+    """Encode every rule of ``ruleset`` whose targets select ``tool_name``."""
+    schema = ruleset.schema
+    if space is None:
+        space = ToolSpace(schema, schema.tools[tool_name])
+    terms: list[RuleTerm] = []
+    for index, cr in enumerate(ruleset.rules):
+        if tool_name not in rule_tools(cr, schema):
+            continue
+        typed = check_condition(schema, schema.tools[tool_name], cr.rule.condition)
+        tag = f"{id(ruleset)}:{index}"
+        enc = encode_condition(space, typed, cr.rule.condition.expr, tag)
+        g = guard(space, cr.policy.target)
+        terms.append(
+            RuleTerm(
+                index,
+                cr.qualified_id,
+                cr.rule.effect,
+                cr.policy.owner,
+                _and(g, z3.Not(enc.term.err), enc.term.val),
+                _and(g, enc.term.err),
+                enc.notes,
+            )
+        )
+    return ToolModel(space, ruleset, terms)

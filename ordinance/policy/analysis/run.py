@@ -1,0 +1,125 @@
+"""Whole-bundle analysis: every tool bucket, in this process or in parallel workers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ordinance.policy.analysis.checks import Finding, Options, ToolReport, analyze_tool
+from ordinance.policy.analysis.combine import rule_tools
+from ordinance.policy.ruleset import Ruleset
+
+ORDER = {"assertion": 0, "conflict": 1, "dead-rule": 2, "redundant-rule": 3, "gap": 4,
+         "unknown": 5, "inexact": 6}  # fmt: skip
+
+
+@dataclass
+class Report:
+    bundle_id: str
+    findings: list[Finding] = field(default_factory=list)
+    proven: list[str] = field(default_factory=list)
+    tools: int = 0
+    rules: int = 0
+    checks: int = 0
+    seconds: float = 0.0
+
+    def by_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for f in self.findings:
+            counts[f.kind] = counts.get(f.kind, 0) + 1
+        return {
+            "bundle_id": self.bundle_id,
+            "tools": self.tools,
+            "rules": self.rules,
+            "checks": self.checks,
+            "seconds": round(self.seconds, 3),
+            "counts": counts,
+            "proven_assertions": sorted(self.proven),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
+    """Per-tool results into bundle findings: a rule is dead only if it is dead on every
+    tool it targets; an assertion is proven only if it holds on every tool."""
+    out = Report(ruleset.bundle_id, tools=len(reports), rules=len(ruleset.rules))
+    alive: set[str] = set()
+    candidates: dict[str, Finding] = {}
+    refuted: set[str] = set()
+    proven: set[str] = set()
+    for rep in reports:
+        out.checks += rep.checks
+        alive |= rep.alive
+        for rid, f in rep.dead_candidates.items():
+            # keep a candidate with a witness in preference to one without
+            if rid not in candidates or (candidates[rid].witness is None and f.witness is not None):
+                candidates[rid] = f
+        out.findings += rep.findings
+        proven |= set(rep.proven)
+        refuted |= {
+            s for f in rep.findings if f.kind in ("assertion", "unknown") for s in f.subjects
+        }
+    for cr in ruleset.rules:
+        rid = cr.qualified_id
+        if not rule_tools(cr, ruleset.schema):
+            out.findings.append(
+                Finding(
+                    "dead-rule", "", (rid,), f"{rid} targets no tool", details={"reason": "no tool"}
+                )
+            )
+        elif rid not in alive and rid in candidates:
+            out.findings.append(candidates[rid])
+    out.proven = sorted(proven - refuted)
+    out.findings.sort(key=lambda f: (ORDER.get(f.kind, 9), f.tool, f.subjects))
+    return out
+
+
+def _progress(done: int, total: int, tool: str, started: float) -> None:
+    sys.stderr.write(f"\ranalysis: {done}/{total} tools ({tool}) {time.monotonic() - started:.1f}s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def analyze(
+    ruleset: Ruleset,
+    options: Options | None = None,
+    *,
+    progress: bool = False,
+    jobs: int = 1,
+    directory: Path | None = None,
+) -> Report:
+    """Analyse every tool of the bundle. ``jobs > 1`` needs ``directory`` (workers load
+    the bundle themselves: compiled rulesets and Z3 terms do not cross processes)."""
+    options = options or Options()
+    started = time.monotonic()
+    tools = sorted(ruleset.schema.tools)
+    reports: list[ToolReport] = []
+    if jobs > 1 and directory is not None and len(tools) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_worker, str(directory), t, options) for t in tools]
+            for n, fut in enumerate(futures, 1):
+                reports.append(fut.result())
+                if progress:
+                    _progress(n, len(tools), tools[n - 1], started)
+    else:
+        for n, tool in enumerate(tools, 1):
+            reports.append(analyze_tool(ruleset, tool, options))
+            if progress:
+                _progress(n, len(tools), tool, started)
+    report = merge(ruleset, reports)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _worker(directory: str, tool: str, options: Options) -> ToolReport:
+    from ordinance.policy.loader import load_ruleset
+
+    return analyze_tool(load_ruleset(Path(directory)), tool, options)

@@ -1,0 +1,245 @@
+"""``matches()`` patterns as Z3 regular expressions.
+
+The pattern subset accepted by :mod:`ordinance.policy.regex` is regular, so it has an
+exact Z3 counterpart. ``matches`` is an unanchored search, so the encoded language is
+``.* P .*`` with the leading (trailing) ``.*`` dropped where the pattern is anchored by
+``^``/``\\A`` (``$``/``\\Z``; ``$`` means the very end of the string). Anchors anywhere
+other than the ends of the pattern or of its top-level alternatives are rejected with
+:class:`NotEncodable` rather than approximated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache
+from re import _constants as C  # type: ignore[attr-defined]  # noqa: N812
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
+
+import z3
+
+from ordinance.policy.regex import check_regex
+
+# Z3's string theory represents code points up to U+2FFFF; see docs/analysis.md.
+MAX_CHAR = 0x2FFFF
+_ASCII_DIGIT = [(0x30, 0x39)]
+_ASCII_WORD = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+_ASCII_SPACE = [(0x09, 0x0D), (0x20, 0x20)]
+
+
+class NotEncodable(Exception):
+    """A construct the analysis cannot encode exactly; the rule is then over-approximated."""
+
+
+Intervals = list[tuple[int, int]]
+
+
+def _normalise(ranges: Intervals) -> Intervals:
+    out: Intervals = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _complement(ranges: Intervals) -> Intervals:
+    out: Intervals = []
+    start = 0
+    for lo, hi in _normalise(ranges):
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= MAX_CHAR:
+        out.append((start, MAX_CHAR))
+    return out
+
+
+Mapper = Callable[[Intervals], Intervals]
+
+
+def _identity(ranges: Intervals) -> Intervals:
+    return ranges
+
+
+_MAP: list[Mapper] = [_identity]  # the char-class mapper of the pattern being translated
+
+
+def char_class(ranges: Intervals) -> z3.ReRef:
+    """A regex matching exactly one character in ``ranges``."""
+    return _class(_MAP[-1](ranges))
+
+
+def _class(ranges: Intervals) -> z3.ReRef:
+    parts = [
+        z3.Range(chr(lo), chr(min(hi, MAX_CHAR))) for lo, hi in _normalise(ranges) if lo <= MAX_CHAR
+    ]
+    if not parts:
+        return z3.Empty(z3.ReSort(z3.StringSort()))
+    return parts[0] if len(parts) == 1 else z3.Union(*parts)
+
+
+def _category(cat: Any) -> Intervals:
+    table = {
+        C.CATEGORY_DIGIT: _ASCII_DIGIT,
+        C.CATEGORY_WORD: _ASCII_WORD,
+        C.CATEGORY_SPACE: _ASCII_SPACE,
+    }
+    negated = {
+        C.CATEGORY_NOT_DIGIT: _ASCII_DIGIT,
+        C.CATEGORY_NOT_WORD: _ASCII_WORD,
+        C.CATEGORY_NOT_SPACE: _ASCII_SPACE,
+    }
+    if cat in table:
+        return list(table[cat])
+    return _complement(negated[cat])
+
+
+def _in(items: Any) -> Intervals:
+    ranges: Intervals = []
+    negate = False
+    for op, arg in items:
+        if op == C.NEGATE:
+            negate = True
+        elif op == C.LITERAL:
+            ranges.append((arg, arg))
+        elif op == C.RANGE:
+            ranges.append((arg[0], arg[1]))
+        elif op == C.CATEGORY:
+            ranges.extend(_category(arg))
+        else:
+            raise NotEncodable(f"character-class item {op}")
+    return _complement(ranges) if negate else _normalise(ranges)
+
+
+def _empty() -> z3.ReRef:
+    return z3.Re(z3.StringVal(""))
+
+
+def _concat(parts: list[z3.ReRef]) -> z3.ReRef:
+    if not parts:
+        return _empty()
+    return parts[0] if len(parts) == 1 else z3.Concat(*parts)
+
+
+def _seq(items: Any) -> z3.ReRef:
+    parts: list[z3.ReRef] = []
+    run = ""  # literal runs become one string regex: much cheaper for the solver
+    for op, arg in items:
+        if op == C.LITERAL and _MAP[-1] is _identity:
+            run += chr(arg)
+            continue
+        if run:
+            parts.append(z3.Re(z3.StringVal(run)))
+            run = ""
+        parts.append(_item(op, arg))
+    if run:
+        parts.append(z3.Re(z3.StringVal(run)))
+    return _concat(parts)
+
+
+def _item(op: Any, arg: Any) -> z3.ReRef:
+    if op == C.LITERAL:
+        return char_class([(arg, arg)])
+    if op == C.NOT_LITERAL:
+        return char_class(_complement([(arg, arg)]))
+    if op == C.ANY:  # without DOTALL, `.` is any character but a newline
+        return char_class(_complement([(0x0A, 0x0A)]))
+    if op == C.IN:
+        return char_class(_in(arg))
+    if op == C.BRANCH:
+        return z3.Union(*[_seq(b) for b in arg[1]])
+    if op == C.SUBPATTERN:
+        return _seq(arg[3])
+    if op in (C.MAX_REPEAT, C.MIN_REPEAT):  # laziness does not change the language
+        lo, hi, sub = arg
+        body = _seq(sub)
+        fixed = [body] * lo
+        if hi == C.MAXREPEAT:
+            return _concat([*fixed, z3.Star(body)])
+        return _concat([*fixed, *([z3.Option(body)] * (hi - lo))])
+    if op == C.AT:
+        raise NotEncodable("an anchor (^, $, \\A, \\Z) inside the pattern")
+    raise NotEncodable(f"regex construct {op}")
+
+
+_START = {C.AT_BEGINNING, C.AT_BEGINNING_STRING}
+_END = {C.AT_END, C.AT_END_STRING}
+
+
+def _search(items: list[Any]) -> z3.ReRef:
+    """The language of strings in which ``items`` (a sequence) finds a match."""
+    if len(items) == 1 and items[0][0] == C.BRANCH:
+        return z3.Union(*[_search(list(b)) for b in items[0][1][1]])
+    if len(items) == 1 and items[0][0] == C.SUBPATTERN:
+        return _search(list(items[0][1][3]))
+    anchored_start = bool(items) and items[0][0] == C.AT and items[0][1] in _START
+    if anchored_start:
+        items = items[1:]
+    anchored_end = bool(items) and items[-1][0] == C.AT and items[-1][1] in _END
+    if anchored_end:
+        items = items[:-1]
+    full = z3.Full(z3.ReSort(z3.StringSort()))
+    parts = [] if anchored_start else [full]
+    parts.append(_seq(items))
+    if not anchored_end:
+        parts.append(full)
+    return _concat(parts)
+
+
+def search_regex(pattern: str, mapper: Mapper | None = None) -> z3.ReRef:
+    """The Z3 language of strings ``s`` with ``compile_regex(pattern).search(s)``; with
+    ``mapper``, of strings whose characters map into the pattern's classes."""
+    check_regex(pattern)
+    _MAP.append(mapper or _identity)
+    try:
+        return _search(list(sre_parse.parse(pattern, re.ASCII)))
+    finally:
+        _MAP.pop()
+
+
+# -- lower(): preimages under codegen.simple_lower --------------------------------------
+
+
+@cache
+def _lower_table() -> dict[int, int]:
+    from ordinance.policy.codegen import simple_lower
+
+    simple_lower("\u00c0")  # builds the table
+    from ordinance.policy import codegen
+
+    table = codegen._LOWER_TABLE
+    assert table is not None
+    return table
+
+
+def lower_preimage(ranges: Intervals) -> Intervals:
+    """Every character ``u`` with ``simple_lower(u)`` in ``ranges`` (exact)."""
+    table = _lower_table()
+    ranges = _normalise(ranges)
+
+    def inside(code: int) -> bool:
+        return any(lo <= code <= hi for lo, hi in ranges)
+
+    changed = sorted(table)
+    keep: Intervals = []
+    for lo, hi in ranges:  # characters lower() leaves alone stay where they are
+        start = lo
+        for code in changed:
+            if code < lo or code > hi:
+                continue
+            if code > start:
+                keep.append((start, code - 1))
+            start = code + 1
+        if start <= hi:
+            keep.append((start, hi))
+    keep += [(u, u) for u in changed if inside(table[u])]
+    return _normalise(keep)
+
+
+def lowered_literal(text: str) -> z3.ReRef:
+    """Strings whose ``lower()`` is exactly ``text``."""
+    parts = [_class(lower_preimage([(ord(ch), ord(ch))])) for ch in text]
+    return _concat(parts)
