@@ -14,10 +14,11 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -113,25 +114,27 @@ async def _paced(client: Client, rate: float, seconds: float) -> list[float]:
 
 
 def round_trip(url: str, rate: float, seconds: float) -> tuple[float, float, float, int]:
-    """(p50 ms, p99 ms, achieved rate, answered) of decide round trips at a fixed rate."""
+    """(p50 ms, p99 ms, achieved rate, answered) of decide round trips at a fixed rate.
+    The enforcer runs as `ordinance serve` in its own process, as it is deployed: in the
+    client's process it would compete with the client for the GIL."""
     _prepare(url)
-    stop = threading.Event()
-
-    def serve() -> None:
-        with open_log(url) as log:
-            Enforcer(log, enforcer_id="bench-rt").run(stop=stop)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ordinance.cli", "serve", "--log", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with Client(url, client_id="bench") as client:
-            asyncio.run(_paced(client, min(rate, 20.0), 2.0))  # warm-up: takeover, readers, caches
+            # Warm-up until answers come from the enforcer: takeover, readers, caches.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(asyncio.run(_paced(client, 20.0, 0.5))) < 10:
+                pass
             started = time.perf_counter()
             latencies = asyncio.run(_paced(client, rate, seconds))
             achieved = len(latencies) / (time.perf_counter() - started)
     finally:
-        stop.set()
-        thread.join(timeout=15)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     return statistics.median(latencies), p99, achieved, len(latencies)
