@@ -3,9 +3,11 @@ controller that validates them into the ``policy.active`` table."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -92,25 +94,33 @@ def cmd_publish(
     return EXIT_OK
 
 
-def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event SIGTERM/SIGINT set, so long-running loops stop between two records."""
     stop = threading.Event()
 
     def request_stop(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
     err = Console(stderr=True, highlight=False)
     try:
-        with open_log(log_url) as log:
+        with _stop_on_signals() as stop, open_log(log_url) as log:
             report = run_controller(
                 log, once=once, stop=stop, progress=lambda m: err.print(f"[dim]{m}[/]")
             )
     except OrdinanceError as exc:
         err.print(f"[red]controller stopped:[/] {exc}")
         return EXIT_FAILED
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if as_json:
         emit_json(
             {"applied": report.applied, "rejected": report.rejected, "written": report.written}
@@ -132,14 +142,28 @@ def cmd_serve(
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
+    with _stop_on_signals() as stop:
+        return _serve(
+            log_url,
+            stop,
+            target=target,
+            enforcer_id=enforcer_id,
+            as_json=as_json,
+            state_dir=state_dir,
+        )
+
+
+def _serve(
+    log_url: str,
+    stop: threading.Event,
+    *,
+    target: str,
+    enforcer_id: str | None,
+    as_json: bool,
+    state_dir: str | None,
+) -> int:
     from ordinance.processors.enforcer import Enforcer
 
-    stop = threading.Event()
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     err = Console(stderr=True, highlight=False)
     errors: list[BaseException] = []
 
@@ -173,8 +197,6 @@ def cmd_serve(
     finally:
         stop.set()
         thread.join(timeout=10)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if errors:
         err.print(f"[red]controller stopped:[/] {errors[0]}")
         return EXIT_FAILED
