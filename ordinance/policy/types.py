@@ -7,6 +7,7 @@ plain string comparisons with an exact meaning.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -162,6 +163,7 @@ _SCALAR_CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+@functools.cache  # one converter per type: callers on hot paths ask for it per value
 def converter(t: Type) -> Callable[[Any], Any]:
     """A function that validates a request value against ``t`` and returns its canonical form."""
     if t.name == "set":
