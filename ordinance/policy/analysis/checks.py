@@ -293,14 +293,13 @@ def _conflict(
         return
     w, decision = found
     cross = a.owner != d.owner
-    winner = ", ".join(decision.rule_ids) or decision.code
     report.findings.append(
         Finding(
             "conflict",
             tool,
             subjects,
             f"{a.effect} rule {a.qualified_id} and deny rule {d.qualified_id} both match;"
-            f" the decision is {decision.effect} ({winner})"
+            f" {decision.effect} wins"
             + (f" — cross-owner: {a.owner} vs {d.owner}" if cross else ""),
             w,
             decision_json(decision),
@@ -428,8 +427,7 @@ def check_assertions(b: Bucket, report: ToolReport) -> None:
                     tool,
                     (name,),
                     f"assertion {name} ({a.quantifier}: {a.effect} when {a.condition.text})"
-                    f" is refuted: the decision is {decision.effect}"
-                    f" by {', '.join(decision.rule_ids) or decision.code}",
+                    f" is refuted: the witness is decided {decision.effect}",
                     w,
                     decision_json(decision),
                     {

@@ -41,12 +41,13 @@ def test_cross_team_assertion_refuted_while_each_policys_tests_pass() -> None:
     """The issue's acceptance case: each policy's own tests pass; only the combination
     breaks team a's assertion, and the analysis shows how with a witness."""
     path = SCENARIOS / "10-assert-refuted-cross-team.yaml"
-    doc, ruleset = load_scenario(path)
+    _, ruleset = load_scenario(path)
     from ordinance.policy.ruleset import compile_ruleset
 
     for policy in ruleset.policies:
         alone = compile_ruleset(ruleset.schema, [policy])
-        assert all(r.passed for r in run_tests(alone))
+        results = run_tests(alone)
+        assert results and all(r.passed for r in results)
     report = analyze(ruleset)
     refuted = report.by_kind("assertion")
     assert [f.subjects for f in refuted] == [("a/cap",)]
