@@ -3,79 +3,99 @@
 Only correctness: every engine (plain Python floor, cedarpy, regopy) must reach
 Ordinance's decision on every benchmark request of the quick run. Nothing here is timed
 and nothing asserts on speed; the numbers belong to the benchmark itself.
+
+The engines run in a child process: regopy's native runtime and RocksDB's (the
+enforcer's state cache, tested elsewhere in this session) abort when loaded into one
+process ("double free or corruption"), and production never loads both.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-pytest.importorskip("cedarpy")
-pytest.importorskip("regopy")
+# Looked up, not imported: importing regopy here is exactly what must not happen.
+if importlib.util.find_spec("cedarpy") is None or importlib.util.find_spec("regopy") is None:
+    pytest.skip("the bench extras (cedarpy, regopy) are not installed", allow_module_level=True)
 
-BENCH_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "eval_bench.py"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import eval_bench
+out = {"effects": list(eval_bench.EFFECTS), "sets": {}}
+prepared = eval_bench.prepare(quick=True)
+_, engines, requests, _ = prepared["small"]
+always_allow = eval_bench.Engine("always allow", lambda request: "allow", 0.0)
+caught = eval_bench.check_agreement([engines[0], always_allow], requests)
+out["always_allow"] = {"ok": caught.ok, "first": caught.mismatches[0]["engine"] if caught.mismatches else None}
+report = eval_bench.Report(True, eval_bench.environment(), {})
+report.agreement = {name: item[3] for name, item in prepared.items()}
+for set_name in eval_bench.SETS:
+    for engine in ("ordinance", "cedarpy", "cedarpy, per-tool sets"):
+        report.rows.append(eval_bench.Row(set_name, 10, engine, 1.0, 2.0, 1e6, 1.0, 1, None))
+report.targets = eval_bench.targets(report.rows)
+out["markdown"] = eval_bench.markdown(report)
+for name, (spec, engines, requests, agreement) in prepared.items():
+    out["sets"][name] = {
+        "ok": agreement.ok,
+        "mismatches": [str(m) for m in agreement.mismatches],
+        "agree": agreement.agree,
+        "engines": [engine.name for engine in engines],
+        "requests": len(requests),
+        "effects": agreement.effects,
+        "rule_count": spec.rule_count,
+        "tools": len(spec.tools),
+    }
+print(json.dumps(out))
+"""
 
 
 @pytest.fixture(scope="module")
-def eval_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_bench", BENCH_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def prepared(eval_bench: ModuleType) -> dict[str, Any]:
-    result: dict[str, Any] = eval_bench.prepare(quick=True)
+def prepared() -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(BENCH_DIR)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
 def test_every_engine_agrees_with_ordinance_on_every_request(prepared: dict[str, Any]) -> None:
-    for name, (_, engines, requests, agreement) in prepared.items():
-        assert agreement.ok, (name, agreement.mismatches)
-        assert agreement.agree == {engine.name: len(requests) for engine in engines}
-        assert {"ordinance", "python floor", "cedarpy", "regopy"} <= set(agreement.agree)
+    for name, s in prepared["sets"].items():
+        assert s["ok"], (name, s["mismatches"])
+        assert s["agree"] == {engine: s["requests"] for engine in s["engines"]}
+        assert {"ordinance", "python floor", "cedarpy", "regopy"} <= set(s["agree"])
 
 
-def test_the_requests_exercise_every_outcome(
-    eval_bench: ModuleType, prepared: dict[str, Any]
-) -> None:
-    for _, _, requests, agreement in prepared.values():
-        for effect in eval_bench.EFFECTS:
-            assert agreement.effects.get(effect, 0) >= len(requests) // 10, agreement.effects
+def test_the_requests_exercise_every_outcome(prepared: dict[str, Any]) -> None:
+    for s in prepared["sets"].values():
+        for effect in prepared["effects"]:
+            assert s["effects"].get(effect, 0) >= s["requests"] // 10, s["effects"]
 
 
 def test_the_sets_have_the_advertised_size(prepared: dict[str, Any]) -> None:
-    small, large = prepared["small"][0], prepared["large"][0]
-    assert small.rule_count == 10
-    assert large.rule_count == 1000
-    assert len(large.tools) == 100
+    small, large = prepared["sets"]["small"], prepared["sets"]["large"]
+    assert small["rule_count"] == 10
+    assert large["rule_count"] == 1000
+    assert large["tools"] == 100
 
 
-def test_a_disagreeing_engine_is_caught(eval_bench: ModuleType, prepared: dict[str, Any]) -> None:
-    _, engines, requests, _ = prepared["small"]
-    always_allow = eval_bench.Engine("always allow", lambda request: "allow", 0.0)
-    agreement = eval_bench.check_agreement([engines[0], always_allow], requests)
-    assert not agreement.ok
-    assert agreement.mismatches and agreement.mismatches[0]["engine"] == "always allow"
+def test_a_disagreeing_engine_is_caught(prepared: dict[str, Any]) -> None:
+    assert prepared["always_allow"] == {"ok": False, "first": "always allow"}
 
 
-def test_the_report_renders_without_timing(
-    eval_bench: ModuleType, prepared: dict[str, Any]
-) -> None:
-    report = eval_bench.Report(True, eval_bench.environment(), {})
-    report.agreement = {name: item[3] for name, item in prepared.items()}
-    for set_name in eval_bench.SETS:
-        for engine in ("ordinance", "cedarpy", "cedarpy, per-tool sets"):
-            report.rows.append(eval_bench.Row(set_name, 10, engine, 1.0, 2.0, 1e6, 1.0, 1, None))
-    report.targets = eval_bench.targets(report.rows)
-    text = eval_bench.markdown(report)
-    assert "| small | 10 | ordinance |" in text
-    assert "Targets:" in text
+def test_the_report_renders_without_timing(prepared: dict[str, Any]) -> None:
+    assert "| small | 10 | ordinance |" in prepared["markdown"]
+    assert "Targets:" in prepared["markdown"]
