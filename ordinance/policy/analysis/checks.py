@@ -118,6 +118,8 @@ class Bucket:
         self.solver.push()
         try:
             self.solver.add(*[self.fuse(f) for f in formulas])
+            # an assertion may read a window duration no rule reads: constrain it too
+            self.solver.add(*self.space.window_constraints())
             status = str(self.solver.check())
             if status != SAT:
                 return status, None, None
@@ -245,21 +247,15 @@ def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
                         )
                     )
                 break
-            chosen = nice or raw
-            assert chosen is not None
-            hit = [
-                a
-                for a in remaining
-                if z3.is_true(chosen.eval(b.applies[a.qualified_id], model_completion=True))
-            ]
-            if not hit:  # the nice model may differ; fall back to the raw one
-                chosen = raw
-                assert chosen is not None
-                hit = [
-                    a
-                    for a in remaining
-                    if z3.is_true(chosen.eval(b.applies[a.qualified_id], model_completion=True))
-                ]
+            hit: list[RuleTerm] = []
+            for chosen in (nice, raw):
+                predicted = b.predicted(chosen) if chosen is not None else None
+                if predicted is not None:
+                    hit = [a for a in remaining if a.qualified_id in predicted[2]]
+                    if hit:
+                        break
+            if not hit:  # cannot tell which rule the model picked: check pairs one by one
+                hit = list(remaining)
             for a in hit:
                 remaining.remove(a)
                 _conflict(b, probe, report, a, d, nice, raw)
