@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,9 +111,6 @@ class PipelineRun:
     def latency(self, q: float) -> float:
         values = sorted(o.latency_ms for o in self.outcomes)
         return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
-
-    def counts(self) -> Counter[str]:
-        return Counter(o.effect for o in self.outcomes)
 
 
 async def _drive(
@@ -236,7 +231,3 @@ def _wait_for_swap(url: str, bundle_id: str, timeout_s: float = 30.0) -> dict[in
                 return offsets
             time.sleep(0.2)
     raise TimeoutError(f"no enforcer swapped to {bundle_id} within {timeout_s}s")
-
-
-def median_ms(run: PipelineRun) -> float:
-    return statistics.median(o.latency_ms for o in run.outcomes) if run.outcomes else 0.0

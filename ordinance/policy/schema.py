@@ -21,7 +21,6 @@ that lacks it is an evaluation error (a deny), never a silent false. The built-i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +89,6 @@ class Schema:
                 "combining": self.settings.combining,
             },
         }
-
-    def tool_names(self) -> Iterator[str]:
-        return iter(sorted(self.tools))
 
 
 def _fields(m: Mapping | None, what: str, builtin: Fields) -> Fields:

@@ -33,7 +33,6 @@ from ordinance.policy.types import (
     DECIMAL,
     EMPTY_LIST,
     INT,
-    SET_STRING,
     STRING,
     TOOL,
     Type,
@@ -409,4 +408,4 @@ def check_condition(schema: Schema, tool: Tool, condition: Condition) -> Typed:
     return checker.out
 
 
-__all__ = ["SET_STRING", "Typed", "check_condition", "parse_duration"]
+__all__ = ["Typed", "check_condition", "parse_duration"]
