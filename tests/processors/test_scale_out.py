@@ -56,6 +56,18 @@ def _wait_for(url: str, count: int, timeout_s: float = 90.0) -> None:
         time.sleep(0.5)
 
 
+def _wait_for_owners(url: str, owners: set[str], timeout_s: float = 90.0) -> None:
+    """Until the latest takeover marker of every partition names one of `owners` and each
+    of them holds at least one partition: both members have joined and split the work."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        latest = {partition: m["enforcer_id"] for partition, m in _decisions(url)[1]}
+        if len(latest) == SPECS[AGENT_DECISIONS].partitions and set(latest.values()) == owners:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the group never settled on {sorted(owners)}")
+
+
 def _member(url: str, name: str, stop: threading.Event) -> threading.Thread:
     def run() -> None:
         with open_log(url) as log:
@@ -72,6 +84,7 @@ def test_members_split_partitions_and_take_over_on_leave(log_url: str) -> None:
     stop_a, stop_b = threading.Event(), threading.Event()
     a, b = _member(url, "enforcer-a", stop_a), _member(url, "enforcer-b", stop_b)
     try:
+        _wait_for_owners(url, {"enforcer-a", "enforcer-b"})
         _send(url, 0, 120)
         _wait_for(url, 120)
         stop_a.set()  # a leaves the group: its partitions move to b
