@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ordinance import __version__
+
+# Command groups that own their sub-parser and dispatch. Each module has
+# ``register(command)`` (``command(name, help) -> ArgumentParser``, with --json added) and
+# ``run(args) -> int | None`` (None: not one of its commands). Heavy imports stay inside
+# the run functions so ``ordinance --help`` stays fast.
+_GROUP_MODULES: tuple[str, ...] = ()
+
+
+def _groups() -> list[Any]:
+    return [importlib.import_module(name) for name in _GROUP_MODULES]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
     # --- end submit ---
     _analysis_commands(command)
+    for group in _groups():
+        group.register(command)
     return parser
 
 
@@ -232,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return cmd_submit(args.request, args.log, args.timeout, args.json, args.prefix)
     # --- end submit ---
+    for group in _groups():
+        code = group.run(args)
+        if code is not None:
+            return int(code)
     raise AssertionError(args.command)
 
 
