@@ -10,6 +10,9 @@ log). A new bundle is compiled and its id verified before it is used, and the sw
 ``RulesetSwap`` record between two decisions. Fail-closed: no verified bundle, an
 undecodable action, an evaluation error — each is a deny with a machine-readable code.
 
+Every record written to ``decisions[p]`` except the takeover marker carries the hash chain
+headers (`audit.chain`): the partition state follows the chain head as it folds.
+
 Approvals: ``agent.approvals`` is keyed by agent id, so its partition p is read by the
 enforcer of actions partition p; an Approval whose ticket matches a pending
 require_approval decision causes a follow-up decision for that request.
@@ -171,9 +174,11 @@ class Enforcer:
             "prev_hash": None,
             "hash": None,
         }
-        [delivered] = self.log.produce(
-            self.decisions, [self._control(state.partition, "RulesetSwap", datum)]
+        value = self.serde.encode("RulesetSwap", datum)
+        swap = Record(
+            None, value, state.link(None, value), int(self.clock() * 1000), state.partition
         )
+        [delivered] = self.log.produce(self.decisions, [swap])
         state.fold("RulesetSwap", datum, delivered.offset)
         self.report.swaps += 1
         self.progress(
@@ -217,6 +222,7 @@ class Enforcer:
                 for record in reader.poll(max_records=1000, timeout=0.5):
                     decoded = self.serde.decode_record(record)
                     self.report.replayed += 1
+                    state.follow(record.key, record.value)
                     if isinstance(decoded, Decoded):
                         state.fold(decoded.name, decoded.value, record.offset)
                         if decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce:
@@ -319,10 +325,11 @@ class Enforcer:
             state.fold("Decision", datum, state.offset)
             folded.append((state, datum))
             value = self.serde.encode("Decision", datum)
+            headers = state.link(record.key, value)
             outputs.append(
                 (
                     self.decisions,
-                    Record(record.key, value, (), record.timestamp_ms, record.partition),
+                    Record(record.key, value, headers, record.timestamp_ms, record.partition),
                 )
             )
         if outputs:

@@ -17,7 +17,9 @@ from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.program import RequestProblem
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import InMemoryWindows
+from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
 from ordinance.processors.wire import content_ticket, decision_to_wire, request_from_wire
+from ordinance.streams.log import Headers
 from ordinance.streams.serde import Decoded, UndecodableRecord
 
 UNDECODABLE = "undecodable"  # the action record did not decode
@@ -38,6 +40,7 @@ class PartitionState:
     policy_offset: int | None = None
     offset: int = -1  # the last decisions offset folded in
     now: float = 0.0  # the event time the window state is asked at
+    chain_head: bytes = GENESIS  # chain hash of the last record of the partition (audit)
     windows: InMemoryWindows = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,6 +49,17 @@ class PartitionState:
 
     def event_time(self) -> float:
         return self.now
+
+    def follow(self, key: bytes | None, value: bytes | None) -> None:
+        """Advance the chain head over a record read from the partition (any record:
+        the chain covers what cannot be decoded too)."""
+        self.chain_head = record_hash(self.chain_head, key, value)
+
+    def link(self, key: bytes | None, value: bytes | None) -> Headers:
+        """The chain headers of a record this partition's owner writes next."""
+        prev = self.chain_head
+        self.follow(key, value)
+        return chain_headers(prev, self.chain_head)
 
     def fold(self, name: str, datum: dict[str, Any], offset: int) -> None:
         """Apply one record of ``agent.decisions[partition]``."""

@@ -17,7 +17,7 @@ from rocksdict import Rdict
 
 from ordinance.processors.enforcer_state import PartitionState
 
-FORMAT = 1  # bump when PartitionState's fields change: older snapshots are then ignored
+FORMAT = 2  # bump when PartitionState's fields change: older snapshots are then ignored
 
 
 class StateCache:
