@@ -1,0 +1,399 @@
+"""``replay verify``: re-run the enforcer over the recorded actions and compare.
+
+For every Decision on ``agent.decisions[p]`` whose event time falls in the window, the
+action it names is decided again by ``enforcer_state.decide`` — the enforcer's function —
+with the state folded from the log up to that record and the bundle the state says was in
+force (``RulesetSwap`` records), compiled from the content the log stores for that id.
+Follow-up decisions are recomputed by ``answer_approval`` from the ``agent.approvals``
+record they answer. The recorded and recomputed datums are compared field by field
+(effect, rule ids, reasons, code, bundle id, policy offset, the canonical action and
+event time that feed the window counters, ...); the evaluation time and enforcer id are
+inputs and are copied, the hash fields belong to the audit chain. Every difference is a
+finding with both decisions and the window values the recomputation read.
+
+The window state is the fold of the *recorded* log, as the enforcer rebuilds it on a
+takeover: an altered counter input (a decision's ``args``) is a finding on that record,
+and on every later decision whose outcome the altered counter changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.enforcer_state import FOLLOW_UPS, PartitionState, answer_approval, decide
+from ordinance.replay.bundles import BundleProblem, BundleStore
+from ordinance.replay.source import Source
+from ordinance.replay.times import Window, decision_time, iso
+from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
+from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
+
+COMPARED = (
+    "request_id",
+    "agent_id",
+    "effect",
+    "rule_ids",
+    "reasons",
+    "code",
+    "detail",
+    "obligations",
+    "bundle_id",
+    "policy_offset",
+    "action_offset",
+    "tool",
+    "args",
+    "event_time",
+    "approval_ticket",
+)
+Tick = Callable[[int], None]
+
+
+def jsonable(value: Any) -> Any:
+    """Datums as JSON: times in ISO form, decimals as text, bytes as hex."""
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class Finding:
+    kind: str
+    message: str
+    partition: int | None = None
+    offset: int | None = None  # in agent.decisions (agent.actions for action_without_decision)
+    request_id: str | None = None
+    agent_id: str | None = None
+    event_time: dt.datetime | None = None
+    differences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recorded: dict[str, Any] | None = None
+    recomputed: dict[str, Any] | None = None
+    window_reads: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "partition": self.partition,
+            "offset": self.offset,
+            "request_id": self.request_id,
+            "agent_id": self.agent_id,
+            "event_time": iso(self.event_time),
+            "differences": jsonable(self.differences),
+            "recorded": jsonable(self.recorded),
+            "recomputed": jsonable(self.recomputed),
+            "window_reads": jsonable(self.window_reads),
+        }
+
+
+@dataclass
+class PartitionCounts:
+    records: int = 0  # decisions records walked (the fold), in the window or not
+    decisions: int = 0  # decisions in the window (and of the agents asked about)
+    agreed: int = 0
+    follow_ups: int = 0
+    duplicates_skipped: int = 0  # actions whose request already had a decision
+    undecided: int = 0  # actions after the last decided one: not processed yet
+
+
+@dataclass
+class VerifyReport:
+    source: str
+    window: Window
+    agents: frozenset[str] | None
+    partitions: dict[int, PartitionCounts] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    bundle_problems: list[BundleProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def decisions(self) -> int:
+        return sum(c.decisions for c in self.partitions.values())
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.bundle_problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "window": self.window.to_json(),
+            "agents": sorted(self.agents) if self.agents is not None else None,
+            "decisions": self.decisions,
+            "agreed": sum(c.agreed for c in self.partitions.values()),
+            "findings": [f.to_json() for f in self.findings],
+            "bundle_problems": [p.to_json() for p in self.bundle_problems],
+            "partitions": {str(p): vars(c) for p, c in sorted(self.partitions.items())},
+            "seconds": round(self.seconds, 3),
+            "decisions_per_s": round(self.decisions / self.seconds) if self.seconds > 0 else None,
+        }
+
+
+def compare(recorded: dict[str, Any], recomputed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"recorded": recorded.get(name), "recomputed": recomputed.get(name)}
+        for name in COMPARED
+        if recorded.get(name) != recomputed.get(name)
+    }
+
+
+def decide_again(
+    state: PartitionState,
+    ruleset: Ruleset | None,
+    action: Decoded | UndecodableRecord,
+    *,
+    action_offset: int,
+    agent_key: bytes | None,
+    recorded: dict[str, Any],
+) -> dict[str, Any] | None:
+    """``decide`` with the recorded inputs that are not on the log as data (evaluation time,
+    enforcer id). Stored content whose hash is not its id is evaluated as if it were
+    (the bundle-level finding says it is not), so the records it changes stand out."""
+    claimed = state.bundle_id
+    altered = ruleset is not None and ruleset.bundle_id != claimed
+    if altered:
+        assert ruleset is not None
+        state.bundle_id = ruleset.bundle_id
+    try:
+        datum = decide(
+            state,
+            ruleset,
+            action,
+            action_offset=action_offset,
+            agent_key=agent_key,
+            enforcer_id=recorded["enforcer_id"],
+            evaluated_at=recorded["evaluated_at"],
+        )
+    finally:
+        state.bundle_id = claimed
+    if (
+        altered
+        and datum is not None
+        and ruleset is not None
+        and datum["bundle_id"] == ruleset.bundle_id
+    ):
+        datum["bundle_id"] = claimed
+    return datum
+
+
+class PartitionVerifier:
+    def __init__(
+        self,
+        source: Source,
+        partition: int,
+        bundles: BundleStore,
+        window: Window,
+        agents: Collection[str] | None,
+        serde: Serde,
+    ) -> None:
+        self.source = source
+        self.partition = partition
+        self.bundles = bundles
+        self.window = window
+        self.agents = agents
+        self.serde = serde
+        self.state = new_state(partition)
+        self.counts = PartitionCounts()
+        self.findings: list[Finding] = []
+        self.actions = ActionCursor(iter(source.read("agent.actions", partition)))
+        self.approvals: dict[str, list[dict[str, Any]]] = {}
+        for record in source.read("agent.approvals", partition):
+            approval = serde.decode_record(record, expect={"Approval"})
+            if isinstance(approval, Decoded):
+                self.approvals.setdefault(approval.value["request_id"], []).append(approval.value)
+
+    def _wanted(self, agent_id: str | None, at: dt.datetime) -> bool:
+        return at in self.window and (self.agents is None or agent_id in self.agents)
+
+    def run(self, tick: Tick = lambda _n: None) -> None:
+        windows = self.state.windows
+        assert isinstance(windows, ObservedWindows)
+        for step in walk(self.source, self.partition, self.state, self.serde):
+            self.counts.records += 1
+            if self.counts.records % 1000 == 0:
+                tick(1000)
+            if step.name == "Decision":
+                datum = step.datum
+                if self._wanted(datum["agent_id"], decision_time(datum)):
+                    windows.reads = []
+                    self._verify_decision(step, datum, windows.reads)
+                    windows.reads = None
+            elif step.name == "RulesetSwap":
+                self._verify_swap(step)
+            elif step.name is None and self.agents is None:
+                assert isinstance(step.decoded, UndecodableRecord)
+                self._finding(
+                    "undecodable_record",
+                    f"decisions record does not decode: {step.decoded.problem.value}: {step.decoded.detail}",
+                    step,
+                )
+        tick(self.counts.records % 1000)
+        self._check_unclaimed_actions()
+
+    def _finding(self, kind: str, message: str, step: Step, **extra: Any) -> None:
+        datum = step.datum if isinstance(step.decoded, Decoded) else {}
+        self.findings.append(
+            Finding(
+                kind,
+                message,
+                self.partition,
+                step.record.offset,
+                datum.get("request_id"),
+                datum.get("agent_id"),
+                decision_time(datum) if step.name == "Decision" else datum.get("at"),
+                **extra,
+            )
+        )
+
+    def _verify_decision(
+        self, step: Step, recorded: dict[str, Any], reads: list[dict[str, Any]]
+    ) -> None:
+        self.counts.decisions += 1
+        if recorded["code"] in FOLLOW_UPS:
+            self.counts.follow_ups += 1
+            recomputed = self._answer_again(recorded)
+            if recomputed is None:
+                self._finding(
+                    "approval_missing",
+                    "a follow-up decision that no record on agent.approvals answers",
+                    step,
+                    recorded=recorded,
+                )
+                return
+        else:
+            offset = recorded["action_offset"]
+            action = self.actions.take(offset) if offset is not None else None
+            if action is None:
+                self._finding(
+                    "action_missing",
+                    f"the decision names action offset {offset}, which agent.actions[{self.partition}] does not hold",
+                    step,
+                    recorded=recorded,
+                )
+                return
+            bundle_id = self.state.bundle_id
+            ruleset = self.bundles.ruleset(bundle_id) if bundle_id is not None else None
+            recomputed = decide_again(
+                self.state,
+                ruleset,
+                self.serde.decode_record(action, expect={"ActionRequest"}),
+                action_offset=action.offset,
+                agent_key=action.key,
+                recorded=recorded,
+            )
+            if recomputed is None:
+                self._finding(
+                    "duplicate_decision",
+                    "the request already had a decision on this partition; the enforcer decides a request once",
+                    step,
+                    recorded=recorded,
+                )
+                return
+        differences = compare(recorded, recomputed)
+        if not differences:
+            self.counts.agreed += 1
+            return
+        self._finding(
+            "decision_mismatch",
+            "the recomputed decision differs in " + ", ".join(differences),
+            step,
+            differences=differences,
+            recorded=recorded,
+            recomputed=recomputed,
+            window_reads=list(reads),
+        )
+
+    def _answer_again(self, recorded: dict[str, Any]) -> dict[str, Any] | None:
+        candidates = self.approvals.get(recorded["request_id"], [])
+        for index, approval in enumerate(candidates):
+            answer = answer_approval(
+                self.state,
+                approval,
+                enforcer_id=recorded["enforcer_id"],
+                evaluated_at=recorded["evaluated_at"],
+            )
+            if answer is not None:
+                del candidates[index]  # one approval answers once
+                return answer
+        return None
+
+    def _verify_swap(self, step: Step) -> None:
+        swap = step.datum
+        if self.agents is not None or swap["at"] not in self.window:
+            return
+        expected = self.bundles.enforced_by(swap["policy_offset"])
+        if expected != swap["bundle_id"]:
+            self._finding(
+                "swap_mismatch",
+                f"the swap names {swap['bundle_id']} at policy offset {swap['policy_offset']}, "
+                f"where policy.changes puts {expected or 'no bundle'} in force",
+                step,
+                recorded=swap,
+            )
+
+    def _check_unclaimed_actions(self) -> None:
+        """An action no decision names is fine if its request was already decided (a
+        re-delivery or re-send) or if it comes after the last decided action (not
+        processed yet); otherwise the enforcer skipped it."""
+        for record in self.actions.unclaimed():
+            action = self.serde.decode_record(record, expect={"ActionRequest"})
+            if not isinstance(action, Decoded):
+                continue  # an undecodable action's decision names it; unnamed, it is a gap below
+            value = action.value
+            if not self._wanted(value["agent"]["id"], value["event_time"]):
+                continue
+            if value["request_id"] in self.state.decided:
+                self.counts.duplicates_skipped += 1
+            elif record.offset > self.actions.last_taken:
+                self.counts.undecided += 1
+            else:
+                self.findings.append(
+                    Finding(
+                        "action_without_decision",
+                        f"agent.actions[{self.partition}] offset {record.offset} has no decision, "
+                        "though later actions do",
+                        self.partition,
+                        record.offset,
+                        value["request_id"],
+                        value["agent"]["id"],
+                        value["event_time"],
+                    )
+                )
+
+
+def verify(
+    source: Source,
+    *,
+    window: Window | None = None,
+    agents: Collection[str] | None = None,
+    partitions: Collection[int] | None = None,
+    bundles: BundleStore | None = None,
+    tick: Tick = lambda _n: None,
+) -> VerifyReport:
+    started = time.perf_counter()
+    serde = Serde()
+    window = window or Window()
+    bundles = bundles or BundleStore.load(source, serde)
+    report = VerifyReport(source.label, window, frozenset(agents) if agents is not None else None)
+    for partition in source.partitions("agent.decisions"):
+        if partitions is not None and partition not in partitions:
+            continue
+        verifier = PartitionVerifier(source, partition, bundles, window, agents, serde)
+        verifier.run(tick)
+        report.partitions[partition] = verifier.counts
+        report.findings.extend(verifier.findings)
+    report.bundle_problems = [p for ps in bundles.problems.values() for p in ps]
+    report.seconds = time.perf_counter() - started
+    return report
