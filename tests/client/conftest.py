@@ -1,43 +1,178 @@
-"""Fixtures for the agent client: a fresh embedded log with Ordinance's topics, the example
-policies, and the simple decide loop answering in a background thread."""
+"""Fixtures for the agent client. Answers come from the real pipeline: the example policies
+published through ``policy.changes``, the controller's enforced event in ``policy.active``,
+and an `Enforcer` deciding in a background thread. One such log per test module (publishing
+and a takeover cost about a second); the tests of getting no answer use a fresh log with
+the topics and nobody answering."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ordinance.policy.loader import load_ruleset
-from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.simple_decider import SimpleDecider, decider_thread
-from ordinance.streams import open_log
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.streams import Log, open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
-from ordinance.streams.topics import ensure_topics
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import DEFAULT_PREFIX, ensure_topics, topic_specs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
-# Short group timings: a decider joins its group at once.
-SQLITE_OPTIONS = "heartbeat_interval_ms=50&session_timeout_ms=1500"
+ACTIONS = topic_specs()["agent.actions"].name
+DECISIONS = topic_specs()["agent.decisions"].name
+
+
+@dataclass(frozen=True)
+class Bundle:
+    files: dict[str, str]
+    bundle_id: str
 
 
 @pytest.fixture(scope="session")
-def ruleset() -> Ruleset:
-    return load_ruleset(EXAMPLES)
+def example_bundle() -> Bundle:
+    files = read_bundle_dir(EXAMPLES)
+    return Bundle(dict(files), compile_bundle(files).bundle_id)
+
+
+def publish(log: Log, bundle: Bundle, prefix: str = DEFAULT_PREFIX) -> None:
+    """Publish and enforce the bundle, as ``ordinance publish`` and the controller would."""
+    publish_bundle(log, bundle.files, bundle.bundle_id, actor="test", prefix=prefix)
+    run_controller(log, once=True, prefix=prefix, group=f"{prefix}controller")
+
+
+@dataclass
+class RunningEnforcer:
+    enforcer: Enforcer
+    failures: list[BaseException]
+
+    def check(self) -> None:
+        """Raise what killed the enforcer thread, if anything did."""
+        if self.failures:
+            raise self.failures[0]
+
+
+@contextmanager
+def enforcer_thread(
+    url: str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    group: str = "ordinance.enforcer",
+    ready_timeout: float = 60.0,
+) -> Iterator[RunningEnforcer]:
+    """An `Enforcer` on its own log connection in a background thread, stopped with an Event.
+
+    Yields once it has taken over every actions partition, so no answer waits for a group
+    join or a takeover; on exit stops it and re-raises what killed it.
+    """
+    stop = threading.Event()
+    with open_log(url) as log:
+        running = RunningEnforcer(Enforcer(log, prefix=prefix, group=group), [])
+        partitions = len(log.partitions(running.enforcer.actions))
+
+        def main() -> None:
+            try:
+                running.enforcer.run(stop=stop)
+            except BaseException as exc:  # handed to the owner; a thread cannot raise
+                running.failures.append(exc)
+
+        thread = threading.Thread(target=main, name="enforcer", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while len(running.enforcer.states) < partitions:
+                running.check()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the enforcer took over no partitions in {ready_timeout}s")
+                time.sleep(0.01)
+            yield running
+        finally:
+            stop.set()
+            thread.join()
+        running.check()
+
+
+@pytest.fixture(scope="session")
+def published_log(tmp_path_factory: pytest.TempPathFactory, example_bundle: Bundle) -> Path:
+    """An embedded log with the topics and the example bundle enforced, copied by each module."""
+    directory = tmp_path_factory.mktemp("published")
+    with open_log(f"sqlite:///{directory / 'log.db'}") as log:
+        ensure_topics(log)
+        publish(log, example_bundle)
+    return directory
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The module's log and enforcer, as one test sees them."""
+
+    url: str
+    bundle_id: str
+    enforcer_id: str
+    since: Mapping[int, int]  # the end offsets of agent.actions when the test began
+
+    def published(self) -> list[dict[str, Any]]:
+        """The ActionRequests this test published."""
+        return published(self.url, self.since)
+
+
+@pytest.fixture(scope="module")
+def module_pipeline(
+    tmp_path_factory: pytest.TempPathFactory, published_log: Path, example_bundle: Bundle
+) -> Iterator[tuple[str, RunningEnforcer]]:
+    directory = tmp_path_factory.mktemp("pipeline")
+    for path in published_log.iterdir():  # no connection is open: the files are consistent
+        shutil.copy(path, directory / path.name)
+    url = f"sqlite:///{directory / 'log.db'}"
+    with enforcer_thread(url) as running:
+        yield url, running
+
+
+@pytest.fixture
+def pipeline(
+    module_pipeline: tuple[str, RunningEnforcer], example_bundle: Bundle
+) -> Iterator[Pipeline]:
+    """The module's published log with its enforcer answering; shared by the module's tests,
+    so a test reads back only what it published (`Pipeline.published`) and speaks for
+    its own agent where a window (the daily budget) or a pending approval could carry over."""
+    url, running = module_pipeline
+    running.check()
+    with open_log(url) as log:
+        since = log.end_offsets(ACTIONS)
+    yield Pipeline(url, example_bundle.bundle_id, running.enforcer.enforcer_id, since)
+    running.check()
 
 
 @pytest.fixture
 def log_url(tmp_path: Path) -> str:
-    """An embedded log with the topics created (as `ordinance serve` would)."""
-    url = f"sqlite:///{tmp_path / 'log.db'}?{SQLITE_OPTIONS}"
+    """A fresh embedded log with the topics created (as `ordinance serve` would) and
+    nobody answering."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
     with open_log(url) as log:
         ensure_topics(log)
     return url
 
 
-@pytest.fixture
-def decider(log_url: str, ruleset: Ruleset) -> Iterator[SimpleDecider]:
-    with decider_thread(log_url, ruleset) as running:
-        yield running
+def published(url: str, since: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+    """The ActionRequests on the log (from ``since``, per partition), with their partition."""
+    serde = Serde()
+    start = since or {}
+    with open_log(url) as log:
+        out = []
+        for record in log.read_to_end(ACTIONS):
+            if record.offset < start.get(record.partition, 0):
+                continue
+            decoded = serde.decode_record(record)
+            assert isinstance(decoded, Decoded)
+            out.append({**decoded.value, "_partition": record.partition})
+        return out
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""The agent client against a real log: round trips through the simple decide loop, many
-requests in flight, and every way of not getting an answer ending in a client-side deny."""
+"""The agent client against a real log: round trips through the enforcer, many requests in
+flight, and every way of not getting an answer ending in a client-side deny."""
 
 from __future__ import annotations
 
@@ -24,35 +24,21 @@ from ordinance.client import (
 )
 from ordinance.errors import OrdinanceError
 from ordinance.policy.decision import DENY, Decision
-from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.simple_decider import SimpleDecider
 from ordinance.processors.wire import decision_to_wire
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
-from ordinance.streams.topics import topic_specs
+
+from .conftest import DECISIONS, Pipeline, published
 
 BILLING = {"agent_id": "billing-bot", "roles": ["billing"], "attributes": {"team": "finance"}}
 # Where an answer is expected: generous, so a loaded shared machine does not turn a slow
 # answer into a client-side deny (the timeout tests use their own short timeouts).
 ANSWER = 10.0
-ACTIONS = topic_specs()["agent.actions"].name
-DECISIONS = topic_specs()["agent.decisions"].name
 
 
 def transfer(amount: str, country: str = "DE") -> dict[str, Any]:
     args = {"amount": amount, "currency": "EUR", "country": country, "iban": "DE00"}
     return {"tool": "payments.transfer", "args": args}
-
-
-def published(url: str) -> list[dict[str, Any]]:
-    serde = Serde()
-    with open_log(url) as log:
-        out = []
-        for record in log.read_to_end(ACTIONS):
-            decoded = serde.decode_record(record)
-            assert isinstance(decoded, Decoded)
-            out.append({**decoded.value, "_partition": record.partition})
-        return out
 
 
 def decisions_by_request(url: str) -> Counter[str]:
@@ -62,7 +48,8 @@ def decisions_by_request(url: str) -> Counter[str]:
         for record in log.read_to_end(DECISIONS):
             decoded = serde.decode_record(record)
             assert isinstance(decoded, Decoded)
-            found[decoded.value["request_id"]] += 1
+            if decoded.name == "Decision":  # not the enforcer's takeover and swap records
+                found[decoded.value["request_id"]] += 1
         return found
 
 
@@ -73,11 +60,9 @@ def wait_until(condition: Any, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_round_trip_allow_deny_and_approval(
-    log_url: str, decider: SimpleDecider, ruleset: Ruleset
-) -> None:
+def test_round_trip_allow_deny_and_approval(pipeline: Pipeline) -> None:
     async def run() -> list[ClientDecision]:
-        async with Client(log_url, **BILLING) as client:  # type: ignore[arg-type]
+        async with Client(pipeline.url, **BILLING) as client:  # type: ignore[arg-type]
             return [
                 await client.decide(transfer("50"), timeout=ANSWER),
                 await client.decide(transfer("50", "KP"), timeout=ANSWER),
@@ -92,11 +77,12 @@ def test_round_trip_allow_deny_and_approval(
     for decision in (allow, deny, approval):
         assert isinstance(decision, Decision)  # what the rest of Ordinance consumes
         assert not decision.client_side
-        assert decision.bundle_id == ruleset.bundle_id
-        assert decision.enforcer_id == decider.enforcer_id
+        assert decision.bundle_id == pipeline.bundle_id
+        assert decision.enforcer_id == pipeline.enforcer_id
+        assert decision.policy_offset is not None  # the enforced event it answered under
         # Answered on the partition the agent's key hashes to, where the action went.
         assert decision.action_partition == partition_for(b"billing-bot", 4)
-    sent = published(log_url)
+    sent = pipeline.published()
     assert [a["request_id"] for a in sent] == [
         allow.request_id,
         deny.request_id,
@@ -106,14 +92,12 @@ def test_round_trip_allow_deny_and_approval(
     assert {a["_partition"] for a in sent} == {partition_for(b"billing-bot", 4)}
 
 
-def test_sync_client_and_a_full_request_naming_its_own_agent(
-    log_url: str, decider: SimpleDecider
-) -> None:
+def test_sync_client_and_a_full_request_naming_its_own_agent(pipeline: Pipeline) -> None:
     request = {
         "agent": {"id": "coder-1", "team": "eng"},
         "action": {"tool": "fs.read", "args": {"path": "/workspace/src/main.py"}},
     }
-    with SyncClient(log_url) as client:
+    with SyncClient(pipeline.url) as client:
         decision = client.decide(request, timeout=ANSWER)
         denied = client.decide(
             {**request, "action": {"tool": "fs.read", "args": {"path": "/etc/x"}}},
@@ -123,20 +107,20 @@ def test_sync_client_and_a_full_request_naming_its_own_agent(
     assert denied.effect == "deny"
 
 
-def test_event_time_comes_from_the_injected_clock(log_url: str, decider: SimpleDecider) -> None:
-    with SyncClient(log_url, clock=lambda: 1_767_225_600.5, **BILLING) as client:
+def test_event_time_comes_from_the_injected_clock(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url, clock=lambda: 1_767_225_600.5, **BILLING) as client:
         assert client.decide(transfer("50"), timeout=ANSWER).effect == "allow"
-    [action] = published(log_url)
+    [action] = pipeline.published()
     assert action["event_time"] == dt.datetime(2026, 1, 1, 0, 0, 0, 500000, dt.UTC)
 
 
 def test_two_hundred_concurrent_requests_are_each_answered_exactly_once(
-    log_url: str, decider: SimpleDecider
+    pipeline: Pipeline,
 ) -> None:
     agents = [f"agent-{i}" for i in range(8)]  # spread over several partitions
 
     async def run() -> list[ClientDecision]:
-        async with Client(log_url) as client:
+        async with Client(pipeline.url) as client:
             calls = [
                 client.decide(
                     {
@@ -155,7 +139,7 @@ def test_two_hundred_concurrent_requests_are_each_answered_exactly_once(
     assert all(a.effect == "allow" and not a.client_side for a in answers)
     ids = [a.request_id for a in answers]
     assert len(set(ids)) == 200
-    on_log = decisions_by_request(log_url)
+    on_log = decisions_by_request(pipeline.url)
     assert all(on_log[i] == 1 for i in ids)  # published once, decided once
     partitions = {partition_for(a.encode(), 4) for a in agents}
     assert {a.action_partition for a in answers} == partitions and len(partitions) > 1
@@ -164,7 +148,7 @@ def test_two_hundred_concurrent_requests_are_each_answered_exactly_once(
 def test_the_first_answer_wins_and_non_answers_on_the_partition_are_skipped(
     log_url: str,
 ) -> None:
-    """No decider: the test answers by hand — garbage, a duplicate, a stranger's answer."""
+    """No enforcer: the test answers by hand — garbage, a duplicate, a stranger's answer."""
     serde = Serde()
 
     def answer(log: Any, request_id: str, effect: str, partition: int) -> None:
@@ -202,16 +186,18 @@ def test_the_first_answer_wins_and_non_answers_on_the_partition_are_skipped(
     )
 
 
-def test_the_reader_starts_at_the_end_not_at_the_beginning(
-    log_url: str, decider: SimpleDecider
-) -> None:
-    with SyncClient(log_url, **BILLING) as first:
+def test_the_reader_starts_at_the_end_not_at_the_beginning(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url, **BILLING) as first:
         for _ in range(3):
             assert first.decide(transfer("50"), timeout=ANSWER).effect == "allow"
-    with SyncClient(log_url, **BILLING) as second:
+    p = partition_for(b"billing-bot", 4)
+    with open_log(pipeline.url) as log:
+        end = log.end_offsets(DECISIONS)[p]
+    # Below the end: the enforcer's takeover and swap records and the first client's answers.
+    assert end >= 5
+    with SyncClient(pipeline.url, **BILLING) as second:
         assert second.decide(transfer("50"), timeout=ANSWER).effect == "allow"
-        p = partition_for(b"billing-bot", 4)
-        assert second.client.stats()["readers"] == {p: 3}  # history below 3 is not read
+        assert second.client.stats()["readers"] == {p: end}  # the history is not read
 
 
 def test_no_answer_within_the_timeout_is_a_client_side_deny(log_url: str) -> None:
@@ -259,29 +245,29 @@ def test_a_bad_log_url_raises_at_construction() -> None:
     ],
 )
 def test_what_cannot_be_sent_is_denied_and_never_published(
-    log_url: str, request_: Any, why: str
+    pipeline: Pipeline, request_: Any, why: str
 ) -> None:
-    with SyncClient(log_url, **BILLING) as client:
+    with SyncClient(pipeline.url, **BILLING) as client:
         decision = client.decide(request_)
     assert (decision.effect, decision.code) == ("deny", CLIENT_INVALID_REQUEST)
     assert why in decision.detail
-    assert published(log_url) == []
+    assert pipeline.published() == []
 
 
-def test_a_bare_action_needs_an_agent(log_url: str) -> None:
-    with SyncClient(log_url) as client:
+def test_a_bare_action_needs_an_agent(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url) as client:
         decision = client.decide(transfer("50"))
     assert decision.code == CLIENT_INVALID_REQUEST and "no agent" in decision.detail
 
 
-def test_decimal_amounts_travel_exactly(log_url: str, decider: SimpleDecider) -> None:
-    with SyncClient(log_url, **BILLING) as client:
+def test_decimal_amounts_travel_exactly(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url, **BILLING) as client:
         decision = client.decide(
             transfer("0") | {"args": {**transfer("0")["args"], "amount": Decimal("10000.01")}},
             timeout=ANSWER,
         )
     assert decision.effect == "require_approval"  # 10000.01 > 10000, not rounded down
-    [action] = published(log_url)
+    [action] = pipeline.published()
     assert action["action"]["args"]["amount"] == Decimal("10000.01")
 
 
@@ -314,9 +300,9 @@ def test_a_cancelled_caller_leaves_nothing_waiting(log_url: str) -> None:
 
 
 def test_a_failed_reader_fails_its_callers_fast_and_is_replaced(
-    log_url: str, decider: SimpleDecider, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with SyncClient(log_url, **BILLING) as client:
+    with SyncClient(pipeline.url, **BILLING) as client:
         log = client.client._engine.log
         real = log.consumer
         calls: list[int] = []
@@ -338,8 +324,8 @@ def test_a_failed_reader_fails_its_callers_fast_and_is_replaced(
         )  # a fresh reader took over
 
 
-def test_a_late_answer_after_a_timeout_is_ignored(log_url: str, decider: SimpleDecider) -> None:
-    with SyncClient(log_url, **BILLING) as client:
+def test_a_late_answer_after_a_timeout_is_ignored(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url, **BILLING) as client:
         # Long enough to be published, too short for the answer: it arrives for nobody.
         hurried = client.decide(transfer("50"), timeout=0.002)
         assert (hurried.effect, hurried.code) == ("deny", CLIENT_TIMEOUT)

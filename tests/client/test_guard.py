@@ -1,7 +1,7 @@
 """@guard end to end: a simulated agent whose tools are guarded tries what an adversarial
 or confused model would — bypass spellings of tool names, `..` and percent-encoded paths,
 sanctioned transfers, exfiltrating mail — and the tool bodies run for the allowed calls
-only. Every decision comes through the log from the decide loop, none is faked."""
+only. Every decision comes through the log from the enforcer, none is faked."""
 
 from __future__ import annotations
 
@@ -25,24 +25,15 @@ from ordinance.client import (
     guard,
 )
 from ordinance.errors import OrdinanceError
-from ordinance.processors.simple_decider import SimpleDecider
-from ordinance.streams import open_log
-from ordinance.streams.serde import Decoded, Serde
-from ordinance.streams.topics import topic_specs
 
-ACTIONS = topic_specs()["agent.actions"].name
+from .conftest import Pipeline
+
 AGENT = {"agent_id": "assistant-1", "roles": ["billing"], "attributes": {"team": "ops"}}
 
 
-def sent_args(url: str) -> list[dict[str, Any]]:
-    serde = Serde()
-    with open_log(url) as log:
-        out = []
-        for record in log.read_to_end(ACTIONS):
-            decoded = serde.decode_record(record)
-            assert isinstance(decoded, Decoded)
-            out.append(decoded.value["action"]["args"])
-        return out
+def sent_args(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """The arguments of the actions this test published, in order."""
+    return [action["action"]["args"] for action in pipeline.published()]
 
 
 class Bodies:
@@ -117,12 +108,12 @@ SCRIPT: list[tuple[str, dict[str, Any], str]] = [
 ]  # fmt: skip
 
 
-def test_a_guarded_agent_runs_only_what_is_allowed(log_url: str, decider: SimpleDecider) -> None:
+def test_a_guarded_agent_runs_only_what_is_allowed(pipeline: Pipeline) -> None:
     bodies = Bodies()
     outcomes: list[tuple[str, GuardError | None]] = []
 
     async def run() -> None:
-        async with Client(log_url, **AGENT) as client:  # type: ignore[arg-type]
+        async with Client(pipeline.url, **AGENT) as client:  # type: ignore[arg-type]
             agent = SimulatedAgent(client, bodies)
             for name, args, _expected in SCRIPT:
                 try:
@@ -156,15 +147,15 @@ def test_a_guarded_agent_runs_only_what_is_allowed(log_url: str, decider: Simple
     assert fullwidth is not None
     assert fullwidth.decision.rule_ids == ("filesystem-safety/deny-secrets",)
     # The Path argument was refused before publishing: one fewer action than calls.
-    assert len(sent_args(log_url)) == len(SCRIPT) - 1
+    assert len(sent_args(pipeline)) == len(SCRIPT) - 1
     unsendable = outcomes[7][1]
     assert unsendable is not None and "argument 'path'" in unsendable.decision.detail
 
 
-def test_intent_arguments_are_the_bound_call(log_url: str, decider: SimpleDecider) -> None:
+def test_intent_arguments_are_the_bound_call(pipeline: Pipeline) -> None:
     ran: list[str] = []
 
-    with SyncClient(log_url, **AGENT) as client:
+    with SyncClient(pipeline.url, **AGENT) as client:
 
         @guard(tool="fs.delete", client=client, exclude=("reason",), timeout=10)
         def delete(path: str, recursive: bool | None = None, reason: str = "cleanup") -> str:
@@ -187,15 +178,15 @@ def test_intent_arguments_are_the_bound_call(log_url: str, decider: SimpleDecide
         assert denied.value.decision.code == "invalid_request"
     assert ran == ["/workspace/tmp/a"]
     # `recursive` left at its None default is absent, not null; `reason` is excluded.
-    assert sent_args(log_url) == [
+    assert sent_args(pipeline) == [
         {"path": "/workspace/tmp/a"},
         {"path": "/workspace/build", "recursive": True},
         {"path": "/workspace/a", "encoding": "utf-8"},
     ]
 
 
-def test_methods_kwargs_and_errors(log_url: str, decider: SimpleDecider) -> None:
-    with SyncClient(log_url) as client:
+def test_methods_kwargs_and_errors(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url) as client:
 
         class Files:
             @guard(
@@ -212,11 +203,11 @@ def test_methods_kwargs_and_errors(log_url: str, decider: SimpleDecider) -> None
     assert isinstance(error, OrdinanceError) and isinstance(error, GuardError)
     assert error.tool == "fs.read" and error.request_id == error.decision.request_id
     assert "deny-system-paths" in str(error)
-    assert sent_args(log_url) == [{"path": "/workspace/x"}, {"path": "/etc/passwd"}]
+    assert sent_args(pipeline) == [{"path": "/workspace/x"}, {"path": "/etc/passwd"}]
 
 
-def test_approval_required_carries_the_ticket(log_url: str, decider: SimpleDecider) -> None:
-    with SyncClient(log_url, **AGENT) as client:
+def test_approval_required_carries_the_ticket(pipeline: Pipeline) -> None:
+    with SyncClient(pipeline.url, **AGENT) as client:
 
         @guard(tool="payments.transfer", client=client, timeout=10)
         def transfer(amount: Decimal, currency: str, country: str, iban: str) -> None:

@@ -1,5 +1,6 @@
-"""The client on the real local Kafka-protocol broker: the same round trip, where the
-watermark may be under-reported and fetches always wait their full time."""
+"""The client on the real local Kafka-protocol broker: the same round trip through the
+published bundle and the enforcer, where the watermark may be under-reported and fetches
+always wait their full time."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from pathlib import Path
 import pytest
 
 from ordinance.client import CLIENT_TIMEOUT, TRANSPORT_ERROR, Client, ClientDecision, SyncClient
-from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.simple_decider import decider_thread
 from ordinance.streams import open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
 from ordinance.streams.topics import ensure_topics
 
+from .conftest import Bundle, enforcer_thread, publish
+
 
 @pytest.mark.kafka
-def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> None:
+def test_round_trip_on_kafka(kafka_broker: LocalBroker, example_bundle: Bundle) -> None:
     prefix = f"test-{uuid.uuid4().hex[:8]}."  # the broker is shared by the session
     with open_log(kafka_broker.url) as log:
         ensure_topics(log, prefix)
+        publish(log, example_bundle, prefix)
 
     async def run(client: Client) -> list[ClientDecision]:
         first = await client.decide(
@@ -52,11 +54,12 @@ def test_round_trip_on_kafka(kafka_broker: LocalBroker, ruleset: Ruleset) -> Non
         ) as client:
             return await run(client)
 
-    with decider_thread(kafka_broker.url, ruleset, prefix=prefix, group=f"{prefix}decider"):
+    with enforcer_thread(kafka_broker.url, prefix=prefix, group=f"{prefix}enforcer") as running:
         answers = asyncio.run(session())
     assert [a.effect for a in answers[:2]] == ["allow", "deny"]
     assert all(a.effect == "allow" for a in answers[2:])
-    assert all(not a.client_side and a.bundle_id == ruleset.bundle_id for a in answers)
+    assert all(not a.client_side and a.bundle_id == example_bundle.bundle_id for a in answers)
+    assert all(a.enforcer_id == running.enforcer.enforcer_id for a in answers)
     assert len({a.request_id for a in answers}) == len(answers)
     assert {a.action_partition for a in answers} == {0, 1, 2, 3}
 

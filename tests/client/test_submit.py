@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ordinance.cli import main
-from ordinance.processors.simple_decider import SimpleDecider
+
+from .conftest import Pipeline
 
 BILLING = {"id": "billing-bot", "roles": ["billing"], "team": "finance"}
 
@@ -31,8 +32,9 @@ def submit_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[in
 
 
 def test_exit_code_is_the_effect(
-    tmp_path: Path, log_url: str, decider: SimpleDecider, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    log_url = pipeline.url
     code, report = submit_json(capsys, [request_file(tmp_path, "50"), "--log", log_url])
     assert code == 0 and report["decision"]["effect"] == "allow"
     assert report["decision"]["rule_ids"] == ["payments-guardrails/small-ok"]
