@@ -14,7 +14,7 @@ from ordinance import __version__
 # ``register(command)`` (``command(name, help) -> ArgumentParser``, with --json added) and
 # ``run(args) -> int | None`` (None: not one of its commands). Heavy imports stay inside
 # the run functions so ``ordinance --help`` stays fast.
-_GROUP_MODULES: tuple[str, ...] = ()
+_GROUP_MODULES: tuple[str, ...] = ("ordinance.commands.audit_cmds",)
 
 
 def _groups() -> list[Any]:

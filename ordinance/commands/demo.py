@@ -65,6 +65,7 @@ def _report(run: PipelineRun) -> dict[str, Any]:
         ),
         "phases": phases,
         "enforcer": run.enforcer,
+        "audit": run.audit,
     }
 
 
@@ -97,11 +98,16 @@ def _execute(
             with start_broker() as broker:
                 note(f"broker up at {broker.bootstrap}")
                 return run_pipeline(
-                    files, broker.url, intents_per_phase=INTENTS_PER_PHASE, tick=tick, progress=note
+                    files,
+                    broker.url,
+                    intents_per_phase=INTENTS_PER_PHASE,
+                    tick=tick,
+                    progress=note,
+                    keys_dir=tmp,
                 )
         url = log_url or f"sqlite:///{tmp / 'ordinance.db'}"
         return run_pipeline(
-            files, url, intents_per_phase=INTENTS_PER_PHASE, tick=tick, progress=note
+            files, url, intents_per_phase=INTENTS_PER_PHASE, tick=tick, progress=note, keys_dir=tmp
         )
 
 
@@ -132,7 +138,9 @@ def cmd_demo(
             return EXIT_FAILED
     report = _report(run)
     attacks_ok = all(p["attacks"] == p["attacks_denied"] for p in report["phases"].values())
-    healthy = attacks_ok and report["client_side_denies"] == 0
+    audit = report["audit"]
+    audit_ok = not audit["findings"] and not audit["proof_problems"]
+    healthy = attacks_ok and report["client_side_denies"] == 0 and audit_ok
     if as_json:
         emit_json({**summary(ruleset), "tests": {"passed": len(tests), "failed": 0}, **report})
         return EXIT_OK if healthy else EXIT_FAILED
@@ -189,6 +197,14 @@ def cmd_demo(
             ""
             if report["client_side_denies"] == 0
             else f"; [red]{report['client_side_denies']} requests got no answer[/]"
+        )
+    )
+    out.print(
+        f"audit: {audit['records']} chained records verified against {audit['checkpoints']} signed "
+        + (
+            f"checkpoints, [green]no findings[/]; the inclusion proof of {audit['proved_request']} checks"
+            if audit_ok
+            else f"checkpoints: [red]{audit['findings'] + audit['proof_problems']}[/]"
         )
     )
     out.print(

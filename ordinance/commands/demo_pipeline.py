@@ -14,10 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ordinance.client import Client
 from ordinance.policy.bundle import compile_bundle
+from ordinance.processors.audit.checkpointer import Checkpointer
+from ordinance.processors.audit.keys import Keyring, Signer, generate
+from ordinance.processors.audit.proofs import check_proof, prove_request
+from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import open_log
@@ -107,6 +112,7 @@ class PipelineRun:
     outcomes: list[Outcome] = field(default_factory=list)
     swap_offsets: dict[int, int] = field(default_factory=dict)  # decisions partition -> offset
     enforcer: dict[str, int] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
 
     def latency(self, q: float) -> float:
         values = sorted(o.latency_ms for o in self.outcomes)
@@ -165,7 +171,10 @@ def run_pipeline(
     intents_per_phase: int = 120,
     tick: Callable[[], None] = lambda: None,
     progress: Callable[[str], None] = lambda _message: None,
+    keys_dir: Path | None = None,
 ) -> PipelineRun:
+    """With ``keys_dir`` a checkpointer signs the decisions log as it grows (a key is made
+    there), and afterwards the log is verified and one deny is proven (``run.audit``)."""
     old_id = compile_bundle(files).bundle_id
     new_files = stricter(files)
     new_id = compile_bundle(new_files).bundle_id
@@ -190,6 +199,15 @@ def run_pipeline(
         threading.Thread(target=controller, daemon=True),
         threading.Thread(target=enforcer, daemon=True),
     ]
+    if keys_dir is not None:
+        generate(keys_dir / "signing.pem", keys_dir / "keyring.json")
+        signer = Signer.from_file(keys_dir / "signing.pem")
+
+        def checkpointer() -> None:
+            with open_log(url) as log:
+                Checkpointer(log, signer, every_records=50, every_seconds=1.0).run(stop=stop)
+
+        threads.append(threading.Thread(target=checkpointer, daemon=True))
     for thread in threads:
         thread.start()
     try:
@@ -212,7 +230,31 @@ def run_pipeline(
         for thread in threads:
             thread.join(timeout=15)
     run.enforcer = enforcer_report
+    if keys_dir is not None:
+        run.audit = _audit(url, Keyring.from_file(keys_dir / "keyring.json"))
     return run
+
+
+def _audit(url: str, keyring: Keyring) -> dict[str, Any]:
+    """Verify the whole decisions log and prove one deny against its signed checkpoint."""
+    serde = Serde()
+    with open_log(url) as log:
+        report = verify_log(log, keyring)
+        denied = None
+        for record in log.read_to_end(topic_specs()[AGENT_DECISIONS].name):
+            decoded = serde.decode_record(record, expect={"Decision"})
+            if isinstance(decoded, Decoded) and decoded.value["effect"] == "deny":
+                denied = decoded.value["request_id"]
+        proof = prove_request(log, denied) if denied is not None else None
+    return {
+        "records": report.records,
+        "checkpoints": sum(p.checkpoints for p in report.partitions),
+        "findings": [f.detail for f in report.findings],
+        "proved_request": denied,
+        "proof_problems": check_proof(proof, keyring)
+        if proof is not None
+        else ["nothing to prove"],
+    }
 
 
 def _wait_for_swap(url: str, bundle_id: str, timeout_s: float = 30.0) -> dict[int, int]:
