@@ -1,0 +1,251 @@
+"""``ordinance audit index`` and ``ordinance audit query``: the decision log folded into a
+SQLite index, and questions answered from it (ordinance.processors.audit.indexer/query).
+
+The ``audit`` command is shared with verify/prove (ordinance.commands.audit_cmds owns it
+and calls `add_query_commands` and `run_query_command`); `register` and `run` make this
+module usable as a command group on its own too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, emit_json
+from ordinance.errors import OrdinanceError
+from ordinance.streams.topics import DEFAULT_PREFIX
+
+DEFAULT_LIMIT = 1000
+
+
+def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    p = command("audit", "the audit trail: index and query the decision log")
+    sub = p.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
+    add_query_commands(sub)
+
+
+def run(args: argparse.Namespace) -> int | None:
+    return run_query_command(args)
+
+
+def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "index",
+        help="fold agent.decisions into a SQLite index that `audit query` answers from",
+        description=(
+            "Index every decision of agent.decisions from where the index left off (the "
+            "offsets indexed are stored with the rows). Delete the file to rebuild it."
+        ),
+    )
+    p.add_argument("--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://…")
+    p.add_argument("--index", required=True, metavar="PATH", help="the index file (created)")
+    p.add_argument(
+        "--follow", action="store_true", help="keep indexing new decisions until SIGTERM/SIGINT"
+    )
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="topic name prefix")
+    _json_option(p)
+
+    q = sub.add_parser(
+        "query",
+        help="decisions by agent, time, policy, rule, effect and tool, from the index",
+        description=(
+            "All filters hold together. Times are ISO-8601 (naive = UTC) or relative "
+            "(15m, 2h ago, 7d); --since is inclusive, --until exclusive, both on the "
+            "enforcer's decision time. Results in decision-time order."
+        ),
+    )
+    q.add_argument("--index", required=True, metavar="PATH", help="index built by `audit index`")
+    q.add_argument("--log", default=None, metavar="URL", help="bring the index up to date first")
+    q.add_argument("--prefix", default=DEFAULT_PREFIX, help="topic name prefix (with --log)")
+    q.add_argument("--agent", default=None, metavar="ID")
+    q.add_argument("--since", default=None, metavar="T1")
+    q.add_argument("--until", default=None, metavar="T2")
+    q.add_argument("--policy", default=None, metavar="P", help="a rule of policy P decided")
+    q.add_argument(
+        "--rule", default=None, metavar="R", help="policy/rule, or a rule id (of --policy)"
+    )
+    q.add_argument("--effect", default=None, choices=["allow", "deny", "require_approval"])
+    q.add_argument("--tool", default=None, metavar="GLOB", help="e.g. 'payments.*'")
+    q.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N decisions (default {DEFAULT_LIMIT}; 0: all)",
+    )
+    q.add_argument("--csv", action="store_true", help="CSV with a header line")
+    q.add_argument("--explain", action="store_true", help="print SQLite's plan, not results")
+    _json_option(q)
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: if the shared `audit` parser has --json too, `audit --json query` keeps
+    # working (a False default here would overwrite the parent's True).
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+
+
+def run_query_command(args: argparse.Namespace) -> int | None:
+    if getattr(args, "command", None) != "audit":
+        return None
+    as_json = bool(getattr(args, "json", False))
+    if args.audit_command == "index":
+        return cmd_index(
+            args.log, args.index, follow=args.follow, prefix=args.prefix, as_json=as_json
+        )
+    if args.audit_command == "query":
+        if as_json and args.csv:
+            Console(stderr=True).print("--json and --csv exclude each other")
+            return EXIT_USAGE
+        return cmd_query(args, as_json=as_json)
+    return None
+
+
+def _progress_printer(err: Console, label: str) -> Callable[[Any], None]:
+    def show(report: Any) -> None:
+        err.print(
+            f"[dim]{label}: {report.indexed:,} decisions, {report.control:,} control, "
+            f"{report.other:,} other records in {report.seconds:.1f}s "
+            f"({report.per_second:,.0f} records/s)[/]"
+        )
+
+    return show
+
+
+def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: bool) -> int:
+    from ordinance.commands.lifecycle_cmds import _stop_on_signals
+    from ordinance.processors.audit.indexer import index_log
+    from ordinance.streams import open_log
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        with _stop_on_signals() as stop, open_log(log_url) as log:
+            if follow:
+                err.print(f"indexing {log_url} into {index}; SIGTERM stops")
+            report = index_log(
+                log,
+                index,
+                prefix=prefix,
+                follow=follow,
+                stop=stop,
+                progress=_progress_printer(err, "indexed"),
+            )
+    except OrdinanceError as exc:
+        err.print(f"[red]audit index failed:[/] {exc}")
+        return EXIT_FAILED
+    summary = {
+        "indexed": report.indexed,
+        "control_records": report.control,
+        "other_records": report.other,
+        "seconds": round(report.seconds, 3),
+        "records_per_s": round(report.per_second),
+        "total": report.total,
+        "positions": {str(p): o for p, o in sorted((report.positions or {}).items())},
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        where = ", ".join(f"{p}:{o}" for p, o in sorted((report.positions or {}).items()))
+        console().print(
+            f"indexed {report.indexed:,} decision(s) ({report.control:,} control, "
+            f"{report.other:,} other records skipped) in {report.seconds:.1f}s, "
+            f"{report.per_second:,.0f} records/s; the index holds {report.total:,}; "
+            f"next offsets {where}"
+        )
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
+    from ordinance.processors.audit import query as aq
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        limit = None if args.limit == 0 else args.limit
+        f = aq.QueryFilter(
+            agent=args.agent,
+            since=None if args.since is None else aq.parse_time(args.since),
+            until=None if args.until is None else aq.parse_time(args.until),
+            policy=args.policy,
+            rule=args.rule,
+            effect=args.effect,
+            tool=args.tool,
+            # One more than asked: whether the answer was cut short is then known.
+            limit=None if limit is None else limit + 1,
+        )
+    except aq.QueryError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_USAGE
+    if args.log is not None:
+        code = _refresh(args.log, args.index, args.prefix, err)
+        if code != EXIT_OK:
+            return code
+    try:
+        conn = aq.connect(args.index)
+    except aq.QueryError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_FAILED
+    with conn:
+        if args.explain:
+            for line in aq.explain(conn, f):
+                print(line)
+            return EXIT_OK
+        rows = list(aq.query(conn, f))
+    conn.close()
+    truncated = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    if as_json:
+        emit_json({"count": len(rows), "truncated": truncated, "decisions": rows})
+    elif args.csv:
+        aq.write_csv(rows, sys.stdout)
+    else:
+        _table(rows)
+    if truncated:
+        err.print(f"[yellow]first {limit} decisions shown; --limit 0 for all[/]")
+    return EXIT_OK
+
+
+def _refresh(log_url: str, index: str, prefix: str, err: Console) -> int:
+    from ordinance.processors.audit.indexer import index_log
+    from ordinance.streams import open_log
+
+    try:
+        with open_log(log_url) as log:
+            report = index_log(
+                log, index, prefix=prefix, progress=_progress_printer(err, "refreshing")
+            )
+    except OrdinanceError as exc:
+        err.print(f"[red]could not bring the index up to date:[/] {exc}")
+        return EXIT_FAILED
+    if report.indexed:
+        err.print(f"[dim]{report.indexed:,} new decision(s) indexed[/]")
+    return EXIT_OK
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    out = console()
+    if not rows:
+        out.print("no decisions match")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("decided at (UTC)", "agent", "tool", "effect", "code", "rules", "request", "at"):
+        table.add_column(column, no_wrap=column != "rules")
+    for r in rows:
+        table.add_row(
+            r["evaluated_at"],
+            r["agent_id"],
+            r["tool"],
+            r["effect"],
+            r["code"],
+            " ".join(r["rule_ids"]),
+            r["request_id"],
+            f"{r['partition']}:{r['offset']}",
+            style="red" if r["effect"] == "deny" else None,
+        )
+    out.print(table)
+    out.print(f"{len(rows)} decision(s)")

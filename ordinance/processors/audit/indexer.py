@@ -1,0 +1,382 @@
+"""The audit indexer: ``agent.decisions`` folded into a SQLite index for ``audit query``.
+
+One row per Decision (control records are skipped, their offsets still consumed), plus one
+row per rule id in ``decision_rules`` so a policy or rule filter is an index search. The
+log offsets indexed so far are written in the same transaction as the rows: after a crash
+the indexer resumes exactly where the last committed batch ended, and a record can never
+be indexed twice (a row's primary key is derived from its partition and offset, so a
+second insert would fail rather than duplicate). The index holds nothing the log does not:
+delete the file and run the indexer again to rebuild it.
+
+Times are integer microseconds since the epoch, UTC. Queries filter on ``evaluated_at`` —
+the enforcer's clock, which is what an auditor asks about ("what was decided between T1
+and T2"); ``event_time`` is the agent's clock and is only stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+from ordinance.errors import OrdinanceError
+from ordinance.streams import AtOffset, Consumer, Log, TopicPartition
+from ordinance.streams.errors import LogError
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
+
+SCHEMA_VERSION = 1
+CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover"})
+# A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
+# to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
+OFFSET_BITS = 40
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    partition INTEGER PRIMARY KEY,
+    next_offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    code TEXT NOT NULL,
+    rule_ids TEXT NOT NULL,
+    bundle_id TEXT,
+    policy_offset INTEGER,
+    event_time INTEGER,
+    evaluated_at INTEGER NOT NULL,
+    enforcer_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_agent_time ON decisions (agent_id, evaluated_at);
+CREATE INDEX IF NOT EXISTS decisions_time ON decisions (evaluated_at);
+CREATE INDEX IF NOT EXISTS decisions_effect_time ON decisions (effect, evaluated_at);
+CREATE TABLE IF NOT EXISTS decision_rules (
+    policy TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    evaluated_at INTEGER NOT NULL,
+    decision INTEGER NOT NULL,
+    PRIMARY KEY (policy, evaluated_at, rule, decision)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decision_rules_rule_time ON decision_rules (rule, evaluated_at);
+"""
+
+# rule_ids is kept as text (ids joined by newlines, which an id cannot contain) so output
+# needs no join; decision_rules exists only for filtering.
+_INSERT_DECISION = "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_RULE = "INSERT INTO decision_rules VALUES (?, ?, ?, ?)"
+
+
+class IndexFileError(OrdinanceError):
+    """The index file cannot be used with this log (other topic, newer schema)."""
+
+
+class DecisionRow(NamedTuple):
+    """One indexed decision. A tuple, not a dataclass: the bench builds a million."""
+
+    partition: int
+    offset: int
+    request_id: str
+    agent_id: str
+    tool: str
+    effect: str
+    code: str
+    rule_ids: tuple[str, ...]
+    bundle_id: str | None
+    policy_offset: int | None
+    event_time: int | None  # µs since the epoch, UTC
+    evaluated_at: int  # µs since the epoch, UTC
+    enforcer_id: str
+
+
+def micros(value: dt.datetime) -> int:
+    """Exact microseconds since the epoch (float seconds would round)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return (value - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+def row_id(partition: int, offset: int) -> int:
+    return (partition << OFFSET_BITS) | offset
+
+
+def split_rule_id(rule_id: str) -> tuple[str, str]:
+    """``"policy-id/rule-id"`` (ruleset.py) -> (policy, rule). Ids are ``[a-z0-9._-]``, so
+    the first slash separates them; an id without one (written by something other than a
+    compiled ruleset) is a rule of no policy."""
+    policy, slash, rule = rule_id.partition("/")
+    return (policy, rule) if slash else ("", rule_id)
+
+
+def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> DecisionRow:
+    event_time = value.get("event_time")
+    return DecisionRow(
+        partition,
+        offset,
+        value["request_id"],
+        value["agent_id"],
+        value.get("tool", ""),
+        value["effect"],
+        value.get("code", ""),
+        tuple(value.get("rule_ids", ())),
+        value.get("bundle_id"),
+        value.get("policy_offset"),
+        None if event_time is None else micros(event_time),
+        micros(value["evaluated_at"]),
+        value["enforcer_id"],
+    )
+
+
+class AuditIndex:
+    """The index file. Writes go through `write_batch`, one transaction per call."""
+
+    def __init__(self, path: Path | str, *, topic: str) -> None:
+        self.path = Path(path)
+        self.topic = topic
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so
+        # rows and positions can never be committed apart.
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # WAL: `audit query` reads while a following indexer writes. synchronous=NORMAL
+        # may lose the last batch on power loss, never consistency: rows and positions
+        # go together, and the log still has the records.
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA cache_size=-65536")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self.conn.executescript(_SCHEMA)
+        self._check_meta()
+
+    def _check_meta(self) -> None:
+        with self.transaction():
+            found = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            if not found:
+                self.conn.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("topic", self.topic)],
+                )
+                return
+        if int(found.get("schema_version", "0")) != SCHEMA_VERSION:
+            raise IndexFileError(
+                f"{self.path}: index schema {found.get('schema_version')}, this Ordinance "
+                f"reads {SCHEMA_VERSION}; delete the file and index again"
+            )
+        if found.get("topic") != self.topic:
+            raise IndexFileError(
+                f"{self.path} indexes topic {found.get('topic')!r}, not {self.topic!r}"
+            )
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def positions(self) -> dict[int, int]:
+        """Next offset to index per partition (absent: from the beginning)."""
+        return {p: o for p, o in self.conn.execute("SELECT partition, next_offset FROM positions")}
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM decisions").fetchone()[0])
+
+    def write_batch(self, rows: Iterable[DecisionRow], positions: Mapping[int, int]) -> int:
+        """Insert ``rows`` and move ``positions`` in one transaction; returns rows written.
+
+        A position never moves backwards: a batch that would is a bug in the caller, and
+        raising keeps the index from claiming records it has not got."""
+        decisions: list[tuple[Any, ...]] = []
+        rules: list[tuple[str, str, int, int]] = []
+        for r in rows:
+            rid = row_id(r.partition, r.offset)
+            decisions.append(
+                (
+                    rid,
+                    r.partition,
+                    r.offset,
+                    r.request_id,
+                    r.agent_id,
+                    r.tool,
+                    r.effect,
+                    r.code,
+                    "\n".join(r.rule_ids),
+                    r.bundle_id,
+                    r.policy_offset,
+                    r.event_time,
+                    r.evaluated_at,
+                    r.enforcer_id,
+                )
+            )
+            rules.extend((*split_rule_id(rule), r.evaluated_at, rid) for rule in r.rule_ids)
+        with self.transaction():
+            current = self.positions()
+            for d in decisions:
+                if d[2] < current.get(d[1], 0):
+                    # Two indexers on one file: the second must not write what the
+                    # first already did (the primary key would refuse it anyway).
+                    raise IndexFileError(
+                        f"partition {d[1]} offset {d[2]} is already indexed; is another "
+                        "indexer writing this file?"
+                    )
+            for partition, offset in positions.items():
+                if offset < current.get(partition, 0):
+                    raise IndexFileError(
+                        f"partition {partition}: position {offset} is behind the index's "
+                        f"{current[partition]}"
+                    )
+            self.conn.executemany(_INSERT_DECISION, decisions)
+            self.conn.executemany(_INSERT_RULE, rules)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO positions VALUES (?, ?)", sorted(positions.items())
+            )
+        return len(decisions)
+
+    def close(self) -> None:
+        # Statistics let the planner choose between the agent, time and rule indexes;
+        # analysis_limit bounds what that costs on a large index.
+        try:
+            self.conn.execute("PRAGMA analysis_limit=1000")
+            self.conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass  # another connection holds the write lock; statistics can wait
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0  # Decision rows written
+    control: int = 0  # RulesetSwap / EnforcerTakeover records skipped
+    other: int = 0  # records of another schema, or undecodable: skipped, offsets consumed
+    seconds: float = 0.0
+    total: int = 0  # rows in the index afterwards
+    positions: dict[int, int] | None = None
+
+    @property
+    def per_second(self) -> float:
+        records = self.indexed + self.control + self.other
+        return records / self.seconds if self.seconds > 0 else 0.0
+
+
+Progress = Callable[[IndexReport], None]
+STALL_TIMEOUT_S = 30.0
+
+
+def decisions_topic(prefix: str = DEFAULT_PREFIX) -> str:
+    return prefix + AGENT_DECISIONS
+
+
+def index_log(
+    log: Log,
+    index_path: Path | str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    follow: bool = False,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    progress_every_s: float = 1.0,
+    batch: int = 2000,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
+) -> IndexReport:
+    """Index ``agent.decisions`` from where the index left off.
+
+    Without ``follow``: up to the end offsets seen when called, then return. With it:
+    until ``stop`` is set. Every partition of the topic is read by one ungrouped consumer,
+    so the indexer never joins (or disturbs) a consumer group."""
+    topic = decisions_topic(prefix)
+    serde = Serde()
+    report = IndexReport()
+    began = time.monotonic()
+    with AuditIndex(index_path, topic=topic) as index, log.consumer(None) as consumer:
+        partitions = log.partitions(topic)
+        positions = {p: index.positions().get(p, 0) for p in partitions}
+        consumer.assign({TopicPartition(topic, p): AtOffset(o) for p, o in positions.items()})
+        ends = None if follow else log.end_offsets(topic)
+        last_report = last_progress = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            if ends is not None and all(positions[p] >= ends.get(p, 0) for p in partitions):
+                break
+            records = consumer.poll(max_records=batch, timeout=0.2 if follow else 0.5)
+            rows: list[DecisionRow] = []
+            moved = dict(positions)
+            for record in records:
+                moved[record.partition] = max(moved[record.partition], record.offset + 1)
+                decoded = serde.decode_record(record)
+                if isinstance(decoded, Decoded) and decoded.name == "Decision":
+                    rows.append(row_from_decision(record.partition, record.offset, decoded.value))
+                elif isinstance(decoded, Decoded) and decoded.name in CONTROL_RECORDS:
+                    report.control += 1
+                else:
+                    # Not ours to judge: `audit verify` reports a record that does not
+                    # belong; the index only answers questions about decisions.
+                    report.other += 1
+            # The consumer may have moved past records it does not hand out (the Kafka
+            # log's own end markers); adopt that, or a partition ending in one never ends.
+            for p in partitions:
+                moved[p] = max(moved[p], _consumer_position(consumer, TopicPartition(topic, p)))
+            now = time.monotonic()
+            if moved != positions:
+                report.indexed += index.write_batch(
+                    rows, {p: o for p, o in moved.items() if o != positions[p]}
+                )
+                positions = moved
+                last_progress = now
+            elif ends is not None and now - last_progress > stall_timeout_s:
+                raise LogError(
+                    f"{topic}: no progress towards the end offsets {ends} for "
+                    f"{stall_timeout_s:.0f}s (at {positions})"
+                )
+            if progress is not None and now - last_report >= progress_every_s:
+                report.seconds = now - began
+                progress(report)
+                last_report = now
+        report.seconds = time.monotonic() - began
+        report.total = index.count()
+        report.positions = dict(positions)
+    return report
+
+
+def _consumer_position(consumer: Consumer, tp: TopicPartition) -> int:
+    try:
+        return int(consumer.position(tp))
+    except LogError:
+        return 0  # Kafka: unknown until the partition's first fetch; ours is then current

@@ -1,0 +1,207 @@
+"""Questions to the audit index: which decisions, for whom, when, under which rules.
+
+Every filter is a condition on an indexed column or an ``IN`` over ``decision_rules``
+restricted to the same time range, so an agent + time or a time-range question is an index
+search (the tests check the plans). Results come in decision-time order (``evaluated_at``,
+then log position), times in ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ordinance.errors import OrdinanceError
+from ordinance.processors.audit.indexer import from_micros, micros, split_rule_id
+
+EFFECTS = ("allow", "deny", "require_approval")
+COLUMNS = (
+    "evaluated_at",
+    "agent_id",
+    "tool",
+    "effect",
+    "code",
+    "rule_ids",
+    "request_id",
+    "partition",
+    "offset",
+    "bundle_id",
+    "policy_offset",
+    "event_time",
+    "enforcer_id",
+)
+_SELECT = (
+    "SELECT evaluated_at, agent_id, tool, effect, code, rule_ids, request_id, partition,"
+    " offset, bundle_id, policy_offset, event_time, enforcer_id FROM decisions"
+)
+_RELATIVE = re.compile(r"^-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class QueryError(OrdinanceError):
+    """A query that cannot be asked (bad time, unknown effect)."""
+
+
+def parse_time(text: str, now: dt.datetime | None = None) -> int:
+    """ISO-8601 (``2026-01-01``, ``2026-01-01T12:00:00Z``, with an offset or naive = UTC),
+    ``now``, or a relative ``15m`` / ``2h ago`` / ``-7d`` (before now). Microseconds UTC."""
+    value = text.strip()
+    now = now or dt.datetime.now(dt.UTC)
+    if value.lower() == "now":
+        return micros(now)
+    relative = _RELATIVE.match(value)
+    if relative:
+        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2).lower()]
+        return micros(now - dt.timedelta(seconds=seconds))
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(
+            f"cannot read time {text!r}: use ISO-8601 (2026-01-01T12:00:00Z) or 15m/2h/7d ago"
+        ) from None
+    return micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+
+
+def iso(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return from_micros(value).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    """All conditions hold together. ``since`` inclusive, ``until`` exclusive (µs UTC).
+
+    ``rule`` is ``policy/rule`` or a bare rule id; a bare one with ``policy`` names the
+    rule ``policy/rule``. ``tool`` is a glob (``payments.*``), matched against the
+    canonical (case-folded) tool name, so it is case-folded too."""
+
+    agent: str | None = None
+    since: int | None = None
+    until: int | None = None
+    policy: str | None = None
+    rule: str | None = None
+    effect: str | None = None
+    tool: str | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.effect is not None and self.effect not in EFFECTS:
+            raise QueryError(f"effect must be one of {', '.join(EFFECTS)}, not {self.effect!r}")
+        if self.limit is not None and self.limit < 0:
+            raise QueryError("limit must be >= 0")
+
+
+def _time_range(column: str, f: QueryFilter, params: list[Any]) -> list[str]:
+    out = []
+    if f.since is not None:
+        out.append(f"{column} >= ?")
+        params.append(f.since)
+    if f.until is not None:
+        out.append(f"{column} < ?")
+        params.append(f.until)
+    return out
+
+
+def _rule_conditions(f: QueryFilter) -> list[dict[str, str]]:
+    """Each dict is one ``decision_rules`` lookup that must find the decision."""
+    conditions: list[dict[str, str]] = []
+    policy_used = False
+    if f.rule is not None:
+        if "/" in f.rule:
+            policy, rule = split_rule_id(f.rule)
+            conditions.append({"policy": policy, "rule": rule})
+        elif f.policy is not None:
+            conditions.append({"policy": f.policy, "rule": f.rule})
+            policy_used = True
+        else:
+            conditions.append({"rule": f.rule})
+    if f.policy is not None and not policy_used:
+        conditions.append({"policy": f.policy})
+    return conditions
+
+
+def build_sql(f: QueryFilter) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if f.agent is not None:
+        where.append("agent_id = ?")
+        params.append(f.agent)
+    if f.effect is not None:
+        where.append("effect = ?")
+        params.append(f.effect)
+    if f.tool is not None:
+        where.append("tool GLOB ?")
+        params.append(f.tool.casefold())
+    where.extend(_time_range("evaluated_at", f, params))
+    for condition in _rule_conditions(f):
+        # The time range is repeated inside: the lookup then reads one policy's (or
+        # rule's) rows in that range, not all of them since the beginning.
+        inner = [f"{column} = ?" for column in condition]
+        params.extend(condition.values())
+        inner.extend(_time_range("evaluated_at", f, params))
+        where.append(f"id IN (SELECT decision FROM decision_rules WHERE {' AND '.join(inner)})")
+    sql = _SELECT
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY evaluated_at, id"
+    if f.limit is not None:
+        sql += " LIMIT ?"
+        params.append(f.limit)
+    return sql, params
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Read-only: a query never creates or changes an index (a typo in the path is an
+    error, not a new empty index that answers every question with nothing)."""
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM decisions LIMIT 1")
+    except sqlite3.Error as exc:
+        raise QueryError(
+            f"{path}: not an audit index ({exc}); build it with `audit index`"
+        ) from exc
+    return conn
+
+
+def query(conn: sqlite3.Connection, f: QueryFilter) -> Iterator[dict[str, Any]]:
+    sql, params = build_sql(f)
+    for row in conn.execute(sql, params):
+        yield _as_dict(row)
+
+
+def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    out = dict(zip(COLUMNS, row, strict=True))
+    out["rule_ids"] = out["rule_ids"].split("\n") if out["rule_ids"] else []
+    out["evaluated_at"] = iso(out["evaluated_at"])
+    out["event_time"] = iso(out["event_time"])
+    return out
+
+
+def explain(conn: sqlite3.Connection, f: QueryFilter) -> list[str]:
+    """SQLite's plan for the query, one line per step (``SEARCH ... USING INDEX``)."""
+    sql, params = build_sql(f)
+    return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """A header, then one line per decision; several rule ids are joined by ``;``."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    for row in rows:
+        writer.writerow(
+            [";".join(row[c]) if c == "rule_ids" else _csv_cell(row[c]) for c in COLUMNS]
+        )
+        count += 1
+    return count
+
+
+def _csv_cell(value: Any) -> Any:
+    return "" if value is None else value

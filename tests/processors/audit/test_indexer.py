@@ -1,0 +1,234 @@
+"""The audit indexer over a decisions log written by the real enforcer: every decision once,
+control records skipped, resume exactly (also after a crash between two batches), rebuild
+from the log gives the same index, and an index is never mixed up with another topic."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordinance.processors.audit.indexer import (
+    AuditIndex,
+    DecisionRow,
+    IndexFileError,
+    decisions_topic,
+    index_log,
+)
+from ordinance.streams import Record, open_log
+
+from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlite_url
+
+COLUMNS = (
+    "partition, offset, request_id, agent_id, tool, effect, code, rule_ids, bundle_id,"
+    " policy_offset, event_time, evaluated_at, enforcer_id"
+)
+
+
+def index_rows(path: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(path) as conn:
+        cursor = conn.execute(f"SELECT {COLUMNS} FROM decisions ORDER BY evaluated_at, id")
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+    for row in rows:
+        row["rule_ids"] = row["rule_ids"].split("\n") if row["rule_ids"] else []
+    return rows
+
+
+def rule_rows(path: Path) -> list[tuple[str, str, int, int]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(
+            conn.execute("SELECT policy, rule, evaluated_at, decision FROM decision_rules")
+        )
+
+
+def index(url: str, path: Path, **options: Any) -> Any:
+    with open_log(url) as log:
+        return index_log(log, path, **options)
+
+
+def test_every_decision_is_indexed_once_with_its_fields(log_url: str, tmp_path: Path) -> None:
+    """Both backends. The oracle reads the log with read_to_end, which on Kafka leaves end
+    markers in the decisions topic: the indexer must step over them and still finish."""
+    build_log(log_url, rounds=3)
+    expected, control = log_decisions(log_url)
+    assert {d["effect"] for d in expected} == {"allow", "deny", "require_approval"}
+    path = tmp_path / "index.db"
+    report = index(log_url, path)
+    assert index_rows(path) == expected
+    assert (report.indexed, report.control, report.other) == (len(expected), control, 0)
+    with open_log(log_url) as log:
+        assert report.positions == log.end_offsets(decisions_topic())
+    assert index(log_url, path).indexed == 0  # nothing new: nothing written
+
+
+def test_rule_rows_split_policy_and_rule(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    path = tmp_path / "index.db"
+    index(url, path)
+    ids = {(d["request_id"]): d for d in index_rows(path)}
+    with sqlite3.connect(path) as conn:
+        found = conn.execute(
+            "SELECT policy, rule FROM decision_rules r JOIN decisions d ON d.id = r.decision"
+            " WHERE d.request_id = 'q0-7' ORDER BY rule"
+        ).fetchall()
+    assert ids["q0-7"]["rule_ids"] == ["web-fetch/metadata", "web-fetch/plain-http"]
+    assert found == [("web-fetch", "metadata"), ("web-fetch", "plain-http")]
+    assert len(rule_rows(path)) == sum(len(d["rule_ids"]) for d in ids.values())
+
+
+def test_resume_indexes_only_the_new_decisions(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    clock = build_log(url, rounds=2)
+    path = tmp_path / "index.db"
+    first = index(url, path)
+    _, control_before = log_decisions(url)
+    send_rounds(url, range(2, 5))
+    enforce(url, clock)  # a second enforcer lifetime: takeover records among the decisions
+    expected, control = log_decisions(url)
+    second = index(url, path)
+    assert second.indexed == len(expected) - first.indexed == 27
+    # Only the new control records (one takeover per partition) are read again.
+    assert second.control == control - control_before == 4
+    rows = index_rows(path)
+    assert rows == expected
+    assert len({(r["partition"], r["offset"]) for r in rows}) == len(rows)
+
+
+def test_a_crash_between_batches_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows and positions commit together: a batch that fails leaves neither behind, and
+    the next run starts at the last committed position, not before it and not after."""
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=4)
+    expected, _ = log_decisions(url)
+    path = tmp_path / "index.db"
+    real = AuditIndex.write_batch
+    calls = 0
+
+    def crash_on_third(self: AuditIndex, rows: Any, positions: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            # Rows are inserted, then the process dies before COMMIT.
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "INSERT INTO decisions (id, partition, offset, request_id, agent_id, tool,"
+                " effect, code, rule_ids, evaluated_at, enforcer_id)"
+                " VALUES (-1 - ?, 0, 0, 'ghost', 'x', 't', 'allow', 'c', '', 0, 'e')",
+                [(i,) for i in range(3)],
+            )
+            raise KeyboardInterrupt
+        return real(self, rows, positions)
+
+    monkeypatch.setattr(AuditIndex, "write_batch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        index(url, path, batch=5)
+    monkeypatch.setattr(AuditIndex, "write_batch", real)
+    partial = index_rows(path)
+    assert 0 < len(partial) < len(expected)
+    assert all(r["request_id"] != "ghost" for r in partial)
+    index(url, path, batch=5)
+    assert index_rows(path) == expected
+
+
+def test_rebuilding_from_the_log_gives_the_same_index(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=3)
+    path = tmp_path / "index.db"
+    index(url, path, batch=4)  # built in many small batches...
+    rows, rules = index_rows(path), rule_rows(path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    rebuilt = index(url, path)  # ...rebuilt in one
+    assert rebuilt.indexed == len(rows)
+    assert index_rows(path) == rows
+    assert rule_rows(path) == rules
+
+
+def test_records_that_are_not_decisions_are_skipped_but_consumed(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    with open_log(url) as log:
+        log.produce(decisions_topic(), [Record(b"x", b"\xc3\x01garbage", partition=1)])
+    path = tmp_path / "index.db"
+    report = index(url, path)
+    assert report.other == 1
+    assert report.indexed == len(log_decisions_without_garbage(url))
+    with open_log(url) as log:
+        assert report.positions == log.end_offsets(decisions_topic())
+
+
+def log_decisions_without_garbage(url: str) -> list[int]:
+    from ordinance.streams.serde import Decoded, Serde
+
+    serde = Serde()
+    with open_log(url) as log:
+        return [
+            r.offset
+            for r in log.read_to_end(decisions_topic())
+            if isinstance(d := serde.decode_record(r), Decoded) and d.name == "Decision"
+        ]
+
+
+def test_an_index_of_another_topic_is_refused(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    path = tmp_path / "index.db"
+    index(url, path)
+    with pytest.raises(IndexFileError, match="indexes topic"):
+        index(url, path, prefix="other.")
+
+
+def test_already_indexed_offsets_are_refused(tmp_path: Path) -> None:
+    """A second indexer on the same file (or a caller replaying a batch) cannot double-index."""
+    row = DecisionRow(0, 7, "r", "a", "t", "deny", "matched", ("p/r",), None, None, None, 1, "e")
+    with AuditIndex(tmp_path / "index.db", topic="t") as idx:
+        idx.write_batch([row], {0: 8})
+        with pytest.raises(IndexFileError, match="already indexed"):
+            idx.write_batch([row], {0: 8})
+        with pytest.raises(IndexFileError, match="behind"):
+            idx.write_batch([], {0: 3})
+        assert idx.count() == 1
+        assert idx.positions() == {0: 8}
+
+
+def test_follow_indexes_new_decisions_until_stopped(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    clock = build_log(url, rounds=1)
+    path = tmp_path / "index.db"
+    stop = threading.Event()
+    reports: list[Any] = []
+    seen: list[int] = []
+    thread = threading.Thread(
+        target=lambda: reports.append(
+            index(
+                url,
+                path,
+                follow=True,
+                stop=stop,
+                progress=lambda r: seen.append(r.indexed),
+                progress_every_s=0.1,
+            )
+        )
+    )
+    thread.start()
+    try:
+        send_rounds(url, range(1, 3))
+        enforce(url, clock)
+        expected, _ = log_decisions(url)
+        deadline = time.monotonic() + 30
+        while (not seen or seen[-1] < len(expected)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert reports[0].indexed == len(expected) == 27
+    assert index_rows(path) == expected
