@@ -1,0 +1,100 @@
+"""The audit commands end to end: sign, verify (clean and tampered, text and JSON),
+prove and check a proof offline."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ordinance.cli import main
+
+from .conftest import AuditedLog
+
+
+def test_keys_checkpoint_verify_prove_check(
+    audited_log: AuditedLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = audited_log.copy(tmp_path)
+    key, ring = tmp_path / "k.pem", tmp_path / "ring.json"
+    assert main(["keys", "generate", "--key", str(key), "--keyring", str(ring)]) == 0
+    assert "public key added to" in capsys.readouterr().out
+    # nothing new to sign: the log is already checkpointed up to its end
+    assert main(["audit", "checkpoint", "--log", url, "--key", str(key), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"] == 0
+    assert main(["audit", "verify", "--log", url, "--keyring", str(audited_log.keyring)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(": clean")
+    # the fresh key is not the one that signed: every checkpoint is untrusted
+    assert main(["audit", "verify", "--log", url, "--keyring", str(ring), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert not report["ok"] and {f["kind"] for f in report["findings"]} == {"forged_checkpoint"}
+
+    proof = tmp_path / "proof.json"
+    assert main(["audit", "prove", "r10", "--log", url, "--out", str(proof)]) == 0
+    capsys.readouterr()
+    assert main(["audit", "check-proof", str(proof), "--keyring", str(audited_log.keyring)]) == 0
+    assert "valid: record at partition" in capsys.readouterr().out
+    altered = json.loads(proof.read_text())
+    altered["tree_size"] += 1
+    proof.write_text(json.dumps(altered))
+    assert (
+        main(["audit", "check-proof", str(proof), "--keyring", str(audited_log.keyring), "--json"])
+        == 1
+    )
+    assert json.loads(capsys.readouterr().out)["problems"]
+
+
+def test_verify_names_the_tampered_record(
+    audited_log: AuditedLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = audited_log.copy(tmp_path)
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "UPDATE records SET value = CAST(value || x'00' AS BLOB) WHERE partition = 2 AND offset = 1234 "
+            "AND topic_id = (SELECT id FROM topics WHERE name = 'ordinance.agent.decisions')"
+        )
+    assert (
+        main(
+            [
+                "audit",
+                "verify",
+                "--log",
+                url,
+                "--keyring",
+                str(audited_log.keyring),
+                "--partition",
+                "2",
+            ]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "partition 2 offset 1234" in out and "FINDING" in out
+    assert (
+        main(
+            [
+                "audit",
+                "verify",
+                "--log",
+                url,
+                "--keyring",
+                str(audited_log.keyring),
+                "--partition",
+                "2",
+                "--to",
+                "4000",
+            ]
+        )
+        == 0
+    )
+
+
+def test_unknown_request_and_missing_keyring_are_clear_errors(
+    audited_log: AuditedLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = audited_log.copy(tmp_path)
+    assert main(["audit", "prove", "nope", "--log", url]) == 2
+    assert "no decision for request 'nope'" in capsys.readouterr().err
+    assert main(["audit", "verify", "--log", url, "--keyring", str(tmp_path / "none.json")]) == 2
