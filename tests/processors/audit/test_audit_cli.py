@@ -84,7 +84,7 @@ def test_verify_names_the_tampered_record(
                 "--partition",
                 "2",
                 "--to",
-                "4000",
+                "1000",
             ]
         )
         == 0
