@@ -155,13 +155,15 @@ def verify_partition(
     for record in records:
         index = len(offsets)
         prev, own = stored_links(record.headers)
-        position_head = record_hash(position_head, record.key, record.value)
-        if prev is None:  # a takeover marker: its hash follows from its position
-            mine = record_hash(claimed_head, record.key, record.value)
-        else:
+        link = claimed_head if prev is None else prev  # a marker's hash follows from position
+        mine = record_hash(link, record.key, record.value)
+        # Untampered, the claimed and the position chain agree: hash once.
+        position_head = (
+            mine if link == position_head else record_hash(position_head, record.key, record.value)
+        )
+        if prev is not None:
             if prev != claimed_head:
                 breaks.append((index, prev))
-            mine = record_hash(prev, record.key, record.value)
             if own is not None and own != mine:
                 findings.append(
                     Finding(
