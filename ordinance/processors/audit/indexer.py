@@ -219,7 +219,10 @@ class AuditIndex:
                     r.enforcer_id,
                 )
             )
-            rules.extend((*split_rule_id(rule), r.evaluated_at, rid) for rule in r.rule_ids)
+            # A rule named twice in one decision is one lookup row (the key would refuse two).
+            rules.extend(
+                (*split_rule_id(rule), r.evaluated_at, rid) for rule in dict.fromkeys(r.rule_ids)
+            )
         with self.transaction():
             current = self.positions()
             for d in decisions:

@@ -1,0 +1,160 @@
+"""``ordinance audit index`` / ``audit query`` as commands: summaries, CSV, JSON and table
+output, truncation, refresh from the log, and usage errors.
+
+Parsed through `register` on a parser shaped like the CLI's (each group gets a command
+whose parser has --json), the way the shared ``audit`` group calls this module."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordinance.commands.audit_query_cmds import register, run_query_command
+from ordinance.processors.audit.query import QueryFilter, connect, query
+
+from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlite_url
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ordinance")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true")
+        return p
+
+    register(command)
+    code = run_query_command(parser.parse_args(argv))
+    assert code is not None
+    return code
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    directory = tmp_path_factory.mktemp("audit-cmds")
+    url = sqlite_url(directory)
+    build_log(url, rounds=3)
+    index = directory / "index.db"
+    assert main(["audit", "index", "--log", url, "--index", str(index)]) == 0
+    return url, index
+
+
+def test_index_reports_what_it_did(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    index = str(tmp_path / "index.db")
+    assert main(["audit", "index", "--log", url, "--index", index, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    decisions, control = log_decisions(url)
+    assert report["indexed"] == report["total"] == len(decisions) == 9
+    assert report["control_records"] == control
+    assert main(["audit", "index", "--log", url, "--index", index]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 0 decision(s)" in out and "the index holds 9" in out
+
+
+def rows_of(index: Path, **filters: Any) -> list[dict[str, Any]]:
+    return list(query(connect(str(index)), QueryFilter(**filters)))
+
+
+def test_csv(log: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, index = log
+    assert main(["audit", "query", "--index", str(index), "--effect", "deny", "--csv"]) == 0
+    parsed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    want = rows_of(index, effect="deny")
+    assert [r["request_id"] for r in parsed] == [r["request_id"] for r in want]
+    assert len(parsed) == 9
+    fetch = next(r for r in parsed if r["tool"] == "http.fetch")
+    assert fetch["rule_ids"] == "web-fetch/metadata;web-fetch/plain-http"
+    assert fetch["effect"] == "deny" and fetch["evaluated_at"].endswith("Z")
+    assert fetch["bundle_id"] and int(fetch["policy_offset"]) >= 0
+
+
+def test_json(log: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, index = log
+    argv = ["audit", "query", "--index", str(index), "--agent", "files-bot", "--tool", "fs.*"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = rows_of(index, agent="files-bot", tool="fs.*")
+    assert out == {"count": 9, "truncated": False, "decisions": want}
+    # --json given to the shared `audit` parser works as well
+    assert main(["audit", "--json", *argv[1:]]) == 0
+    assert json.loads(capsys.readouterr().out) == out
+
+
+def test_table_and_truncation(log: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, index = log
+    assert main(["audit", "query", "--index", str(index), "--policy", "payments-guardrails"]) == 0
+    out = capsys.readouterr().out
+    assert "12 decision(s)" in out and "q2-2" in out and "files-bot" not in out
+    assert main(["audit", "query", "--index", str(index), "--limit", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    out_json = json.loads(captured.out)
+    assert (out_json["count"], out_json["truncated"]) == (2, True)
+    assert out_json["decisions"] == rows_of(index, limit=2)
+    assert "--limit 0 for all" in captured.err
+    assert main(["audit", "query", "--index", str(index), "--limit", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 27
+
+
+def test_time_filters_from_the_command_line(
+    log: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, index = log
+    everything = rows_of(index)
+    since, until = everything[5]["evaluated_at"], everything[9]["evaluated_at"]
+    argv = ["audit", "query", "--index", str(index), "--since", since, "--until", until]
+    assert main([*argv, "--json"]) == 0
+    got = [d["request_id"] for d in json.loads(capsys.readouterr().out)["decisions"]]
+    assert got == [r["request_id"] for r in everything[5:9]]
+    assert main(["audit", "query", "--index", str(index), "--since", "1h", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 0  # the log's clock is in 2026
+
+
+def test_query_refreshes_from_the_log_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = sqlite_url(tmp_path)
+    clock = build_log(url, rounds=1)
+    index = str(tmp_path / "index.db")
+    assert main(["audit", "index", "--log", url, "--index", index]) == 0
+    send_rounds(url, range(1, 2))
+    enforce(url, clock)
+    capsys.readouterr()
+    base = ["audit", "query", "--index", index, "--agent", "billing-bot", "--json"]
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 2  # stale: round 0 only
+    assert main([*base, "--log", url]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["count"] == 4
+    assert "9 new decision(s) indexed" in captured.err
+
+
+def test_explain_shows_an_index_search(
+    log: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, index = log
+    argv = ["audit", "query", "--index", str(index), "--agent", "a", "--since", "2026-01-01"]
+    assert main([*argv, "--explain"]) == 0
+    assert "SEARCH decisions USING INDEX decisions_agent_time" in capsys.readouterr().out
+
+
+def test_usage_errors(
+    log: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, index = log
+    assert main(["audit", "query", "--index", str(index), "--since", "last tuesday"]) == 2
+    assert "cannot read time" in capsys.readouterr().err
+    assert main(["audit", "query", "--index", str(index), "--csv", "--json"]) == 2
+    assert main(["audit", "query", "--index", str(tmp_path / "none.db")]) == 1
+    assert "not an audit index" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["audit", "query", "--index", str(index), "--effect", "permit"])
+    assert main(["audit", "index", "--log", "nope://x", "--index", str(tmp_path / "i.db")]) == 1
