@@ -183,31 +183,37 @@ def create_topic(conn: sqlite3.Connection, spec: TopicSpec) -> TopicRow:
         return TopicRow(existing.id, spec)
 
 
+_COUNT = struct.Struct("<I")
+_LENGTHS = struct.Struct("<II")
+
+
 def encode_headers(headers: Headers) -> bytes | None:
     if not headers:
         return None
-    parts = [struct.pack("<I", len(headers))]
+    parts = [_COUNT.pack(len(headers))]
     for name, value in headers:
         raw = name.encode()
-        parts.append(struct.pack("<II", len(raw), len(value)))
+        parts.append(_LENGTHS.pack(len(raw), len(value)))
         parts.append(raw)
         parts.append(value)
     return b"".join(parts)
 
 
 def decode_headers(blob: bytes | None) -> Headers:
+    # Hot: every chained decision carries headers, and audit verify reads them all.
     if blob is None:
         return ()
-    (count,) = struct.unpack_from("<I", blob, 0)
+    (count,) = _COUNT.unpack_from(blob, 0)
     pos = 4
     out = []
+    lengths = _LENGTHS.unpack_from
     for _ in range(count):
-        name_len, value_len = struct.unpack_from("<II", blob, pos)
+        name_len, value_len = lengths(blob, pos)
         pos += 8
-        name = blob[pos : pos + name_len].decode()
-        pos += name_len
-        out.append((name, bytes(blob[pos : pos + value_len])))
-        pos += value_len
+        name_end = pos + name_len
+        end = name_end + value_len
+        out.append((blob[pos:name_end].decode(), blob[name_end:end]))
+        pos = end
     return tuple(out)
 
 
