@@ -14,7 +14,11 @@ from ordinance import __version__
 # ``register(command)`` (``command(name, help) -> ArgumentParser``, with --json added) and
 # ``run(args) -> int | None`` (None: not one of its commands). Heavy imports stay inside
 # the run functions so ``ordinance --help`` stays fast.
-_GROUP_MODULES: tuple[str, ...] = ("ordinance.commands.audit_cmds",)
+_GROUP_MODULES: tuple[str, ...] = (
+    "ordinance.commands.audit_cmds",
+    "ordinance.commands.replay_cmds",
+    "ordinance.commands.policy_history_cmds",
+)
 
 
 def _groups() -> list[Any]:
@@ -91,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="default", help="deployment target whose bundle to enforce")
     p.add_argument(
         "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
+    )
+    p.add_argument(
+        "--mask-config",
+        default=None,
+        metavar="FILE",
+        help="masking file: tool arguments the decision log stores only as keyed hashes",
+    )
+    p.add_argument(
+        "--signing-key",
+        default=None,
+        metavar="FILE",
+        help="also run the audit checkpointer, signing with this Ed25519 key",
     )
     p.add_argument(
         "--state-dir",
@@ -206,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             enforcer_id=args.enforcer_id,
             as_json=args.json,
             state_dir=args.state_dir,
+            mask_config=args.mask_config,
+            signing_key=args.signing_key,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds

@@ -1,0 +1,353 @@
+"""``ordinance policy at | history | show | diff``: the policy lifecycle as the log holds it.
+
+``at T`` folds ``policy.changes`` with the controller's own code up to event time T and
+also says which bundle each enforcer had swapped to by then (``RulesetSwap`` records);
+``history`` is the timeline of lifecycle events with actors, reasons and what the
+controller made of them; ``show`` is one bundle's policies and rules; ``diff`` compares two
+bundles (log ids or directories) per policy and per rule. Reads only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json, report_policy_errors
+
+Command = Callable[[str, str], argparse.ArgumentParser]
+
+
+def _sub(sub: Any, name: str, help_text: str, *, log: str = "required") -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
+    if log == "none":
+        p.add_argument(
+            "--log", metavar="URL", default=None, help="the log holding bundle ids (for ids)"
+        )
+        return p
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--log", metavar="URL", help="sqlite:///path.db or kafka://host:port (read only)"
+    )
+    where.add_argument("--input", metavar="FILE", help="an exported slice (replay export)")
+    return p
+
+
+def register(command: Command) -> None:
+    p = command(
+        "policy", "the policy lifecycle on the log: what was in force when, history, bundles, diffs"
+    )
+    sub = p.add_subparsers(dest="policy_command", required=True, metavar="SUBCOMMAND")
+    at = _sub(
+        sub,
+        "at",
+        "the rollout in force at event time T (and the bundle each enforcer had swapped to)",
+    )
+    at.add_argument("time", metavar="T", help="ISO 8601, epoch seconds, now, or -2h")
+    at.add_argument("--target", default=None, help="only this deployment target")
+    history = _sub(sub, "history", "every lifecycle event with actor, time, reason and outcome")
+    history.add_argument("--bundle", default=None, help="only events of this bundle (id prefix)")
+    show = _sub(sub, "show", "one bundle: its policies and rules, integrity and lifecycle")
+    show.add_argument("bundle", help="bundle id or unique prefix")
+    show.add_argument("--files", action="store_true", help="print the stored files too")
+    diff = _sub(
+        sub, "diff", "what changed between two bundles, per policy and per rule", log="none"
+    )
+    diff.add_argument("old", help="a policy directory or a bundle id (prefix, needs --log)")
+    diff.add_argument("new", help="a policy directory or a bundle id (prefix, needs --log)")
+
+
+def _fail(message: str, as_json: bool) -> int:
+    if as_json:
+        emit_json({"ok": False, "error": message})
+    else:
+        Console(stderr=True, highlight=False).print(f"[red]{message}[/]")
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int | None:
+    if args.command != "policy":
+        return None
+    from ordinance.replay.bundles import BundleStore
+    from ordinance.replay.source import SourceError, open_source
+    from ordinance.replay.times import TimeArgumentError
+
+    args.json = getattr(args, "json", False)
+    if args.policy_command == "diff" and args.log is None:
+        return _diff(args, None)
+    try:
+        source, log = open_source(args.log, getattr(args, "input", None), args.prefix)
+    except SourceError as exc:
+        return _fail(str(exc), args.json)
+    try:
+        store = BundleStore.load(source)
+        if args.policy_command == "at":
+            return _at(args, source, store)
+        if args.policy_command == "history":
+            return _history(args, store)
+        if args.policy_command == "show":
+            return _show(args, store)
+        return _diff(args, store)
+    except TimeArgumentError as exc:
+        return _fail(str(exc), args.json)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _change_json(change: Any) -> dict[str, Any]:
+    from ordinance.replay.times import iso
+
+    d = change.datum
+    return {
+        "offset": change.offset,
+        "at": iso(d["at"]),
+        "event": d["event"],
+        "bundle_id": d["bundle_id"],
+        "target": d.get("target"),
+        "actor": d["actor"],
+        "reason": d.get("reason"),
+        "git_commit": d.get("git_commit"),
+        "previous_bundle_id": d.get("previous_bundle_id"),
+        "canary_percent": d.get("canary_percent"),
+        "outcome": "rejected" if change.rejected is not None else "accepted",
+        "rejected_because": change.rejected,
+    }
+
+
+def swaps_until(source: Any, at: Any) -> list[dict[str, Any]]:
+    """The last RulesetSwap with ``at`` <= T per decisions partition. Only swap records
+    are decoded: the schema fingerprint in each value's header says which they are."""
+    from ordinance.replay.times import iso
+    from ordinance.streams.serde import HEADER_SIZE, Decoded, Serde
+
+    serde = Serde()
+    fingerprint = serde.registry.current("RulesetSwap").fingerprint
+    out = []
+    for partition in source.partitions("agent.decisions"):
+        last: dict[str, Any] | None = None
+        for record in source.read("agent.decisions", partition):
+            if record.value is None or record.value[2:HEADER_SIZE] != fingerprint:
+                continue
+            decoded = serde.decode_record(record, expect={"RulesetSwap"})
+            if isinstance(decoded, Decoded) and decoded.value["at"] <= at:
+                last = {**decoded.value, "offset": record.offset}
+        if last is not None:
+            out.append(
+                {
+                    "partition": partition,
+                    "bundle_id": last["bundle_id"],
+                    "decisions_offset": last["offset"],
+                    "policy_offset": last["policy_offset"],
+                    "swapped_at": iso(last["at"]),
+                    "enforcer_id": last["enforcer_id"],
+                }
+            )
+    return out
+
+
+def _at(args: argparse.Namespace, source: Any, store: Any) -> int:
+    from ordinance.replay.bundles import rollout_json
+    from ordinance.replay.times import iso, parse_time
+
+    at = parse_time(args.time)
+    state, applied = store.state_at(at)
+    rollouts = [
+        rollout_json(r)
+        for target, r in sorted(state.rollouts.items())
+        if args.target is None or target == args.target
+    ]
+    data: dict[str, Any] = {
+        "at": iso(at),
+        "rollouts": rollouts,
+        "last_change": _change_json(applied[-1]) if applied else None,
+        "enforcers": swaps_until(source, at),
+    }
+    if args.json:
+        emit_json(data)
+        return EXIT_OK
+    out = console()
+    out.print(
+        f"[bold]policy in effect at {data['at']}[/] ({len(applied)} lifecycle event(s) up to then)"
+    )
+    if not rollouts:
+        out.print("no bundle was enforced: every action is denied (no_ruleset)")
+    table = Table(title="rollouts (policy.changes folded by the controller's code)")
+    for column in (
+        "target",
+        "mode",
+        "stable bundle",
+        "candidate",
+        "canary %",
+        "since",
+        "change offset",
+    ):
+        table.add_column(column)
+    for r in rollouts:
+        table.add_row(
+            r["target"],
+            r["mode"],
+            r["stable_bundle_id"] or "-",
+            r["candidate_bundle_id"] or "-",
+            str(r["canary_percent"]),
+            r["since"],
+            str(r["change_offset"]),
+        )
+    out.print(table)
+    if data["enforcers"]:
+        swaps = Table(title="what the enforcers had swapped to (agent.decisions)")
+        for column in ("partition", "bundle", "swap at decisions offset", "swapped at", "enforcer"):
+            swaps.add_column(column)
+        for s in data["enforcers"]:
+            swaps.add_row(
+                str(s["partition"]),
+                s["bundle_id"],
+                str(s["decisions_offset"]),
+                s["swapped_at"],
+                s["enforcer_id"],
+            )
+        out.print(swaps)
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, store: Any) -> int:
+    wanted = store.resolve(args.bundle) if args.bundle else None
+    if args.bundle and wanted is None:
+        return _fail(f"no single bundle id starts with {args.bundle!r}", args.json)
+    events = [
+        _change_json(c) for c in store.changes if wanted is None or c.datum["bundle_id"] == wanted
+    ]
+    if args.json:
+        emit_json({"events": events})
+        return EXIT_OK
+    table = Table(title="policy.changes")
+    for column in ("offset", "at", "event", "bundle", "target", "actor", "reason", "outcome"):
+        table.add_column(column)
+    for e in events:
+        outcome = (
+            "[green]accepted[/]"
+            if e["rejected_because"] is None
+            else f"[red]rejected[/]: {e['rejected_because']}"
+        )
+        table.add_row(
+            str(e["offset"]),
+            e["at"],
+            e["event"],
+            e["bundle_id"][:19] + "…",
+            e["target"] or "-",
+            e["actor"],
+            e["reason"] or "-",
+            outcome,
+        )
+    console().print(table)
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, store: Any) -> int:
+    bundle_id = store.resolve(args.bundle)
+    if bundle_id is None:
+        return _fail(f"no single bundle id on the log starts with {args.bundle!r}", args.json)
+    ruleset = store.ruleset(bundle_id)
+    files = store.files(bundle_id) or {}
+    data: dict[str, Any] = {
+        "bundle_id": bundle_id,
+        "integrity": [p.to_json() for p in store.problems.get(bundle_id, [])],
+        "content_matches_id": ruleset is not None and ruleset.bundle_id == bundle_id,
+        "files": sorted(files),
+        "policies": [
+            {
+                "policy": p.id,
+                "owner": p.owner,
+                "impact": p.impact,
+                "description": p.description,
+                "rules": [r.canonical() for r in p.rules],
+            }
+            for p in (ruleset.policies if ruleset is not None else ())
+        ],
+        "lifecycle": [_change_json(c) for c in store.changes if c.datum["bundle_id"] == bundle_id],
+    }
+    if args.files:
+        data["contents"] = files
+    if args.json:
+        emit_json(data)
+        return EXIT_OK
+    out = console()
+    ok = (
+        "[green]content hashes to its id[/]"
+        if data["content_matches_id"]
+        else "[red]content does NOT hash to its id[/]"
+    )
+    out.print(f"[bold]bundle {bundle_id}[/] — {ok}")
+    for problem in data["integrity"]:
+        out.print(f"[red]{problem['kind']}[/]: {problem['message']}")
+    for policy in data["policies"]:
+        out.print(
+            f"\n[bold]{policy['policy']}[/] (owner {policy['owner']}, impact {policy['impact']}): {policy['description']}"
+        )
+        for rule in policy["rules"]:
+            out.print(
+                f"  {rule['id']}: [bold]{rule['effect']}[/] when {rule['when']}", highlight=False
+            )
+    out.print(
+        "\nlifecycle: "
+        + ", ".join(
+            f"{e['event']} by {e['actor']} at {e['at']} ({e['outcome']})" for e in data["lifecycle"]
+        )
+    )
+    if args.files:
+        for path, text in sorted(files.items()):
+            out.print(f"\n--- {path}", markup=False)
+            out.print(text, markup=False, highlight=False)
+    return EXIT_OK
+
+
+def _load_side(spec: str, store: Any, as_json: bool) -> Any:
+    from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+    from ordinance.policy.errors import PolicyErrors
+
+    if Path(spec).is_dir():
+        try:
+            return compile_bundle(read_bundle_dir(Path(spec)))
+        except PolicyErrors as exc:
+            return report_policy_errors(exc, as_json)
+    if store is None:
+        return _fail(f"{spec!r} is not a directory; a bundle id needs --log", as_json)
+    bundle_id = store.resolve(spec)
+    ruleset = store.ruleset(bundle_id) if bundle_id is not None else None
+    if ruleset is None:
+        return _fail(f"{spec!r} is neither a directory nor one usable bundle on the log", as_json)
+    return ruleset
+
+
+def _diff(args: argparse.Namespace, store: Any) -> int:
+    from ordinance.replay.bundle_diff import diff_bundles, render_diff
+
+    old = _load_side(args.old, store, args.json)
+    if isinstance(old, int):
+        return old
+    new = _load_side(args.new, store, args.json)
+    if isinstance(new, int):
+        return new
+    diff = diff_bundles(old, new)
+    if args.json:
+        emit_json(diff)
+        return EXIT_OK
+    out = console()
+    for line in render_diff(diff):
+        style = (
+            "red"
+            if line.lstrip().startswith("-")
+            else "green"
+            if line.lstrip().startswith("+")
+            else None
+        )
+        out.print(line, style=style, markup=False, highlight=False)
+    return EXIT_OK
