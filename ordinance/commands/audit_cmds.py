@@ -29,6 +29,8 @@ def register(command: Command) -> None:
     g = keys.add_parser("generate", help="a new Ed25519 signing key, added to a keyring")
     g.add_argument("--key", required=True, type=Path, help="private key file to create (0600)")
     g.add_argument("--keyring", required=True, type=Path, help="keyring JSON to add it to")
+    m = keys.add_parser("mask-key", help="a new random key for masking tool arguments")
+    m.add_argument("--out", required=True, type=Path, help="key file to create (0600)")
 
     p = command("audit", "the audit trail: checkpoints, verification, proofs, index and query")
     sub = p.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
@@ -51,7 +53,12 @@ def register(command: Command) -> None:
     k = sub.add_parser("check-proof", help="verify an inclusion proof offline")
     k.add_argument("proof", type=Path, help="proof JSON file, or - for stdin")
     k.add_argument("--keyring", required=True, type=Path)
-    for sub_parser in (g, c, v, r, k):
+    mv = sub.add_parser(
+        "mask-value", help="the masked form of a value, to look for it in masked decisions"
+    )
+    mv.add_argument("value", help="the clear value as text (numbers in canonical form)")
+    mv.add_argument("--mask-config", required=True, type=Path)
+    for sub_parser in (g, m, c, v, r, k, mv):
         _json_option(sub_parser)
     audit_query_cmds.add_query_commands(sub)
 
@@ -73,6 +80,8 @@ def _log_options(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int | None:
     if args.command == "keys":
+        if args.keys_command == "mask-key":
+            return _guarded(args.json, lambda: cmd_mask_key(args.out, args.json))
         return _guarded(args.json, lambda: cmd_keys_generate(args.key, args.keyring, args.json))
     if args.command != "audit":
         return None
@@ -84,6 +93,7 @@ def run(args: argparse.Namespace) -> int | None:
         "verify": lambda: cmd_verify(args),
         "prove": lambda: cmd_prove(args),
         "check-proof": lambda: cmd_check_proof(args.proof, args.keyring, args.json),
+        "mask-value": lambda: cmd_mask_value(args.value, args.mask_config, args.json),
     }
     return _guarded(args.json, handlers[args.audit_command])
 
@@ -112,6 +122,28 @@ def cmd_keys_generate(key: Path, keyring: Path, as_json: bool) -> int:
         emit_json({"ok": True, "key_id": key_id, "key": str(key), "keyring": str(keyring)})
     else:
         console().print(f"key {key_id}: private key {key}, public key added to {keyring}")
+    return EXIT_OK
+
+
+def cmd_mask_key(out: Path, as_json: bool) -> int:
+    from ordinance.processors.masking import generate_key
+
+    generate_key(out)
+    if as_json:
+        emit_json({"ok": True, "key": str(out)})
+    else:
+        console().print(f"mask key written to {out}; name it as key_file in a masking file")
+    return EXIT_OK
+
+
+def cmd_mask_value(value: str, config: Path, as_json: bool) -> int:
+    from ordinance.processors.masking import Masking
+
+    masked = Masking.from_file(config).mask(value)
+    if as_json:
+        emit_json({"ok": True, "masked": masked})
+    else:
+        console().print(masked, markup=False)
     return EXIT_OK
 
 

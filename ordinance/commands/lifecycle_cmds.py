@@ -17,6 +17,7 @@ from ordinance.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TESTS,
+    EXIT_USAGE,
     console,
     emit_json,
     report_policy_errors,
@@ -139,6 +140,8 @@ def cmd_serve(
     enforcer_id: str | None,
     as_json: bool,
     state_dir: str | None = None,
+    mask_config: str | None = None,
+    signing_key: str | None = None,
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -150,6 +153,8 @@ def cmd_serve(
             enforcer_id=enforcer_id,
             as_json=as_json,
             state_dir=state_dir,
+            mask_config=mask_config,
+            signing_key=signing_key,
         )
 
 
@@ -161,8 +166,13 @@ def _serve(
     enforcer_id: str | None,
     as_json: bool,
     state_dir: str | None,
+    mask_config: str | None = None,
+    signing_key: str | None = None,
 ) -> int:
+    from ordinance.processors.audit.checkpointer import Checkpointer
+    from ordinance.processors.audit.keys import Signer
     from ordinance.processors.enforcer import Enforcer
+    from ordinance.processors.masking import Masking
 
     err = Console(stderr=True, highlight=False)
     errors: list[BaseException] = []
@@ -175,8 +185,31 @@ def _serve(
             errors.append(exc)
             stop.set()
 
-    thread = threading.Thread(target=controller, name="ordinance-controller", daemon=True)
-    thread.start()
+    try:
+        masking = Masking.from_file(Path(mask_config)) if mask_config else None
+        signer = Signer.from_file(Path(signing_key)) if signing_key else None
+    except OrdinanceError as exc:
+        err.print(f"[red]cannot serve:[/] {exc}")
+        return EXIT_USAGE
+
+    def checkpointer() -> None:
+        assert signer is not None
+        try:
+            with open_log(log_url) as log:
+                Checkpointer(log, signer, progress=lambda m: err.print(f"[dim]{m}[/]")).run(
+                    stop=stop
+                )
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=controller, name="ordinance-controller", daemon=True)]
+    if signer is not None:
+        threads.append(
+            threading.Thread(target=checkpointer, name="ordinance-checkpointer", daemon=True)
+        )
+    for thread in threads:
+        thread.start()
     try:
         with open_log(log_url) as log:
             enforcer = Enforcer(
@@ -185,6 +218,7 @@ def _serve(
                 enforcer_id=enforcer_id,
                 target=target,
                 progress=lambda m: err.print(f"[dim]{m}[/]"),
+                masking=masking,
             )
             err.print(
                 f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"
@@ -196,7 +230,8 @@ def _serve(
         return EXIT_FAILED
     finally:
         stop.set()
-        thread.join(timeout=10)
+        for thread in threads:
+            thread.join(timeout=10)
     if errors:
         err.print(f"[red]controller stopped:[/] {errors[0]}")
         return EXIT_FAILED

@@ -37,6 +37,7 @@ from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
+from ordinance.processors.masking import Masking
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import AtOffset, Consumer, Log, Position, Record, StartAt, TopicPartition
 from ordinance.streams.errors import LogError
@@ -110,8 +111,10 @@ class Enforcer:
         clock: Clock = time.time,
         progress: Callable[[str], None] = lambda _message: None,
         state_dir: Path | None = None,
+        masking: Masking | None = None,
     ) -> None:
         self.log = log
+        self.masking = masking
         self.enforcer_id = enforcer_id or f"enforcer-{uuid.uuid4().hex[:8]}"
         self.group = group
         self.target = target
@@ -155,6 +158,10 @@ class Enforcer:
             self.progress(
                 f"{self.enforcer_id}: bundle {bundle_id} content has id {ruleset.bundle_id}; refused"
             )
+            return None
+        conflicts = self.masking.conflicts(ruleset) if self.masking is not None else []
+        if conflicts:
+            self.progress(f"{self.enforcer_id}: bundle {bundle_id} refused: {conflicts[0]}")
             return None
         return ruleset
 
@@ -320,6 +327,8 @@ class Enforcer:
                     self.report.duplicates += 1
                 else:
                     self.report.decided += 1
+                    if self.masking is not None:
+                        self.masking.apply(datum)  # follow-ups copy the masked original
             if datum is None:
                 continue
             state.fold("Decision", datum, state.offset)
