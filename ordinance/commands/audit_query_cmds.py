@@ -9,9 +9,10 @@ module usable as a command group on its own too.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +21,10 @@ from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console,
 from ordinance.errors import OrdinanceError
 from ordinance.streams.topics import DEFAULT_PREFIX
 
+if TYPE_CHECKING:
+    # The log and the index are imported inside the commands: building the parser
+    # should not load SQLite, Avro or Kafka clients.
+    from ordinance.processors.audit.indexer import IndexReport
 DEFAULT_LIMIT = 1000
 
 
@@ -107,12 +112,16 @@ def run_query_command(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _progress_printer(err: Console, label: str) -> Callable[[Any], None]:
-    def show(report: Any) -> None:
+def _progress_printer(err: Console, label: str) -> Callable[[IndexReport], None]:
+    previous = [0, 0.0]  # records and seconds at the last line: the rate is the recent one
+
+    def show(report: IndexReport) -> None:
+        records = report.indexed + report.control + report.other
+        rate = (records - previous[0]) / max(report.seconds - previous[1], 1e-9)
+        previous[:] = [records, report.seconds]
         err.print(
             f"[dim]{label}: {report.indexed:,} decisions, {report.control:,} control, "
-            f"{report.other:,} other records in {report.seconds:.1f}s "
-            f"({report.per_second:,.0f} records/s)[/]"
+            f"{report.other:,} other records in {report.seconds:.1f}s ({rate:,.0f} records/s)[/]"
         )
 
     return show
@@ -136,7 +145,7 @@ def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: b
                 stop=stop,
                 progress=_progress_printer(err, "indexed"),
             )
-    except OrdinanceError as exc:
+    except (OrdinanceError, sqlite3.Error, OSError) as exc:
         err.print(f"[red]audit index failed:[/] {exc}")
         return EXIT_FAILED
     summary = {
@@ -219,7 +228,7 @@ def _refresh(log_url: str, index: str, prefix: str, err: Console) -> int:
             report = index_log(
                 log, index, prefix=prefix, progress=_progress_printer(err, "refreshing")
             )
-    except OrdinanceError as exc:
+    except (OrdinanceError, sqlite3.Error, OSError) as exc:
         err.print(f"[red]could not bring the index up to date:[/] {exc}")
         return EXIT_FAILED
     if report.indexed:

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from ordinance.errors import OrdinanceError
-from ordinance.streams import AtOffset, Consumer, Log, TopicPartition
+from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
@@ -326,32 +326,24 @@ def index_log(
     until ``stop`` is set. Every partition of the topic is read by one ungrouped consumer,
     so the indexer never joins (or disturbs) a consumer group."""
     topic = decisions_topic(prefix)
+    partitions = log.partitions(topic)  # first: a log without the topic leaves no index file
     serde = Serde()
     report = IndexReport()
     began = time.monotonic()
     with AuditIndex(index_path, topic=topic) as index, log.consumer(None) as consumer:
-        partitions = log.partitions(topic)
         positions = {p: index.positions().get(p, 0) for p in partitions}
         consumer.assign({TopicPartition(topic, p): AtOffset(o) for p, o in positions.items()})
         ends = None if follow else log.end_offsets(topic)
         last_report = last_progress = time.monotonic()
+        unreported = False
         while not (stop is not None and stop.is_set()):
             if ends is not None and all(positions[p] >= ends.get(p, 0) for p in partitions):
                 break
             records = consumer.poll(max_records=batch, timeout=0.2 if follow else 0.5)
-            rows: list[DecisionRow] = []
             moved = dict(positions)
             for record in records:
                 moved[record.partition] = max(moved[record.partition], record.offset + 1)
-                decoded = serde.decode_record(record)
-                if isinstance(decoded, Decoded) and decoded.name == "Decision":
-                    rows.append(row_from_decision(record.partition, record.offset, decoded.value))
-                elif isinstance(decoded, Decoded) and decoded.name in CONTROL_RECORDS:
-                    report.control += 1
-                else:
-                    # Not ours to judge: `audit verify` reports a record that does not
-                    # belong; the index only answers questions about decisions.
-                    report.other += 1
+            rows = _decision_rows(serde, records, report)
             # The consumer may have moved past records it does not hand out (the Kafka
             # log's own end markers); adopt that, or a partition ending in one never ends.
             for p in partitions:
@@ -363,19 +355,38 @@ def index_log(
                 )
                 positions = moved
                 last_progress = now
+                unreported = True
             elif ends is not None and now - last_progress > stall_timeout_s:
                 raise LogError(
                     f"{topic}: no progress towards the end offsets {ends} for "
                     f"{stall_timeout_s:.0f}s (at {positions})"
                 )
-            if progress is not None and now - last_report >= progress_every_s:
+            # Only when something happened: a following indexer on a quiet log stays quiet.
+            if progress is not None and unreported and now - last_report >= progress_every_s:
                 report.seconds = now - began
                 progress(report)
-                last_report = now
+                last_report, unreported = now, False
         report.seconds = time.monotonic() - began
         report.total = index.count()
         report.positions = dict(positions)
     return report
+
+
+def _decision_rows(
+    serde: Serde, records: list[ConsumedRecord], report: IndexReport
+) -> list[DecisionRow]:
+    rows = []
+    for record in records:
+        decoded = serde.decode_record(record)
+        if isinstance(decoded, Decoded) and decoded.name == "Decision":
+            rows.append(row_from_decision(record.partition, record.offset, decoded.value))
+        elif isinstance(decoded, Decoded) and decoded.name in CONTROL_RECORDS:
+            report.control += 1
+        else:
+            # Not ours to judge: `audit verify` reports a record that does not belong;
+            # the index only answers questions about decisions.
+            report.other += 1
+    return rows
 
 
 def _consumer_position(consumer: Consumer, tp: TopicPartition) -> int:

@@ -94,6 +94,8 @@ class QueryFilter:
     def __post_init__(self) -> None:
         if self.effect is not None and self.effect not in EFFECTS:
             raise QueryError(f"effect must be one of {', '.join(EFFECTS)}, not {self.effect!r}")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise QueryError(f"--since {iso(self.since)} is not before --until {iso(self.until)}")
         if self.limit is not None and self.limit < 0:
             raise QueryError("limit must be >= 0")
 

@@ -1,8 +1,8 @@
 """``ordinance audit index`` / ``audit query`` as commands: summaries, CSV, JSON and table
 output, truncation, refresh from the log, and usage errors.
 
-Parsed through `register` on a parser shaped like the CLI's (each group gets a command
-whose parser has --json), the way the shared ``audit`` group calls this module."""
+Run through ``ordinance.cli.main``: the shared ``audit`` group (audit_cmds) adds these
+sub-commands beside verify and prove."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ from typing import Any
 
 import pytest
 
-from ordinance.commands.audit_query_cmds import register, run_query_command
+from ordinance import cli
+from ordinance.commands.audit_query_cmds import register, run
 from ordinance.processors.audit.query import QueryFilter, connect, query
+from ordinance.streams import open_log
+from ordinance.streams.topics import ensure_topics
 
 from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlite_url
 
 
 def main(argv: list[str]) -> int:
+    return cli.main(argv)
+
+
+def test_the_group_also_registers_on_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """`register`/`run` make this module a command group by itself (the shared `audit`
+    group in audit_cmds adds the same sub-commands)."""
     parser = argparse.ArgumentParser(prog="ordinance")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -31,9 +40,10 @@ def main(argv: list[str]) -> int:
         return p
 
     register(command)
-    code = run_query_command(parser.parse_args(argv))
-    assert code is not None
-    return code
+    args = parser.parse_args(["audit", "query", "--index", "missing.db"])
+    assert run(args) == 1
+    assert "not an audit index" in capsys.readouterr().err
+    assert run(parser.parse_args(["audit", "index", "--log", "x", "--index", "y"])) is not None
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +168,12 @@ def test_usage_errors(
     with pytest.raises(SystemExit):
         main(["audit", "query", "--index", str(index), "--effect", "permit"])
     assert main(["audit", "index", "--log", "nope://x", "--index", str(tmp_path / "i.db")]) == 1
+    url = sqlite_url(tmp_path)
+    bad_index = str(tmp_path / "no-such-dir" / "i.db")
+    with open_log(url) as opened:
+        ensure_topics(opened)
+    assert main(["audit", "index", "--log", url, "--index", bad_index]) == 1
+    assert "audit index failed" in capsys.readouterr().err
+    argv = ["audit", "query", "--index", str(index), "--since", "2026-02-01"]
+    assert main([*argv, "--until", "2026-01-01"]) == 2
+    assert "is not before" in capsys.readouterr().err

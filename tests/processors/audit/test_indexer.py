@@ -20,6 +20,7 @@ from ordinance.processors.audit.indexer import (
     index_log,
 )
 from ordinance.streams import Record, open_log
+from ordinance.streams.topics import ensure_topics
 
 from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlite_url
 
@@ -182,6 +183,8 @@ def test_an_index_of_another_topic_is_refused(tmp_path: Path) -> None:
     build_log(url, rounds=1)
     path = tmp_path / "index.db"
     index(url, path)
+    with open_log(url) as log:
+        ensure_topics(log, "other.")  # the topic exists: only the index file is wrong
     with pytest.raises(IndexFileError, match="indexes topic"):
         index(url, path, prefix="other.")
 
@@ -232,3 +235,17 @@ def test_follow_indexes_new_decisions_until_stopped(tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert reports[0].indexed == len(expected) == 27
     assert index_rows(path) == expected
+
+
+def test_progress_reports_work_done_and_stays_quiet_when_idle(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=2)
+    path = tmp_path / "index.db"
+    seen: list[tuple[int, float]] = []
+    index(url, path, progress=lambda r: seen.append((r.indexed, r.per_second)), progress_every_s=0)
+    assert seen and seen[-1][0] == 18 and all(rate > 0 for _, rate in seen)
+    seen.clear()
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    report = index(url, path, follow=True, stop=stop, progress=seen.append, progress_every_s=0)
+    assert (report.indexed, seen) == (0, [])  # nothing new on the log: no progress lines
