@@ -4,8 +4,8 @@ One row per Decision (control records are skipped, their offsets still consumed)
 row per rule id in ``decision_rules`` so a policy or rule filter is an index search. The
 log offsets indexed so far are written in the same transaction as the rows: after a crash
 the indexer resumes exactly where the last committed batch ended, and a record can never
-be indexed twice (a row's primary key is derived from its partition and offset, so a
-second insert would fail rather than duplicate). The index holds nothing the log does not:
+be indexed twice: a batch skips what lies below the stored positions (so two indexers on
+one file are harmless), and a row's primary key is derived from its partition and offset. The index holds nothing the log does not:
 delete the file and run the indexer again to rebuild it.
 
 Times are integer microseconds since the epoch, UTC. Queries filter on ``evaluated_at`` —
@@ -195,55 +195,45 @@ class AuditIndex:
     def write_batch(self, rows: Iterable[DecisionRow], positions: Mapping[int, int]) -> int:
         """Insert ``rows`` and move ``positions`` in one transaction; returns rows written.
 
-        A position never moves backwards: a batch that would is a bug in the caller, and
-        raising keeps the index from claiming records it has not got."""
-        decisions: list[tuple[Any, ...]] = []
-        rules: list[tuple[str, str, int, int]] = []
-        for r in rows:
-            rid = row_id(r.partition, r.offset)
-            decisions.append(
-                (
-                    rid,
-                    r.partition,
-                    r.offset,
-                    r.request_id,
-                    r.agent_id,
-                    r.tool,
-                    r.effect,
-                    r.code,
-                    "\n".join(r.rule_ids),
-                    r.bundle_id,
-                    r.policy_offset,
-                    r.event_time,
-                    r.evaluated_at,
-                    r.enforcer_id,
-                )
-            )
-            # A rule named twice in one decision is one lookup row (the key would refuse two).
-            rules.extend(
-                (*split_rule_id(rule), r.evaluated_at, rid) for rule in dict.fromkeys(r.rule_ids)
-            )
+        Idempotent, so two indexers on one file (a following one, and a query that
+        refreshes first) cannot double-index: rows below the index's position for their
+        partition are already there and are skipped, and a position only moves forward."""
+        batch = list(rows)
         with self.transaction():
             current = self.positions()
-            for d in decisions:
-                if d[2] < current.get(d[1], 0):
-                    # Two indexers on one file: the second must not write what the
-                    # first already did (the primary key would refuse it anyway).
-                    raise IndexFileError(
-                        f"partition {d[1]} offset {d[2]} is already indexed; is another "
-                        "indexer writing this file?"
+            decisions: list[tuple[Any, ...]] = []
+            rules: list[tuple[str, str, int, int]] = []
+            for r in batch:
+                if r.offset < current.get(r.partition, 0):
+                    continue
+                rid = row_id(r.partition, r.offset)
+                decisions.append(
+                    (
+                        rid,
+                        r.partition,
+                        r.offset,
+                        r.request_id,
+                        r.agent_id,
+                        r.tool,
+                        r.effect,
+                        r.code,
+                        "\n".join(r.rule_ids),
+                        r.bundle_id,
+                        r.policy_offset,
+                        r.event_time,
+                        r.evaluated_at,
+                        r.enforcer_id,
                     )
-            for partition, offset in positions.items():
-                if offset < current.get(partition, 0):
-                    raise IndexFileError(
-                        f"partition {partition}: position {offset} is behind the index's "
-                        f"{current[partition]}"
-                    )
+                )
+                # A rule named twice in one decision is one lookup row (the key refuses two).
+                rules.extend(
+                    (*split_rule_id(rule), r.evaluated_at, rid)
+                    for rule in dict.fromkeys(r.rule_ids)
+                )
+            moved = sorted((p, o) for p, o in positions.items() if o > current.get(p, 0))
             self.conn.executemany(_INSERT_DECISION, decisions)
             self.conn.executemany(_INSERT_RULE, rules)
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO positions VALUES (?, ?)", sorted(positions.items())
-            )
+            self.conn.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", moved)
         return len(decisions)
 
     def close(self) -> None:

@@ -189,17 +189,47 @@ def test_an_index_of_another_topic_is_refused(tmp_path: Path) -> None:
         index(url, path, prefix="other.")
 
 
-def test_already_indexed_offsets_are_refused(tmp_path: Path) -> None:
-    """A second indexer on the same file (or a caller replaying a batch) cannot double-index."""
+def test_a_replayed_batch_writes_nothing_and_positions_only_move_forward(
+    tmp_path: Path,
+) -> None:
     row = DecisionRow(0, 7, "r", "a", "t", "deny", "matched", ("p/r",), None, None, None, 1, "e")
     with AuditIndex(tmp_path / "index.db", topic="t") as idx:
-        idx.write_batch([row], {0: 8})
-        with pytest.raises(IndexFileError, match="already indexed"):
-            idx.write_batch([row], {0: 8})
-        with pytest.raises(IndexFileError, match="behind"):
-            idx.write_batch([], {0: 3})
-        assert idx.count() == 1
-        assert idx.positions() == {0: 8}
+        assert idx.write_batch([row], {0: 8}) == 1
+        assert idx.write_batch([row], {0: 8}) == 0
+        assert idx.write_batch([row._replace(offset=8)], {0: 3, 1: 2}) == 1
+        assert idx.count() == 2
+        assert idx.positions() == {0: 8, 1: 2}  # 0 stays at 8: 3 is behind it
+        assert idx.write_batch([], {0: 9}) == 0
+        assert idx.positions() == {0: 9, 1: 2}
+
+
+def test_two_indexers_on_one_file_index_every_decision_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A following indexer and a query refreshing first may write the same file at once."""
+    real = AuditIndex.write_batch
+
+    def slow(self: AuditIndex, rows: Any, positions: Any) -> int:
+        time.sleep(0.02)  # both indexers are mid-log at the same time
+        return real(self, rows, positions)
+
+    monkeypatch.setattr(AuditIndex, "write_batch", slow)
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=8)
+    expected, _ = log_decisions(url)
+    path = tmp_path / "index.db"
+    AuditIndex(path, topic=decisions_topic()).close()  # created before the race
+    reports: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: reports.append(index(url, path, batch=3))) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert index_rows(path) == expected
+    assert sum(r.indexed for r in reports) == len(expected) == 72
+    assert all(r.indexed > 0 for r in reports)  # each wrote some, skipping the other's
 
 
 def test_follow_indexes_new_decisions_until_stopped(tmp_path: Path) -> None:
