@@ -150,12 +150,12 @@ def cmd_mask_value(value: str, config: Path, as_json: bool) -> int:
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
-    from ordinance.streams import open_log
+    from ordinance.streams import open_existing_log
 
     stop = threading.Event()
     if args.follow:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with open_log(args.log) as log:
+    with open_existing_log(args.log) as log:
         checkpointer = Checkpointer(
             log,
             Signer.from_file(args.key),
@@ -182,10 +182,10 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ordinance.processors.audit.keys import Keyring
     from ordinance.processors.audit.verify import verify_log
-    from ordinance.streams import open_log
+    from ordinance.streams import open_existing_log
 
     keyring = Keyring.from_file(args.keyring)
-    with open_log(args.log) as log:
+    with open_existing_log(args.log) as log:
         report = verify_log(
             log,
             keyring,
@@ -226,9 +226,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_prove(args: argparse.Namespace) -> int:
     from ordinance.jsonutil import pretty_json
     from ordinance.processors.audit.proofs import prove_request
-    from ordinance.streams import open_log
+    from ordinance.streams import open_existing_log
 
-    with open_log(args.log) as log:
+    with open_existing_log(args.log) as log:
         proof = prove_request(log, args.request_id, prefix=args.prefix)
     text = pretty_json(proof) + "\n"
     if args.out is not None:

@@ -4,7 +4,7 @@
 turns records into the Avro wire contract of ``schemas/``.
 """
 
-from ordinance.streams.backends import open_log
+from ordinance.streams.backends import open_existing_log, open_log
 from ordinance.streams.log import (
     MARKER_HEADER,
     AtOffset,
@@ -35,6 +35,7 @@ __all__ = [
     "TopicPartition",
     "TopicSpec",
     "murmur2",
+    "open_existing_log",
     "open_log",
     "partition_for",
 ]

@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import parse_qsl
 
-from ordinance.streams.errors import UnsupportedLogUrlError
+from ordinance.streams.errors import LogError, UnsupportedLogUrlError
 from ordinance.streams.log import Log
 
 _SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
@@ -34,6 +35,17 @@ def open_log(url: str) -> Log:
     if scheme == "kafka":
         return _open_kafka(location, options)
     raise UnsupportedLogUrlError(f"no log backend for scheme {scheme!r} in {url!r}")
+
+
+def open_existing_log(url: str) -> Log:
+    """`open_log` for readers (verify, prove, replay): an embedded log that does not
+    exist is an error, not a new empty database that then "verifies clean"."""
+    scheme, sep, rest = url.partition("://")
+    if scheme == "sqlite" and sep:
+        location = rest.partition("?")[0]
+        if location.startswith("/") and location != "/" and not Path(location[1:]).exists():
+            raise LogError(f"no embedded log at {location[1:]}")
+    return open_log(url)
 
 
 def _open_sqlite(location: str, options: Mapping[str, str]) -> Log:

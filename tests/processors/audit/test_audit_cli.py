@@ -98,3 +98,12 @@ def test_unknown_request_and_missing_keyring_are_clear_errors(
     assert main(["audit", "prove", "nope", "--log", url]) == 2
     assert "no decision for request 'nope'" in capsys.readouterr().err
     assert main(["audit", "verify", "--log", url, "--keyring", str(tmp_path / "none.json")]) == 2
+
+
+def test_a_missing_embedded_log_is_an_error_not_a_clean_verify(
+    audited_log: AuditedLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    assert main(["audit", "verify", "--log", url, "--keyring", str(audited_log.keyring)]) == 2
+    assert "no embedded log at" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists()
