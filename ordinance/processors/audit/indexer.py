@@ -357,6 +357,8 @@ def index_log(
                 progress(report)
                 last_report, unreported = now, False
         report.seconds = time.monotonic() - began
+        if progress is not None and unreported and follow:
+            progress(report)  # the last lines' work, before a following indexer stops
         report.total = index.count()
         report.positions = dict(positions)
     return report

@@ -10,6 +10,10 @@ import argparse
 import csv
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import pytest
 
 from ordinance import cli
 from ordinance.commands.audit_query_cmds import register, run
-from ordinance.processors.audit.query import QueryFilter, connect, query
+from ordinance.processors.audit.query import QueryError, QueryFilter, connect, query
 from ordinance.streams import open_log
 from ordinance.streams.topics import ensure_topics
 
@@ -177,3 +181,40 @@ def test_usage_errors(
     argv = ["audit", "query", "--index", str(index), "--since", "2026-02-01"]
     assert main([*argv, "--until", "2026-01-01"]) == 2
     assert "is not before" in capsys.readouterr().err
+
+
+def test_index_follow_runs_until_sigterm(tmp_path: Path) -> None:
+    """The command in its own process: it indexes what arrives, prints its rate to stderr,
+    and stops cleanly on SIGTERM with the summary on stdout."""
+    url = sqlite_url(tmp_path)
+    clock = build_log(url, rounds=1)
+    index = tmp_path / "index.db"
+    argv = ["audit", "index", "--follow", "--log", url, "--index", str(index), "--json"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ordinance.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        send_rounds(url, range(1, 3))
+        enforce(url, clock)
+        expected, _ = log_decisions(url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _count(index) < len(expected):
+            time.sleep(0.2)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 0, err
+    assert json.loads(out)["total"] == len(expected) == 27
+    assert "records/s" in err
+
+
+def _count(index: Path) -> int:
+    try:
+        return len(rows_of(index))
+    except QueryError:
+        return 0  # not created yet
