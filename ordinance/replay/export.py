@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
+from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.source import POLICY_TOPICS, Source, write_slice
 from ordinance.replay.times import Window, decision_time
 from ordinance.replay.verify import Tick
@@ -90,7 +91,7 @@ def export_slice(
     tick: Tick = lambda _n: None,
 ) -> dict[str, Any]:
     """Write the slice; returns its metadata (also stored in the file)."""
-    serde = Serde()
+    serde = FastSerde()
     counts = dict.fromkeys(("agent.decisions", "agent.actions", "agent.approvals"), 0)
     partitions = source.partitions("agent.decisions")
 

@@ -27,6 +27,7 @@ from typing import Any
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS, PartitionState, answer_approval, decide
 from ordinance.replay.bundles import BundleProblem, BundleStore
+from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
@@ -383,7 +384,7 @@ def verify(
     tick: Tick = lambda _n: None,
 ) -> VerifyReport:
     started = time.perf_counter()
-    serde = Serde()
+    serde = FastSerde()
     window = window or Window()
     bundles = bundles or BundleStore.load(source, serde)
     report = VerifyReport(source.label, window, frozenset(agents) if agents is not None else None)

@@ -23,6 +23,7 @@ from typing import Any
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS
 from ordinance.processors.wire import request_from_wire
+from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.verify import Tick, jsonable
@@ -163,7 +164,7 @@ def whatif(
     tick: Tick = lambda _n: None,
 ) -> WhatIfReport:
     started = time.perf_counter()
-    serde = Serde()
+    serde = FastSerde()
     window = window or Window()
     report = WhatIfReport(
         source.label, candidate.bundle_id, window, frozenset(agents) if agents is not None else None

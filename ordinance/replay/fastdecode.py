@@ -1,0 +1,377 @@
+"""A faster decoder for the wire contract, used by replay — exact, or not used at all.
+
+Replay decodes two records per decision (the action and the decision), and that was two
+thirds of its time: fastavro's reader walks the schema for every datum. `FastSerde`
+decodes the *current* schemas with one generated Python function per record type
+(straight-line field reads, the one-byte varint inlined), producing the same values as
+``Serde.decode``: Values as plain values, exact decimals, timestamps as aware UTC
+datetimes built the way fastavro builds them. It is a fast path only: anything it does not
+handle exactly — a retired writer schema, an unexpected type, trailing bytes, a truncated
+or malformed body, a boolean byte other than 0/1, bad UTF-8 — goes to ``Serde.decode``,
+which gives the canonical answer (every `UndecodableRecord` comes from there). Equality
+with ``Serde.decode`` is a property test (tests/replay/test_fastdecode.py).
+
+Generated source holds no data from records or schemas except field names as ``repr``
+literals and enum symbols as constants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection
+from decimal import Decimal
+from typing import Any
+
+from ordinance.streams.serde import HEADER_SIZE, MAGIC, Decoded, Serde, UndecodableRecord
+from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
+
+Reader = Callable[[bytes, int], tuple[Any, int]]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+class Unsupported(Exception):
+    """A schema construct the fast path does not decode (its records take the slow path)."""
+
+
+def read_long(data: bytes, pos: int) -> tuple[int, int]:
+    b = data[pos]
+    pos += 1
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos
+    n = b & 0x7F
+    shift = 7
+    while True:
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+    return (n >> 1) ^ -(n & 1), pos
+
+
+def read_string(data: bytes, pos: int) -> tuple[str, int]:
+    n, pos = read_long(data, pos)
+    end = pos + n
+    if n < 0 or end > len(data):
+        raise ValueError("string runs past the end")
+    return data[pos:end].decode("utf-8"), end
+
+
+def read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    n, pos = read_long(data, pos)
+    end = pos + n
+    if n < 0 or end > len(data):
+        raise ValueError("bytes run past the end")
+    return data[pos:end], end
+
+
+def read_boolean(data: bytes, pos: int) -> tuple[bool, int]:
+    b = data[pos]
+    if b > 1:
+        raise ValueError("boolean byte is neither 0 nor 1")
+    return b == 1, pos + 1
+
+
+def read_null(_data: bytes, pos: int) -> tuple[None, int]:
+    return None, pos
+
+
+def read_timestamp_micros(data: bytes, pos: int) -> tuple[dt.datetime, int]:
+    n, pos = read_long(data, pos)
+    return _EPOCH + n * _MICRO, pos
+
+
+def blocks(data: bytes, pos: int) -> tuple[int, int]:
+    """An array/map block header: the item count (a negative count is followed by a size)."""
+    count, pos = read_long(data, pos)
+    if count < 0:
+        count = -count
+        _size, pos = read_long(data, pos)
+    return count, pos
+
+
+def read_value(data: bytes, pos: int) -> tuple[Any, int]:
+    """An ``ordinance.v1.Value`` as its plain Python value (what values.from_wire gives)."""
+    branch, pos = read_long(data, pos)
+    if branch == 3:
+        return read_string(data, pos)
+    if branch == 2:
+        return read_long(data, pos)
+    if branch == 4:
+        text, pos = read_string(data, pos)
+        return Decimal(text), pos
+    if branch == 1:
+        return read_boolean(data, pos)
+    if branch == 0:
+        return None, pos
+    if branch == 5:
+        items: list[Any] = []
+        count, pos = blocks(data, pos)
+        while count:
+            for _ in range(count):
+                item, pos = read_value(data, pos)
+                items.append(item)
+            count, pos = blocks(data, pos)
+        return items, pos
+    if branch == 6:
+        return read_value_map(data, pos)
+    raise ValueError(f"Value union branch {branch}")
+
+
+def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
+    out: dict[str, Any] = {}
+    count, pos = blocks(data, pos)
+    while count:
+        for _ in range(count):
+            key, pos = read_string(data, pos)
+            out[key], pos = read_value(data, pos)
+        count, pos = blocks(data, pos)
+    return out, pos
+
+
+_PRIMITIVES: dict[str, Reader] = {
+    "null": read_null,
+    "boolean": read_boolean,
+    "int": read_long,
+    "long": read_long,
+    "string": read_string,
+    "bytes": read_bytes,
+}
+
+
+def _is_value_record(schema: Any) -> bool:
+    """The Value record exactly as values.py reads it (any other shape: no fast path)."""
+    fields = schema.get("fields", [])
+    if len(fields) != 1 or fields[0]["name"] != "v":
+        return False
+    names = [b if isinstance(b, str) else b.get("name") or b.get("type") for b in fields[0]["type"]]
+    return names == ["null", "boolean", "long", "string", DECIMAL_TYPE, "array", "map"]
+
+
+# Straight-line code per record field: one-byte varints (lengths, small numbers, union
+# branches) are read inline; anything longer calls read_long.
+def _long_lines(target: str, pad: str) -> list[str]:
+    return [
+        f"{pad}b = data[pos]",
+        f"{pad}if b < 0x80:",
+        f"{pad}    {target} = (b >> 1) ^ -(b & 1)",
+        f"{pad}    pos += 1",
+        f"{pad}else:",
+        f"{pad}    {target}, pos = _long(data, pos)",
+    ]
+
+
+def _string_lines(target: str, pad: str, decode: bool = True) -> list[str]:
+    value = 'data[pos:end].decode("utf-8")' if decode else "data[pos:end]"
+    return [
+        *_long_lines("n", pad),
+        f"{pad}end = pos + n",
+        f"{pad}if n < 0 or end > size:",
+        f"{pad}    raise _Bad",
+        f"{pad}{target} = {value}",
+        f"{pad}pos = end",
+    ]
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.named: dict[str, Reader] = {}
+        self.namespace: dict[str, Any] = {
+            "_long": read_long,
+            "_Bad": ValueError,
+            "_EPOCH": _EPOCH,
+            "_MICRO": _MICRO,
+            "_blocks": blocks,
+        }
+        self.counter = 0
+
+    def bind(self, value: Any) -> str:
+        self.counter += 1
+        name = f"_k{self.counter}"
+        self.namespace[name] = value
+        return name
+
+    def lines(self, schema: Any, target: str, pad: str) -> list[str]:
+        """Statements that read one ``schema`` datum into ``target``."""
+        kind = schema if isinstance(schema, str) else None
+        if isinstance(schema, dict):
+            logical = schema.get("logicalType")
+            if logical == "timestamp-micros" and schema["type"] == "long":
+                return [*_long_lines("n", pad), f"{pad}{target} = _EPOCH + n * _MICRO"]
+            if logical is None and schema["type"] in _PRIMITIVES:
+                kind = schema["type"]
+        if kind == "string":
+            return _string_lines(target, pad)
+        if kind == "bytes":
+            return _string_lines(target, pad, decode=False)
+        if kind in ("long", "int"):
+            return _long_lines(target, pad)
+        if kind == "null":
+            return [f"{pad}{target} = None"]
+        if isinstance(schema, list) and len(schema) == 2 and schema[0] == "null":
+            # The nullable field: branch 0 is null, 1 the value; anything else is not ours.
+            return [
+                f"{pad}b = data[pos]",
+                f"{pad}pos += 1",
+                f"{pad}if b == 0:",
+                f"{pad}    {target} = None",
+                f"{pad}elif b == 2:",
+                *self.lines(schema[1], target, pad + "    "),
+                f"{pad}else:",
+                f"{pad}    raise _Bad",
+            ]
+        if isinstance(schema, dict) and schema["type"] == "enum":
+            symbols = self.bind(tuple(schema["symbols"]))
+            self.named[schema["name"]] = self.reader(schema)
+            return [*_long_lines("n", pad), f"{pad}{target} = {symbols}[n]"]
+        if (
+            isinstance(schema, dict)
+            and schema["type"] == "array"
+            and schema["items"] in ("string", "long")
+        ):
+            item = schema["items"]
+            return [
+                f"{pad}items = []",
+                f"{pad}count, pos = _blocks(data, pos)",
+                f"{pad}while count:",
+                f"{pad}    for _ in range(count):",
+                *self.lines(item, "item", pad + "        "),
+                f"{pad}        items.append(item)",
+                f"{pad}    count, pos = _blocks(data, pos)",
+                f"{pad}{target} = items",
+            ]
+        call = self.bind(self.reader(schema))
+        return [f"{pad}{target}, pos = {call}(data, pos)"]
+
+    def reader(self, schema: Any) -> Reader:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return _PRIMITIVES[schema]
+            if schema == VALUE_TYPE:
+                return read_value
+            if schema in self.named:
+                return self.named[schema]
+            raise Unsupported(f"unknown named type {schema}")
+        if isinstance(schema, list):
+            branches = [self.reader(b) for b in schema]
+
+            def union(data: bytes, pos: int) -> tuple[Any, int]:
+                index, pos = read_long(data, pos)
+                if index < 0:
+                    raise ValueError("negative union branch")
+                return branches[index](data, pos)
+
+            return union
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical is not None:
+            if kind == "long" and logical == "timestamp-micros":
+                return read_timestamp_micros
+            raise Unsupported(f"logical type {logical}")
+        if kind in _PRIMITIVES:
+            return _PRIMITIVES[kind]
+        if kind == "record":
+            return self.record(schema)
+        if kind == "enum":
+            symbols = tuple(schema["symbols"])
+
+            def enum(data: bytes, pos: int) -> tuple[str, int]:
+                index, pos = read_long(data, pos)
+                if index < 0:
+                    raise ValueError("negative enum index")
+                return symbols[index], pos
+
+            self.named[schema["name"]] = enum
+            return enum
+        if kind == "array":
+            item = self.reader(schema["items"])
+
+            def array(data: bytes, pos: int) -> tuple[list[Any], int]:
+                items: list[Any] = []
+                count, pos = blocks(data, pos)
+                while count:
+                    for _ in range(count):
+                        value, pos = item(data, pos)
+                        items.append(value)
+                    count, pos = blocks(data, pos)
+                return items, pos
+
+            return array
+        if kind == "map":
+            values = self.reader(schema["values"])
+            if values is read_value:
+                return read_value_map
+
+            def mapping(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
+                out: dict[str, Any] = {}
+                count, pos = blocks(data, pos)
+                while count:
+                    for _ in range(count):
+                        key, pos = read_string(data, pos)
+                        out[key], pos = values(data, pos)
+                    count, pos = blocks(data, pos)
+                return out, pos
+
+            return mapping
+        raise Unsupported(f"schema type {kind}")
+
+    def record(self, schema: Any) -> Reader:
+        name = schema["name"]
+        if name == VALUE_TYPE:
+            if not _is_value_record(schema):
+                raise Unsupported("a Value record of another shape")
+            self.named[name] = read_value
+            return read_value
+        # A record may refer to itself: a trampoline is registered before its fields.
+        slot: list[Reader] = []
+
+        def trampoline(data: bytes, pos: int) -> tuple[Any, int]:
+            return slot[0](data, pos)
+
+        self.named[name] = trampoline
+        lines = ["def _record(data, pos):", "    size = len(data)", "    out = {}"]
+        for field in schema["fields"]:
+            lines += self.lines(field["type"], f"out[{field['name']!r}]", "    ")
+        lines.append("    return out, pos")
+        namespace = dict(self.namespace)
+        exec(compile("\n".join(lines), f"<fastdecode {name}>", "exec"), namespace)
+        record: Reader = namespace["_record"]
+        slot.append(record)
+        self.named[name] = record
+        return record
+
+
+def build_reader(schema: Any) -> Reader:
+    return _Builder().reader(schema)
+
+
+class FastSerde(Serde):
+    """``Serde`` with the fast path for the current schemas (decoding only)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fast: dict[bytes, tuple[str, Reader]] = {}
+        for name in self.registry.names:
+            schema = self.registry.current(name)
+            try:
+                self._fast[schema.fingerprint] = (name, build_reader(schema.parsed))
+            except Unsupported:
+                continue  # records of this schema always take the slow path
+
+    def decode(
+        self, raw: bytes | None, expect: Collection[str] | None = None
+    ) -> Decoded | UndecodableRecord:
+        if raw and len(raw) <= self.max_bytes and raw[:2] == MAGIC:
+            fast = self._fast.get(raw[2:HEADER_SIZE])
+            if fast is not None and (expect is None or fast[0] in expect):
+                try:
+                    value, end = fast[1](bytes(raw), HEADER_SIZE)
+                except Exception:
+                    value, end = None, -1  # any doubt: the slow path decides
+                if end == len(raw) and isinstance(value, dict):
+                    return Decoded(fast[0], value, raw[2:HEADER_SIZE])
+        return super().decode(raw, expect)
