@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, emit_json
 from ordinance.errors import OrdinanceError
@@ -106,7 +107,7 @@ def run_query_command(args: argparse.Namespace) -> int | None:
         )
     if args.audit_command == "query":
         if as_json and args.csv:
-            Console(stderr=True).print("--json and --csv exclude each other")
+            Console(stderr=True).print("--json and --csv exclude each other", markup=False)
             return EXIT_USAGE
         return cmd_query(args, as_json=as_json)
     return None
@@ -120,8 +121,9 @@ def _progress_printer(err: Console, label: str) -> Callable[[IndexReport], None]
         rate = (records - previous[0]) / max(report.seconds - previous[1], 1e-9)
         previous[:] = [records, report.seconds]
         err.print(
-            f"[dim]{label}: {report.indexed:,} decisions, {report.control:,} control, "
-            f"{report.other:,} other records in {report.seconds:.1f}s ({rate:,.0f} records/s)[/]"
+            f"{label}: {report.indexed:,} decisions, {report.control:,} control, "
+            f"{report.other:,} other records in {report.seconds:.1f}s ({rate:,.0f} records/s)",
+            style="dim",
         )
 
     return show
@@ -136,7 +138,7 @@ def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: b
     try:
         with _stop_on_signals() as stop, open_log(log_url) as log:
             if follow:
-                err.print(f"indexing {log_url} into {index}; SIGTERM stops")
+                err.print(f"indexing {log_url} into {index}; SIGTERM stops", markup=False)
             report = index_log(
                 log,
                 index,
@@ -146,7 +148,7 @@ def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: b
                 progress=_progress_printer(err, "indexed"),
             )
     except (OrdinanceError, sqlite3.Error, OSError) as exc:
-        err.print(f"[red]audit index failed:[/] {exc}")
+        err.print(f"audit index failed: {exc}", style="red", markup=False)
         return EXIT_FAILED
     summary = {
         "indexed": report.indexed,
@@ -188,7 +190,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             limit=None if limit is None else limit + 1,
         )
     except aq.QueryError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(str(exc), style="red", markup=False)
         return EXIT_USAGE
     if args.log is not None:
         code = _refresh(args.log, args.index, args.prefix, err)
@@ -197,15 +199,16 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
     try:
         conn = aq.connect(args.index)
     except aq.QueryError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(str(exc), style="red", markup=False)
         return EXIT_FAILED
-    with conn:
+    try:
         if args.explain:
             for line in aq.explain(conn, f):
                 print(line)
             return EXIT_OK
         rows = list(aq.query(conn, f))
-    conn.close()
+    finally:
+        conn.close()
     truncated = limit is not None and len(rows) > limit
     rows = rows[:limit] if limit is not None else rows
     if as_json:
@@ -215,7 +218,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
     else:
         _table(rows)
     if truncated:
-        err.print(f"[yellow]first {limit} decisions shown; --limit 0 for all[/]")
+        err.print(f"[yellow]first {limit} decision(s) shown; --limit 0 for all[/]")
     return EXIT_OK
 
 
@@ -229,10 +232,10 @@ def _refresh(log_url: str, index: str, prefix: str, err: Console) -> int:
                 log, index, prefix=prefix, progress=_progress_printer(err, "refreshing")
             )
     except (OrdinanceError, sqlite3.Error, OSError) as exc:
-        err.print(f"[red]could not bring the index up to date:[/] {exc}")
+        err.print(f"could not bring the index up to date: {exc}", style="red", markup=False)
         return EXIT_FAILED
     if report.indexed:
-        err.print(f"[dim]{report.indexed:,} new decision(s) indexed[/]")
+        err.print(f"{report.indexed:,} new decision(s) indexed", style="dim")
     return EXIT_OK
 
 
@@ -242,19 +245,22 @@ def _table(rows: list[dict[str, Any]]) -> None:
         out.print("no decisions match")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("decided at (UTC)", "agent", "tool", "effect", "code", "rules", "request", "at"):
-        table.add_column(column, no_wrap=column != "rules")
+    # Rule ids last and allowed to wrap: they are what an auditor reads in full.
+    for column in ("decided at (UTC)", "agent", "tool", "effect", "code", "request", "at", "rules"):
+        table.add_column(column, no_wrap=column != "rules", overflow="fold")
     for r in rows:
-        table.add_row(
+        # Text, not markup: agent and request ids come from agents, and "[...]" in one
+        # must print as itself.
+        cells = (
             r["evaluated_at"],
             r["agent_id"],
             r["tool"],
             r["effect"],
             r["code"],
-            " ".join(r["rule_ids"]),
             r["request_id"],
             f"{r['partition']}:{r['offset']}",
-            style="red" if r["effect"] == "deny" else None,
+            " ".join(r["rule_ids"]),
         )
+        table.add_row(*map(Text, cells), style="red" if r["effect"] == "deny" else None)
     out.print(table)
     out.print(f"{len(rows)} decision(s)")

@@ -21,6 +21,7 @@ import pytest
 
 from ordinance import cli
 from ordinance.commands.audit_query_cmds import register, run
+from ordinance.processors.audit.indexer import AuditIndex, DecisionRow
 from ordinance.processors.audit.query import QueryError, QueryFilter, connect, query
 from ordinance.streams import open_log
 from ordinance.streams.topics import ensure_topics
@@ -218,3 +219,19 @@ def _count(index: Path) -> int:
         return len(rows_of(index))
     except QueryError:
         return 0  # not created yet
+
+
+def test_the_table_prints_ids_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agent and request ids are the agents' text: rich markup in one is not interpreted."""
+    index = tmp_path / "index.db"
+    row = DecisionRow(
+        0, 0, "[link=x]r1[/link]", "[bold]evil[/bold]", "fs.read", "deny", "matched",
+        ("p/r",), None, None, None, 1_767_225_600_000_000, "e",
+    )  # fmt: skip
+    with AuditIndex(index, topic="ordinance.agent.decisions") as idx:
+        idx.write_batch([row], {0: 1})
+    assert main(["audit", "query", "--index", str(index)]) == 0
+    out = capsys.readouterr().out
+    assert "[bold]evil[/bold]" in out and "[link=x]r1[/link]" in out, out
