@@ -8,6 +8,7 @@ Exit codes: 0 ok, 1 findings (verify) or changes with --fail-on-change (whatif),
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,9 @@ def _window(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", action="append", default=None, help="only this agent (repeatable)")
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="worker processes, one partition at a time (default 1)"
+    )
 
 
 def _where(p: argparse.ArgumentParser, offline: bool = True) -> None:
@@ -201,13 +205,30 @@ def total_records(source: Any, topic: str) -> int | None:
     return None
 
 
+def _reopen(args: argparse.Namespace, source: Any) -> Any:
+    """How a worker process gets its own source: a slice already in memory is inherited
+    by the fork; a live log is opened again (one connection per process)."""
+    from ordinance.replay.source import FileSource, open_source
+
+    if isinstance(source, FileSource):
+        return lambda: (source, None)
+    return functools.partial(open_source, args.log, None, args.prefix)
+
+
 def _verify(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> int:
     from ordinance.replay.verify import verify
 
     with progress(
         "replay verify", total_records(source, "agent.decisions"), args.quiet or args.json
     ) as tick:
-        report = verify(source, window=window, agents=agents, tick=tick)
+        report = verify(
+            source,
+            window=window,
+            agents=agents,
+            tick=tick,
+            jobs=args.jobs,
+            reopen=_reopen(args, source),
+        )
     data = report.to_json()
     if args.json:
         emit_json(data)
@@ -302,7 +323,15 @@ def _whatif(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
     with progress(
         "replay whatif", total_records(source, "agent.decisions"), args.quiet or args.json
     ) as tick:
-        report = whatif(source, candidate, window=window, agents=agents, tick=tick)
+        report = whatif(
+            source,
+            candidate,
+            window=window,
+            agents=agents,
+            tick=tick,
+            jobs=args.jobs,
+            reopen=_reopen(args, source),
+        )
     if args.html:
         Path(args.html).write_text(render_html(report), encoding="utf-8")
     data = report.to_json()

@@ -28,6 +28,7 @@ from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS, PartitionState, answer_approval, decide
 from ordinance.replay.bundles import BundleProblem, BundleStore
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
@@ -382,19 +383,47 @@ def verify(
     partitions: Collection[int] | None = None,
     bundles: BundleStore | None = None,
     tick: Tick = lambda _n: None,
+    jobs: int = 1,
+    reopen: Opener | None = None,
 ) -> VerifyReport:
+    """Verify every decisions partition (``partitions`` to choose); with ``jobs`` > 1 and
+    a ``reopen`` for workers, partitions run in forked processes."""
     started = time.perf_counter()
     serde = FastSerde()
     window = window or Window()
     bundles = bundles or BundleStore.load(source, serde)
     report = VerifyReport(source.label, window, frozenset(agents) if agents is not None else None)
-    for partition in source.partitions("agent.decisions"):
-        if partitions is not None and partition not in partitions:
-            continue
-        verifier = PartitionVerifier(source, partition, bundles, window, agents, serde)
-        verifier.run(tick)
-        report.partitions[partition] = verifier.counts
-        report.findings.extend(verifier.findings)
-    report.bundle_problems = [p for ps in bundles.problems.values() for p in ps]
+    wanted = [
+        p for p in source.partitions("agent.decisions") if partitions is None or p in partitions
+    ]
+
+    def one(
+        src: Source, partition: int
+    ) -> tuple[int, PartitionCounts, list[Finding], list[BundleProblem]]:
+        verifier = PartitionVerifier(src, partition, bundles, window, agents, serde)
+        verifier.run(tick if jobs <= 1 else lambda _n: None)
+        # Problems, not the store: compiled rulesets hold generated functions (unpicklable).
+        return (
+            partition,
+            verifier.counts,
+            verifier.findings,
+            [p for listed in bundles.problems.values() for p in listed],
+        )
+
+    if jobs > 1 and reopen is not None and len(wanted) > 1:
+        for bundle_id in bundles.bundle_ids:
+            bundles.ruleset(bundle_id)  # compiled once, inherited by the workers
+        results = list(map_partitions(one, wanted, jobs, reopen))
+    else:
+        results = [one(source, p) for p in wanted]
+    problems: dict[tuple[str, str], BundleProblem] = {}
+    for partition, counts, findings, found in sorted(results, key=lambda r: r[0]):
+        if jobs > 1:
+            tick(counts.records)
+        report.partitions[partition] = counts
+        report.findings.extend(findings)
+        for problem in found:
+            problems.setdefault((problem.bundle_id, problem.kind), problem)
+    report.bundle_problems = list(problems.values())
     report.seconds = time.perf_counter() - started
     return report

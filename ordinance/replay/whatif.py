@@ -24,6 +24,7 @@ from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS
 from ordinance.processors.wire import request_from_wire
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.verify import Tick, jsonable
@@ -100,6 +101,7 @@ class WhatIfReport:
     unchanged: int = 0
     same_effect_other_rules: int = 0
     skipped: int = 0  # follow-ups and undecodable actions
+    walked: int = 0  # decisions-log records read (progress)
     changes: list[Changed] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -162,17 +164,43 @@ def whatif(
     window: Window | None = None,
     agents: Collection[str] | None = None,
     tick: Tick = lambda _n: None,
+    jobs: int = 1,
+    reopen: Opener | None = None,
 ) -> WhatIfReport:
+    """With ``jobs`` > 1 and a ``reopen`` for workers, partitions run in forked processes
+    (the candidate, compiled here, is inherited)."""
     started = time.perf_counter()
     serde = FastSerde()
     window = window or Window()
-    report = WhatIfReport(
-        source.label, candidate.bundle_id, window, frozenset(agents) if agents is not None else None
-    )
-    for partition in source.partitions("agent.decisions"):
-        _partition(source, partition, candidate, window, agents, serde, report, tick)
+    chosen = frozenset(agents) if agents is not None else None
+    report = WhatIfReport(source.label, candidate.bundle_id, window, chosen)
+    partitions = source.partitions("agent.decisions")
+
+    def one(src: Source, partition: int) -> tuple[int, WhatIfReport]:
+        part = WhatIfReport(source.label, candidate.bundle_id, window, chosen)
+        _partition(
+            src, partition, candidate, window, agents, serde, part, tick if jobs <= 1 else _none
+        )
+        return partition, part
+
+    if jobs > 1 and reopen is not None and len(partitions) > 1:
+        results = list(map_partitions(one, partitions, jobs, reopen))
+    else:
+        results = [one(source, p) for p in partitions]
+    for _partition_number, part in sorted(results, key=lambda r: r[0]):
+        report.evaluated += part.evaluated
+        report.unchanged += part.unchanged
+        report.same_effect_other_rules += part.same_effect_other_rules
+        report.skipped += part.skipped
+        report.changes.extend(part.changes)
+        if jobs > 1:
+            tick(part.walked)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _none(_n: int) -> None:
+    return None
 
 
 def _partition(
@@ -234,3 +262,4 @@ def _partition(
             )
         )
     tick(walked % 1000)
+    report.walked += walked

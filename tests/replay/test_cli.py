@@ -190,3 +190,26 @@ def test_policy_show_and_diff(recorded: Recorded, capsys: pytest.CaptureFixture[
     )
     text = capsys.readouterr().out
     assert "rule block-sanctioned (changed)" in text and "+ when: action.args.country in" in text
+
+
+def test_worker_processes_give_the_same_reports(
+    recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, where = _alter_counter(recorded, tmp_path, -1)
+    url = f"sqlite:///{db}"
+    one = _json(capsys, "replay", "verify", "--log", url, code=1)
+    two = _json(capsys, "replay", "verify", "--log", url, "--jobs", "2", code=1)
+    assert [(f["partition"], f["offset"]) for f in two["findings"]] == [where]
+    for report in (one, two):
+        del report["seconds"], report["decisions_per_s"]
+    assert one == two
+    out = tmp_path / "all.avro"
+    _json(capsys, "replay", "export", "--log", url, "--out", str(out))
+    offline = _json(capsys, "replay", "verify", "--input", str(out), "--jobs", "2", code=1)
+    assert offline["findings"] == one["findings"]
+    bundle = recorded.run.new_bundle
+    serial = _json(capsys, "replay", "whatif", "--log", url, "--bundle", bundle)
+    forked = _json(capsys, "replay", "whatif", "--log", url, "--bundle", bundle, "--jobs", "2")
+    for report in (serial, forked):
+        del report["seconds"]
+    assert serial == forked and serial["changed"] > 0
