@@ -5,8 +5,8 @@ row per rule id in ``decision_rules`` so a policy or rule filter is an index sea
 log offsets indexed so far are written in the same transaction as the rows: after a crash
 the indexer resumes exactly where the last committed batch ended, and a record can never
 be indexed twice: a batch skips what lies below the stored positions (so two indexers on
-one file are harmless), and a row's primary key is derived from its partition and offset. The index holds nothing the log does not:
-delete the file and run the indexer again to rebuild it.
+one file are harmless), and a row's primary key is derived from its partition and offset.
+The index holds nothing the log does not: delete the file and index again to rebuild it.
 
 Times are integer microseconds since the epoch, UTC. Queries filter on ``evaluated_at`` —
 the enforcer's clock, which is what an auditor asks about ("what was decided between T1
@@ -160,8 +160,20 @@ class AuditIndex:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA cache_size=-65536")
         self.conn.execute("PRAGMA busy_timeout=10000")
+        self._refuse_foreign_database()
         self.conn.executescript(_SCHEMA)
         self._check_meta()
+
+    def _refuse_foreign_database(self) -> None:
+        """``--index`` naming the log's own database (or any other) must not add tables
+        to it: a file with tables is an index only if it has ours."""
+        tables = {
+            name
+            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and not {"meta", "positions", "decisions"} <= tables:
+            self.conn.close()
+            raise IndexFileError(f"{self.path} is a database but not an audit index")
 
     def _check_meta(self) -> None:
         with self.transaction():

@@ -208,9 +208,14 @@ def test_two_indexers_on_one_file_index_every_decision_once(
 ) -> None:
     """A following indexer and a query refreshing first may write the same file at once."""
     real = AuditIndex.write_batch
+    both_started = threading.Barrier(2, timeout=30)
+    local = threading.local()
 
     def slow(self: AuditIndex, rows: Any, positions: Any) -> int:
-        time.sleep(0.02)  # both indexers are mid-log at the same time
+        if not getattr(local, "started", False):
+            local.started = True
+            both_started.wait()  # both hold their first batch of the same offsets
+        time.sleep(0.01)
         return real(self, rows, positions)
 
     monkeypatch.setattr(AuditIndex, "write_batch", slow)
@@ -228,8 +233,8 @@ def test_two_indexers_on_one_file_index_every_decision_once(
     for thread in threads:
         thread.join(timeout=60)
     assert index_rows(path) == expected
+    assert len(reports) == 2  # neither thread died (a duplicate key would have raised)
     assert sum(r.indexed for r in reports) == len(expected) == 72
-    assert all(r.indexed > 0 for r in reports)  # each wrote some, skipping the other's
 
 
 def test_follow_indexes_new_decisions_until_stopped(tmp_path: Path) -> None:
@@ -279,3 +284,15 @@ def test_progress_reports_work_done_and_stays_quiet_when_idle(tmp_path: Path) ->
     threading.Timer(1.0, stop.set).start()
     report = index(url, path, follow=True, stop=stop, progress=seen.append, progress_every_s=0)
     assert (report.indexed, seen) == (0, [])  # nothing new on the log: no progress lines
+
+
+def test_the_log_database_is_never_taken_for_an_index(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    log_db = tmp_path / "log.db"
+    with sqlite3.connect(log_db) as conn:
+        before = conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall()
+    with pytest.raises(IndexFileError, match="not an audit index"):
+        index(url, log_db)
+    with sqlite3.connect(log_db) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == before
