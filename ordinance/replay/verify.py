@@ -211,6 +211,8 @@ class PartitionVerifier:
         self.findings: list[Finding] = []
         self.actions = ActionCursor(iter(source.read("agent.actions", partition)))
         self.approvals: dict[str, list[dict[str, Any]]] = {}
+        # request id -> the action offset its (original) decision names
+        self.claimed: dict[str, int] = {}
         for record in source.read("agent.approvals", partition):
             approval = serde.decode_record(record, expect={"Approval"})
             if isinstance(approval, Decoded):
@@ -277,6 +279,14 @@ class PartitionVerifier:
         else:
             offset = recorded["action_offset"]
             action = self.actions.take(offset) if offset is not None else None
+            if action is None and offset in self.actions.taken:
+                self._finding(
+                    "duplicate_decision",
+                    f"a second decision names action offset {offset}; the enforcer decides an action once",
+                    step,
+                    recorded=recorded,
+                )
+                return
             if action is None:
                 self._finding(
                     "action_missing",
@@ -285,6 +295,7 @@ class PartitionVerifier:
                     recorded=recorded,
                 )
                 return
+            self.claimed.setdefault(recorded["request_id"], action.offset)
             bundle_id = self.state.bundle_id
             ruleset = self.bundles.ruleset(bundle_id) if bundle_id is not None else None
             recomputed = decide_again(
@@ -346,17 +357,30 @@ class PartitionVerifier:
             )
 
     def _check_unclaimed_actions(self) -> None:
-        """An action no decision names is fine if its request was already decided (a
-        re-delivery or re-send) or if it comes after the last decided action (not
-        processed yet); otherwise the enforcer skipped it."""
+        """An action no decision names is fine if a decision of another action record
+        decided its request (a re-delivery or re-send) or if it comes after the last
+        decided action (not processed yet); otherwise the enforcer skipped it. (Not the
+        state's ``decided`` set: a follow-up decision puts its request there too.)"""
         for record in self.actions.unclaimed():
             action = self.serde.decode_record(record, expect={"ActionRequest"})
             if not isinstance(action, Decoded):
-                continue  # an undecodable action's decision names it; unnamed, it is a gap below
+                # Its event time and agent are unknown: reported unless an agent was asked
+                # for, if later actions were decided.
+                if self.agents is None and record.offset < self.actions.last_taken:
+                    self.findings.append(
+                        Finding(
+                            "action_without_decision",
+                            f"agent.actions[{self.partition}] offset {record.offset} (undecodable) "
+                            "has no decision, though later actions do",
+                            self.partition,
+                            record.offset,
+                        )
+                    )
+                continue
             value = action.value
             if not self._wanted(value["agent"]["id"], value["event_time"]):
                 continue
-            if value["request_id"] in self.state.decided:
+            if self.claimed.get(value["request_id"], record.offset) != record.offset:
                 self.counts.duplicates_skipped += 1
             elif record.offset > self.actions.last_taken:
                 self.counts.undecided += 1

@@ -94,6 +94,7 @@ class ActionCursor:
         self._records = records
         self.passed: dict[int, ConsumedRecord] = {}  # read but not (yet) named by a decision
         self.last_taken = -1
+        self.taken: set[int] = set()  # offsets a decision already named
 
     def take(self, offset: int) -> ConsumedRecord | None:
         found = self.passed.pop(offset, None)
@@ -107,6 +108,7 @@ class ActionCursor:
                     break
         if found is not None:
             self.last_taken = max(self.last_taken, offset)
+            self.taken.add(offset)
         return found
 
     def unclaimed(self) -> Iterator[ConsumedRecord]:
