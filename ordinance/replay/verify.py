@@ -234,6 +234,10 @@ class PartitionVerifier:
                     windows.reads = []
                     self._verify_decision(step, datum, windows.reads)
                     windows.reads = None
+                elif datum["code"] not in FOLLOW_UPS and datum["action_offset"] is not None:
+                    # Not verified, but its action is accounted for: the gap check below
+                    # then decodes only actions that no decision names.
+                    self._claim_unverified(datum)
             elif step.name == "RulesetSwap":
                 self._verify_swap(step)
             elif step.name is None and self.agents is None:
@@ -245,6 +249,10 @@ class PartitionVerifier:
                 )
         tick(self.counts.records % 1000)
         self._check_unclaimed_actions()
+
+    def _claim_unverified(self, datum: dict[str, Any]) -> None:
+        if self.actions.take(datum["action_offset"]) is not None:
+            self.claimed.setdefault(datum["request_id"], datum["action_offset"])
 
     def _finding(self, kind: str, message: str, step: Step, **extra: Any) -> None:
         datum = step.datum if isinstance(step.decoded, Decoded) else {}
