@@ -29,7 +29,7 @@ from typing import Any
 from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signature_valid
 from ordinance.processors.audit.keys import Keyring
-from ordinance.processors.audit.merkle import Frontier
+from ordinance.processors.audit.merkle import Levels
 from ordinance.streams import ConsumedRecord, Log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
@@ -148,19 +148,16 @@ def verify_partition(
     valid = _valid_checkpoints(partition, checkpoints, keyring, report)
     offsets: list[int] = []
     claimed: list[bytes] = []  # the hash each record claims (stored, or derived)
+    positions: list[bytes] = []  # the position chain: the Merkle tree's entries
     breaks: list[tuple[int, bytes]] = []  # (index, stored prev) where the link fails
-    frontier = Frontier()
-    position_head = GENESIS
-    claimed_head = GENESIS
-    for record in records:
-        index = len(offsets)
+    position_head = claimed_head = GENESIS
+    for index, record in enumerate(records):
+        key, value = record.key, record.value
         prev, own = stored_links(record.headers)
         link = claimed_head if prev is None else prev  # a marker's hash follows from position
-        mine = record_hash(link, record.key, record.value)
+        mine = record_hash(link, key, value)
         # Untampered, the claimed and the position chain agree: hash once.
-        position_head = (
-            mine if link == position_head else record_hash(position_head, record.key, record.value)
-        )
+        position_head = mine if link == position_head else record_hash(position_head, key, value)
         if prev is not None:
             if prev != claimed_head:
                 breaks.append((index, prev))
@@ -176,44 +173,47 @@ def verify_partition(
                 mine = own  # later records link to what was written, not to the edit
         offsets.append(record.offset)
         claimed.append(mine)
+        positions.append(position_head)
         claimed_head = mine
-        frontier.append(position_head)
-        checked = valid.get(frontier.size)
-        if checked is not None:
-            _check_against(partition, checked, frontier, position_head, record, report)
-        if frontier.size % 100_000 == 0:
-            progress(frontier.size)
+        if index % 100_000 == 99_999:
+            progress(index + 1)
     report.records = len(offsets)
     if offsets:
         report.first_offset, report.last_offset = offsets[0], offsets[-1]
+    _check_checkpoints(partition, valid, positions, offsets, report)
     _classify_breaks(partition, offsets, claimed, breaks, findings)
     _check_tail(partition, valid, claimed, offsets, report)
     return report
 
 
-def _check_against(
+def _check_checkpoints(
     partition: int,
-    checked: Checkpoint,
-    frontier: Frontier,
-    head: bytes,
-    record: ConsumedRecord,
+    valid: dict[int, Checkpoint],
+    positions: list[bytes],
+    offsets: list[int],
     report: PartitionReport,
 ) -> None:
-    audit_offset, datum = checked
-    report.checkpoints += 1
-    if frontier.root() == datum["merkle_root"] and head == datum["chain_head"]:
+    """The log's Merkle root and head at each validly signed size against the signature."""
+    sizes = sorted(size for size in valid if size <= len(positions))
+    if not sizes:
         return
-    report.findings.append(
-        Finding(
-            CHECKPOINT_MISMATCH,
-            partition,
-            record.offset,
-            f"the first {datum['record_count']} records (through offset {record.offset}) "
-            f"do not have the Merkle root or chain head signed for offsets "
-            f"{datum['first_offset']}..{datum['last_offset']}",
-            audit_offset,
+    tree = Levels(positions)
+    for size in sizes:
+        audit_offset, datum = valid[size]
+        report.checkpoints += 1
+        if tree.root(size) == datum["merkle_root"] and positions[size - 1] == datum["chain_head"]:
+            continue
+        report.findings.append(
+            Finding(
+                CHECKPOINT_MISMATCH,
+                partition,
+                offsets[size - 1],
+                f"the first {size} records (through offset {offsets[size - 1]}) do not have "
+                f"the Merkle root or chain head signed for offsets "
+                f"{datum['first_offset']}..{datum['last_offset']}",
+                audit_offset,
+            )
         )
-    )
 
 
 def _classify_breaks(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from ordinance.processors.audit.merkle import (
     EMPTY_ROOT,
     Frontier,
+    Levels,
     inclusion_path,
     leaf_hash,
     node_hash,
@@ -40,6 +41,14 @@ def test_frontier_root_equals_recursive_root(n: int) -> None:
         frontier.append(entry)
     assert frontier.size == n
     assert frontier.root() == root_of([leaf_hash(e) for e in entries])
+
+
+@given(st.integers(min_value=0, max_value=130))
+def test_levels_give_every_prefix_root(n: int) -> None:
+    entries = _entries(n)
+    levels = Levels(entries)
+    for size in range(n + 1):
+        assert levels.root(size) == root_of([leaf_hash(e) for e in entries[:size]])
 
 
 @given(st.data())
