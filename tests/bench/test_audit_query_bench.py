@@ -47,6 +47,14 @@ def test_agent_and_time_questions_search_an_index(result: dict[str, Any]) -> Non
             assert "decisions_agent_time" in r["plan"], r
 
 
+def test_the_command_answers_as_the_index_does(result: dict[str, Any]) -> None:
+    """The process-level timing ran the real `ordinance audit query` on the same question."""
+    cli = result["cli"]
+    [same] = [r for r in result["rows"] if r["query"] == cli["query"]]
+    assert cli["rows"] == same["rows"] > 0
+    assert cli["ms"] > 0 and cli["startup_ms"] > 0
+
+
 def test_sizes_and_rates_are_reported(result: dict[str, Any]) -> None:
     assert result["decisions"] == 6000
     assert result["rule_rows"] > 0

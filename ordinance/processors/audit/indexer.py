@@ -15,7 +15,6 @@ and T2"); ``event_time`` is the agent's clock and is only stored.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import time
@@ -26,6 +25,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from ordinance.errors import OrdinanceError
+from ordinance.processors.audit.query import micros, split_rule_id
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
@@ -36,8 +36,6 @@ CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover"})
 # A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
 # to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
 OFFSET_BITS = 40
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MICRO = dt.timedelta(microseconds=1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -102,27 +100,8 @@ class DecisionRow(NamedTuple):
     enforcer_id: str
 
 
-def micros(value: dt.datetime) -> int:
-    """Exact microseconds since the epoch (float seconds would round)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return (value - _EPOCH) // _MICRO
-
-
-def from_micros(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
-
-
 def row_id(partition: int, offset: int) -> int:
     return (partition << OFFSET_BITS) | offset
-
-
-def split_rule_id(rule_id: str) -> tuple[str, str]:
-    """``"policy-id/rule-id"`` (ruleset.py) -> (policy, rule). Ids are ``[a-z0-9._-]``, so
-    the first slash separates them; an id without one (written by something other than a
-    compiled ruleset) is a rule of no policy."""
-    policy, slash, rule = rule_id.partition("/")
-    return (policy, rule) if slash else ("", rule_id)
 
 
 def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> DecisionRow:

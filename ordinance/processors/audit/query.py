@@ -4,6 +4,9 @@ Every filter is a condition on an indexed column or an ``IN`` over ``decision_ru
 restricted to the same time range, so an agent + time or a time-range question is an index
 search (the tests check the plans). Results come in decision-time order (``evaluated_at``,
 then log position), times in ISO-8601 UTC.
+
+This module needs only SQLite (the indexer imports its time and rule-id helpers from
+here, not the other way round), so ``audit query`` starts without loading the log or Avro.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from ordinance.errors import OrdinanceError
-from ordinance.processors.audit.indexer import from_micros, micros, split_rule_id
 
 EFFECTS = ("allow", "deny", "require_approval")
 COLUMNS = (
@@ -42,6 +44,29 @@ _SELECT = (
 )
 _RELATIVE = re.compile(r"^-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+def micros(value: dt.datetime) -> int:
+    """Exact microseconds since the epoch (float seconds would round); naive = UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return (value - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+def split_rule_id(rule_id: str) -> tuple[str, str]:
+    """``"policy-id/rule-id"`` (ruleset.py) -> (policy, rule). Ids are ``[a-z0-9._-]``, so
+    the first slash separates them; an id without one (written by something other than a
+    compiled ruleset) is a rule of no policy."""
+    policy, slash, rule = rule_id.partition("/")
+    return (policy, rule) if slash else ("", rule_id)
 
 
 class QueryError(OrdinanceError):

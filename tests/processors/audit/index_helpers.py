@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ordinance.processors.audit.indexer import micros
+from ordinance.processors.audit.query import micros
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log, split_rule_id
+from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log
 from ordinance.processors.audit.query import (
     QueryError,
     QueryFilter,
@@ -22,6 +22,7 @@ from ordinance.processors.audit.query import (
     iso,
     parse_time,
     query,
+    split_rule_id,
 )
 from ordinance.streams import open_log
 
