@@ -51,7 +51,7 @@ def register(command: Command) -> None:
         "at",
         "the rollout in force at event time T (and the bundle each enforcer had swapped to)",
     )
-    at.add_argument("time", metavar="T", help="ISO 8601, epoch seconds, now, or -2h")
+    at.add_argument("time", metavar="T", help="ISO 8601, epoch seconds, now, or 2h (ago)")
     at.add_argument("--target", default=None, help="only this deployment target")
     history = _sub(sub, "history", "every lifecycle event with actor, time, reason and outcome")
     history.add_argument("--bundle", default=None, help="only events of this bundle (id prefix)")

@@ -46,7 +46,7 @@ def _window(p: argparse.ArgumentParser) -> None:
         dest="start",
         default=None,
         metavar="T",
-        help="event time from (ISO 8601, epoch s, now, -2h)",
+        help="event time from (ISO 8601, epoch s, now, or 2h for 2 hours ago)",
     )
     p.add_argument(
         "--to", dest="end", default=None, metavar="T", help="event time before (exclusive)"

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Any
 
-_RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)(s|m|h|d)$")
+_RELATIVE = re.compile(r"^-?(\d+(?:\.\d+)?)(s|m|h|d)(?: ago)?$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -20,8 +20,9 @@ class TimeArgumentError(ValueError):
 
 
 def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
-    """ISO 8601 (a naive time is UTC), epoch seconds, ``now``, or relative to now
-    (``-2h``, ``-30m``, ``-7d``). Always an aware UTC datetime."""
+    """ISO 8601 (a naive time is UTC), epoch seconds, ``now``, or a duration before now
+    (``2h``, ``30m``, ``7d``; also ``-2h`` / ``2h ago``, though argparse needs
+    ``--from=-2h`` for the dash form). Always an aware UTC datetime."""
     current = now or dt.datetime.now(dt.UTC)
     value = text.strip()
     if value == "now":
@@ -37,7 +38,7 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise TimeArgumentError(
-            f"{text!r} is not a time: use ISO 8601 (2026-11-25T16:00:00Z), epoch seconds, now, or -2h"
+            f"{text!r} is not a time: use ISO 8601 (2026-11-25T16:00:00Z), epoch seconds, now, or 2h (ago)"
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
