@@ -229,7 +229,9 @@ def cli_round_trip(path: Path, agent_count: int, runs: int) -> dict[str, Any]:
     startup = []
     for _ in range(max(runs, 1)):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ordinance.cli", "--version"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "ordinance.cli", "--version"], check=True, capture_output=True
+        )
         startup.append(time.perf_counter() - began)
     return {
         "query": label,
