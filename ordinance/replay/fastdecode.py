@@ -123,12 +123,42 @@ def read_value(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
+    """A map of Values: arguments, attributes, context — the hottest shape on the log, so
+    keys and the common string / long / decimal values are read inline."""
     out: dict[str, Any] = {}
+    size = len(data)
     count, pos = blocks(data, pos)
     while count:
         for _ in range(count):
-            key, pos = read_string(data, pos)
-            out[key], pos = read_value(data, pos)
+            n = data[pos]
+            if n < 0x80:
+                n = (n >> 1) ^ -(n & 1)
+                pos += 1
+            else:
+                n, pos = read_long(data, pos)
+            end = pos + n
+            if n < 0 or end > size:
+                raise ValueError("map key runs past the end")
+            key = data[pos:end].decode("utf-8")
+            pos = end
+            branch = data[pos]
+            if branch in (6, 8):  # string (branch 3) or Decimal (branch 4)
+                n = data[pos + 1]
+                if n < 0x80:
+                    n = (n >> 1) ^ -(n & 1)
+                    pos += 2
+                else:
+                    n, pos = read_long(data, pos + 1)
+                end = pos + n
+                if n < 0 or end > size:
+                    raise ValueError("string runs past the end")
+                text = data[pos:end].decode("utf-8")
+                pos = end
+                out[key] = text if branch == 6 else Decimal(text)
+            elif branch == 4:  # long (branch 2)
+                out[key], pos = read_long(data, pos + 1)
+            else:
+                out[key], pos = read_value(data, pos)
         count, pos = blocks(data, pos)
     return out, pos
 
