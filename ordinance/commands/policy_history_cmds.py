@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json, report_policy_errors
@@ -69,7 +70,7 @@ def _fail(message: str, as_json: bool) -> int:
     if as_json:
         emit_json({"ok": False, "error": message})
     else:
-        Console(stderr=True, highlight=False).print(f"[red]{message}[/]")
+        Console(stderr=True, highlight=False).print(f"[red]{escape(message)}[/]")
     return EXIT_USAGE
 
 
@@ -235,7 +236,7 @@ def _history(args: argparse.Namespace, store: Any) -> int:
         outcome = (
             "[green]accepted[/]"
             if e["rejected_because"] is None
-            else f"[red]rejected[/]: {e['rejected_because']}"
+            else f"[red]rejected[/]: {escape(e['rejected_because'])}"
         )
         table.add_row(
             str(e["offset"]),
@@ -243,8 +244,8 @@ def _history(args: argparse.Namespace, store: Any) -> int:
             e["event"],
             e["bundle_id"][:19] + "…",
             e["target"] or "-",
-            e["actor"],
-            e["reason"] or "-",
+            escape(e["actor"]),
+            escape(e["reason"] or "-"),
             outcome,
         )
     console().print(table)
@@ -287,14 +288,18 @@ def _show(args: argparse.Namespace, store: Any) -> int:
     )
     out.print(f"[bold]bundle {bundle_id}[/] — {ok}")
     for problem in data["integrity"]:
-        out.print(f"[red]{problem['kind']}[/]: {problem['message']}")
+        out.print(f"[red]{problem['kind']}[/]: {escape(problem['message'])}")
     for policy in data["policies"]:
         out.print(
-            f"\n[bold]{policy['policy']}[/] (owner {policy['owner']}, impact {policy['impact']}): {policy['description']}"
+            f"\n[bold]{escape(policy['policy'])}[/] "
+            + escape(
+                f"(owner {policy['owner']}, impact {policy['impact']}): {policy['description']}"
+            )
         )
         for rule in policy["rules"]:
             out.print(
-                f"  {rule['id']}: [bold]{rule['effect']}[/] when {rule['when']}", highlight=False
+                f"  {escape(rule['id'])}: [bold]{rule['effect']}[/] when {escape(rule['when'])}",
+                highlight=False,
             )
     out.print(
         "\nlifecycle: "

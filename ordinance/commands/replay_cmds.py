@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
@@ -174,7 +175,7 @@ def _usage(message: str, as_json: bool) -> int:
     if as_json:
         emit_json({"ok": False, "error": message})
     else:
-        Console(stderr=True, highlight=False).print(f"[red]{message}[/]")
+        Console(stderr=True, highlight=False).print(f"[red]{escape(message)}[/]")
     return EXIT_USAGE
 
 
@@ -261,13 +262,22 @@ def _verify(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
         )
     out.print(table)
     for problem in report.bundle_problems:
-        out.print(f"[red]bundle {problem.bundle_id[:23]}… {problem.kind}[/]: {problem.message}")
-    for finding in data["findings"][:MAX_SHOWN]:
         out.print(
-            f"[red]{finding['kind']}[/] decisions[{finding['partition']}]@{finding['offset']} "
-            f"request {finding['request_id']} agent {finding['agent_id']} at {finding['event_time']}: {finding['message']}",
-            markup=True,
+            f"[red]bundle {problem.bundle_id[:23]}… {problem.kind}[/]: {escape(problem.message)}"
         )
+    for finding in data["findings"][:MAX_SHOWN]:
+        topic = "actions" if finding["kind"] == "action_without_decision" else "decisions"
+        where = f"{topic}[{finding['partition']}]@{finding['offset']}"
+        about = " ".join(
+            f"{label} {finding[key]}"
+            for label, key in (
+                ("request", "request_id"),
+                ("agent", "agent_id"),
+                ("at", "event_time"),
+            )
+            if finding[key] is not None
+        )
+        out.print(f"[red]{finding['kind']}[/] " + escape(f"{where} {about}: {finding['message']}"))
         for name, pair in finding["differences"].items():
             out.print(
                 f"    {name}: recorded {json.dumps(pair['recorded'])}  recomputed {json.dumps(pair['recomputed'])}",
@@ -358,10 +368,12 @@ def _whatif(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
         example = g["examples"][0]
         groups.add_row(
             f"{g['old_effect']} → {g['new_effect']}",
-            g["tool"],
-            g["rules"],
+            escape(g["tool"]),
+            escape(g["rules"]),
             str(g["count"]),
-            f"{example['agent_id']} {json.dumps(example['request']['action'], sort_keys=True)}",
+            escape(
+                f"{example['agent_id']} {json.dumps(example['request']['action'], sort_keys=True)}"
+            ),
         )
     out.print(groups)
     if args.html:

@@ -213,3 +213,26 @@ def test_worker_processes_give_the_same_reports(
     for report in (serial, forked):
         del report["seconds"]
     assert serial == forked and serial["changed"] > 0
+
+
+def test_the_readable_reports(
+    recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, (partition, offset) = _alter_counter(recorded, tmp_path)
+    capsys.readouterr()
+    assert main(["replay", "verify", "--log", f"sqlite:///{db}", "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert f"decision_mismatch decisions[{partition}]@{offset}" in text
+    assert 'args: recorded {"path": "/elsewhere"}' in text
+    assert "1 finding(s)" in text
+    assert (
+        main(["replay", "whatif", "--log", recorded.url, "--bundle", recorded.run.new_bundle]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "allow → deny" in text and "payments-guardrails/block-sanctioned" in text
+    assert main(["policy", "show", recorded.run.new_bundle, "--log", recorded.url]) == 0
+    text = capsys.readouterr().out
+    assert "content hashes to its id" in text
+    assert 'matches("^/(etc|usr|boot|proc|sys|root)/")' in text  # brackets are not markup
+    assert main(["policy", "at", "now", "--log", recorded.url]) == 0
+    assert recorded.run.new_bundle in capsys.readouterr().out
