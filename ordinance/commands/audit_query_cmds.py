@@ -53,6 +53,9 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument(
         "--follow", action="store_true", help="keep indexing new decisions until SIGTERM/SIGINT"
     )
+    p.add_argument(
+        "--rebuild", action="store_true", help="delete the index first and index the whole log"
+    )
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="topic name prefix")
     _json_option(p)
 
@@ -103,14 +106,24 @@ def run_query_command(args: argparse.Namespace) -> int | None:
     as_json = bool(getattr(args, "json", False))
     if args.audit_command == "index":
         return cmd_index(
-            args.log, args.index, follow=args.follow, prefix=args.prefix, as_json=as_json
+            args.log,
+            args.index,
+            follow=args.follow,
+            prefix=args.prefix,
+            as_json=as_json,
+            rebuild=args.rebuild,
         )
     if args.audit_command == "query":
         if as_json and args.csv:
-            Console(stderr=True).print("--json and --csv exclude each other", markup=False)
+            _stderr().print("--json and --csv exclude each other", markup=False)
             return EXIT_USAGE
         return cmd_query(args, as_json=as_json)
     return None
+
+
+def _stderr() -> Console:
+    # soft_wrap: a message (a path, an error) stays one line in logs and for grep.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _progress_printer(err: Console, label: str) -> Callable[[IndexReport], None]:
@@ -129,14 +142,18 @@ def _progress_printer(err: Console, label: str) -> Callable[[IndexReport], None]
     return show
 
 
-def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: bool) -> int:
+def cmd_index(
+    log_url: str, index: str, *, follow: bool, prefix: str, as_json: bool, rebuild: bool = False
+) -> int:
     from ordinance.commands.lifecycle_cmds import _stop_on_signals
-    from ordinance.processors.audit.indexer import index_log
+    from ordinance.processors.audit.indexer import index_log, remove_index
     from ordinance.streams import open_log
 
-    err = Console(stderr=True, highlight=False)
+    err = _stderr()
     try:
         with _stop_on_signals() as stop, open_log(log_url) as log:
+            if rebuild and remove_index(index):
+                err.print(f"deleted {index}; rebuilding it from {log_url}", markup=False)
             if follow:
                 err.print(f"indexing {log_url} into {index}; SIGTERM stops", markup=False)
             report = index_log(
@@ -175,7 +192,7 @@ def cmd_index(log_url: str, index: str, *, follow: bool, prefix: str, as_json: b
 def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
     from ordinance.processors.audit import query as aq
 
-    err = Console(stderr=True, highlight=False)
+    err = _stderr()
     try:
         limit = None if args.limit == 0 else args.limit
         f = aq.QueryFilter(

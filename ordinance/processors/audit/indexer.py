@@ -146,11 +146,7 @@ class AuditIndex:
     def _refuse_foreign_database(self) -> None:
         """``--index`` naming the log's own database (or any other) must not add tables
         to it: a file with tables is an index only if it has ours."""
-        tables = {
-            name
-            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if tables and not {"meta", "positions", "decisions"} <= tables:
+        if not _is_index_or_empty(self.conn):
             self.conn.close()
             raise IndexFileError(f"{self.path} is a database but not an audit index")
 
@@ -247,6 +243,35 @@ class AuditIndex:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_index_or_empty(conn: sqlite3.Connection) -> bool:
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return not tables or {"meta", "positions", "decisions"} <= tables
+
+
+def remove_index(path: Path | str) -> bool:
+    """Delete an index file with its WAL and shared-memory files (a WAL left beside a new
+    file of the same name would be replayed into it). Refuses a file that is not an index,
+    so a mistyped path never deletes the log. True if there was something to delete."""
+    path = Path(path)
+    if path.exists():
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                is_index = _is_index_or_empty(conn)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            is_index = False
+        if not is_index:
+            raise IndexFileError(f"{path} is not an audit index; not deleting it")
+    found = False
+    for suffix in ("", "-wal", "-shm"):
+        target = Path(f"{path}{suffix}")
+        found |= target.exists()
+        target.unlink(missing_ok=True)
+    return found
 
 
 class _Transaction:

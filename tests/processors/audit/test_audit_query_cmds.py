@@ -235,3 +235,24 @@ def test_the_table_prints_ids_as_they_are(
     assert main(["audit", "query", "--index", str(index)]) == 0
     out = capsys.readouterr().out
     assert "[bold]evil[/bold]" in out and "[link=x]r1[/link]" in out, out
+
+
+def test_rebuild_deletes_the_index_and_indexes_the_whole_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    index = tmp_path / "index.db"
+    assert main(["audit", "index", "--log", url, "--index", str(index)]) == 0
+    before = rows_of(index)
+    capsys.readouterr()
+    assert main(["audit", "index", "--log", url, "--index", str(index), "--rebuild", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["indexed"] == len(before) == 9  # all again, not 0
+    assert "rebuilding" in captured.err
+    assert rows_of(index) == before
+    # --rebuild naming the log's own database deletes nothing
+    log_db = tmp_path / "log.db"
+    assert main(["audit", "index", "--log", url, "--index", str(log_db), "--rebuild"]) == 1
+    assert "not an audit index" in capsys.readouterr().err
+    assert log_db.exists() and len(log_decisions(url)[0]) == 9

@@ -18,6 +18,7 @@ from ordinance.processors.audit.indexer import (
     IndexFileError,
     decisions_topic,
     index_log,
+    remove_index,
 )
 from ordinance.streams import Record, open_log
 from ordinance.streams.topics import ensure_topics
@@ -296,3 +297,17 @@ def test_the_log_database_is_never_taken_for_an_index(tmp_path: Path) -> None:
         index(url, log_db)
     with sqlite3.connect(log_db) as conn:
         assert conn.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == before
+
+
+def test_remove_index_deletes_an_index_and_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "index.db"
+    assert not remove_index(path)  # nothing there: nothing to do
+    AuditIndex(path, topic="t").close()
+    Path(f"{path}-wal").write_bytes(b"")  # as a crash would leave it
+    assert remove_index(path)
+    assert not path.exists() and not Path(f"{path}-wal").exists()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database")
+    with pytest.raises(IndexFileError, match="not deleting"):
+        remove_index(notes)
+    assert notes.read_text() == "not a database"
