@@ -9,6 +9,7 @@ module usable as a command group on its own too.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -223,17 +224,22 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             for line in aq.explain(conn, f):
                 print(line)
             return EXIT_OK
-        rows = list(aq.query(conn, f))
+        found = aq.query(conn, f)
+        wanted = found if limit is None else itertools.islice(found, limit)
+        # The query asks for one row more than shown: if it is there, the answer was cut.
+        if args.csv:
+            # Streamed: an export of every decision need not fit in memory.
+            aq.write_csv(wanted, sys.stdout)
+            truncated = limit is not None and next(found, None) is not None
+        else:
+            rows = list(wanted)
+            truncated = limit is not None and next(found, None) is not None
+            if as_json:
+                emit_json({"count": len(rows), "truncated": truncated, "decisions": rows})
+            else:
+                _table(rows)
     finally:
         conn.close()
-    truncated = limit is not None and len(rows) > limit
-    rows = rows[:limit] if limit is not None else rows
-    if as_json:
-        emit_json({"count": len(rows), "truncated": truncated, "decisions": rows})
-    elif args.csv:
-        aq.write_csv(rows, sys.stdout)
-    else:
-        _table(rows)
     if truncated:
         err.print(f"[yellow]first {limit} decision(s) shown; --limit 0 for all[/]")
     return EXIT_OK

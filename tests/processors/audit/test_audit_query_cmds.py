@@ -117,6 +117,15 @@ def test_table_and_truncation(log: tuple[str, Path], capsys: pytest.CaptureFixtu
     assert "--limit 0 for all" in captured.err
     assert main(["audit", "query", "--index", str(index), "--limit", "0", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 27
+    # CSV is streamed, and cut the same way
+    assert main(["audit", "query", "--index", str(index), "--limit", "2", "--csv"]) == 0
+    captured = capsys.readouterr()
+    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == 2
+    assert "--limit 0 for all" in captured.err
+    assert main(["audit", "query", "--index", str(index), "--limit", "27", "--csv"]) == 0
+    captured = capsys.readouterr()
+    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == 27
+    assert captured.err == ""  # exactly all of them: nothing was cut
 
 
 def test_time_filters_from_the_command_line(
