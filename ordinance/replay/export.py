@@ -40,29 +40,33 @@ def _partition_slice(
     counts: dict[str, int],
     tick: Tick,
 ) -> Iterator[ConsumedRecord]:
-    decisions: list[tuple[ConsumedRecord, dict[str, Any] | None]] = []
+    # Two passes over the partition rather than holding it: the first finds the last
+    # decision in the window (and other agents' decisions to leave out), the second copies.
     last_in_window = -1
+    left_out: set[int] = set()
     request_ids: set[str] = set()
     action_offsets: set[int] = set()
+    seen = 0
     for record in source.read("agent.decisions", partition):
+        seen += 1
+        if seen % 1000 == 0:
+            tick(1000)
         decoded = serde.decode_record(record)
-        datum = (
-            decoded.value if isinstance(decoded, Decoded) and decoded.name == "Decision" else None
-        )
-        decisions.append((record, datum))
-        wanted = datum is not None and (agents is None or datum["agent_id"] in agents)
-        if datum is not None and wanted and decision_time(datum) in window:
+        if not isinstance(decoded, Decoded) or decoded.name != "Decision":
+            continue
+        datum = decoded.value
+        if agents is not None and datum["agent_id"] not in agents:
+            left_out.add(record.offset)
+        elif decision_time(datum) in window:
             last_in_window = record.offset
             request_ids.add(datum["request_id"])
             if datum["action_offset"] is not None:
                 action_offsets.add(datum["action_offset"])
-        if len(decisions) % 1000 == 0:
-            tick(1000)
-    tick(len(decisions) % 1000)
-    for record, datum in decisions:
+    tick(seen % 1000)
+    for record in source.read("agent.decisions", partition):
         if record.offset > last_in_window:
             break
-        if datum is None or agents is None or datum["agent_id"] in agents:
+        if record.offset not in left_out:
             counts["agent.decisions"] += 1
             yield _short(record, "agent.decisions")
     for record in source.read("agent.actions", partition):

@@ -223,14 +223,16 @@ def _partition(
         if step.name != "Decision":
             continue
         old = step.datum
+        offset = old["action_offset"]
+        # Every original decision takes its action, in or out of the window, so the
+        # cursor never holds actions it has passed.
+        action = (
+            actions.take(offset) if offset is not None and old["code"] not in FOLLOW_UPS else None
+        )
         if decision_time(old) not in window or (
             agents is not None and old["agent_id"] not in agents
         ):
             continue
-        offset = old["action_offset"]
-        action = (
-            actions.take(offset) if offset is not None and old["code"] not in FOLLOW_UPS else None
-        )
         decoded = (
             serde.decode_record(action, expect={"ActionRequest"}) if action is not None else None
         )
