@@ -82,6 +82,12 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     q.add_argument("--effect", default=None, choices=["allow", "deny", "require_approval"])
     q.add_argument("--tool", default=None, metavar="GLOB", help="e.g. 'payments.*'")
     q.add_argument(
+        "--request",
+        default=None,
+        metavar="ID",
+        help="one request's decisions (not indexed: add --agent or a time range on big logs)",
+    )
+    q.add_argument(
         "--limit",
         type=int,
         default=DEFAULT_LIMIT,
@@ -204,6 +210,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             rule=args.rule,
             effect=args.effect,
             tool=args.tool,
+            request=args.request,
             # One more than asked: whether the answer was cut short is then known.
             limit=None if limit is None else limit + 1,
         )

@@ -161,6 +161,13 @@ def test_query_refreshes_from_the_log_first(
     assert "9 new decision(s) indexed" in captured.err
 
 
+def test_one_requests_decisions(log: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    _, index = log
+    assert main(["audit", "query", "--index", str(index), "--request", "q1-2", "--json"]) == 0
+    [decision] = json.loads(capsys.readouterr().out)["decisions"]
+    assert (decision["agent_id"], decision["effect"]) == ("billing-2", "require_approval")
+
+
 def test_explain_shows_an_index_search(
     log: tuple[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,6 +64,7 @@ def oracle(decisions: list[dict[str, Any]], f: QueryFilter) -> list[str]:
         and (f.until is None or d["evaluated_at"] < f.until)
         and (f.effect is None or d["effect"] == f.effect)
         and (f.tool is None or fnmatchcase(d["tool"], f.tool.casefold()))
+        and (f.request is None or d["request_id"] == f.request)
         and rules_match(d)
     ]
     return out[: f.limit] if f.limit is not None else out
@@ -91,6 +92,9 @@ def cases(decisions: list[dict[str, Any]]) -> list[QueryFilter]:
         QueryFilter(agent="billing-2", effect="allow", policy="payments-guardrails"),
         QueryFilter(agent="nobody"),
         QueryFilter(since=t1, limit=5),
+        QueryFilter(request="q2-1"),
+        QueryFilter(request="q3-4", agent="files-bot", since=t1),
+        QueryFilter(request="q3-4", agent="billing-bot"),  # another agent's request: none
         QueryFilter(),
     ]
 
@@ -103,7 +107,7 @@ def test_every_filter_agrees_with_the_log(indexed: tuple[Path, list[dict[str, An
         got = [row["request_id"] for row in query(conn, f)]
         assert got == oracle(decisions, f), f
         narrowing += 0 < len(got) < len(decisions)
-    assert narrowing >= 14  # most cases cut the log to a proper, non-empty subset
+    assert narrowing >= 16  # most cases cut the log to a proper, non-empty subset
 
 
 def test_known_answers(indexed: tuple[Path, list[dict[str, Any]]]) -> None:
@@ -177,6 +181,7 @@ PLANS = [
     (QueryFilter(since=HOUR, until=2 * HOUR, policy="policy-3"), "decision_rules"),
     (QueryFilter(since=HOUR, until=2 * HOUR, rule="rule-3"), "decision_rules_rule_time"),
     (QueryFilter(agent="agent-7", since=HOUR, until=2 * HOUR, tool="pay*", effect="deny"), ""),
+    (QueryFilter(agent="agent-7", request="r77"), "decisions_agent_time"),
 ]
 
 
