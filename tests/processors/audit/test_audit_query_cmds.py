@@ -21,8 +21,10 @@ import pytest
 
 from ordinance import cli
 from ordinance.commands.audit_query_cmds import register, run
+from ordinance.processors.approvals import answer
 from ordinance.processors.audit.indexer import AuditIndex, DecisionRow
 from ordinance.processors.audit.query import QueryError, QueryFilter, connect, query
+from ordinance.processors.enforcer_state import APPROVED
 from ordinance.streams import open_log
 from ordinance.streams.topics import ensure_topics
 
@@ -272,3 +274,21 @@ def test_rebuild_deletes_the_index_and_indexes_the_whole_log(
     assert main(["audit", "index", "--log", url, "--index", str(log_db), "--rebuild"]) == 1
     assert "not an audit index" in capsys.readouterr().err
     assert log_db.exists() and len(log_decisions(url)[0]) == 9
+
+
+def test_an_approved_request_has_both_decisions(tmp_path: Path) -> None:
+    """require_approval, then the approval's follow-up decision for the same request id:
+    `--request` shows the request's history in order."""
+    url = sqlite_url(tmp_path)
+    clock = build_log(url, rounds=1)
+    with open_log(url) as opened:
+        answer(opened, "q0-2", approve=True, approver="bob", clock=lambda: clock.start + 30)
+    enforce(url, clock)
+    index = tmp_path / "index.db"
+    assert main(["audit", "index", "--log", url, "--index", str(index)]) == 0
+    history = rows_of(index, request="q0-2")
+    assert [(r["effect"], r["code"]) for r in history] == [
+        ("require_approval", "matched"),
+        ("allow", APPROVED),
+    ]
+    assert history[0]["evaluated_at"] < history[1]["evaluated_at"]
