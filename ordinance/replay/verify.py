@@ -439,11 +439,13 @@ def verify(
         p for p in source.partitions("agent.decisions") if partitions is None or p in partitions
     ]
 
+    forked = jobs > 1 and reopen is not None and len(wanted) > 1
+
     def one(
         src: Source, partition: int
     ) -> tuple[int, PartitionCounts, list[Finding], list[BundleProblem]]:
         verifier = PartitionVerifier(src, partition, bundles, window, agents, serde)
-        verifier.run(tick if jobs <= 1 else lambda _n: None)
+        verifier.run(_silent if forked else tick)
         # Problems, not the store: compiled rulesets hold generated functions (unpicklable).
         return (
             partition,
@@ -452,16 +454,18 @@ def verify(
             [p for listed in bundles.problems.values() for p in listed],
         )
 
-    if jobs > 1 and reopen is not None and len(wanted) > 1:
+    if forked:
+        assert reopen is not None
         for bundle_id in bundles.bundle_ids:
             bundles.ruleset(bundle_id)  # compiled once, inherited by the workers
-        results = list(map_partitions(one, wanted, jobs, reopen))
+        results = []
+        for result in map_partitions(one, wanted, jobs, reopen):
+            tick(result[1].records)  # progress as each partition comes back
+            results.append(result)
     else:
         results = [one(source, p) for p in wanted]
     problems: dict[tuple[str, str], BundleProblem] = {}
     for partition, counts, findings, found in sorted(results, key=lambda r: r[0]):
-        if jobs > 1:
-            tick(counts.records)
         report.partitions[partition] = counts
         report.findings.extend(findings)
         for problem in found:
@@ -469,3 +473,7 @@ def verify(
     report.bundle_problems = list(problems.values())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _silent(_n: int) -> None:
+    return None

@@ -175,16 +175,21 @@ def whatif(
     chosen = frozenset(agents) if agents is not None else None
     report = WhatIfReport(source.label, candidate.bundle_id, window, chosen)
     partitions = source.partitions("agent.decisions")
+    forked = jobs > 1 and reopen is not None and len(partitions) > 1
 
     def one(src: Source, partition: int) -> tuple[int, WhatIfReport]:
         part = WhatIfReport(source.label, candidate.bundle_id, window, chosen)
         _partition(
-            src, partition, candidate, window, agents, serde, part, tick if jobs <= 1 else _none
+            src, partition, candidate, window, agents, serde, part, _none if forked else tick
         )
         return partition, part
 
-    if jobs > 1 and reopen is not None and len(partitions) > 1:
-        results = list(map_partitions(one, partitions, jobs, reopen))
+    if forked:
+        assert reopen is not None
+        results = []
+        for result in map_partitions(one, partitions, jobs, reopen):
+            tick(result[1].walked)  # progress as each partition comes back
+            results.append(result)
     else:
         results = [one(source, p) for p in partitions]
     for _partition_number, part in sorted(results, key=lambda r: r[0]):
@@ -193,8 +198,6 @@ def whatif(
         report.same_effect_other_rules += part.same_effect_other_rules
         report.skipped += part.skipped
         report.changes.extend(part.changes)
-        if jobs > 1:
-            tick(part.walked)
     report.seconds = time.perf_counter() - started
     return report
 
