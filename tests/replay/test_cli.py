@@ -236,3 +236,31 @@ def test_the_readable_reports(
     assert 'matches("^/(etc|usr|boot|proc|sys|root)/")' in text  # brackets are not markup
     assert main(["policy", "at", "now", "--log", recorded.url]) == 0
     assert recorded.run.new_bundle in capsys.readouterr().out
+
+
+def test_replay_and_policy_commands_write_nothing(
+    recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    def snapshot() -> list[tuple[object, ...]]:
+        with sqlite3.connect(recorded.db) as conn:
+            return (
+                conn.execute(
+                    "SELECT topic_id, partition, offset, value FROM records ORDER BY 1, 2, 3"
+                ).fetchall()
+                + conn.execute("SELECT * FROM group_offsets ORDER BY 1, 2, 3").fetchall()
+            )
+
+    before = snapshot()
+    url = recorded.url
+    for argv in (
+        ["replay", "verify", "--log", url, "--jobs", "2"],
+        ["replay", "whatif", "--log", url, "--bundle", recorded.run.new_bundle],
+        ["replay", "export", "--log", url, "--out", str(tmp_path / "s.avro")],
+        ["policy", "at", "now", "--log", url],
+        ["policy", "history", "--log", url],
+        ["policy", "show", recorded.run.old_bundle, "--log", url],
+    ):
+        _json(capsys, *argv)
+    assert snapshot() == before
