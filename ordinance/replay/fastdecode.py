@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection
 from decimal import Decimal
 from typing import Any
 
+from ordinance.streams.log import ConsumedRecord
 from ordinance.streams.serde import HEADER_SIZE, MAGIC, Decoded, Serde, UndecodableRecord
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
@@ -405,3 +406,19 @@ class FastSerde(Serde):
                 if end == len(raw) and isinstance(value, dict):
                     return Decoded(fast[0], value, raw[2:HEADER_SIZE])
         return super().decode(raw, expect)
+
+    def decode_record(
+        self, record: ConsumedRecord, expect: Collection[str] | None = None
+    ) -> Decoded | UndecodableRecord:
+        """As ``Serde.decode_record``, building the `Decoded` once on the fast path."""
+        raw = record.value
+        if raw and len(raw) <= self.max_bytes and raw[:2] == MAGIC:
+            fast = self._fast.get(raw[2:HEADER_SIZE])
+            if fast is not None and (expect is None or fast[0] in expect):
+                try:
+                    value, end = fast[1](raw, HEADER_SIZE)
+                except Exception:
+                    value, end = None, -1
+                if end == len(raw) and isinstance(value, dict):
+                    return Decoded(fast[0], value, raw[2:HEADER_SIZE], record)
+        return super().decode_record(record, expect)

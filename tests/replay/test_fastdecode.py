@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.streams import ConsumedRecord
 from ordinance.streams.serde import Serde
 
 SLOW, FAST = Serde(), FastSerde()
@@ -81,6 +82,8 @@ def actions(draw: st.DrawFn) -> dict[str, Any]:
 
 def _same(raw: bytes, expect: set[str] | None = None) -> None:
     assert FAST.decode(raw, expect) == SLOW.decode(raw, expect)
+    record = ConsumedRecord("t", 1, 7, b"k", raw, (), 0)
+    assert FAST.decode_record(record, expect) == SLOW.decode_record(record, expect)
 
 
 @settings(max_examples=300, deadline=None)
@@ -98,6 +101,7 @@ def test_fast_decoding_equals_the_serde(
     raw = SLOW.encode(name, value)
     decoded = FAST.decode(raw)
     assert decoded == SLOW.decode(raw)
+    _same(raw)
     assert decoded.name == name  # type: ignore[union-attr]
     _same(raw, {"Decision"})  # an unexpected type is the slow path's answer
     _same(raw[: min(cut, len(raw))])
