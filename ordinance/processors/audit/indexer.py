@@ -323,7 +323,7 @@ def index_log(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     progress_every_s: float = 1.0,
-    batch: int = 2000,
+    batch: int = 5000,
     stall_timeout_s: float = STALL_TIMEOUT_S,
 ) -> IndexReport:
     """Index ``agent.decisions`` from where the index left off.
