@@ -159,3 +159,33 @@ def test_altering_a_budget_counter_reports_it_and_every_later_decision_it_change
         if finding.offset != offset:
             assert "payments-guardrails/daily-budget" in finding.recomputed["rule_ids"]  # type: ignore[index]
             assert any(r["fn"] == "sum" and r["value"] >= 10**9 for r in finding.window_reads)
+
+
+def test_an_altered_swap_record_is_a_swap_finding_and_its_decisions_name_another_offset(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    db = recorded.copy(tmp_path)
+    records = recorded.records("agent.decisions")
+    swaps = [(r, d) for r, d in records if d.name == "RulesetSwap"]
+    # The busiest partition's first swap (to the old bundle, enforced at policy offset 1).
+    busiest = max(
+        {r.partition for r, _ in swaps}, key=lambda p: sum(r.partition == p for r, _ in records)
+    )
+    first, second = [(r, d) for r, d in swaps if r.partition == busiest][:2]
+    rewrite(db, "agent.decisions", busiest, first[0].offset, lambda s: {**s, "policy_offset": 0})
+    report = _verify(f"sqlite:///{db}")
+    between = {
+        r.offset
+        for r, d in records
+        if r.partition == busiest
+        and d.name == "Decision"
+        and first[0].offset < r.offset < second[0].offset
+    }
+    assert between
+    kinds = {(f.kind, f.offset) for f in report.findings}
+    assert kinds == {("swap_mismatch", first[0].offset)} | {
+        ("decision_mismatch", o) for o in between
+    }
+    for finding in report.findings:
+        if finding.kind == "decision_mismatch":
+            assert set(finding.differences) == {"policy_offset"}
