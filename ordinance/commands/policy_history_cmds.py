@@ -78,15 +78,16 @@ def run(args: argparse.Namespace) -> int | None:
     if args.command != "policy":
         return None
     from ordinance.replay.bundles import BundleStore
-    from ordinance.replay.source import SourceError, open_source
+    from ordinance.replay.source import open_source
     from ordinance.replay.times import TimeArgumentError
+    from ordinance.streams.errors import LogError
 
     args.json = getattr(args, "json", False)
     if args.policy_command == "diff" and args.log is None:
         return _diff(args, None)
     try:
         source, log = open_source(args.log, getattr(args, "input", None), args.prefix)
-    except SourceError as exc:
+    except LogError as exc:  # SourceError included: no such log, unreachable broker
         return _fail(str(exc), args.json)
     try:
         store = BundleStore.load(source)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int | None:
         if args.policy_command == "show":
             return _show(args, store)
         return _diff(args, store)
-    except TimeArgumentError as exc:
+    except (TimeArgumentError, LogError) as exc:
         return _fail(str(exc), args.json)
     finally:
         if log is not None:

@@ -146,15 +146,16 @@ def progress(label: str, total: int | None, quiet: bool) -> Iterator[Callable[[i
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "replay":
         return None
-    from ordinance.replay.source import SourceError, open_source
+    from ordinance.replay.source import open_source
     from ordinance.replay.times import TimeArgumentError
+    from ordinance.streams.errors import LogError
 
     args.json = getattr(args, "json", False)
     try:
         source, log = open_source(
             getattr(args, "log", None), getattr(args, "input", None), args.prefix
         )
-    except SourceError as exc:
+    except LogError as exc:  # SourceError included: no such log, unreachable broker
         return _usage(str(exc), args.json)
     try:
         window = _window_of(args, source)
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int | None:
         if args.replay_command == "whatif":
             return _whatif(args, source, window, agents)
         return _export(args, source, window, agents)
-    except (TimeArgumentError, SourceError) as exc:
+    except (TimeArgumentError, LogError) as exc:
         return _usage(str(exc), args.json)
     finally:
         if log is not None:

@@ -94,6 +94,10 @@ class LogSource:
             return self.log.partitions(self.prefix + topic)
         except LogError:
             return []  # a log that never had this topic holds none of its records
+        except Exception as exc:  # e.g. the Kafka client's own errors: the log is unreachable
+            raise SourceError(
+                f"cannot read {self.prefix + topic} on {self.log.url}: {exc}"
+            ) from exc
 
     def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
         name = self.prefix + topic
