@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ordinance.commands.demo_pipeline import SWAP_COUNTRY, stricter
 from ordinance.policy.bundle import compile_bundle
 from ordinance.replay.source import open_source
+from ordinance.replay.times import Window
 from ordinance.replay.whatif import whatif
 from tests.policy.helpers import compile_texts, policy
 
@@ -140,3 +141,22 @@ def test_whatif_agrees_with_direct_evaluation(
     assert report.evaluated == evaluated == len(requests)
     assert {c.request_id for c in report.changes} == expected
     assert report.unchanged + len(report.changes) == evaluated
+
+
+def test_whatif_window_and_agent_select_by_event_time(recorded: Recorded) -> None:
+    ruleset = compile_bundle(stricter(recorded.files))
+    decisions = [d.value for _r, d in recorded.records("agent.decisions") if d.name == "Decision"]
+    times = sorted(d["event_time"] for d in decisions)
+    start, end = times[len(times) // 4], times[3 * len(times) // 4]
+    chosen = {
+        d["request_id"]
+        for d in decisions
+        if start <= d["event_time"] < end and d["agent_id"] == "billing-bot-1"
+    }
+    source, log = open_source(recorded.url, None)
+    assert log is not None
+    with log:
+        report = whatif(source, ruleset, window=Window(start, end), agents=["billing-bot-1"])
+        expected, _ = direct_changes(source, ruleset)
+    assert report.evaluated == len(chosen) > 0
+    assert {c.request_id for c in report.changes} == expected & chosen
