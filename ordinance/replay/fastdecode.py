@@ -258,7 +258,13 @@ class _Builder:
         if isinstance(schema, dict) and schema["type"] == "enum":
             symbols = self.bind(tuple(schema["symbols"]))
             self.named[schema["name"]] = self.reader(schema)
-            return [*_long_lines("n", pad), f"{pad}{target} = {symbols}[n]"]
+            # A negative index would silently pick from the end of the symbols: refuse it.
+            return [
+                *_long_lines("n", pad),
+                f"{pad}if n < 0:",
+                f"{pad}    raise _Bad",
+                f"{pad}{target} = {symbols}[n]",
+            ]
         if (
             isinstance(schema, dict)
             and schema["type"] == "array"

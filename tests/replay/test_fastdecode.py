@@ -126,3 +126,22 @@ def test_values_come_out_as_plain_python_values() -> None:
     decoded = FAST.decode(SLOW.encode("ActionRequest", datum))
     assert decoded.value == datum  # type: ignore[union-attr]
     assert decoded.value["agent"]["attributes"]["n"] == 2**70  # type: ignore[union-attr]
+
+
+def test_a_negative_enum_index_reads_as_the_serde_reads_it() -> None:
+    """fastavro indexes enum symbols from the end for a negative index (-1 reads as
+    require_approval): the fast path refuses it and so gives the serde's answer."""
+    raw = SLOW.encode(
+        "Decision",
+        {
+            "request_id": "r", "agent_id": "a", "effect": "deny", "rule_ids": [], "reasons": [],
+            "code": "c", "detail": "", "obligations": [], "bundle_id": None, "policy_offset": None,
+            "evaluated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "enforcer_id": "e",
+            "action_offset": None, "prev_hash": None, "hash": None, "tool": "", "args": {},
+            "event_time": None, "approval_ticket": None,
+        },
+    )  # fmt: skip
+    at = raw.index(b"\x02", 10 + 4)  # effect "deny" is index 1, zigzag 0x02, after two strings
+    changed = raw[:at] + b"\x01" + raw[at + 1 :]  # index -1
+    assert FAST.decode(changed) == SLOW.decode(changed)
+    assert FAST.decode(changed).value["effect"] == "require_approval"  # type: ignore[union-attr]
