@@ -15,6 +15,7 @@ and T2"); ``event_time`` is the agent's clock and is only stored.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -41,7 +42,9 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
     partition INTEGER PRIMARY KEY,
-    next_offset INTEGER NOT NULL
+    next_offset INTEGER NOT NULL,
+    last_offset INTEGER,
+    last_digest BLOB
 );
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
@@ -80,6 +83,21 @@ _INSERT_RULE = "INSERT INTO decision_rules VALUES (?, ?, ?, ?)"
 
 class IndexFileError(OrdinanceError):
     """The index file cannot be used with this log (other topic, newer schema)."""
+
+
+class Head(NamedTuple):
+    offset: int
+    digest: bytes
+
+
+def record_digest(record: ConsumedRecord) -> bytes:
+    """SHA-256 of a record's key and value, each length-framed: what the index remembers
+    of the last record it read, to know on resuming that the log is still the same one."""
+    h = hashlib.sha256()
+    for part in (record.key, record.value):
+        h.update(b"\xff\xff\xff\xff" if part is None else len(part).to_bytes(4, "big"))
+        h.update(part or b"")
+    return h.digest()
 
 
 class DecisionRow(NamedTuple):
@@ -176,11 +194,25 @@ class AuditIndex:
         """Next offset to index per partition (absent: from the beginning)."""
         return {p: o for p, o in self.conn.execute("SELECT partition, next_offset FROM positions")}
 
+    def heads(self) -> dict[int, Head]:
+        """The last record read per partition: offset and `record_digest`."""
+        rows = self.conn.execute(
+            "SELECT partition, last_offset, last_digest FROM positions"
+            " WHERE last_offset IS NOT NULL"
+        )
+        return {p: Head(o, bytes(d)) for p, o, d in rows}
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM decisions").fetchone()[0])
 
-    def write_batch(self, rows: Iterable[DecisionRow], positions: Mapping[int, int]) -> int:
-        """Insert ``rows`` and move ``positions`` in one transaction; returns rows written.
+    def write_batch(
+        self,
+        rows: Iterable[DecisionRow],
+        positions: Mapping[int, int],
+        heads: Mapping[int, Head] | None = None,
+    ) -> int:
+        """Insert ``rows`` and move ``positions`` (and the ``heads`` read up to them) in
+        one transaction; returns rows written.
 
         Idempotent, so two indexers on one file (a following one, and a query that
         refreshes first) cannot double-index: rows below the index's position for their
@@ -220,7 +252,16 @@ class AuditIndex:
             moved = sorted((p, o) for p, o in positions.items() if o > current.get(p, 0))
             self.conn.executemany(_INSERT_DECISION, decisions)
             self.conn.executemany(_INSERT_RULE, rules)
-            self.conn.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?)", moved)
+            self.conn.executemany(
+                "INSERT INTO positions (partition, next_offset) VALUES (?, ?)"
+                " ON CONFLICT (partition) DO UPDATE SET next_offset = excluded.next_offset",
+                moved,
+            )
+            self.conn.executemany(
+                "UPDATE positions SET last_offset = ?, last_digest = ?"
+                " WHERE partition = ? AND coalesce(last_offset, -1) < ?",
+                [(h.offset, h.digest, p, h.offset) for p, h in (heads or {}).items()],
+            )
         return len(decisions)
 
     def close(self) -> None:
@@ -338,8 +379,10 @@ def index_log(
     began = time.monotonic()
     with AuditIndex(index_path, topic=topic) as index, log.consumer(None) as consumer:
         positions = {p: index.positions().get(p, 0) for p in partitions}
+        known_ends = log.end_offsets(topic)
+        _check_same_log(log, topic, positions, index.heads(), known_ends)
         consumer.assign({TopicPartition(topic, p): AtOffset(o) for p, o in positions.items()})
-        ends = None if follow else log.end_offsets(topic)
+        ends = None if follow else known_ends
         last_report = last_progress = time.monotonic()
         unreported = False
         while not (stop is not None and stop.is_set()):
@@ -347,8 +390,10 @@ def index_log(
                 break
             records = consumer.poll(max_records=batch, timeout=0.2 if follow else 0.5)
             moved = dict(positions)
+            heads: dict[int, Head] = {}
             for record in records:
                 moved[record.partition] = max(moved[record.partition], record.offset + 1)
+                heads[record.partition] = Head(record.offset, record_digest(record))
             rows = _decision_rows(serde, records, report)
             # The consumer may have moved past records it does not hand out (the Kafka
             # log's own end markers); adopt that, or a partition ending in one never ends.
@@ -357,7 +402,7 @@ def index_log(
             now = time.monotonic()
             if moved != positions:
                 report.indexed += index.write_batch(
-                    rows, {p: o for p, o in moved.items() if o != positions[p]}
+                    rows, {p: o for p, o in moved.items() if o != positions[p]}, heads
                 )
                 positions = moved
                 last_progress = now
@@ -378,6 +423,45 @@ def index_log(
         report.total = index.count()
         report.positions = dict(positions)
     return report
+
+
+def _check_same_log(
+    log: Log,
+    topic: str,
+    positions: Mapping[int, int],
+    heads: Mapping[int, Head],
+    ends: Mapping[int, int],
+) -> None:
+    """Resume only on the log the index was built from: the last record the index read in
+    each partition must still be there, byte for byte. A log recreated at the same URL
+    (or a rewritten one) would otherwise be indexed on top of another log's rows."""
+    for p, position in positions.items():
+        if position > ends.get(p, 0):
+            raise IndexFileError(
+                f"the index has read partition {p} up to offset {position}, but the log "
+                f"ends at {ends.get(p, 0)}: not the log it was built from (--rebuild)"
+            )
+    wanted = {TopicPartition(topic, p): h for p, h in heads.items() if p in positions}
+    if not wanted:
+        return
+    with log.consumer(None) as reader:
+        reader.assign({tp: AtOffset(h.offset) for tp, h in wanted.items()})
+        deadline = time.monotonic() + STALL_TIMEOUT_S
+        while wanted and time.monotonic() < deadline:
+            for record in reader.poll(max_records=len(wanted), timeout=0.5):
+                head = wanted.get(record.position)
+                if head is None:
+                    continue  # a partition already checked
+                if record.offset != head.offset or record_digest(record) != head.digest:
+                    raise IndexFileError(
+                        f"partition {record.partition} offset {head.offset} is not the "
+                        "record this index read there: not the log it was built from "
+                        "(--rebuild)"
+                    )
+                del wanted[record.position]
+    if wanted:
+        missing = ", ".join(f"{tp.partition}@{h.offset}" for tp, h in wanted.items())
+        raise IndexFileError(f"the records this index read last are gone ({missing})")
 
 
 def _decision_rows(

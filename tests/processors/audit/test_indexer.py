@@ -23,7 +23,15 @@ from ordinance.processors.audit.indexer import (
 from ordinance.streams import Record, open_log
 from ordinance.streams.topics import ensure_topics
 
-from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlite_url
+from .index_helpers import (
+    T0,
+    StepClock,
+    build_log,
+    enforce,
+    log_decisions,
+    send_rounds,
+    sqlite_url,
+)
 
 COLUMNS = (
     "partition, offset, request_id, agent_id, tool, effect, code, rule_ids, bundle_id,"
@@ -114,7 +122,7 @@ def test_a_crash_between_batches_resumes_exactly(
     real = AuditIndex.write_batch
     calls = 0
 
-    def crash_on_third(self: AuditIndex, rows: Any, positions: Any) -> int:
+    def crash_on_third(self: AuditIndex, *args: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 3:
@@ -127,7 +135,7 @@ def test_a_crash_between_batches_resumes_exactly(
                 [(i,) for i in range(3)],
             )
             raise KeyboardInterrupt
-        return real(self, rows, positions)
+        return real(self, *args)
 
     monkeypatch.setattr(AuditIndex, "write_batch", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
@@ -212,12 +220,12 @@ def test_two_indexers_on_one_file_index_every_decision_once(
     both_started = threading.Barrier(2, timeout=30)
     local = threading.local()
 
-    def slow(self: AuditIndex, rows: Any, positions: Any) -> int:
+    def slow(self: AuditIndex, *args: Any) -> int:
         if not getattr(local, "started", False):
             local.started = True
             both_started.wait()  # both hold their first batch of the same offsets
         time.sleep(0.01)
-        return real(self, rows, positions)
+        return real(self, *args)
 
     monkeypatch.setattr(AuditIndex, "write_batch", slow)
     url = sqlite_url(tmp_path)
@@ -311,3 +319,31 @@ def test_remove_index_deletes_an_index_and_nothing_else(tmp_path: Path) -> None:
     with pytest.raises(IndexFileError, match="not deleting"):
         remove_index(notes)
     assert notes.read_text() == "not a database"
+
+
+def _recreate_log(directory: Path, rounds: int, start: float) -> str:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{directory / 'log.db'}{suffix}").unlink(missing_ok=True)
+    url = sqlite_url(directory)
+    build_log(url, rounds=rounds, clock=StepClock(start))
+    return url
+
+
+@pytest.mark.parametrize(
+    ("rounds", "match"), [(4, "not the record this index read"), (1, "but the log ends at")]
+)
+def test_an_index_does_not_resume_on_another_log(tmp_path: Path, rounds: int, match: str) -> None:
+    """A log recreated at the same URL (longer or shorter than the first) is not indexed on
+    top of the first one's rows; removing the index and indexing again is."""
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=2)
+    path = tmp_path / "index.db"
+    index(url, path)
+    before = index_rows(path)
+    url = _recreate_log(tmp_path, rounds, start=T0 + 7200)
+    with pytest.raises(IndexFileError, match=match):
+        index(url, path)
+    assert index_rows(path) == before  # untouched
+    remove_index(path)
+    index(url, path)
+    assert index_rows(path) == log_decisions(url)[0]
