@@ -46,7 +46,8 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="fold agent.decisions into a SQLite index that `audit query` answers from",
         description=(
             "Index every decision of agent.decisions from where the index left off (the "
-            "offsets indexed are stored with the rows). Delete the file to rebuild it."
+            "offsets indexed are stored with the rows; a different log at the same URL is "
+            "refused). --rebuild starts again from the beginning of the log."
         ),
     )
     p.add_argument("--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://…")
