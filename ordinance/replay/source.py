@@ -13,6 +13,7 @@ runs the same code; the file's metadata says what slice it holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections import defaultdict
@@ -113,14 +114,18 @@ class LogSource:
         tp = TopicPartition(name, partition)
         with self.log.consumer(None) as reader:
             reader.assign({tp: Position.BEGINNING})
-            next_offset = 0
-            idle = 0
-            while idle < (1 if next_offset >= end else 20):
+            # The consumer's position, not the last record's offset: marker records (which
+            # the consumer does not hand out) and transaction markers take offsets too.
+            # A partition that stops short of the end offset for 2 s ends there.
+            position, idle = 0, 0
+            while position < end and idle < 8:
                 batch = reader.poll(max_records=2000, timeout=0.25)
                 idle = 0 if batch else idle + 1
-                for record in batch:
-                    next_offset = record.offset + 1
-                    yield record
+                yield from batch
+                with contextlib.suppress(LogError):
+                    position = reader.position(tp)
+            # One short poll more: the local broker can under-report a watermark.
+            yield from reader.poll(max_records=2000, timeout=0.1)
 
 
 class FileSource:
