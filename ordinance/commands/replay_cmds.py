@@ -291,6 +291,11 @@ def _verify(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
             )
     if len(data["findings"]) > MAX_SHOWN:
         out.print(f"… and {len(data['findings']) - MAX_SHOWN} more (--json lists all)")
+    if data["finding_kinds"]:
+        out.print(
+            "findings by kind: "
+            + ", ".join(f"{kind} {n}" for kind, n in sorted(data["finding_kinds"].items()))
+        )
     verdict = (
         "[green]every decision reproduced[/]"
         if report.ok

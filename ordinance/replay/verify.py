@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import time
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,7 @@ class VerifyReport:
             "agents": sorted(self.agents) if self.agents is not None else None,
             "decisions": self.decisions,
             "agreed": sum(c.agreed for c in self.partitions.values()),
+            "finding_kinds": dict(Counter(f.kind for f in self.findings)),
             "findings": [f.to_json() for f in self.findings],
             "bundle_problems": [p.to_json() for p in self.bundle_problems],
             "partitions": {str(p): vars(c) for p, c in sorted(self.partitions.items())},

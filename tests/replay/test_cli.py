@@ -52,6 +52,7 @@ def test_verify_json_and_exit_codes(
     report = _json(capsys, "replay", "verify", "--log", f"sqlite:///{db}", code=1)
     assert [(f["partition"], f["offset"]) for f in report["findings"]] == [where]
     assert report["findings"][0]["differences"]["args"]["recorded"] == {"path": "/elsewhere"}
+    assert report["finding_kinds"] == {"decision_mismatch": 1}
 
 
 def test_an_exported_slice_replays_offline_with_the_same_findings(
@@ -224,7 +225,7 @@ def test_the_readable_reports(
     text = capsys.readouterr().out
     assert f"decision_mismatch decisions[{partition}]@{offset}" in text
     assert 'args: recorded {"path": "/elsewhere"}' in text
-    assert "1 finding(s)" in text
+    assert "1 finding(s)" in text and "findings by kind: decision_mismatch 1" in text
     assert (
         main(["replay", "whatif", "--log", recorded.url, "--bundle", recorded.run.new_bundle]) == 0
     )
