@@ -222,13 +222,23 @@ class PartitionVerifier:
         self.counts = PartitionCounts()
         self.findings: list[Finding] = []
         self.actions = ActionCursor(iter(source.read("agent.actions", partition)))
-        self.approvals: dict[str, list[dict[str, Any]]] = {}
+        self._approvals: dict[str, list[dict[str, Any]]] | None = None
         # request id -> the action offset its (original) decision names
         self.claimed: dict[str, int] = {}
-        for record in source.read("agent.approvals", partition):
-            approval = serde.decode_record(record, expect={"Approval"})
-            if isinstance(approval, Decoded):
-                self.approvals.setdefault(approval.value["request_id"], []).append(approval.value)
+
+    @property
+    def approvals(self) -> dict[str, list[dict[str, Any]]]:
+        """Read at the first follow-up, after the decisions read began: on a live log the
+        approvals snapshot then holds every approval a replayed decision answered."""
+        if self._approvals is None:
+            self._approvals = {}
+            for record in self.source.read("agent.approvals", self.partition):
+                approval = self.serde.decode_record(record, expect={"Approval"})
+                if isinstance(approval, Decoded):
+                    self._approvals.setdefault(approval.value["request_id"], []).append(
+                        approval.value
+                    )
+        return self._approvals
 
     def _wanted(self, agent_id: str | None, at: dt.datetime) -> bool:
         return at in self.window and (self.agents is None or agent_id in self.agents)
