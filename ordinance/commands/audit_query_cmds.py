@@ -13,6 +13,7 @@ import itertools
 import sqlite3
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -87,6 +88,19 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default=None,
         metavar="ID",
         help="one request's decisions (not indexed: add --agent or a time range on big logs)",
+    )
+    q.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the decision's argument NAME is VALUE (repeatable; not indexed: narrows the rest)",
+    )
+    q.add_argument(
+        "--mask-config",
+        default=None,
+        metavar="FILE",
+        help="with --arg: also match the masked form of each value (see docs/audit.md)",
     )
     q.add_argument(
         "--limit",
@@ -197,6 +211,29 @@ def cmd_index(
     return EXIT_OK
 
 
+def _arg_filters(
+    specs: list[str], mask_config: str | None
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    from ordinance.processors.audit.query import QueryError
+
+    masking = None
+    if mask_config is not None:
+        from ordinance.processors.masking import Masking, MaskingError
+
+        try:
+            masking = Masking.from_file(Path(mask_config))
+        except MaskingError as exc:
+            raise QueryError(str(exc)) from exc
+    filters = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise QueryError(f"--arg {spec!r}: write NAME=VALUE")
+        values = (value, masking.mask(value)) if masking is not None else (value,)
+        filters.append((name, values))
+    return tuple(filters)
+
+
 def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
     from ordinance.processors.audit import query as aq
 
@@ -212,6 +249,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             effect=args.effect,
             tool=args.tool,
             request=args.request,
+            args=_arg_filters(args.arg, args.mask_config),
             # One more than asked: whether the answer was cut short is then known.
             limit=None if limit is None else limit + 1,
         )

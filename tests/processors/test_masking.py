@@ -3,6 +3,7 @@ chain verifies, and a bundle whose window.sum needs a masked value is refused.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,29 @@ def test_a_bundle_summing_a_masked_argument_is_refused(tmp_path: Path) -> None:
 def test_serve_refuses_an_unusable_masking_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     assert main(["serve", "--log", url, "--mask-config", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_masked_arguments_are_found_by_their_clear_value_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    config = _masking(tmp_path, "payments.*:action.args.iban")
+    publish(url, EXAMPLES)
+    masked_request, other = transfer("a1", "20", 0), transfer("a2", "30", 1)
+    masked_request["action"]["args"]["iban"] = IBAN
+    send(url, masked_request, other)
+    with open_log(url) as log:
+        Enforcer(log, clock=lambda: T0, masking=Masking.from_file(config)).run(
+            until_idle=True, idle_s=1.0
+        )
+    index = str(tmp_path / "index.db")
+    base = ["audit", "query", "--index", index, "--log", url, "--json"]
+    assert main([*base, "--arg", f"iban={IBAN}"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 0  # the log holds only the mask
+    assert main([*base, "--arg", f"iban={IBAN}", "--mask-config", str(config)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [d["request_id"] for d in found["decisions"]] == ["a1"]
+    assert found["decisions"][0]["args"]["iban"].startswith(PREFIX)
+    assert main([*base, "--arg", "country=DE"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 2
+    assert main([*base, "--arg", "country"]) == 2

@@ -26,13 +26,14 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from ordinance.errors import OrdinanceError
+from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.query import micros, split_rule_id
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the decision's (possibly masked) arguments
 CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover"})
 # A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
 # to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
@@ -60,7 +61,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     policy_offset INTEGER,
     event_time INTEGER,
     evaluated_at INTEGER NOT NULL,
-    enforcer_id TEXT NOT NULL
+    enforcer_id TEXT NOT NULL,
+    args TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS decisions_agent_time ON decisions (agent_id, evaluated_at);
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (evaluated_at);
@@ -77,7 +79,7 @@ CREATE INDEX IF NOT EXISTS decision_rules_rule_time ON decision_rules (rule, eva
 
 # rule_ids is kept as text (ids joined by newlines, which an id cannot contain) so output
 # needs no join; decision_rules exists only for filtering.
-_INSERT_DECISION = "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_DECISION = "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_RULE = "INSERT INTO decision_rules VALUES (?, ?, ?, ?)"
 
 
@@ -116,6 +118,7 @@ class DecisionRow(NamedTuple):
     event_time: int | None  # µs since the epoch, UTC
     evaluated_at: int  # µs since the epoch, UTC
     enforcer_id: str
+    args: str = "{}"  # canonical JSON; masked arguments as their keyed hashes
 
 
 def row_id(partition: int, offset: int) -> int:
@@ -138,6 +141,7 @@ def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> 
         None if event_time is None else micros(event_time),
         micros(value["evaluated_at"]),
         value["enforcer_id"],
+        canonical_json(value.get("args") or {}).decode(),
     )
 
 
@@ -242,6 +246,7 @@ class AuditIndex:
                         r.event_time,
                         r.evaluated_at,
                         r.enforcer_id,
+                        r.args,
                     )
                 )
                 # A rule named twice in one decision is one lookup row (the key refuses two).

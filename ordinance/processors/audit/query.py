@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -37,10 +38,11 @@ COLUMNS = (
     "policy_offset",
     "event_time",
     "enforcer_id",
+    "args",
 )
 _SELECT = (
     "SELECT evaluated_at, agent_id, tool, effect, code, rule_ids, request_id, partition,"
-    " offset, bundle_id, policy_offset, event_time, enforcer_id FROM decisions"
+    " offset, bundle_id, policy_offset, event_time, enforcer_id, args FROM decisions"
 )
 _RELATIVE = re.compile(r"^-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -117,6 +119,9 @@ class QueryFilter:
     effect: str | None = None
     tool: str | None = None
     request: str | None = None
+    # (argument name, values any of which it may have): a masked argument is asked for by
+    # its clear value and its mask. Not indexed: it narrows the rows the others select.
+    args: tuple[tuple[str, tuple[str, ...]], ...] = ()
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -172,6 +177,11 @@ def build_sql(f: QueryFilter) -> tuple[str, list[Any]]:
     if f.tool is not None:
         where.append("tool GLOB ?")
         params.append(f.tool.casefold())
+    for name, values in f.args:
+        marks = ", ".join("?" * len(values))
+        where.append(f"CAST(json_extract(args, ?) AS TEXT) IN ({marks})")
+        params.append(f'$."{name}"')
+        params.extend(values)
     where.extend(_time_range("evaluated_at", f, params))
     for condition in _rule_conditions(f):
         # The time range is repeated inside: the lookup then reads one policy's (or
@@ -214,6 +224,7 @@ def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     out["rule_ids"] = out["rule_ids"].split("\n") if out["rule_ids"] else []
     out["evaluated_at"] = iso(out["evaluated_at"])
     out["event_time"] = iso(out["event_time"])
+    out["args"] = json.loads(out["args"])
     return out
 
 
@@ -229,12 +240,23 @@ def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
     writer.writerow(COLUMNS)
     count = 0
     for row in rows:
-        writer.writerow(
-            [";".join(row[c]) if c == "rule_ids" else _csv_cell(row[c]) for c in COLUMNS]
-        )
+        writer.writerow([_csv_cell(c, row[c]) for c in COLUMNS])
         count += 1
     return count
 
 
-def _csv_cell(value: Any) -> Any:
-    return "" if value is None else value
+def _csv_cell(column: str, value: Any) -> Any:
+    if column == "rule_ids":
+        value = ";".join(value)
+    elif column == "args":
+        value = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in _FORMULA_STARTS:
+        # An agent id like "=HYPERLINK(...)" must stay text when a reviewer opens the CSV
+        # in a spreadsheet (CSV injection); the quote is the OWASP-recommended escape.
+        return "'" + value
+    return value
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.query import micros
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.wire import request_to_wire
@@ -137,6 +140,7 @@ def log_decisions(url: str) -> tuple[list[dict[str, Any]], int]:
                     "event_time": None if v["event_time"] is None else micros(v["event_time"]),
                     "evaluated_at": micros(v["evaluated_at"]),
                     "enforcer_id": v["enforcer_id"],
+                    "args": orjson.loads(canonical_json(v["args"])),
                 }
             )
     out.sort(key=lambda d: (d["evaluated_at"], d["partition"], d["offset"]))

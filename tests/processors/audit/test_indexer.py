@@ -4,6 +4,7 @@ from the log gives the same index, and an index is never mixed up with another t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -35,7 +36,7 @@ from .index_helpers import (
 
 COLUMNS = (
     "partition, offset, request_id, agent_id, tool, effect, code, rule_ids, bundle_id,"
-    " policy_offset, event_time, evaluated_at, enforcer_id"
+    " policy_offset, event_time, evaluated_at, enforcer_id, args"
 )
 
 
@@ -46,6 +47,7 @@ def index_rows(path: Path) -> list[dict[str, Any]]:
         rows = [dict(zip(names, row, strict=True)) for row in cursor]
     for row in rows:
         row["rule_ids"] = row["rule_ids"].split("\n") if row["rule_ids"] else []
+        row["args"] = json.loads(row["args"])
     return rows
 
 

@@ -5,6 +5,7 @@ agent + time, time, effect + time, policy/rule + time); time parsing."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import random
 import sqlite3
 from fnmatch import fnmatchcase
@@ -15,6 +16,7 @@ import pytest
 
 from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log
 from ordinance.processors.audit.query import (
+    COLUMNS,
     QueryError,
     QueryFilter,
     connect,
@@ -23,6 +25,7 @@ from ordinance.processors.audit.query import (
     parse_time,
     query,
     split_rule_id,
+    write_csv,
 )
 from ordinance.streams import open_log
 
@@ -256,3 +259,12 @@ def test_bad_effect_and_limit_are_refused() -> None:
         QueryFilter(effect="permit")
     with pytest.raises(QueryError, match="limit"):
         QueryFilter(limit=-1)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped() -> None:
+    row: dict[str, Any] = {c: "" for c in COLUMNS}
+    row.update(agent_id="=HYPERLINK(1)", tool="@sum", rule_ids=["p/r"], args={"a": "1"}, offset=3)
+    out = io.StringIO()
+    assert write_csv([row], out) == 1
+    line = out.getvalue().splitlines()[1]
+    assert "'=HYPERLINK(1)" in line and "'@sum" in line and '"{""a"":""1""}"' in line
