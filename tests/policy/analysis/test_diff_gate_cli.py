@@ -91,6 +91,29 @@ def test_gate_conflict_policy(tmp_path: Path) -> None:
     assert gate(report, [], "none").ok
 
 
+def test_cli_check_analyze_refuses_an_unacknowledged_cross_owner_conflict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = bundle(tmp_path, "b", "  - {id: ok, effect: allow, when: 'true'}\n")
+    (d / "q.yaml").write_text(
+        "policy: q\nowner: team-b\ndescription: d\nrules:\n"
+        "  - {id: big, effect: deny, when: 'action.args.size > 10'}\n",
+        encoding="utf-8",
+    )
+    assert main(["check", str(d), "--analyze", "--json"]) == 5
+    out = json.loads(capsys.readouterr().out)
+    [failure] = out["gate"]["failures"]
+    assert failure["kind"] == "conflict" and failure["details"]["cross_owner"] is True
+    (d / ACK_FILE).write_text(
+        f"acknowledgements:\n  - id: {failure['id']}\n    justification: q's cap wins\n",
+        encoding="utf-8",
+    )
+    assert main(["check", str(d), "--analyze"]) == 0
+    other = "acknowledgements:\n  - id: conflict:000000000000\n    justification: another\n"
+    (d / ACK_FILE).write_text(other, encoding="utf-8")
+    assert main(["check", str(d), "--analyze"]) == 5
+
+
 def test_cli_check_analyze_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = bundle(tmp_path, "b", RULES_NEW, ASSERTION)
     assert main(["check", str(d), "--analyze", "--json"]) == 5

@@ -19,6 +19,7 @@ import pytest
 
 from ordinance.policy.analysis import Options
 from ordinance.policy.analysis.checks import analyze_tool
+from ordinance.policy.analysis.gate import ACK_FILE, gate, load_acks
 from ordinance.policy.analysis.run import Report, analyze, merge
 from ordinance.policy.loader import load_ruleset
 
@@ -47,12 +48,32 @@ def check_golden(name: str, data: list[dict[str, Any]]) -> None:
     assert text == path.read_text(encoding="utf-8")
 
 
-def test_examples_golden() -> None:
+@pytest.fixture(scope="module")
+def examples_report() -> Report:
     ruleset = load_ruleset(EXAMPLES)
     options = Options(timeout_ms=20_000)
-    report = merge(ruleset, [analyze_tool(ruleset, t, options) for t in FAST_TOOLS])
-    assert not report.by_kind("unknown")
-    check_golden("examples", summary(report))
+    return merge(ruleset, [analyze_tool(ruleset, t, options) for t in FAST_TOOLS])
+
+
+def test_examples_golden(examples_report: Report) -> None:
+    assert not examples_report.by_kind("unknown")
+    check_golden("examples", summary(examples_report))
+
+
+def test_example_acknowledgements_pass_the_gate_and_are_needed(examples_report: Report) -> None:
+    """The example set acknowledges its intended cross-owner conflicts (each with a
+    justification); without the acknowledgements the same findings refuse the bundle."""
+    acks = load_acks(EXAMPLES / ACK_FILE)
+    assert acks and all(a.justification.strip() for a in acks)
+    assert gate(examples_report, acks).ok
+    refused = gate(examples_report, [])
+    assert refused.failures and {f.kind for f in refused.failures} == {"conflict"}
+    assert all(f.details["cross_owner"] for f in refused.failures)
+    # every acknowledgement names a cross-owner conflict, on these tools or the others
+    ids = {f.id for f in examples_report.by_kind("conflict")}
+    assert {f.id for f in refused.failures} <= {a.id for a in acks}
+    assert {a.id for a in acks} & ids
+    assert all(a.id.startswith("conflict:") for a in acks)
 
 
 FILES = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "schema.yaml")
