@@ -1,9 +1,8 @@
 """``ordinance audit index`` and ``ordinance audit query``: the decision log folded into a
 SQLite index, and questions answered from it (ordinance.processors.audit.indexer/query).
 
-The ``audit`` command is shared with verify/prove (ordinance.commands.audit_cmds owns it
-and calls `add_query_commands` and `run_query_command`); `register` and `run` make this
-module usable as a command group on its own too.
+The ``audit`` command is shared with verify/prove: ordinance.commands.audit_cmds owns it
+and calls `add_query_commands` and `run_query_command`.
 """
 
 from __future__ import annotations
@@ -29,16 +28,6 @@ if TYPE_CHECKING:
     # should not load SQLite, Avro or Kafka clients.
     from ordinance.processors.audit.indexer import IndexReport
 DEFAULT_LIMIT = 1000
-
-
-def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    p = command("audit", "the audit trail: index and query the decision log")
-    sub = p.add_subparsers(dest="audit_command", required=True, metavar="AUDIT_COMMAND")
-    add_query_commands(sub)
-
-
-def run(args: argparse.Namespace) -> int | None:
-    return run_query_command(args)
 
 
 def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

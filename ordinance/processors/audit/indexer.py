@@ -15,7 +15,6 @@ and T2"); ``event_time`` is the agent's clock and is only stored.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any, NamedTuple, Self
 
 from ordinance.errors import OrdinanceError
 from ordinance.jsonutil import canonical_json
+from ordinance.processors.audit.chain import GENESIS, record_hash
 from ordinance.processors.audit.query import micros, split_rule_id
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
@@ -93,13 +93,9 @@ class Head(NamedTuple):
 
 
 def record_digest(record: ConsumedRecord) -> bytes:
-    """SHA-256 of a record's key and value, each length-framed: what the index remembers
-    of the last record it read, to know on resuming that the log is still the same one."""
-    h = hashlib.sha256()
-    for part in (record.key, record.value):
-        h.update(b"\xff\xff\xff\xff" if part is None else len(part).to_bytes(4, "big"))
-        h.update(part or b"")
-    return h.digest()
+    """What the index remembers of the last record it read, to know on resuming that the
+    log is still the same one: the record's chain hash from a zero head (its bytes only)."""
+    return record_hash(GENESIS, record.key, record.value)
 
 
 class DecisionRow(NamedTuple):

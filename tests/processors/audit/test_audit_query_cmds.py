@@ -6,7 +6,6 @@ sub-commands beside verify and prove."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from ordinance import cli
-from ordinance.commands.audit_query_cmds import register, run
 from ordinance.processors.approvals import answer
 from ordinance.processors.audit.indexer import AuditIndex, DecisionRow
 from ordinance.processors.audit.query import QueryError, QueryFilter, connect, query
@@ -33,24 +31,6 @@ from .index_helpers import build_log, enforce, log_decisions, send_rounds, sqlit
 
 def main(argv: list[str]) -> int:
     return cli.main(argv)
-
-
-def test_the_group_also_registers_on_its_own(capsys: pytest.CaptureFixture[str]) -> None:
-    """`register`/`run` make this module a command group by itself (the shared `audit`
-    group in audit_cmds adds the same sub-commands)."""
-    parser = argparse.ArgumentParser(prog="ordinance")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--json", action="store_true")
-        return p
-
-    register(command)
-    args = parser.parse_args(["audit", "query", "--index", "missing.db"])
-    assert run(args) == 1
-    assert "not an audit index" in capsys.readouterr().err
-    assert run(parser.parse_args(["audit", "index", "--log", "x", "--index", "y"])) is not None
 
 
 @pytest.fixture(scope="module")
