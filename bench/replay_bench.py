@@ -32,9 +32,10 @@ from ordinance.processors.wire import request_to_wire
 from ordinance.replay.bundles import BundleStore
 from ordinance.replay.export import export_slice
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.replay.findings import compare
 from ordinance.replay.source import FileSource, LogSource, open_source
 from ordinance.replay.times import Window
-from ordinance.replay.verify import compare, decide_again, verify
+from ordinance.replay.verify import decide_again, verify
 from ordinance.replay.walk import new_state
 from ordinance.replay.whatif import whatif
 from ordinance.streams import Record, open_log

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.replay.findings import Tick
 from ordinance.replay.source import POLICY_TOPICS, Source, write_slice
 from ordinance.replay.times import Window, decision_time
-from ordinance.replay.verify import Tick
 from ordinance.streams import ConsumedRecord
 from ordinance.streams.serde import Decoded, Serde
 

@@ -24,10 +24,10 @@ from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS
 from ordinance.processors.wire import request_from_wire
 from ordinance.replay.fastdecode import FastSerde
+from ordinance.replay.findings import Tick, jsonable
 from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
-from ordinance.replay.verify import Tick, jsonable
 from ordinance.replay.walk import ActionCursor, new_state, walk
 from ordinance.streams.serde import Decoded, Serde
 

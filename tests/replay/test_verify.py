@@ -7,9 +7,10 @@ import datetime as dt
 from pathlib import Path
 
 from ordinance.commands.demo_pipeline import SWAP_COUNTRY, stricter
+from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
 from ordinance.replay.times import Window
-from ordinance.replay.verify import VerifyReport, verify
+from ordinance.replay.verify import verify
 
 from .conftest import Recorded, rewrite
 

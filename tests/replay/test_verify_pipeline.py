@@ -11,8 +11,9 @@ import pytest
 
 from ordinance.processors.approvals import answer
 from ordinance.processors.enforcer import Enforcer
+from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
-from ordinance.replay.verify import VerifyReport, verify
+from ordinance.replay.verify import verify
 from ordinance.streams import open_log
 from tests.processors.test_enforcer import EXAMPLES, T0, publish, send, transfer
 

@@ -1,0 +1,140 @@
+"""What replay verify reports: findings, counts per partition, the report; and how a
+recorded decision is compared with the recomputed one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.replay.bundles import BundleProblem
+from ordinance.replay.times import Window, iso
+
+COMPARED = (
+    "request_id",
+    "agent_id",
+    "effect",
+    "rule_ids",
+    "reasons",
+    "code",
+    "detail",
+    "obligations",
+    "bundle_id",
+    "policy_offset",
+    "action_offset",
+    "tool",
+    "args",
+    "event_time",
+    "approval_ticket",
+)
+Tick = Callable[[int], None]
+
+
+def jsonable(value: Any) -> Any:
+    """Datums as JSON: times in ISO form, decimals as text, bytes as hex."""
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class Finding:
+    kind: str
+    message: str
+    partition: int | None = None
+    offset: int | None = None  # in agent.decisions (agent.actions for action_without_decision)
+    request_id: str | None = None
+    agent_id: str | None = None
+    event_time: dt.datetime | None = None
+    differences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recorded: dict[str, Any] | None = None
+    recomputed: dict[str, Any] | None = None
+    window_reads: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "partition": self.partition,
+            "offset": self.offset,
+            "request_id": self.request_id,
+            "agent_id": self.agent_id,
+            "event_time": iso(self.event_time),
+            "differences": jsonable(self.differences),
+            "recorded": jsonable(self.recorded),
+            "recomputed": jsonable(self.recomputed),
+            "window_reads": jsonable(self.window_reads),
+        }
+
+
+@dataclass
+class PartitionCounts:
+    records: int = 0  # decisions records walked (the fold), in the window or not
+    decisions: int = 0  # decisions in the window (and of the agents asked about)
+    agreed: int = 0
+    follow_ups: int = 0
+    duplicates_skipped: int = 0  # actions whose request already had a decision
+    undecided: int = 0  # actions after the last decided one: not processed yet
+
+
+@dataclass
+class VerifyReport:
+    source: str
+    window: Window
+    agents: frozenset[str] | None
+    partitions: dict[int, PartitionCounts] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    bundle_problems: list[BundleProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def decisions(self) -> int:
+        return sum(c.decisions for c in self.partitions.values())
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.bundle_problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "window": self.window.to_json(),
+            "agents": sorted(self.agents) if self.agents is not None else None,
+            "decisions": self.decisions,
+            "agreed": sum(c.agreed for c in self.partitions.values()),
+            "finding_kinds": dict(Counter(f.kind for f in self.findings)),
+            "findings": [f.to_json() for f in self.findings],
+            "bundle_problems": [p.to_json() for p in self.bundle_problems],
+            "partitions": {str(p): vars(c) for p, c in sorted(self.partitions.items())},
+            "seconds": round(self.seconds, 3),
+            "decisions_per_s": round(self.decisions / self.seconds) if self.seconds > 0 else None,
+        }
+
+
+_PICK = operator.itemgetter(*COMPARED)
+
+
+def compare(recorded: dict[str, Any], recomputed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The compared fields that differ (empty when the decision is reproduced)."""
+    try:
+        if _PICK(recorded) == _PICK(recomputed):  # the common case, in one C-level step
+            return {}
+    except KeyError:
+        pass
+    return {
+        name: {"recorded": recorded.get(name), "recomputed": recomputed.get(name)}
+        for name in COMPARED
+        if recorded.get(name) != recomputed.get(name)
+    }
