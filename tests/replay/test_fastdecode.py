@@ -4,6 +4,8 @@ and on the same bytes truncated or with a byte changed (where the slow path deci
 from __future__ import annotations
 
 import datetime as dt
+import re
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from ordinance.replay.fastdecode import FastSerde
 from ordinance.streams import ConsumedRecord
-from ordinance.streams.serde import Serde
+from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
 
 SLOW, FAST = Serde(), FastSerde()
 
@@ -80,10 +82,19 @@ def actions(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def _comparable(result: Decoded | UndecodableRecord) -> object:
+    # fastavro's messages can name a BytesIO object by address: not part of the answer.
+    if isinstance(result, UndecodableRecord):
+        return replace(result, detail=re.sub(r"0x[0-9a-f]+", "0x…", result.detail))
+    return result
+
+
 def _same(raw: bytes, expect: set[str] | None = None) -> None:
-    assert FAST.decode(raw, expect) == SLOW.decode(raw, expect)
+    assert _comparable(FAST.decode(raw, expect)) == _comparable(SLOW.decode(raw, expect))
     record = ConsumedRecord("t", 1, 7, b"k", raw, (), 0)
-    assert FAST.decode_record(record, expect) == SLOW.decode_record(record, expect)
+    assert _comparable(FAST.decode_record(record, expect)) == _comparable(
+        SLOW.decode_record(record, expect)
+    )
 
 
 @settings(max_examples=300, deadline=None)
