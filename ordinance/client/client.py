@@ -60,6 +60,7 @@ from ordinance.client.decision import (
     client_deny,
     decision_from_wire,
 )
+from ordinance.closing import Closing
 from ordinance.policy.decision import REQUIRE_APPROVAL
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import AtOffset, Log, Record, TopicPartition, open_log, partition_for
@@ -368,7 +369,7 @@ class _Engine:
             }
 
 
-class Client:
+class Client(Closing):
     """An agent's connection to Ordinance: ``await client.decide(action)``.
 
     ``agent_id`` (with ``roles``/``attributes``) is the agent that requests made with a bare
@@ -567,19 +568,8 @@ class Client:
     ) -> None:
         await self.aclose()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class SyncClient:
+class SyncClient(Closing):
     """The blocking face of `Client`, for code without an event loop."""
 
     def __init__(self, log_url: str, **options: Any) -> None:
@@ -599,14 +589,3 @@ class SyncClient:
 
     def close(self) -> None:
         self.client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -18,6 +17,7 @@ from confluent_kafka import (
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import TopicPartition as KafkaTP
 
+from ordinance.closing import Closing
 from ordinance.streams.errors import FencedError, LogError
 from ordinance.streams.log import (
     MARKER_HEADER,
@@ -68,7 +68,7 @@ def _headers(msg: Message) -> Headers:
     return tuple((str(k), v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
 
 
-class KafkaConsumer:
+class KafkaConsumer(Closing):
     def __init__(
         self,
         log: KafkaLog,
@@ -232,14 +232,3 @@ class KafkaConsumer:
         if not self._closed:
             self._closed = True
             self._raw.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -31,13 +31,13 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from ordinance.closing import Closing
 from ordinance.streams.errors import LogError, ProduceError, TopicConfigError
 from ordinance.streams.log import (
     MARKER_HEADER,
@@ -77,7 +77,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class KafkaLog:
+class KafkaLog(Closing):
     def __init__(
         self,
         bootstrap: str,
@@ -291,14 +291,3 @@ class KafkaLog:
         # rather than whenever the garbage collector gets to them.
         self._producer = None
         self._admin = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -18,9 +18,9 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
+from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
 from ordinance.streams.errors import FencedError, LogError
 from ordinance.streams.log import (
@@ -55,7 +55,7 @@ def range_assign(
     return out
 
 
-class SqliteConsumer:
+class SqliteConsumer(Closing):
     def __init__(
         self, log: SqliteLog, group: str | None, reset: Literal["earliest", "latest"]
     ) -> None:
@@ -275,14 +275,3 @@ class SqliteConsumer:
                 self._leave()
         finally:
             self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -11,9 +11,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
+from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
 from ordinance.streams.errors import LogError, ProduceError
 from ordinance.streams.log import (
@@ -30,7 +30,7 @@ from ordinance.streams.partitioner import partition_for
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
-class SqliteLog:
+class SqliteLog(Closing):
     """`Log` on one SQLite database file.
 
     ``synchronous="full"`` (the default) fsyncs every commit, so an
@@ -273,17 +273,6 @@ class SqliteLog:
             self._closed = True
             with self._lock:
                 self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _expire(

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
+from ordinance.closing import Closing
 from ordinance.errors import OrdinanceError
 from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.chain import GENESIS, record_hash
@@ -31,6 +31,7 @@ from ordinance.processors.audit.query import micros, split_rule_id
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.sqlite_store import write_txn
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
 SCHEMA_VERSION = 2  # 2: the decision's (possibly masked) arguments
@@ -141,7 +142,7 @@ def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> 
     )
 
 
-class AuditIndex:
+class AuditIndex(Closing):
     """The index file. Writes go through `write_batch`, one transaction per call."""
 
     def __init__(self, path: Path | str, *, topic: str) -> None:
@@ -187,8 +188,8 @@ class AuditIndex:
                 f"{self.path} indexes topic {found.get('topic')!r}, not {self.topic!r}"
             )
 
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
+    def transaction(self) -> write_txn:
+        return write_txn(self.conn)
 
     def positions(self) -> dict[int, int]:
         """Next offset to index per partition (absent: from the beginning)."""
@@ -275,17 +276,6 @@ class AuditIndex:
             pass  # another connection holds the write lock; statistics can wait
         self.conn.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _is_index_or_empty(conn: sqlite3.Connection) -> bool:
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -314,23 +304,6 @@ def remove_index(path: Path | str) -> bool:
         found |= target.exists()
         target.unlink(missing_ok=True)
     return found
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 @dataclass
