@@ -30,6 +30,11 @@ def _check(report: dict[str, Any]) -> None:
     assert "allow" in before[f"transfers_to_{SWAP_COUNTRY}"]
     assert report["swap_offsets"] and report["client_side_denies"] == 0
     assert set(before["effects"]) == {"allow", "deny", "require_approval"}
+    audit = report["audit"]  # the demo signed its decision log and verified it
+    decisions = sum(p["decisions"] for p in report["phases"].values())
+    assert audit["records"] > decisions and audit["checkpoints"] >= 4
+    assert audit["findings"] == [] and audit["proof_problems"] == []
+    assert audit["proved_request"]
 
 
 def test_demo_on_the_embedded_log(capsys: pytest.CaptureFixture[str]) -> None:
