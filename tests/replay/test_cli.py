@@ -265,3 +265,21 @@ def test_replay_and_policy_commands_write_nothing(
     ):
         _json(capsys, *argv)
     assert snapshot() == before
+
+
+def test_a_slice_of_one_agent_replays_like_the_log_does_for_that_agent(
+    recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "agent.avro"
+    agent = ["--agent", "billing-bot-2"]
+    meta = _json(capsys, "replay", "export", "--log", recorded.url, *agent, "--out", str(out))
+    live = _json(capsys, "replay", "verify", "--log", recorded.url, *agent)
+    offline = _json(capsys, "replay", "verify", "--input", str(out), *agent)
+    assert live["ok"] and offline["ok"] and offline["decisions"] == live["decisions"] > 0
+    every = sum(
+        1
+        for _r, d in recorded.records("agent.decisions")
+        if d.name == "Decision" and d.value["agent_id"] == "billing-bot-2"
+    )
+    assert meta["counts"]["agent.decisions"] < len(recorded.records("agent.decisions"))
+    assert live["decisions"] == every
