@@ -302,7 +302,7 @@ def _verify(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
         else f"[red]{len(report.findings)} finding(s), {len(report.bundle_problems)} bundle problem(s)[/]"
     )
     out.print(
-        f"{data['decisions']} decisions verified, {data['agreed']} agree in {data['seconds']} s ({data['decisions_per_s']} decisions/s): {verdict}"
+        f"{data['decisions']} decisions verified, {data['agreed']} agree in {data['seconds']} s ({data['decisions_per_s']} decisions/s after {data['bundle_compile_seconds']} s compiling bundles): {verdict}"
     )
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -15,6 +15,7 @@ the same validation, the same rollout table — over the events with event time 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,8 @@ class BundleStore:
     published_copies: dict[str, dict[str, str]] = field(default_factory=dict)
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # policy.active now
     problems: dict[str, list[BundleProblem]] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    compile_seconds: float = 0.0
     _compiled: dict[str, Ruleset | None] = field(default_factory=dict)
 
     @classmethod
@@ -114,12 +117,27 @@ class BundleStore:
         return found[0] if len(found) == 1 else None
 
     def ruleset(self, bundle_id: str) -> Ruleset | None:
-        """The compiled stored content (cached); problems are recorded, not raised."""
-        if bundle_id in self._compiled:
-            return self._compiled[bundle_id]
-        ruleset = self._compile(bundle_id)
-        self._compiled[bundle_id] = ruleset
-        return ruleset
+        """The compiled stored content (cached), for a bundle replay uses; problems are
+        recorded, not raised."""
+        self.used.add(bundle_id)
+        return self._ruleset(bundle_id)
+
+    def _ruleset(self, bundle_id: str) -> Ruleset | None:
+        if bundle_id not in self._compiled:
+            started = time.perf_counter()
+            self._compiled[bundle_id] = self._compile(bundle_id)
+            self.compile_seconds += time.perf_counter() - started
+        return self._compiled[bundle_id]
+
+    def prepare(self) -> None:
+        """Compile every stored bundle now (before forking workers), without counting any
+        as used: a published bundle the controller rejected is nobody's problem."""
+        for bundle_id in self.bundle_ids:
+            self._ruleset(bundle_id)
+
+    def used_problems(self) -> list[BundleProblem]:
+        """Problems of the bundles replay used (named by a swap in force)."""
+        return [p for b in sorted(self.used) for p in self.problems.get(b, [])]
 
     def _problem(self, bundle_id: str, kind: str, message: str) -> None:
         self.problems.setdefault(bundle_id, []).append(BundleProblem(bundle_id, kind, message))

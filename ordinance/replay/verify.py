@@ -341,13 +341,12 @@ def verify(
             partition,
             verifier.counts,
             verifier.findings,
-            [p for listed in bundles.problems.values() for p in listed],
+            bundles.used_problems(),
         )
 
     if forked:
         assert reopen is not None
-        for bundle_id in bundles.bundle_ids:
-            bundles.ruleset(bundle_id)  # compiled once, inherited by the workers
+        bundles.prepare()  # compiled once, inherited by the workers
         results = []
         for result in map_partitions(one, wanted, jobs, reopen):
             tick(result[1].records)  # progress as each partition comes back
@@ -362,6 +361,7 @@ def verify(
             problems.setdefault((problem.bundle_id, problem.kind), problem)
     report.bundle_problems = list(problems.values())
     report.seconds = time.perf_counter() - started
+    report.compile_seconds = bundles.compile_seconds
     return report
 
 

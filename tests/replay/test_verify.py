@@ -190,3 +190,24 @@ def test_an_altered_swap_record_is_a_swap_finding_and_its_decisions_name_another
     for finding in report.findings:
         if finding.kind == "decision_mismatch":
             assert set(finding.differences) == {"policy_offset"}
+
+
+def test_a_published_bundle_no_swap_used_is_nobodys_problem(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    import functools
+
+    from ordinance.processors.policy_log import publish_bundle
+    from ordinance.replay.source import open_source as reopen
+    from ordinance.streams import open_log
+
+    db = recorded.copy(tmp_path)
+    url = f"sqlite:///{db}"
+    with open_log(url) as log:  # published, never enforced, and does not even compile
+        publish_bundle(log, {"schema.yaml": "tools: ["}, "sha256:broken", actor="x", enforce=False)
+    assert _verify(url).ok
+    source, opened = reopen(url, None)
+    assert opened is not None
+    with opened:  # workers get every bundle compiled up front; only used ones count
+        report = verify(source, jobs=2, reopen=functools.partial(reopen, url, None))
+    assert report.ok and report.decisions > 0
