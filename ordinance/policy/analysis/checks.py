@@ -2,8 +2,8 @@
 
 Every check is phrased as "this formula is unsatisfiable" over one tool's request space.
 Rules are bucketed by tool (a rule only meets rules that can see the same tool), and each
-bucket uses one solver: the space's constraints are asserted once, every check is a
-``push``/``pop``. A satisfiable check yields a model, which becomes a witness request that
+bucket uses one solver (``bucket.py``): the space's constraints are asserted once, every
+check runs under an assumption literal. A satisfiable check yields a model, which becomes a witness request that
 is replayed through the real evaluator; a witness the evaluator disagrees with (possible
 only where the encoding over-approximates) is never reported as a finding — the check is
 reported as ``unknown`` instead.
@@ -12,28 +12,28 @@ reported as ``unknown`` instead.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import z3
 
+from ordinance.policy.analysis.bucket import SAT, UNKNOWN, UNSAT, Bucket, RuleProbe
 from ordinance.policy.analysis.combine import (
-    EFFECTS,
     RuleTerm,
-    ToolModel,
     build_tool_model,
     encode_assertion_condition,
     tools_of,
 )
-from ordinance.policy.analysis.fuse import Fuser
-from ordinance.policy.analysis.space import Unrealisable, Witness
+from ordinance.policy.analysis.space import Witness
 from ordinance.policy.decision import Decision
 from ordinance.policy.program import TIER_OF_EFFECT
 from ordinance.policy.ruleset import Ruleset
 
-SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
+__all__ = ["SAT", "UNKNOWN", "UNSAT", "Finding", "Options", "RuleProbe", "ToolReport"]
 KINDS = ("conflict", "dead-rule", "redundant-rule", "assertion", "gap", "inexact", "unknown")
 
 
@@ -92,132 +92,20 @@ class ToolReport:
     alive: set[str] = field(default_factory=set)  # rules that determine some decision
     dead_candidates: dict[str, Finding] = field(default_factory=dict)  # if dead on all tools
     checks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per check family
 
-
-class Bucket:
-    """One tool: one solver, the base constraints asserted once."""
-
-    def __init__(self, model: ToolModel, options: Options):
-        self.model = model
-        self.options = options
-        self.space = model.space
-        self.solver = z3.Solver()
-        self.solver.set("timeout", options.timeout_ms)
-        self.fuse = Fuser()
-        self.effect = model.effect()
-        self.determines = {r.qualified_id: model.determines(r) for r in model.rules}
-        self.applies = {r.qualified_id: r.applies for r in model.rules}
-        base = [*self.space.base, *self.space.window_constraints()]
-        self.base = [self.fuse(f) for f in base]
-        self.solver.add(*self.base)
-        self.checks = 0
-
-    def solve(self, *formulas: z3.BoolRef) -> tuple[str, z3.ModelRef | None, z3.ModelRef | None]:
-        """Status, plus a model preferring realisable ("nice") values, plus the raw model."""
-        self.checks += 1
-        self.solver.push()
+    @contextmanager
+    def timed(self, family: str) -> Iterator[None]:
+        started = time.perf_counter()
         try:
-            self.solver.add(*[self.fuse(f) for f in formulas])
-            # an assertion may read a window duration no rule reads: constrain it too
-            self.solver.add(*self.space.window_constraints())
-            status = str(self.solver.check())
-            if status != SAT:
-                return status, None, None
-            raw = self.solver.model()
-            # Realisable values are a preference, not a requirement: a short time limit.
-            self.solver.push()
-            self.solver.set("timeout", min(1000, self.options.timeout_ms))
-            self.solver.add(*[self.fuse(f) for f in self.space.nice])
-            nice = self.solver.model() if str(self.solver.check()) == SAT else None
-            self.solver.set("timeout", self.options.timeout_ms)
-            self.solver.pop()
-            return SAT, nice, raw
+            yield
         finally:
-            self.solver.pop()
-
-    def pins(self, model: z3.ModelRef) -> list[z3.BoolRef]:
-        """Every request variable fixed to its value in ``model``."""
-        space = self.space
-        consts: list[z3.ExprRef] = [space.resource_present, *space.windows.values()]
-        for a in space.attrs.values():
-            consts += [a.var, a.present]
-        return [c == model.eval(c, model_completion=True) for c in consts if not z3.is_true(c)]
-
-    def predicted(self, model: z3.ModelRef) -> tuple[str, set[str], set[str]] | None:
-        """The decision the encoding gives the request of ``model``: the request is pinned
-        and the (ground) formulas solved once; ``model.eval`` cannot reduce quantifiers."""
-        solver = z3.Solver()
-        solver.set("timeout", self.options.timeout_ms)
-        solver.set("solve_eqs", False)  # keep the named copies: eval cannot expand them
-        effect = z3.Int("predicted.effect")
-        det = {rid: z3.Bool(f"predicted.determines:{rid}") for rid in self.determines}
-        app = {rid: z3.Bool(f"predicted.applies:{rid}") for rid in self.applies}
-        solver.add(*self.pins(model), effect == self.effect)
-        solver.add(*[det[rid] == f for rid, f in self.determines.items()])
-        solver.add(*[app[rid] == f for rid, f in self.applies.items()])
-        if solver.check() != z3.sat:
-            return None
-        m = solver.model()
-        tier_value = m.eval(effect, model_completion=True)
-        if not z3.is_int_value(tier_value):
-            return None
-        tier = tier_value.as_long()
-        ids = {rid for rid, v in det.items() if z3.is_true(m.eval(v, model_completion=True))}
-        applying = {rid for rid, v in app.items() if z3.is_true(m.eval(v, model_completion=True))}
-        return EFFECTS[tier], ids, applying
-
-    def witness(
-        self, *models: z3.ModelRef | None, extra: Callable[[Witness], bool] | None = None
-    ) -> tuple[Witness, Decision] | None:
-        """The first model whose witness the real evaluator decides as the model says."""
-        for m in models:
-            if m is None:
-                continue
-            try:
-                w = self.space.witness(m)
-            except Unrealisable:
-                continue
-            decision = self.model.ruleset.evaluate(w.request, w.windows())
-            predicted = self.predicted(m)
-            if predicted is None:
-                continue
-            effect, ids, _ = predicted
-            if decision.effect != effect or set(decision.rule_ids) != ids:
-                continue
-            if extra is not None and not extra(w):
-                continue
-            return w, decision
-        return None
+            spent = time.perf_counter() - started
+            self.seconds[family] = self.seconds.get(family, 0.0) + spent
 
 
 def decision_json(d: Decision) -> dict[str, Any]:
     return {"effect": d.effect, "code": d.code, "rule_ids": list(d.rule_ids)}
-
-
-class RuleProbe:
-    """Whether one rule applies to a request, decided by the real evaluator on a ruleset
-    holding that rule alone (used to confirm the rule-level claims of witnesses)."""
-
-    def __init__(self, ruleset: Ruleset):
-        self.ruleset = ruleset
-        self._cache: dict[str, Ruleset] = {}
-
-    def alone(self, qualified_id: str) -> Ruleset:
-        found = self._cache.get(qualified_id)
-        if found is None:
-            from dataclasses import replace
-
-            from ordinance.policy.ruleset import compile_ruleset
-
-            cr = next(c for c in self.ruleset.rules if c.qualified_id == qualified_id)
-            policy = replace(cr.policy, rules=(cr.rule,), assertions=(), tests=())
-            found = compile_ruleset(self.ruleset.schema, [policy])
-            self._cache[qualified_id] = found
-        return found
-
-    def applies(self, qualified_id: str, w: Witness) -> bool:
-        d = self.alone(qualified_id).evaluate(w.request, w.windows())
-        return d.code == "matched" and qualified_id in d.rule_ids
 
 
 def _unknown(tool: str, subjects: tuple[str, ...], what: str, why: str) -> Finding:
@@ -251,7 +139,7 @@ def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
             for chosen in (nice, raw):
                 predicted = b.predicted(chosen) if chosen is not None else None
                 if predicted is not None:
-                    hit = [a for a in remaining if a.qualified_id in predicted[2]]
+                    hit = [a for a in remaining if a.qualified_id in predicted.applies]
                     if hit:
                         break
             if not hit:  # cannot tell which rule the model picked: check pairs one by one
@@ -309,7 +197,11 @@ def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Option
     redundant here (removing them changes no effect)."""
     tool = b.space.tool.name
     for r in b.model.rules:
-        status, _, _ = b.solve(b.determines[r.qualified_id])
+        if r.qualified_id in b.alive:  # an earlier model shows it determining a decision
+            status = SAT
+        else:
+            status, _, raw = b.solve(b.determines(r.qualified_id), nice=False)
+            b.learn(raw)
         if status == SAT:
             report.alive.add(r.qualified_id)
             if options.redundant:
@@ -348,11 +240,14 @@ def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Option
 
 
 def _redundant(b: Bucket, probe: RuleProbe, report: ToolReport, r: RuleTerm) -> None:
-    status, _, _ = b.solve(b.effect != b.model.effect(without=r.index))
+    if r.qualified_id in b.matters:  # an earlier model shows removing it changes an effect
+        return
+    status, _, raw = b.solve(b.effect != b.without(r.qualified_id), nice=False)
+    b.learn(raw)
     if status != UNSAT:
         return
     tool = b.space.tool.name
-    s2, nice, raw = b.solve(b.determines[r.qualified_id])
+    s2, nice, raw = b.solve(b.determines(r.qualified_id))
     found = b.witness(nice, raw) if s2 == SAT else None
     report.findings.append(
         Finding(
@@ -439,21 +334,26 @@ def check_assertions(b: Bucket, report: ToolReport) -> None:
 
 def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
     report = ToolReport(tool)
-    model = build_tool_model(ruleset, tool)
-    bucket = Bucket(model, options)
-    probe = RuleProbe(ruleset)
+    with report.timed("encode"):
+        model = build_tool_model(ruleset, tool)
+        bucket = Bucket(model, options.timeout_ms)
+    probe = RuleProbe(ruleset, tool)
     for r in model.rules:
         for note in r.notes:
             report.findings.append(
                 Finding("inexact", tool, (r.qualified_id,), f"{r.qualified_id}: {note}")
             )
     if options.conflicts:
-        check_conflicts(bucket, probe, report)
+        with report.timed("conflicts"):
+            check_conflicts(bucket, probe, report)
     if options.dead or options.redundant:
-        check_rules(bucket, probe, report, options)
+        with report.timed("rules"):
+            check_rules(bucket, probe, report, options)
     if options.assertions:
-        check_assertions(bucket, report)
+        with report.timed("assertions"):
+            check_assertions(bucket, report)
     if options.gaps:
-        check_gap(bucket, report)
+        with report.timed("gaps"):
+            check_gap(bucket, report)
     report.checks = bucket.checks
     return report

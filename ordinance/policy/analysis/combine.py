@@ -89,6 +89,9 @@ class ToolModel:
     space: ToolSpace
     ruleset: Ruleset
     rules: list[RuleTerm]
+    _cache: dict[int, tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def combining(self) -> str:
@@ -122,6 +125,22 @@ class ToolModel:
             z3.If(approval, tier(APPROVAL), z3.If(allow, tier(ALLOW), tier(self.default_tier))),
         )
 
+    def _shared(self, tier: int) -> tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]:
+        """What ``determines`` needs of the other rules, the same for every rule of a tier
+        (built once: rebuilding it per rule made encoding quadratic in the bucket size)."""
+        found = self._cache.get(tier)
+        if found is None:
+            rules = self.rules
+            found = self._cache[tier] = (
+                _or(
+                    *[r.applies for r in rules if r.tier == DENY],
+                    *[r.errs for r in rules if r.tier == DENY],
+                ),
+                _or(*[r.errs for r in rules if r.tier != DENY]),
+                _or(*[r.applies for r in rules if r.tier < tier and r.tier != DENY]),
+            )
+        return found
+
     def no_rule_applies(self) -> z3.BoolRef:
         return (
             z3.And(*[z3.Not(z3.Or(r.applies, r.errs)) for r in self.rules])
@@ -138,14 +157,9 @@ class ToolModel:
                     return _and(*[z3.Not(e) for e in earlier], _or(r.applies, r.errs))
                 earlier.append(_or(r.applies, r.errs))
             return FALSE
-        deny_tier = _or(
-            *[r.applies for r in self.rules if r.tier == DENY],
-            *[r.errs for r in self.rules if r.tier == DENY],
-        )
         if rule.tier == DENY:
             return _or(rule.applies, rule.errs)
-        others_err = _or(*[r.errs for r in self.rules if r.tier != DENY])
-        higher = _or(*[r.applies for r in self.rules if r.tier < rule.tier and r.tier != DENY])
+        deny_tier, others_err, higher = self._shared(rule.tier)
         if rule.tier == ALLOW:
             wins = _and(rule.applies, z3.Not(others_err), z3.Not(higher))
         else:

@@ -53,20 +53,30 @@ class Term:
     err: z3.BoolRef = FALSE
 
 
+# These helpers build the combining formulas, O(rules^2) nodes per tool: comparing with the
+# (hash-consed) constants is one Z3 call where z3.is_true/is_false take several, and the
+# connective is made by the C API directly (z3.Or/And re-check and coerce every argument
+# in Python, which dominated the analysis of large buckets).
+def connective(make: Any, parts: list[z3.BoolRef]) -> z3.BoolRef:
+    ctx = parts[0].ctx
+    args = (z3.Ast * len(parts))(*[p.as_ast() for p in parts])
+    return z3.BoolRef(make(ctx.ref(), len(parts), args), ctx)
+
+
 def _or(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not z3.is_false(p)]
+    live = [p for p in parts if not p.eq(FALSE)]
     if not live:
         return FALSE
-    return live[0] if len(live) == 1 else z3.Or(*live)
+    return live[0] if len(live) == 1 else connective(z3.Z3_mk_or, live)
 
 
 def _and(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not z3.is_true(p)]
+    live = [p for p in parts if not p.eq(TRUE)]
     if not live:
         return TRUE
-    if any(z3.is_false(p) for p in live):
+    if any(p.eq(FALSE) for p in live):
         return FALSE
-    return live[0] if len(live) == 1 else z3.And(*live)
+    return live[0] if len(live) == 1 else connective(z3.Z3_mk_and, live)
 
 
 def _is_int(e: z3.ExprRef) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import z3
 
+from ordinance.policy.analysis.encode import connective
+
 _RE = z3.ReSort(z3.StringSort())
 _FULL = z3.Full(_RE)
 
@@ -90,8 +92,8 @@ class Fuser:
                 fused.append(z3.InRe(items[0][1], lang))
                 last = (items[0][0], items[0][1], lang)
             parts = fused + rest
-            op = z3.And if kind == z3.Z3_OP_AND else z3.Or
-            result = parts[0] if len(parts) == 1 else op(*parts)
+            make = z3.Z3_mk_and if kind == z3.Z3_OP_AND else z3.Z3_mk_or
+            result = parts[0] if len(parts) == 1 else connective(make, parts)
             return result, (last if len(parts) == 1 else None)
         try:
             return e.decl()(*[c for c, _ in children]), None

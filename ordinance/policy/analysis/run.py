@@ -26,6 +26,8 @@ class Report:
     rules: int = 0
     checks: int = 0
     seconds: float = 0.0
+    # per check family, summed over tools (with --jobs, time spent in all workers)
+    family_seconds: dict[str, float] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> list[Finding]:
         return [f for f in self.findings if f.kind == kind]
@@ -40,6 +42,7 @@ class Report:
             "rules": self.rules,
             "checks": self.checks,
             "seconds": round(self.seconds, 3),
+            "family_seconds": {k: round(v, 3) for k, v in sorted(self.family_seconds.items())},
             "counts": counts,
             "proven_assertions": sorted(self.proven),
             "findings": [f.to_json() for f in self.findings],
@@ -56,6 +59,8 @@ def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
     proven: set[str] = set()
     for rep in reports:
         out.checks += rep.checks
+        for family, spent in rep.seconds.items():
+            out.family_seconds[family] = out.family_seconds.get(family, 0.0) + spent
         alive |= rep.alive
         for rid, f in rep.dead_candidates.items():
             # keep a candidate with a witness in preference to one without
@@ -103,6 +108,8 @@ def analyze(
     tools = sorted(ruleset.schema.tools)
     reports: list[ToolReport] = []
     if jobs > 1 and directory is not None and len(tools) > 1:
+        _LOADED.clear()
+        _LOADED[str(directory)] = ruleset
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_worker, str(directory), t, options) for t in tools]
             for n, fut in enumerate(futures, 1):
@@ -119,7 +126,15 @@ def analyze(
     return report
 
 
-def _worker(directory: str, tool: str, options: Options) -> ToolReport:
-    from ordinance.policy.loader import load_ruleset
+# Bundles by directory, so that a worker loads (compiles) a bundle once rather than once
+# per tool; on fork the parent's entry is inherited and nothing is loaded at all.
+_LOADED: dict[str, Ruleset] = {}
 
-    return analyze_tool(load_ruleset(Path(directory)), tool, options)
+
+def _worker(directory: str, tool: str, options: Options) -> ToolReport:
+    ruleset = _LOADED.get(directory)
+    if ruleset is None:
+        from ordinance.policy.loader import load_ruleset
+
+        ruleset = _LOADED[directory] = load_ruleset(Path(directory))
+    return analyze_tool(ruleset, tool, options)

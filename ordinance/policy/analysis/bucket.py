@@ -1,0 +1,328 @@
+"""One tool's solver, and what the encoding predicts for a request.
+
+Every check of a tool runs on one solver: the space's constraints are asserted once and
+each check is a ``push``/``pop``. (Checks under assumption literals instead, with the
+formulas retired afterwards, made every string-heavy check after the first run out of
+time: the retired string constraints stay in the solver.)
+
+A model's *prediction* (the effect and the rules that determine it) is read from copies of
+the combining formulas over one Boolean per rule (``applies``/``errs`` proxies): the
+request is pinned, the per-rule definitions are solved once (a ground problem) and every
+proxy formula is then evaluated in that model. Each prediction also records which rules
+it shows determining a decision (``alive``) and which it shows changing the effect when
+removed (``matters``): the dead-rule and redundancy checks are skipped for those, since a
+model of the same constraints already answers them (``sat``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import z3
+
+from ordinance.policy.analysis.combine import EFFECTS, ToolModel
+from ordinance.policy.analysis.fuse import Fuser
+from ordinance.policy.analysis.space import Unrealisable, Witness
+from ordinance.policy.decision import Decision
+from ordinance.policy.ruleset import Ruleset
+
+SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
+TRUE, FALSE = z3.BoolVal(True), z3.BoolVal(False)
+NICE_TIMEOUT_MS = 1000  # realisable witness values are a preference, not a requirement
+
+
+@dataclass(frozen=True)
+class Prediction:
+    effect: str
+    determines: frozenset[str]
+    applies: frozenset[str]
+
+
+class Bucket:
+    """One tool: one solver, the base constraints asserted once."""
+
+    def __init__(self, model: ToolModel, timeout_ms: int):
+        self.model = model
+        self.timeout_ms = timeout_ms
+        self.space = model.space
+        self.solver = z3.Solver()
+        self.solver.set("timeout", timeout_ms)
+        self.fuse = Fuser()
+        self.effect = model.effect()
+        self.rules = {r.qualified_id: r for r in model.rules}
+        self.applies = {rid: r.applies for rid, r in self.rules.items()}
+        self._determines: dict[str, z3.BoolRef] = {}
+        self._without: dict[str, z3.ArithRef] = {}
+        # the combining formulas again, over one Boolean per rule (see the module doc)
+        tag = f"{id(model.ruleset)}:{self.space.tool.name}"
+        self.tag = tag
+        proxy = ToolModel(
+            self.space,
+            model.ruleset,
+            [
+                replace(
+                    r,
+                    applies=z3.Bool(f"{tag}:applies:{r.index}"),
+                    errs=z3.Bool(f"{tag}:errs:{r.index}"),
+                )
+                for r in model.rules
+            ],
+        )
+        self.proxy = proxy
+        self.proxy_rules = {r.qualified_id: r for r in proxy.rules}
+        self.proxy_effect = proxy.effect()
+        self.proxy_determines = {rid: proxy.determines(r) for rid, r in self.proxy_rules.items()}
+        # one evaluation reads a flag per rule (per-rule model.eval calls dominated the time)
+        self._flags = {
+            "determines": _bits(list(self.proxy_determines.values())),
+            "applies": _bits([r.applies for r in proxy.rules]),
+            "errs": _bits([r.errs for r in proxy.rules]),
+            # removing the rule changes this request's effect
+            "matters": _bits(
+                [proxy.effect(without=r.index) != self.proxy_effect for r in proxy.rules]
+            ),
+        }
+        self.definitions = z3.And(
+            *[
+                d
+                for r, p in zip(model.rules, proxy.rules, strict=True)
+                for d in (p.applies == r.applies, p.errs == r.errs)
+            ]
+        )
+        base = [*self.space.base, *self.space.window_constraints()]
+        self.solver.add(*[self.fuse(f) for f in base])
+        self._base = slice(len(self.space.base), None)
+        self.nice_literal = z3.Bool(f"{tag}:nice")
+        # Quantifier-free, exactly encoded rules are evaluated in the check's own model
+        # (exact there); otherwise the request is pinned and the definitions solved.
+        direct = all(not r.notes for r in model.rules) and quantifier_free(
+            [f for r in model.rules for f in (r.applies, r.errs)]
+        )
+        self._direct = (
+            (_bits([r.applies for r in model.rules]), _bits([r.errs for r in model.rules]))
+            if direct and model.rules
+            else None
+        )
+        self.checks = 0
+        self.alive: set[str] = set()  # shown to determine some decision
+        self.matters: set[str] = set()  # shown to change some effect when removed
+        # keyed by id(model); the model is kept so that its id is not reused
+        self._predictions: dict[int, tuple[z3.ModelRef, Prediction | None]] = {}
+        self._replays: dict[int, tuple[z3.ModelRef, tuple[Witness, Decision] | None]] = {}
+
+    # -- formulas built on demand ---------------------------------------------------------
+    def determines(self, rid: str) -> z3.BoolRef:
+        found = self._determines.get(rid)
+        if found is None:
+            found = self._determines[rid] = self.model.determines(self.rules[rid])
+        return found
+
+    def without(self, rid: str) -> z3.ArithRef:
+        """The effect with the rule ``rid`` removed."""
+        found = self._without.get(rid)
+        if found is None:
+            found = self._without[rid] = self.model.effect(without=self.rules[rid].index)
+        return found
+
+    # -- solving ----------------------------------------------------------------------------
+    def solve(
+        self, *formulas: z3.BoolRef, nice: bool = True
+    ) -> tuple[str, z3.ModelRef | None, z3.ModelRef | None]:
+        """Status, plus a model preferring realisable ("nice") values when ``nice``, plus
+        the raw model."""
+        self.checks += 1
+        self.solver.push()
+        try:
+            # window constraints are re-stated: an assertion may read a duration no rule
+            # reads; so are sorted sets an assertion's encoding added to the space
+            parts = [*formulas, *self.space.window_constraints(), *self.space.base[self._base]]
+            self.solver.add(*[self.fuse(f) for f in parts])
+            status = str(self.solver.check())
+            if status != SAT:
+                return status, None, None
+            raw = self.solver.model()
+            if not nice:
+                return SAT, None, raw
+            # Preferences under an assumption, not a nested push: a push right after a
+            # satisfiable string check can propagate for minutes with no time limit armed.
+            self.solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self.space.nice))))
+            self.solver.set("timeout", min(NICE_TIMEOUT_MS, self.timeout_ms))
+            pretty = self.solver.check(self.nice_literal)
+            self.solver.set("timeout", self.timeout_ms)
+            return SAT, (self.solver.model() if pretty == z3.sat else None), raw
+        finally:
+            self.solver.pop()
+
+    # -- what the encoding says about a model's request -------------------------------------
+    def pins(self, model: z3.ModelRef) -> list[z3.BoolRef]:
+        """Every request variable fixed to its value in ``model``."""
+        space = self.space
+        consts: list[z3.ExprRef] = [space.resource_present, *space.windows.values()]
+        for a in space.attrs.values():
+            consts += [a.var, a.present]
+        return [c == model.eval(c, model_completion=True) for c in consts if not z3.is_true(c)]
+
+    def predicted(self, model: z3.ModelRef) -> Prediction | None:
+        """The decision the encoding gives the request of ``model`` (cached per model)."""
+        hit = self._predictions.get(id(model))
+        if hit is not None:
+            return hit[1]
+        found = self._predict(model)
+        self._predictions[id(model)] = (model, found)
+        return found
+
+    def _predict(self, model: z3.ModelRef) -> Prediction | None:
+        if self._direct is not None:
+            applies, errs = (self._read_flags(model, t) for t in self._direct)
+            if applies is not None and errs is not None:
+                return self._from_flags(applies, errs)
+        solver = z3.Solver()
+        solver.set("timeout", self.timeout_ms)
+        solver.set("solve_eqs", False)  # keep the proxies: eval cannot expand definitions
+        solver.add(z3.And(*self.pins(model)), self.definitions)
+        if solver.check() != z3.sat:
+            return None
+        m = solver.model()
+        tier_value = m.eval(self.proxy_effect, model_completion=True)
+        if not z3.is_int_value(tier_value):
+            return None
+        tier = tier_value.as_long()
+
+        flags = {name: self._read_flags(m, term) for name, term in self._flags.items()}
+        if None in flags.values():
+            return None
+        ids, applying = frozenset(flags["determines"] or ()), frozenset(flags["applies"] or ())
+        self.alive |= ids
+        self.matters |= flags["matters"] or set()
+        return Prediction(EFFECTS[tier], ids, applying)
+
+    def _from_flags(self, applies: set[str], errs: set[str]) -> Prediction | None:
+        """The prediction from which rules apply and err, through the proxy formulas."""
+        pairs = [
+            (term, TRUE if rid in chosen else FALSE)
+            for rid, p in self.proxy_rules.items()
+            for term, chosen in ((p.applies, applies), (p.errs, errs))
+        ]
+
+        def value(term: z3.ExprRef | None) -> z3.ExprRef | None:
+            return None if term is None else z3.simplify(z3.substitute(term, *pairs))
+
+        tier_value = value(self.proxy_effect)
+        determines, matters = value(self._flags["determines"]), value(self._flags["matters"])
+        if tier_value is None or not z3.is_int_value(tier_value):
+            return None
+        ids = self._bits_to_ids(determines) if determines is not None else set()
+        gained = self._bits_to_ids(matters) if matters is not None else set()
+        if ids is None or gained is None:
+            return None
+        self.alive |= ids
+        self.matters |= gained
+        return Prediction(EFFECTS[tier_value.as_long()], frozenset(ids), frozenset(applies))
+
+    def _bits_to_ids(self, value: z3.ExprRef) -> set[str] | None:
+        if not z3.is_bv_value(value):
+            return None
+        bits = value.as_long()
+        ids = list(self.proxy_rules)
+        # Concat puts the first rule in the most significant bit
+        return {rid for n, rid in enumerate(ids) if bits >> (len(ids) - 1 - n) & 1}
+
+    def _read_flags(self, m: z3.ModelRef, term: z3.ExprRef | None) -> set[str] | None:
+        if term is None:
+            return set()
+        return self._bits_to_ids(m.eval(term, model_completion=True))
+
+    def learn(self, model: z3.ModelRef | None) -> None:
+        if model is not None:
+            self.predicted(model)
+
+    def replayed(self, model: z3.ModelRef) -> tuple[Witness, Decision] | None:
+        """The model's witness and its decision, when the real evaluator decides it exactly
+        as the encoding predicts (cached per model)."""
+        hit = self._replays.get(id(model))
+        if hit is not None:
+            return hit[1]
+        found: tuple[Witness, Decision] | None = None
+        try:
+            w = self.space.witness(model)
+        except Unrealisable:
+            w = None
+        if w is not None:
+            decision = self.model.ruleset.evaluate(w.request, w.windows())
+            predicted = self.predicted(model)
+            if (
+                predicted is not None
+                and decision.effect == predicted.effect
+                and set(decision.rule_ids) == predicted.determines
+            ):
+                found = (w, decision)
+        self._replays[id(model)] = (model, found)
+        return found
+
+    def witness(
+        self, *models: z3.ModelRef | None, extra: Callable[[Witness], bool] | None = None
+    ) -> tuple[Witness, Decision] | None:
+        """The first model whose witness the real evaluator decides as the model says."""
+        for m in models:
+            found = self.replayed(m) if m is not None else None
+            if found is not None and (extra is None or extra(found[0])):
+                return found
+        return None
+
+
+def quantifier_free(exprs: list[z3.BoolRef]) -> bool:
+    seen: set[int] = set()
+    todo: list[z3.ExprRef] = list(exprs)
+    while todo:
+        e = todo.pop()
+        if e.get_id() in seen:
+            continue
+        seen.add(e.get_id())
+        if z3.is_quantifier(e):
+            return False
+        if z3.is_app(e):
+            todo.extend(e.children())
+    return True
+
+
+def _bits(flags: list[z3.BoolRef]) -> z3.ExprRef | None:
+    """A bit-vector with one bit per flag, the first flag most significant."""
+    one, zero = z3.BitVecVal(1, 1), z3.BitVecVal(0, 1)
+    bits = [z3.If(f, one, zero) for f in flags]
+    if not bits:
+        return None
+    return bits[0] if len(bits) == 1 else z3.Concat(*bits)
+
+
+class RuleProbe:
+    """Whether one rule applies to a request, decided by the real evaluator on a ruleset
+    holding that rule alone (used to confirm the rule-level claims of witnesses)."""
+
+    def __init__(self, ruleset: Ruleset, tool: str | None = None):
+        self.ruleset = ruleset
+        self.tool = tool  # only requests to this tool are probed: compile nothing else
+        self._cache: dict[str, Ruleset] = {}
+
+    def alone(self, qualified_id: str) -> Ruleset:
+        found = self._cache.get(qualified_id)
+        if found is None:
+            from ordinance.policy.errors import PolicyErrors
+            from ordinance.policy.ruleset import compile_ruleset
+
+            cr = next(c for c in self.ruleset.rules if c.qualified_id == qualified_id)
+            policy = replace(cr.policy, rules=(cr.rule,), assertions=(), tests=())
+            schema = self.ruleset.schema
+            try:
+                if self.tool is None:
+                    raise PolicyErrors([])
+                one = replace(schema, tools={self.tool: schema.tools[self.tool]})
+                found = compile_ruleset(one, [policy])
+            except PolicyErrors:
+                found = compile_ruleset(schema, [policy])
+            self._cache[qualified_id] = found
+        return found
+
+    def applies(self, qualified_id: str, w: Witness) -> bool:
+        d = self.alone(qualified_id).evaluate(w.request, w.windows())
+        return d.code == "matched" and qualified_id in d.rule_ids
