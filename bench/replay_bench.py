@@ -143,7 +143,7 @@ def breakdown(url: str, sample: int = 4000) -> dict[str, float]:
     decisions = sum(1 for _r, d in pairs if d.name == "Decision")
     return {
         "read both topics (SQLite)": read_s / decisions * 1e6,
-        "decode the decision": decode_decisions_s / len(records) * 1e6,
+        "decode a decisions record": decode_decisions_s / len(records) * 1e6,
         "decode the action": decode_actions_s / n * 1e6,
         "decide (enforcer_state.decide)": decide_s / n * 1e6,
         "compare": compare_s / n * 1e6,
