@@ -176,11 +176,13 @@ def _analysis_commands(command: Any) -> None:
     p.add_argument("directory")
     p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-    p = command("diff", "requests whose decision changes between two policy directories")
-    p.add_argument("old")
-    p.add_argument("new")
+    p = command("diff", "requests whose decision changes between two bundles (dirs or ids)")
+    p.add_argument("old", help="policy directory, or bundle id (prefix) on --log")
+    p.add_argument("new", help="policy directory, or bundle id (prefix) on --log")
     p.add_argument("--fail-on", choices=["new-allow", "new-access", "any"], default=None)
     p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    p.add_argument("--log", metavar="URL", default=None, help="the log holding bundle ids")
+    p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
 
 
 def _analysis_main(args: argparse.Namespace) -> int | None:
@@ -193,7 +195,9 @@ def _analysis_main(args: argparse.Namespace) -> int | None:
     if args.command == "analyze":
         return ac.cmd_analyze(args.directory, args.json, args.timeout, args.jobs)
     if args.command == "diff":
-        return ac.cmd_diff(args.old, args.new, args.json, args.fail_on, args.timeout)
+        return ac.cmd_diff(
+            args.old, args.new, args.json, args.fail_on, args.timeout, args.log, args.prefix
+        )
     return None
 
 

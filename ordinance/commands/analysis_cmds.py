@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok; 3 the bundle does not compile; 5 the analysis gate refused the bundle
 (refuted or unproven assertions, or conflicts as configured, not acknowledged); ``diff``
-exits 1 when ``--fail-on`` finds a matching change.
+exits 1 when ``--fail-on`` finds a matching change, 2 when a bundle id is not on the log.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
-from ordinance.commands.output import EXIT_COMPILE, EXIT_FAILED, EXIT_OK, console, emit_json
+from ordinance.commands.output import (
+    EXIT_COMPILE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    emit_json,
+)
 from ordinance.commands.policy_cmds import _load, cmd_check
 from ordinance.policy.analysis.checks import Finding, Options
 from ordinance.policy.analysis.diff import semantic_diff
@@ -128,17 +135,72 @@ def cmd_check_analyze(
     return EXIT_OK if result.ok else EXIT_GATE
 
 
-def _ruleset(directory: str, as_json: bool) -> Ruleset | int:
-    return _load(directory, as_json)
+def _fail(message: str, as_json: bool) -> int:
+    if as_json:
+        emit_json({"error": message})
+    else:
+        console().print(f"[red]{escape(message)}[/]")
+    return EXIT_USAGE
+
+
+def _ruleset(spec: str, as_json: bool, store: Any) -> Ruleset | int:
+    """A policy directory, or a bundle id (a unique prefix will do) stored on the log:
+    ``policy.active``'s ``bundle:<id>`` record, else its ``published`` event. The stored
+    content must hash to its id, as the enforcer requires before it runs a bundle."""
+    if Path(spec).is_dir():
+        return _load(spec, as_json)
+    if store is None:
+        return _fail(f"{spec!r} is not a directory; a bundle id needs --log URL", as_json)
+    bundle_id = store.resolve(spec)
+    ruleset: Ruleset | None = store.ruleset(bundle_id) if bundle_id is not None else None
+    if ruleset is None:
+        problems = [p.message for p in store.problems.get(bundle_id, [])] if bundle_id else []
+        why = f": {problems[0]}" if problems else ""
+        return _fail(f"{spec!r} is neither a directory nor one bundle on the log{why}", as_json)
+    if ruleset.bundle_id != bundle_id:
+        return _fail(f"bundle {bundle_id} on the log has content {ruleset.bundle_id}", as_json)
+    return ruleset
+
+
+def _bundle_store(log_url: str, prefix: str, as_json: bool) -> Any:
+    """The bundles on the log (read once), or an exit code. Reading is the replay
+    package's (``BundleStore``): the same records the enforcer compiles."""
+    from ordinance.replay.bundles import BundleStore
+    from ordinance.replay.source import open_source
+    from ordinance.streams.errors import LogError
+
+    try:
+        source, log = open_source(log_url, None, prefix)
+    except LogError as exc:
+        return _fail(str(exc), as_json)
+    try:
+        return BundleStore.load(source)
+    except LogError as exc:
+        return _fail(str(exc), as_json)
+    finally:
+        if log is not None:
+            log.close()
 
 
 def cmd_diff(
-    old_dir: str, new_dir: str, as_json: bool, fail_on: str | None, timeout_ms: int
+    old_spec: str,
+    new_spec: str,
+    as_json: bool,
+    fail_on: str | None,
+    timeout_ms: int,
+    log_url: str | None = None,
+    prefix: str = "ordinance.",
 ) -> int:
-    old = _ruleset(old_dir, as_json)
+    """``old_spec``/``new_spec``: policy directories, or bundle ids on ``log_url``."""
+    store = None
+    if log_url is not None and not (Path(old_spec).is_dir() and Path(new_spec).is_dir()):
+        store = _bundle_store(log_url, prefix, as_json)
+        if isinstance(store, int):
+            return store
+    old = _ruleset(old_spec, as_json, store)
     if isinstance(old, int):
         return old
-    new = _ruleset(new_dir, as_json)
+    new = _ruleset(new_spec, as_json, store)
     if isinstance(new, int):
         return new
     report = semantic_diff(old, new, timeout_ms)

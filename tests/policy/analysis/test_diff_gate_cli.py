@@ -137,3 +137,33 @@ def test_cli_analyze_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     refuted = next(f for f in out["findings"] if f["kind"] == "assertion")
     request = refuted["witness"]["request"]
     assert load_ruleset(d).evaluate(request).effect == "allow"
+
+
+def test_cli_diff_takes_bundle_ids_from_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+    from ordinance.processors.policy_log import publish_bundle, run_controller
+    from ordinance.streams import open_log
+
+    old, new = bundle(tmp_path, "old", RULES_OLD), bundle(tmp_path, "new", RULES_NEW)
+    url = f"sqlite:///{tmp_path}/log.db"
+    ids = []
+    with open_log(url) as log:
+        for d in (old, new):
+            files = read_bundle_dir(d)
+            ids.append(compile_bundle(files).bundle_id)
+            publish_bundle(log, files, ids[-1], actor="alice")
+        run_controller(log, once=True)  # writes the bundle:<id> records of policy.active
+    # a full id and a unique prefix
+    assert (
+        main(["diff", ids[0], ids[1][:19], "--log", url, "--fail-on", "new-allow", "--json"]) == 1
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert (out["old_bundle"], out["new_bundle"]) == (ids[0], ids[1])
+    assert [(c["from"], c["to"]) for c in out["changes"]] == [("deny", "allow")]
+    # a directory on one side, an id on the other
+    assert main(["diff", str(new), ids[0], "--log", url, "--fail-on", "new-allow"]) == 0
+    assert main(["diff", "sha256:ffff", str(new), "--log", url]) == 2
+    assert main(["diff", ids[0], str(new)]) == 2  # an id needs --log
+    assert main(["diff", ids[0], ids[1], "--log", f"sqlite:///{tmp_path}/none.db"]) == 2
