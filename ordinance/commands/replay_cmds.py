@@ -182,15 +182,26 @@ def _usage(message: str, as_json: bool) -> int:
 
 def _window_of(args: argparse.Namespace, source: Any) -> Any:
     from ordinance.replay.source import FileSource
-    from ordinance.replay.times import Window, parse_time
+    from ordinance.replay.times import TimeArgumentError, Window, parse_time
 
     start = parse_time(args.start) if args.start else None
     end = parse_time(args.end) if args.end else None
-    if start is None and end is None and isinstance(source, FileSource):
-        # A slice replays the window it was cut for unless told otherwise.
-        meta = source.meta.get("window") or {}
-        start = parse_time(meta["from"]) if meta.get("from") else None
-        end = parse_time(meta["to"]) if meta.get("to") else None
+    if not isinstance(source, FileSource):
+        return Window(start, end)
+    # A slice replays the window it was cut for, or a part of it: outside it, the
+    # actions are not in the file (every decision there would be "action_missing").
+    meta = source.meta.get("window") or {}
+    cut_start = parse_time(meta["from"]) if meta.get("from") else None
+    cut_end = parse_time(meta["to"]) if meta.get("to") else None
+    start = start or cut_start
+    end = end or cut_end
+    if (cut_start is not None and (start is None or start < cut_start)) or (
+        cut_end is not None and (end is None or end > cut_end)
+    ):
+        raise TimeArgumentError(
+            f"the slice holds event times {meta.get('from') or 'start'} to {meta.get('to') or 'end'}; "
+            "replay it within that window"
+        )
     return Window(start, end)
 
 

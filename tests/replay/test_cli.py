@@ -283,3 +283,21 @@ def test_a_slice_of_one_agent_replays_like_the_log_does_for_that_agent(
     )
     assert meta["counts"]["agent.decisions"] < len(recorded.records("agent.decisions"))
     assert live["decisions"] == every
+
+
+def test_a_slice_replays_only_within_its_window(
+    recorded: Recorded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    times = sorted(
+        d.value["event_time"]
+        for _r, d in recorded.records("agent.decisions")
+        if d.name == "Decision"
+    )
+    start, later = iso(times[len(times) // 2]), iso(times[3 * len(times) // 4])
+    assert start is not None and later is not None
+    out = tmp_path / "half.avro"
+    _json(capsys, "replay", "export", "--log", recorded.url, "--from", start, "--out", str(out))
+    inside = _json(capsys, "replay", "verify", "--input", str(out), "--from", later)
+    assert inside["ok"] and inside["window"]["from"] == later
+    outside = _json(capsys, "replay", "verify", "--input", str(out), "--from", "0", code=2)
+    assert "replay it within that window" in outside["error"]
