@@ -337,6 +337,11 @@ def _candidate(spec: str, source: Any, as_json: bool) -> Any:
     if ruleset is None:
         problems = "; ".join(p.message for p in store.problems.get(bundle_id, []))
         return _usage(f"bundle {bundle_id} cannot be used: {problems}", as_json)
+    for problem in store.problems.get(bundle_id, []):
+        # Usable but not what was published (altered content, differing copies): say so.
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]warning: bundle {bundle_id[:23]}… {problem.kind}[/]: {escape(problem.message)}"
+        )
     return ruleset
 
 
