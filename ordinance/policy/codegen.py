@@ -76,12 +76,10 @@ def int_mod(a: int, b: int) -> int:
 _LOWER_TABLE: dict[int, int] | None = None
 
 
-def simple_lower(text: str) -> str:
-    """Per-code-point simple lower-case mapping (a code point whose lower case is more
-    than one code point is left as is), so that the length never changes."""
+def lower_table() -> dict[int, int]:
+    """Code point -> its simple lower case, for every code point that changes (built on
+    first use: it scans all of Unicode). The analysis encodes ``lower()`` from it."""
     global _LOWER_TABLE
-    if text.isascii():
-        return text.lower()
     if _LOWER_TABLE is None:
         table = {}
         for code in range(0x110000):
@@ -90,22 +88,30 @@ def simple_lower(text: str) -> str:
             if low != ch and len(low) == 1:
                 table[code] = ord(low)
         _LOWER_TABLE = table
-    return text.translate(_LOWER_TABLE)
+    return _LOWER_TABLE
+
+
+def simple_lower(text: str) -> str:
+    """Per-code-point simple lower-case mapping (a code point whose lower case is more
+    than one code point is left as is), so that the length never changes."""
+    if text.isascii():
+        return text.lower()
+    return text.translate(lower_table())
 
 
 def canon_list(convert: Callable[[Any], Any], values: Any) -> tuple[Any, ...]:
     return tuple(convert(v) for v in values)
 
 
-def _nfkc_fragment(text: str, _method: str) -> str:
+def nfkc_fragment(text: str, _method: str) -> str:
     return canon.nfkc(text)
 
 
-def _canonicalising(t: Type) -> bool:
+def canonicalising(t: Type) -> bool:
     return t.is_stringlike and t.name != "string"
 
 
-_FRAGMENT: dict[str, Callable[[str, str], str]] = {
+FRAGMENT: dict[str, Callable[[str, str], str]] = {
     "path": canon.path_fragment,
     "domain": canon.domain_fragment,
     "email": canon.email_fragment,
@@ -181,14 +187,14 @@ class ExprCompiler:
         own = self.type_of(node)
         if target.name == "list":
             elem = target.elem
-            if elem is None or not _canonicalising(elem) or own == target:
+            if elem is None or not canonicalising(elem) or own == target:
                 return self.compile(node, env)
             if isinstance(node, ListLit):
                 return "(" + "".join(self.as_type(i, elem, env) + ", " for i in node.items) + ")"
             if isinstance(node, Conditional):
                 return self.conditional_as(node, target, env)
             return f"_canon_list({self.consts.add(converter(elem))}, {self.compile(node, env)})"
-        if not _canonicalising(target) or own == target:
+        if not canonicalising(target) or own == target:
             return self.compile(node, env)
         if isinstance(node, Literal) and isinstance(node.value, str):
             try:
@@ -210,7 +216,7 @@ class ExprCompiler:
         form (see :mod:`ordinance.policy.canon` fragments)."""
         if not (isinstance(node, Literal) and isinstance(node.value, str)):
             return self.compile(node, env)
-        fragment = _FRAGMENT.get(receiver.name, _nfkc_fragment)
+        fragment = FRAGMENT.get(receiver.name, nfkc_fragment)
         try:
             return repr(fragment(node.value, method))
         except canon.CanonError as exc:
@@ -314,7 +320,7 @@ class ExprCompiler:
                 value = item.value
                 if isinstance(value, str):
                     try:
-                        value = canonical_literal(value, lt if _canonicalising(lt) else STRING)
+                        value = canonical_literal(value, lt if canonicalising(lt) else STRING)
                     except ValueProblem as exc:
                         raise self.fail(item, f"this literal is not a valid {lt}: {exc}") from None
                 values.add(value)
@@ -323,7 +329,7 @@ class ExprCompiler:
         left = self.as_type(node.left, elem, env)
         right = (
             self.as_type(right_node, Type("list", lt), env)
-            if _canonicalising(lt)
+            if canonicalising(lt)
             else self.compile(right_node, env)
         )
         return f"({left} in {right})"

@@ -206,7 +206,7 @@ def _target_guard(target: Target, consts: Constants) -> str:
     return " and ".join(parts)
 
 
-def _tools_matching(globs: tuple[str, ...], schema: Schema) -> set[str]:
+def tools_matching(globs: tuple[str, ...], schema: Schema) -> set[str]:
     if not globs:
         return set(schema.tools)
     return {t for t in schema.tools for g in globs if fnmatchcase(t, g)}
@@ -229,7 +229,7 @@ def _check_globs(
     return errors
 
 
-def _first_applicable_order(cr: CompiledRule, index: int) -> tuple[int, int, int]:
+def first_applicable_order(cr: CompiledRule, index: int) -> tuple[int, int, int]:
     """Higher priority first; ties go to the stronger effect, then to policy id and file order
     (``index`` already follows policy id, then position in the file)."""
     return (-cr.rule.priority, TIER_OF_EFFECT[cr.rule.effect], index)
@@ -261,7 +261,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
             errors += _check_globs(r.actions, schema, p, f"rule `{r.id}` actions", r.location)
     reported: set[str] = set()
     for index, cr in enumerate(compiled):
-        tools = _tools_matching(cr.policy.target.actions, schema) & _tools_matching(
+        tools = tools_matching(cr.policy.target.actions, schema) & tools_matching(
             cr.rule.actions, schema
         )
         for tool_name in sorted(tools):
@@ -279,7 +279,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
             )
     for p in ordered:
         for assertion in p.assertions:
-            for tool_name in sorted(_tools_matching(p.target.actions, schema)):
+            for tool_name in sorted(tools_matching(p.target.actions, schema)):
                 try:
                     check_condition(schema, schema.tools[tool_name], assertion.condition)
                 except PolicyError as exc:
@@ -298,7 +298,7 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
         fn_name = f"_tool_{n}"
         if first_applicable:
             in_order = sorted(
-                codes, key=lambda rc: _first_applicable_order(compiled[rc.index], rc.index)
+                codes, key=lambda rc: first_applicable_order(compiled[rc.index], rc.index)
             )
             decide = first_applicable_body(in_order)
         else:

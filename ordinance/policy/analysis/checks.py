@@ -26,12 +26,11 @@ from ordinance.policy.analysis.combine import (
     RuleTerm,
     build_tool_model,
     encode_assertion_condition,
-    tools_of,
 )
 from ordinance.policy.analysis.space import Witness
 from ordinance.policy.decision import Decision
 from ordinance.policy.program import TIER_OF_EFFECT
-from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.ruleset import Ruleset, tools_matching
 
 __all__ = ["SAT", "UNKNOWN", "UNSAT", "Finding", "Options", "RuleProbe", "ToolReport"]
 KINDS = ("conflict", "dead-rule", "redundant-rule", "assertion", "gap", "inexact", "unknown")
@@ -289,7 +288,7 @@ def check_assertions(b: Bucket, report: ToolReport) -> None:
     tool = b.space.tool.name
     ruleset = b.model.ruleset
     for policy in ruleset.policies:
-        if tool not in tools_of(policy.target.actions, ruleset.schema):
+        if tool not in tools_matching(policy.target.actions, ruleset.schema):
             continue
         for a in policy.assertions:
             name = f"{policy.id}/{a.name}"

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 import z3
 
-from ordinance.policy.analysis.encode import FALSE, _and, _or, encode_condition
+from ordinance.policy.analysis.encode import FALSE, all_of, any_of, encode_condition
 from ordinance.policy.analysis.space import ToolSpace
 from ordinance.policy.document import Condition, Target
 from ordinance.policy.program import TIER_OF_EFFECT
-from ordinance.policy.ruleset import CompiledRule, Ruleset, _first_applicable_order
+from ordinance.policy.ruleset import (
+    CompiledRule,
+    Ruleset,
+    first_applicable_order,
+    tools_matching,
+)
 from ordinance.policy.schema import Schema
 from ordinance.policy.typecheck import check_condition
 
@@ -25,19 +29,14 @@ EFFECTS = ("deny", "require_approval", "allow")  # indexed by tier
 DENY, APPROVAL, ALLOW = 0, 1, 2
 
 
-def tools_of(globs: tuple[str, ...], schema: Schema) -> set[str]:
-    """The tools a target's globs select (as ruleset._tools_matching)."""
-    if not globs:
-        return set(schema.tools)
-    return {t for t in schema.tools for g in globs if fnmatchcase(t, g)}
-
-
 def rule_tools(cr: CompiledRule, schema: Schema) -> set[str]:
-    return tools_of(cr.policy.target.actions, schema) & tools_of(cr.rule.actions, schema)
+    return tools_matching(cr.policy.target.actions, schema) & tools_matching(
+        cr.rule.actions, schema
+    )
 
 
 def guard(space: ToolSpace, target: Target) -> z3.BoolRef:
-    """The policy target's agent and resource test (ruleset._target_guard)."""
+    """The policy target's agent and resource test (ruleset.py builds the same test as Python source)."""
     parts: list[z3.BoolRef] = []
     agent_tests: list[z3.BoolRef] = []
     roles = space.attr("agent", "roles").var
@@ -45,16 +44,16 @@ def guard(space: ToolSpace, target: Target) -> z3.BoolRef:
     aid = space.attr("agent", "id").var
     agent_tests += [aid == z3.StringVal(i) for i in sorted(target.agent_ids)]
     if agent_tests:
-        parts.append(_or(*agent_tests))
+        parts.append(any_of(*agent_tests))
     if target.resources:
         kind = space.attr("resource", "kind").var
         parts.append(
             z3.And(
                 space.resource_present,
-                _or(*[kind == z3.StringVal(k) for k in sorted(target.resources)]),
+                any_of(*[kind == z3.StringVal(k) for k in sorted(target.resources)]),
             )
         )
-    return _and(*parts)
+    return all_of(*parts)
 
 
 @dataclass
@@ -79,7 +78,7 @@ def encode_assertion_condition(
     nothing about the request)."""
     typed = check_condition(schema, space.tool, condition)
     enc = encode_condition(space, typed, condition.expr, tag)
-    return _and(z3.Not(enc.term.err), enc.term.val), enc.notes
+    return all_of(z3.Not(enc.term.err), enc.term.val), enc.notes
 
 
 @dataclass
@@ -103,7 +102,7 @@ class ToolModel:
 
     def ordered(self, rules: Sequence[RuleTerm]) -> list[RuleTerm]:
         return sorted(
-            rules, key=lambda r: _first_applicable_order(self.ruleset.rules[r.index], r.index)
+            rules, key=lambda r: first_applicable_order(self.ruleset.rules[r.index], r.index)
         )
 
     def effect(self, without: int | None = None) -> z3.ArithRef:
@@ -115,9 +114,9 @@ class ToolModel:
             for r in reversed(self.ordered(rules)):
                 result = z3.If(r.errs, z3.IntVal(DENY), z3.If(r.applies, z3.IntVal(r.tier), result))
             return result
-        deny = _or(*[r.applies for r in rules if r.tier == DENY], *[r.errs for r in rules])
-        approval = _or(*[r.applies for r in rules if r.tier == APPROVAL])
-        allow = _or(*[r.applies for r in rules if r.tier == ALLOW])
+        deny = any_of(*[r.applies for r in rules if r.tier == DENY], *[r.errs for r in rules])
+        approval = any_of(*[r.applies for r in rules if r.tier == APPROVAL])
+        allow = any_of(*[r.applies for r in rules if r.tier == ALLOW])
         tier = z3.IntVal
         return z3.If(
             deny,
@@ -132,12 +131,12 @@ class ToolModel:
         if found is None:
             rules = self.rules
             found = self._cache[tier] = (
-                _or(
+                any_of(
                     *[r.applies for r in rules if r.tier == DENY],
                     *[r.errs for r in rules if r.tier == DENY],
                 ),
-                _or(*[r.errs for r in rules if r.tier != DENY]),
-                _or(*[r.applies for r in rules if r.tier < tier and r.tier != DENY]),
+                any_of(*[r.errs for r in rules if r.tier != DENY]),
+                any_of(*[r.applies for r in rules if r.tier < tier and r.tier != DENY]),
             )
         return found
 
@@ -154,17 +153,17 @@ class ToolModel:
             earlier: list[z3.BoolRef] = []
             for r in self.ordered(self.rules):
                 if r is rule:
-                    return _and(*[z3.Not(e) for e in earlier], _or(r.applies, r.errs))
-                earlier.append(_or(r.applies, r.errs))
+                    return all_of(*[z3.Not(e) for e in earlier], any_of(r.applies, r.errs))
+                earlier.append(any_of(r.applies, r.errs))
             return FALSE
         if rule.tier == DENY:
-            return _or(rule.applies, rule.errs)
+            return any_of(rule.applies, rule.errs)
         deny_tier, others_err, higher = self._shared(rule.tier)
         if rule.tier == ALLOW:
-            wins = _and(rule.applies, z3.Not(others_err), z3.Not(higher))
+            wins = all_of(rule.applies, z3.Not(others_err), z3.Not(higher))
         else:
-            wins = _and(rule.applies, z3.Not(others_err))
-        return _and(z3.Not(deny_tier), _or(wins, rule.errs))
+            wins = all_of(rule.applies, z3.Not(others_err))
+        return all_of(z3.Not(deny_tier), any_of(wins, rule.errs))
 
 
 def build_tool_model(ruleset: Ruleset, tool_name: str, space: ToolSpace | None = None) -> ToolModel:
@@ -186,8 +185,8 @@ def build_tool_model(ruleset: Ruleset, tool_name: str, space: ToolSpace | None =
                 cr.qualified_id,
                 cr.rule.effect,
                 cr.policy.owner,
-                _and(g, z3.Not(enc.term.err), enc.term.val),
-                _and(g, enc.term.err),
+                all_of(g, z3.Not(enc.term.err), enc.term.val),
+                all_of(g, enc.term.err),
                 enc.notes,
             )
         )

@@ -39,7 +39,7 @@ from ordinance.policy.cel import (
     Unary,
 )
 from ordinance.policy.cel.ast import attribute_path
-from ordinance.policy.codegen import _FRAGMENT, _canonicalising, _nfkc_fragment
+from ordinance.policy.codegen import FRAGMENT, canonicalising, nfkc_fragment
 from ordinance.policy.typecheck import Typed, parse_duration
 from ordinance.policy.types import DECIMAL, STRING, Type, canonical_literal
 
@@ -63,14 +63,14 @@ def connective(make: Any, parts: list[z3.BoolRef]) -> z3.BoolRef:
     return z3.BoolRef(make(ctx.ref(), len(parts), args), ctx)
 
 
-def _or(*parts: z3.BoolRef) -> z3.BoolRef:
+def any_of(*parts: z3.BoolRef) -> z3.BoolRef:
     live = [p for p in parts if not p.eq(FALSE)]
     if not live:
         return FALSE
     return live[0] if len(live) == 1 else connective(z3.Z3_mk_or, live)
 
 
-def _and(*parts: z3.BoolRef) -> z3.BoolRef:
+def all_of(*parts: z3.BoolRef) -> z3.BoolRef:
     live = [p for p in parts if not p.eq(TRUE)]
     if not live:
         return TRUE
@@ -148,7 +148,7 @@ class Encoder:
         own = self.type_of(node)
         if target.name == "list":
             elem = target.elem
-            if elem is None or not _canonicalising(elem) or own == target:
+            if elem is None or not canonicalising(elem) or own == target:
                 return self.compile(node, env, target)
             if isinstance(node, ListLit):
                 items = [self.as_type(i, elem, env) for i in node.items]
@@ -159,8 +159,8 @@ class Encoder:
             fn = z3.Function(f"canon_list_{elem}", inner.val.sort(), sort_of(target))
             fails = z3.Function(f"canon_list_{elem}_fails", inner.val.sort(), z3.BoolSort())
             self.note(f"run-time conversion of a list to list<{elem}> is not encoded exactly")
-            return Term(fn(inner.val), _or(inner.err, fails(inner.val)))
-        if not _canonicalising(target) or own == target:
+            return Term(fn(inner.val), any_of(inner.err, fails(inner.val)))
+        if not canonicalising(target) or own == target:
             return self.compile(node, env, target)
         if isinstance(node, Literal) and isinstance(node.value, str):
             return Term(z3.StringVal(canonical_literal(node.value, target)))
@@ -170,7 +170,7 @@ class Encoder:
         fn = z3.Function(f"canon_{target}", z3.StringSort(), z3.StringSort())
         fails = z3.Function(f"canon_{target}_fails", z3.StringSort(), z3.BoolSort())
         self.note(f"run-time canonicalisation of a plain string as {target} is not encoded exactly")
-        return Term(fn(inner.val), _or(inner.err, fails(inner.val)))
+        return Term(fn(inner.val), any_of(inner.err, fails(inner.val)))
 
     def seq_of(self, items: list[Term], sort: z3.SortRef) -> Term:
         if not items:
@@ -178,7 +178,7 @@ class Encoder:
         elem_sort = sort.basis() if hasattr(sort, "basis") else items[0].val.sort()
         units = [z3.Unit(to_sort(i.val, elem_sort)) for i in items]
         val = units[0] if len(units) == 1 else z3.Concat(*units)
-        return Term(val, _or(*[i.err for i in items]))
+        return Term(val, any_of(*[i.err for i in items]))
 
     # -- expressions -------------------------------------------------------------------
     def compile(self, node: Expr, env: dict[str, Term], hint: Type | None = None) -> Term:
@@ -223,7 +223,7 @@ class Encoder:
             tv, ov = to_sort(then.val, sort), to_sort(other.val, sort)
         else:
             tv, ov = coerce(then.val, other.val)
-        err = _or(c.err, _and(c.val, then.err), _and(z3.Not(c.val), other.err))
+        err = any_of(c.err, all_of(c.val, then.err), all_of(z3.Not(c.val), other.err))
         return Term(z3.If(c.val, tv, ov), err)
 
     def attribute(self, node: Select) -> Term:
@@ -254,8 +254,8 @@ class Encoder:
         if op in ("&&", "||"):
             a, b = self.compile(node.left, env), self.compile(node.right, env)
             if op == "&&":
-                return Term(z3.And(a.val, b.val), _or(a.err, _and(a.val, b.err)))
-            return Term(z3.Or(a.val, b.val), _or(a.err, _and(z3.Not(a.val), b.err)))
+                return Term(z3.And(a.val, b.val), any_of(a.err, all_of(a.val, b.err)))
+            return Term(z3.Or(a.val, b.val), any_of(a.err, all_of(z3.Not(a.val), b.err)))
         lt, rt = self.type_of(node.left), self.type_of(node.right)
         if op in ("==", "!=") and (exact := self.lower_equals(node, env)) is not None:
             return exact
@@ -274,11 +274,11 @@ class Encoder:
                 ">": lambda: x > y,
                 ">=": lambda: x >= y,
             }[op]()
-            return Term(val, _or(a.err, b.err))
+            return Term(val, any_of(a.err, b.err))
         if op == "in":
             return self.membership(node, env)
         a, b = self.compile(node.left, env), self.compile(node.right, env)
-        err = _or(a.err, b.err)
+        err = any_of(a.err, b.err)
         if op == "+" and lt.is_stringlike:
             return Term(z3.Concat(a.val, b.val), err)
         x, y = coerce(a.val, b.val)
@@ -287,7 +287,7 @@ class Encoder:
             q_abs = z3.Abs(x) / z3.Abs(y)
             q = z3.If((x >= 0) == (y >= 0), q_abs, -q_abs)
             val = q if op == "/" else x - y * q
-            return Term(val, _or(err, y == 0))
+            return Term(val, any_of(err, y == 0))
         if op == "+":
             return Term(x + y, err)
         if op == "-":
@@ -332,12 +332,12 @@ class Encoder:
                 assert isinstance(item, Literal)
                 value = item.value
                 if isinstance(value, str):
-                    value = canonical_literal(value, lt if _canonicalising(lt) else STRING)
+                    value = canonical_literal(value, lt if canonicalising(lt) else STRING)
                 values.append(literal(value))
             src = self.lowered(node.left, env)
             if src is not None and all(z3.is_string_value(v) for v in values):
                 tests = [z3.InRe(src.val, lowered_literal(v.as_string())) for v in values]
-                return Term(_or(*tests), src.err)
+                return Term(any_of(*tests), src.err)
             left = self.as_type(node.left, elem, env)
             tests = []
             for v in values:
@@ -346,15 +346,15 @@ class Encoder:
                 except NotEncodable:
                     continue  # a value of another kind is never equal (1 != "1")
                 tests.append(x == y)
-            return Term(_or(*tests), left.err)
+            return Term(any_of(*tests), left.err)
         left = self.as_type(node.left, elem, env)
-        if _canonicalising(lt):
+        if canonicalising(lt):
             right = self.as_type(right_node, Type("list", lt), env)
         else:
             right = self.compile(right_node, env, Type("list", lt))
         basis = right.val.sort().basis()
         return Term(
-            z3.Contains(right.val, z3.Unit(to_sort(left.val, basis))), _or(left.err, right.err)
+            z3.Contains(right.val, z3.Unit(to_sort(left.val, basis))), any_of(left.err, right.err)
         )
 
     def call(self, node: Call, env: dict[str, Term]) -> Term:
@@ -394,7 +394,7 @@ class Encoder:
                 fn = z3.Function(f"matches:{text}", z3.StringSort(), z3.BoolSort())
                 return Term(fn(receiver.val), receiver.err)
         arg = self.method_argument(node.args[0], receiver_type, name, env)
-        err = _or(receiver.err, arg.err)
+        err = any_of(receiver.err, arg.err)
         if name == "startsWith":
             return Term(z3.PrefixOf(arg.val, receiver.val), err)
         if name == "endsWith":
@@ -410,7 +410,7 @@ class Encoder:
         if node.name == "matches":
             return Term(z3.InRe(src.val, search_regex(text, lower_preimage)), src.err)
         full = z3.Full(z3.ReSort(z3.StringSort()))
-        lit = lowered_literal(_nfkc_fragment(text, node.name))
+        lit = lowered_literal(nfkc_fragment(text, node.name))
         shape = {
             "startsWith": lambda: z3.Concat(lit, full),
             "endsWith": lambda: z3.Concat(full, lit),
@@ -423,7 +423,7 @@ class Encoder:
     ) -> Term:
         if not (isinstance(node, Literal) and isinstance(node.value, str)):
             return self.compile(node, env)
-        fragment = _FRAGMENT.get(receiver.name, _nfkc_fragment)
+        fragment = FRAGMENT.get(receiver.name, nfkc_fragment)
         return Term(z3.StringVal(fragment(node.value, method)))
 
     def size(self, node: Expr, env: dict[str, Term]) -> Term:
@@ -443,13 +443,14 @@ class Encoder:
                 if exists:
                     result = Term(
                         z3.Or(result.val, body.val),
-                        _or(result.err, _and(z3.Not(result.val), body.err)),
+                        any_of(result.err, all_of(z3.Not(result.val), body.err)),
                     )
                 else:
                     result = Term(
-                        z3.And(result.val, body.val), _or(result.err, _and(result.val, body.err))
+                        z3.And(result.val, body.val),
+                        any_of(result.err, all_of(result.val, body.err)),
                     )
-            return Term(result.val, _or(target.err, result.err))
+            return Term(result.val, any_of(target.err, result.err))
         seq = target.val
         i = self.bound(z3.IntSort())
         body = self.compile(node.body, {**env, node.var: Term(seq[i])})
@@ -470,7 +471,7 @@ class Encoder:
             val = z3.Exists([i], z3.And(in_range, z3.Not(body.err), body.val, before))
         else:
             val = z3.ForAll([i], z3.Implies(in_range, z3.And(z3.Not(body.err), body.val)))
-        return Term(val, _or(target.err, err))
+        return Term(val, any_of(target.err, err))
 
 
 def literal(value: Any) -> z3.ExprRef:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import cache
 from re import _constants as C  # type: ignore[attr-defined]  # noqa: N812
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
@@ -203,21 +202,11 @@ def search_regex(pattern: str, mapper: Mapper | None = None) -> z3.ReRef:
 # -- lower(): preimages under codegen.simple_lower --------------------------------------
 
 
-@cache
-def _lower_table() -> dict[int, int]:
-    from ordinance.policy.codegen import simple_lower
-
-    simple_lower("\u00c0")  # builds the table
-    from ordinance.policy import codegen
-
-    table = codegen._LOWER_TABLE
-    assert table is not None
-    return table
-
-
 def lower_preimage(ranges: Intervals) -> Intervals:
     """Every character ``u`` with ``simple_lower(u)`` in ``ranges`` (exact)."""
-    table = _lower_table()
+    from ordinance.policy.codegen import lower_table
+
+    table = lower_table()
     ranges = _normalise(ranges)
 
     def inside(code: int) -> bool:
