@@ -72,6 +72,9 @@ class Bucket:
         self.proxy = proxy
         self.proxy_rules = {r.qualified_id: r for r in proxy.rules}
         self.proxy_effect = proxy.effect()
+        proxies = [t for r in proxy.rules for t in (r.applies, r.errs)]
+        self._proxy_array = (z3.Ast * len(proxies))(*[t.as_ast() for t in proxies])
+        self._proxy_terms = proxies  # keeps the ASTs of the array alive
         self.proxy_determines = {rid: proxy.determines(r) for rid, r in self.proxy_rules.items()}
         # one evaluation reads a flag per rule (per-rule model.eval calls dominated the time)
         self._flags = {
@@ -199,14 +202,22 @@ class Bucket:
 
     def _from_flags(self, applies: set[str], errs: set[str]) -> Prediction | None:
         """The prediction from which rules apply and err, through the proxy formulas."""
-        pairs = [
-            (term, TRUE if rid in chosen else FALSE)
-            for rid, p in self.proxy_rules.items()
-            for term, chosen in ((p.applies, applies), (p.errs, errs))
+        # z3.substitute re-checks every pair's sorts in Python: the C API directly
+        true, false = TRUE.as_ast(), FALSE.as_ast()
+        to = [
+            true if rid in chosen else false
+            for rid in self.proxy_rules
+            for chosen in (applies, errs)
         ]
+        n = len(to)
+        ctx = TRUE.ctx
+        targets = (z3.Ast * n)(*to)
 
         def value(term: z3.ExprRef | None) -> z3.ExprRef | None:
-            return None if term is None else z3.simplify(z3.substitute(term, *pairs))
+            if term is None:
+                return None
+            ast = z3.Z3_substitute(ctx.ref(), term.as_ast(), n, self._proxy_array, targets)
+            return z3.simplify(z3.ExprRef(ast, ctx))
 
         tier_value = value(self.proxy_effect)
         determines, matters = value(self._flags["determines"]), value(self._flags["matters"])

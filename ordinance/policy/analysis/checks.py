@@ -27,6 +27,7 @@ from ordinance.policy.analysis.combine import (
     build_tool_model,
     encode_assertion_condition,
 )
+from ordinance.policy.analysis.encode import any_of
 from ordinance.policy.analysis.space import Witness
 from ordinance.policy.decision import Decision
 from ordinance.policy.program import TIER_OF_EFFECT
@@ -119,7 +120,7 @@ def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
         remaining = list(others)
         while remaining:
             status, nice, raw = b.solve(
-                b.applies[d.qualified_id], z3.Or(*[b.applies[a.qualified_id] for a in remaining])
+                b.applies[d.qualified_id], any_of(*[b.applies[a.qualified_id] for a in remaining])
             )
             if status == UNSAT:
                 break
