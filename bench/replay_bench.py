@@ -31,7 +31,6 @@ from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.processors.wire import request_to_wire
 from ordinance.replay.bundles import BundleStore
 from ordinance.replay.export import export_slice
-from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.findings import compare
 from ordinance.replay.source import FileSource, LogSource, open_source
 from ordinance.replay.times import Window
@@ -97,7 +96,7 @@ def _row(name: str, decisions: int, seconds: float, live_rate: float) -> str:
 def breakdown(url: str, sample: int = 4000) -> dict[str, float]:
     """Microseconds per decision of each step verify takes, on one partition's first
     ``sample`` decisions: where the time goes."""
-    serde = FastSerde()
+    serde = Serde()
     with open_log(url) as log:
         source = LogSource(log)
         bundles = BundleStore.load(source)

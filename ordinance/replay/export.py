@@ -19,7 +19,6 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.findings import Tick
 from ordinance.replay.source import POLICY_TOPICS, Source, write_slice
 from ordinance.replay.times import Window, decision_time
@@ -95,7 +94,7 @@ def export_slice(
     tick: Tick = lambda _n: None,
 ) -> dict[str, Any]:
     """Write the slice; returns its metadata (also stored in the file)."""
-    serde = FastSerde()
+    serde = Serde()
     counts = dict.fromkeys(("agent.decisions", "agent.actions", "agent.approvals"), 0)
     partitions = source.partitions("agent.decisions")
 

@@ -26,7 +26,6 @@ from typing import Any
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS, PartitionState, answer_approval, decide
 from ordinance.replay.bundles import BundleProblem, BundleStore
-from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.findings import (
     Finding,
     PartitionCounts,
@@ -321,7 +320,7 @@ def verify(
     """Verify every decisions partition (``partitions`` to choose); with ``jobs`` > 1 and
     a ``reopen`` for workers, partitions run in forked processes."""
     started = time.perf_counter()
-    serde = FastSerde()
+    serde = Serde()
     window = window or Window()
     bundles = bundles or BundleStore.load(source, serde)
     report = VerifyReport(source.label, window, frozenset(agents) if agents is not None else None)

@@ -23,7 +23,6 @@ from typing import Any
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import FOLLOW_UPS
 from ordinance.processors.wire import request_from_wire
-from ordinance.replay.fastdecode import FastSerde
 from ordinance.replay.findings import Tick, jsonable
 from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
@@ -170,7 +169,7 @@ def whatif(
     """With ``jobs`` > 1 and a ``reopen`` for workers, partitions run in forked processes
     (the candidate, compiled here, is inherited)."""
     started = time.perf_counter()
-    serde = FastSerde()
+    serde = Serde()
     window = window or Window()
     chosen = frozenset(agents) if agents is not None else None
     report = WhatIfReport(source.label, candidate.bundle_id, window, chosen)

@@ -1,15 +1,14 @@
-"""A faster decoder for the wire contract, used by replay — exact, or not used at all.
+"""The fast path of `Serde.decode` — exact, or not used at all.
 
-Replay decodes two records per decision (the action and the decision), and that was two
-thirds of its time: fastavro's reader walks the schema for every datum. `FastSerde`
-decodes the *current* schemas with one generated Python function per record type
+Every processor decodes at least one record per decision, and fastavro's reader walks the
+schema for every datum. This module decodes the *current* schemas with one generated Python function per record type
 (straight-line field reads, the one-byte varint inlined), producing the same values as
 ``Serde.decode``: Values as plain values, exact decimals, timestamps as aware UTC
 datetimes built the way fastavro builds them. It is a fast path only: anything it does not
 handle exactly — a retired writer schema, an unexpected type, trailing bytes, a truncated
 or malformed body, a boolean byte other than 0/1, bad UTF-8 — goes to ``Serde.decode``,
 which gives the canonical answer (every `UndecodableRecord` comes from there). Equality
-with ``Serde.decode`` is a property test (tests/replay/test_fastdecode.py).
+with the slow path is a property test (tests/streams/test_fastdecode.py).
 
 Generated source holds no data from records or schemas except field names as ``repr``
 literals and enum symbols as constants.
@@ -18,12 +17,10 @@ literals and enum symbols as constants.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from ordinance.streams.log import ConsumedRecord
-from ordinance.streams.serde import HEADER_SIZE, MAGIC, Decoded, Serde, UndecodableRecord
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
@@ -384,47 +381,3 @@ class _Builder:
 
 def build_reader(schema: Any) -> Reader:
     return _Builder().reader(schema)
-
-
-class FastSerde(Serde):
-    """``Serde`` with the fast path for the current schemas (decoding only)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._fast: dict[bytes, tuple[str, Reader]] = {}
-        for name in self.registry.names:
-            schema = self.registry.current(name)
-            try:
-                self._fast[schema.fingerprint] = (name, build_reader(schema.parsed))
-            except Unsupported:
-                continue  # records of this schema always take the slow path
-
-    def decode(
-        self, raw: bytes | None, expect: Collection[str] | None = None
-    ) -> Decoded | UndecodableRecord:
-        if raw and len(raw) <= self.max_bytes and raw[:2] == MAGIC:
-            fast = self._fast.get(raw[2:HEADER_SIZE])
-            if fast is not None and (expect is None or fast[0] in expect):
-                try:
-                    value, end = fast[1](bytes(raw), HEADER_SIZE)
-                except Exception:
-                    value, end = None, -1  # any doubt: the slow path decides
-                if end == len(raw) and isinstance(value, dict):
-                    return Decoded(fast[0], value, raw[2:HEADER_SIZE])
-        return super().decode(raw, expect)
-
-    def decode_record(
-        self, record: ConsumedRecord, expect: Collection[str] | None = None
-    ) -> Decoded | UndecodableRecord:
-        """As ``Serde.decode_record``, building the `Decoded` once on the fast path."""
-        raw = record.value
-        if raw and len(raw) <= self.max_bytes and raw[:2] == MAGIC:
-            fast = self._fast.get(raw[2:HEADER_SIZE])
-            if fast is not None and (expect is None or fast[0] in expect):
-                try:
-                    value, end = fast[1](raw, HEADER_SIZE)
-                except Exception:
-                    value, end = None, -1
-                if end == len(raw) and isinstance(value, dict):
-                    return Decoded(fast[0], value, raw[2:HEADER_SIZE], record)
-        return super().decode_record(record, expect)

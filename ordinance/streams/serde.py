@@ -27,6 +27,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from ordinance.streams.errors import SchemaError
+from ordinance.streams.fastdecode import Reader, Unsupported, build_reader
 from ordinance.streams.log import ConsumedRecord
 from ordinance.streams.values import Converter, compile_converter
 
@@ -156,15 +157,51 @@ class UndecodableRecord:
     offset: int | None = None
 
 
+_FAST_READERS: dict[bytes, Reader] = {}  # generated once per process, shared by every Serde
+
+
+def _non_canonical(raw: bytes, writer: _Schema) -> bool:
+    """Whether the body differs from fastavro's own encoding of what it decodes to."""
+    datum = fastavro.schemaless_reader(io.BytesIO(raw[HEADER_SIZE:]), writer.parsed, None)
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, writer.parsed, datum)
+    return out.getvalue() != raw[HEADER_SIZE:]
+
+
 class Serde:
     """Encodes and decodes the wire contract; ``max_bytes`` caps what a decoder
     accepts (an oversize payload is refused before any parsing)."""
 
     def __init__(
-        self, registry: SchemaRegistry | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        registry: SchemaRegistry | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        fast: bool = True,
     ) -> None:
         self.registry = registry or SchemaRegistry()
         self.max_bytes = max_bytes
+        # Current writer fingerprint -> (short name, generated reader): see fastdecode.
+        self._fast: dict[bytes, tuple[str, Reader]] = {}
+        for name in self.registry.names if fast else ():
+            schema = self.registry.current(name)
+            reader = _FAST_READERS.get(schema.fingerprint)
+            if reader is None:
+                try:
+                    reader = _FAST_READERS[schema.fingerprint] = build_reader(schema.parsed)
+                except Unsupported:
+                    continue  # records of this schema always take the slow path
+            self._fast[schema.fingerprint] = (schema.name.rsplit(".", 1)[-1], reader)
+
+    def _decode_fast(self, raw: bytes, expect: Collection[str] | None) -> tuple[str, Any] | None:
+        fast = self._fast.get(raw[2:HEADER_SIZE])
+        if fast is None or (expect is not None and fast[0] not in expect):
+            return None
+        try:
+            value, end = fast[1](raw, HEADER_SIZE)
+        except Exception:
+            return None  # any doubt: the slow path decides, and says why
+        return (fast[0], value) if end == len(raw) and isinstance(value, dict) else None
 
     def encode(self, name: str, datum: Mapping[str, Any]) -> bytes:
         schema = self.registry.current(name)
@@ -209,12 +246,16 @@ class Serde:
             return UndecodableRecord(
                 raw, Problem.UNEXPECTED_TYPE, f"{short}, expected one of {sorted(expect)}"
             )
+        fast = self._decode_fast(raw, expect)
+        if fast is not None:
+            return Decoded(fast[0], fast[1], writer.fingerprint)
         body = io.BytesIO(raw)
         body.seek(HEADER_SIZE)
         try:
             datum = fastavro.schemaless_reader(
                 body, writer.parsed, None if reader is writer else reader.parsed
             )
+            non_canonical = _non_canonical(raw, writer)
         except EOFError as exc:
             return UndecodableRecord(raw, Problem.TRUNCATED, str(exc) or "payload ends early")
         except Exception as exc:  # any parse failure is this record's problem
@@ -222,6 +263,13 @@ class Serde:
         if body.tell() != len(raw):
             return UndecodableRecord(
                 raw, Problem.MALFORMED, f"{len(raw) - body.tell()} bytes after the datum"
+            )
+        if non_canonical:
+            # fastavro reads a negative enum or union index from the end of the list: an
+            # altered "effect" byte could read as allow. Only the bytes fastavro itself
+            # would write for the datum are accepted.
+            return UndecodableRecord(
+                raw, Problem.MALFORMED, "not the canonical encoding (e.g. a negative index)"
             )
         if not isinstance(datum, dict):
             return UndecodableRecord(raw, Problem.MALFORMED, "datum is not a record")
