@@ -136,7 +136,10 @@ class KafkaLog(Closing):
     def _describe(self, topic: str) -> int:
         # Listing every topic rather than asking for one: a metadata request that
         # names a topic makes some brokers auto-create it.
-        metadata = self._clients()[0].list_topics(timeout=self._timeout)
+        try:
+            metadata = self._clients()[0].list_topics(timeout=self._timeout)
+        except KafkaException as exc:  # e.g. no broker answers: one error type for callers
+            raise LogError(f"cannot list topics on {self._bootstrap}: {exc}") from exc
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise TopicConfigError(f"topic {topic!r} does not exist; create it with a spec")
