@@ -1,7 +1,7 @@
 """One tool's solver, and what the encoding predicts for a request.
 
 Every check of a tool runs on one solver: the space's constraints are asserted once and
-each check is a ``push``/``pop``. (Checks under assumption literals instead, with the
+each check is a ``push``/``pop`` — except in buckets with quantifiers, see ``fresh``. (Checks under assumption literals instead, with the
 formulas retired afterwards, made every string-heavy check after the first run out of
 time: the retired string constraints stay in the solver.)
 
@@ -94,14 +94,21 @@ class Bucket:
             ]
         )
         base = [*self.space.base, *self.space.window_constraints()]
-        self.solver.add(*[self.fuse(f) for f in base])
+        self._fused_base = [self.fuse(f) for f in base]
         self._base = slice(len(self.space.base), None)
         self.nice_literal = z3.Bool(f"{tag}:nice")
+        terms_qf = quantifier_free([f for r in model.rules for f in (r.applies, r.errs)])
+        # A bucket with quantifiers (over list/set elements) gets a fresh solver per check:
+        # after a push Z3 answers on its incremental core, without the preprocessing of a
+        # fresh solver's first check, and there the example set's email checks ran into
+        # the time limit where a fresh solver answers in milliseconds. Quantifier-free
+        # buckets keep one solver (re-asserting the base made them about twice as slow).
+        self.fresh = not (terms_qf and quantifier_free(base))
+        if not self.fresh:
+            self.solver.add(*self._fused_base)
         # Quantifier-free, exactly encoded rules are evaluated in the check's own model
         # (exact there); otherwise the request is pinned and the definitions solved.
-        direct = all(not r.notes for r in model.rules) and quantifier_free(
-            [f for r in model.rules for f in (r.applies, r.errs)]
-        )
+        direct = all(not r.notes for r in model.rules) and terms_qf
         self._direct = (
             (_bits([r.applies for r in model.rules]), _bits([r.errs for r in model.rules]))
             if direct and model.rules
@@ -135,27 +142,34 @@ class Bucket:
         """Status, plus a model preferring realisable ("nice") values when ``nice``, plus
         the raw model."""
         self.checks += 1
-        self.solver.push()
+        if self.fresh:
+            solver = z3.Solver()
+            solver.set("timeout", self.timeout_ms)
+            solver.add(*self._fused_base)
+        else:
+            solver = self.solver
+            solver.push()
         try:
             # window constraints are re-stated: an assertion may read a duration no rule
             # reads; so are sorted sets an assertion's encoding added to the space
             parts = [*formulas, *self.space.window_constraints(), *self.space.base[self._base]]
-            self.solver.add(*[self.fuse(f) for f in parts])
-            status = str(self.solver.check())
+            solver.add(*[self.fuse(f) for f in parts])
+            status = str(solver.check())
             if status != SAT:
                 return status, None, None
-            raw = self.solver.model()
+            raw = solver.model()
             if not nice:
                 return SAT, None, raw
             # Preferences under an assumption, not a nested push: a push right after a
             # satisfiable string check can propagate for minutes with no time limit armed.
-            self.solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self.space.nice))))
-            self.solver.set("timeout", min(NICE_TIMEOUT_MS, self.timeout_ms))
-            pretty = self.solver.check(self.nice_literal)
-            self.solver.set("timeout", self.timeout_ms)
-            return SAT, (self.solver.model() if pretty == z3.sat else None), raw
+            solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self.space.nice))))
+            solver.set("timeout", min(NICE_TIMEOUT_MS, self.timeout_ms))
+            pretty = solver.check(self.nice_literal)
+            solver.set("timeout", self.timeout_ms)
+            return SAT, (solver.model() if pretty == z3.sat else None), raw
         finally:
-            self.solver.pop()
+            if not self.fresh:
+                solver.pop()
 
     # -- what the encoding says about a model's request -------------------------------------
     def pins(self, model: z3.ModelRef) -> list[z3.BoolRef]:
