@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=None, help="who publishes (default: the OS user)")
     p.add_argument("--reason", default=None, help="why, recorded with the change")
     p.add_argument("--no-enforce", action="store_true", help="publish only; enforce later")
+    p.add_argument(
+        "--skip-analysis",
+        action="store_true",
+        help="publish without the Z3 analysis gate (it runs by default; exit 5 if it refuses)",
+    )
+    p.add_argument(
+        "--fail-on-conflicts",
+        choices=["none", "cross-owner", "all"],
+        default="cross-owner",
+        help="which unacknowledged conflicts refuse the bundle (default: cross-owner)",
+    )
+    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    p.add_argument("--jobs", type=int, default=1, help="parallel analysis worker processes")
 
     p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
     p.add_argument("--log", required=True, metavar="URL")
@@ -255,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reason=args.reason,
                 enforce=not args.no_enforce,
                 as_json=args.json,
+                analysis=None
+                if args.skip_analysis
+                else (args.fail_on_conflicts, args.timeout, args.jobs),
             )
         return lifecycle_cmds.cmd_controller(args.log, once=args.once, as_json=args.json)
     if args.command == "demo":

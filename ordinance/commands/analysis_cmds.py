@@ -135,6 +135,22 @@ def cmd_check_analyze(
     return EXIT_OK if result.ok else EXIT_GATE
 
 
+def publish_gate(
+    ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
+) -> list[Finding]:
+    """The findings that refuse publishing ``ruleset`` (empty: the gate passes), under the
+    directory's acknowledgements — the same gate as ``check --analyze``. Raises AckProblem."""
+    acks = load_acks(Path(directory) / ACK_FILE)
+    report = analyze(
+        ruleset,
+        Options(timeout_ms=timeout_ms),
+        progress=sys.stderr.isatty(),
+        jobs=jobs,
+        directory=Path(directory),
+    )
+    return list(gate(report, acks, conflicts).failures)
+
+
 def _fail(message: str, as_json: bool) -> int:
     if as_json:
         emit_json({"error": message})

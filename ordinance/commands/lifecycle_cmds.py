@@ -14,6 +14,7 @@ from types import FrameType
 from rich.console import Console
 
 from ordinance.commands.output import (
+    EXIT_COMPILE,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TESTS,
@@ -48,8 +49,11 @@ def cmd_publish(
     reason: str | None,
     enforce: bool,
     as_json: bool,
+    analysis: tuple[str, int, int] | None = ("cross-owner", 5000, 1),
 ) -> int:
-    """Compile and test locally first: a bundle that fails here never reaches the log."""
+    """Compile, test and (unless ``analysis`` is None) pass the Z3 analysis gate locally
+    first: a bundle that fails here never reaches the log. ``analysis`` is (which
+    unacknowledged conflicts refuse, per-check ms, worker processes)."""
     try:
         files = read_bundle_dir(Path(directory))
         ruleset = compile_bundle(files)
@@ -61,6 +65,25 @@ def cmd_publish(
         for r in failed:
             err.print(f"[red]FAIL[/] {r.policy}/{r.name}: {r.problem} ({r.location})", markup=True)
         return EXIT_TESTS
+    if analysis is not None:
+        from ordinance.commands.analysis_cmds import EXIT_GATE, publish_gate
+        from ordinance.policy.analysis.gate import AckProblem
+
+        try:
+            refused = publish_gate(ruleset, directory, *analysis)
+        except AckProblem as exc:
+            err.print(f"[red]acknowledgements:[/] {exc}", markup=True)
+            return EXIT_COMPILE
+        if refused:
+            for finding in refused:
+                err.print(f"REFUSED {finding.id}: {finding.message}", markup=False)
+            err.print(
+                f"the analysis gate refused the bundle ({len(refused)} finding(s)); "
+                f"see `ordinance check {directory} --analyze`, acknowledge intended ones"
+            )
+            if as_json:
+                emit_json({"ok": False, "refused": [f.to_json() for f in refused]})
+            return EXIT_GATE
     try:
         with open_log(log_url) as log:
             published = publish_bundle(

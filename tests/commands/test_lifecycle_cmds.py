@@ -13,7 +13,22 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
 def test_publish_then_controller(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    assert main(["publish", str(EXAMPLES), "--log", url, "--actor", "alice", "--json"]) == 0
+    # --skip-analysis: the example set passes the gate in tests/policy/analysis/test_golden.py
+    assert (
+        main(
+            [
+                "publish",
+                str(EXAMPLES),
+                "--log",
+                url,
+                "--actor",
+                "alice",
+                "--json",
+                "--skip-analysis",
+            ]
+        )
+        == 0
+    )
     published = json.loads(capsys.readouterr().out)
     assert published["bundle_id"].startswith("sha256:") and published["enforced_offset"] == 1
     assert main(["controller", "--log", url, "--once", "--json"]) == 0

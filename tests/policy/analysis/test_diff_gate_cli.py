@@ -167,3 +167,26 @@ def test_cli_diff_takes_bundle_ids_from_the_log(
     assert main(["diff", "sha256:ffff", str(new), "--log", url]) == 2
     assert main(["diff", ids[0], str(new)]) == 2  # an id needs --log
     assert main(["diff", ids[0], ids[1], "--log", f"sqlite:///{tmp_path}/none.db"]) == 2
+
+
+def test_publish_runs_the_gate_and_nothing_refused_reaches_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = bundle(tmp_path, "b", "  - {id: ok, effect: allow, when: 'true'}\n")
+    (d / "q.yaml").write_text(
+        "policy: q\nowner: team-b\ndescription: d\nrules:\n"
+        "  - {id: big, effect: deny, when: 'action.args.size > 10'}\n",
+        encoding="utf-8",
+    )
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    assert main(["publish", str(d), "--log", url, "--json"]) == 5
+    [refused] = json.loads(capsys.readouterr().out)["refused"]
+    assert refused["kind"] == "conflict"
+    assert not (tmp_path / "log.db").exists()
+    assert main(["publish", str(d), "--log", url, "--skip-analysis", "--json"]) == 0
+    capsys.readouterr()
+    (d / ACK_FILE).write_text(
+        f"acknowledgements:\n  - id: {refused['id']}\n    justification: q's cap wins\n",
+        encoding="utf-8",
+    )
+    assert main(["publish", str(d), "--log", url, "--json"]) == 0
