@@ -94,14 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish without the Z3 analysis gate (it runs by default; exit 5 if it refuses)",
     )
-    p.add_argument(
-        "--fail-on-conflicts",
-        choices=["none", "cross-owner", "all"],
-        default="cross-owner",
-        help="which unacknowledged conflicts refuse the bundle (default: cross-owner)",
-    )
-    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
-    p.add_argument("--jobs", type=int, default=1, help="parallel analysis worker processes")
+    _analysis_gate_options(p)
 
     p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
     p.add_argument("--log", required=True, metavar="URL")
@@ -174,6 +167,10 @@ def _analysis_check_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--analyze", action="store_true", help="also run the Z3 analysis gate (exit 5 if refused)"
     )
+    _analysis_gate_options(p)
+
+
+def _analysis_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fail-on-conflicts",
         choices=["none", "cross-owner", "all"],

@@ -26,7 +26,7 @@ from ordinance.commands.output import (
 from ordinance.commands.policy_cmds import _load, cmd_check
 from ordinance.policy.analysis.checks import Finding, Options
 from ordinance.policy.analysis.diff import semantic_diff
-from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, gate, load_acks
+from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, GateResult, gate, load_acks
 from ordinance.policy.analysis.run import Report, analyze
 from ordinance.policy.ruleset import Ruleset
 
@@ -106,18 +106,10 @@ def cmd_check_analyze(
     if isinstance(loaded, int):
         return loaded
     try:
-        acks = load_acks(Path(directory) / ACK_FILE)
+        report, result = _gated(loaded, directory, conflicts, timeout_ms, jobs)
     except AckProblem as exc:
         console().print(f"[red]{exc}[/]")
         return EXIT_COMPILE
-    report = analyze(
-        loaded,
-        Options(timeout_ms=timeout_ms),
-        progress=sys.stderr.isatty(),
-        jobs=jobs,
-        directory=Path(directory),
-    )
-    result = gate(report, acks, conflicts)
     if as_json:
         emit_json({"analysis": report.to_json(), "gate": result.to_json()})
     else:
@@ -135,11 +127,9 @@ def cmd_check_analyze(
     return EXIT_OK if result.ok else EXIT_GATE
 
 
-def publish_gate(
+def _gated(
     ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
-) -> list[Finding]:
-    """The findings that refuse publishing ``ruleset`` (empty: the gate passes), under the
-    directory's acknowledgements — the same gate as ``check --analyze``. Raises AckProblem."""
+) -> tuple[Report, GateResult]:
     acks = load_acks(Path(directory) / ACK_FILE)
     report = analyze(
         ruleset,
@@ -148,7 +138,15 @@ def publish_gate(
         jobs=jobs,
         directory=Path(directory),
     )
-    return list(gate(report, acks, conflicts).failures)
+    return report, gate(report, acks, conflicts)
+
+
+def publish_gate(
+    ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
+) -> list[Finding]:
+    """The findings that refuse publishing ``ruleset`` (empty: the gate passes), under the
+    directory's acknowledgements — the same gate as ``check --analyze``. Raises AckProblem."""
+    return list(_gated(ruleset, directory, conflicts, timeout_ms, jobs)[1].failures)
 
 
 def _fail(message: str, as_json: bool) -> int:
