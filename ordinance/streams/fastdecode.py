@@ -48,6 +48,8 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise ValueError("varint longer than 10 bytes")
+    if b == 0:
+        raise ValueError("overlong varint")  # not what a writer emits: the slow path decides
     return (n >> 1) ^ -(n & 1), pos
 
 
@@ -84,12 +86,21 @@ def read_timestamp_micros(data: bytes, pos: int) -> tuple[dt.datetime, int]:
 
 
 def blocks(data: bytes, pos: int) -> tuple[int, int]:
-    """An array/map block header: the item count (a negative count is followed by a size)."""
+    """An array/map's first block header: its item count. A negative count (followed by a
+    byte size) is valid Avro but not what fastavro writes: the slow path decides."""
     count, pos = read_long(data, pos)
     if count < 0:
-        count = -count
-        _size, pos = read_long(data, pos)
+        raise ValueError("negative block count")
     return count, pos
+
+
+def last_block(data: bytes, pos: int) -> tuple[int, int]:
+    """The header after a block: fastavro writes every item in one block, so only the
+    terminating zero is taken here; a second block goes to the slow path."""
+    count, pos = read_long(data, pos)
+    if count != 0:
+        raise ValueError("a second block")
+    return 0, pos
 
 
 def read_value(data: bytes, pos: int) -> tuple[Any, int]:
@@ -113,7 +124,7 @@ def read_value(data: bytes, pos: int) -> tuple[Any, int]:
             for _ in range(count):
                 item, pos = read_value(data, pos)
                 items.append(item)
-            count, pos = blocks(data, pos)
+            count, pos = last_block(data, pos)
         return items, pos
     if branch == 6:
         return read_value_map(data, pos)
@@ -157,7 +168,7 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
                 out[key], pos = read_long(data, pos + 1)
             else:
                 out[key], pos = read_value(data, pos)
-        count, pos = blocks(data, pos)
+        count, pos = last_block(data, pos)
     return out, pos
 
 
@@ -214,6 +225,7 @@ class _Builder:
             "_EPOCH": _EPOCH,
             "_MICRO": _MICRO,
             "_blocks": blocks,
+            "_last_block": last_block,
         }
         self.counter = 0
 
@@ -275,7 +287,7 @@ class _Builder:
                 f"{pad}    for _ in range(count):",
                 *self.lines(item, "item", pad + "        "),
                 f"{pad}        items.append(item)",
-                f"{pad}    count, pos = _blocks(data, pos)",
+                f"{pad}    count, pos = _last_block(data, pos)",
                 f"{pad}{target} = items",
             ]
         call = self.bind(self.reader(schema))
@@ -331,7 +343,7 @@ class _Builder:
                     for _ in range(count):
                         value, pos = item(data, pos)
                         items.append(value)
-                    count, pos = blocks(data, pos)
+                    count, pos = last_block(data, pos)
                 return items, pos
 
             return array
@@ -347,7 +359,7 @@ class _Builder:
                     for _ in range(count):
                         key, pos = read_string(data, pos)
                         out[key], pos = values(data, pos)
-                    count, pos = blocks(data, pos)
+                    count, pos = last_block(data, pos)
                 return out, pos
 
             return mapping

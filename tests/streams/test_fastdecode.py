@@ -181,3 +181,38 @@ def test_a_negative_enum_index_is_refused_on_both_paths() -> None:
         refused = serde.decode(_with_effect_index(raw, 0x05))  # -3
         assert isinstance(refused, UndecodableRecord), refused
         assert "canonical" in refused.detail
+
+
+def test_valid_but_non_canonical_encodings_are_refused_on_both_paths() -> None:
+    """Two blocks where fastavro writes one, an overlong varint: valid Avro another writer
+    might produce, refused alike by both paths (only fastavro's own bytes decode)."""
+    datum = {
+        "request_id": "r1",
+        "agent_id": "a1",
+        "effect": "deny",
+        "rule_ids": ["a", "b"],
+        "reasons": [],
+        "code": "",
+        "detail": "",
+        "obligations": [],
+        "bundle_id": None,
+        "policy_offset": 1,
+        "evaluated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        "enforcer_id": "e",
+        "action_offset": None,
+        "prev_hash": None,
+        "hash": None,
+        "tool": "",
+        "args": {},
+        "event_time": None,
+        "approval_ticket": None,
+    }
+    raw = FAST.encode("Decision", datum)
+    one_block = b"\x04\x02a\x02b\x00"
+    assert raw.count(one_block) == 1
+    two_blocks = raw.replace(one_block, b"\x02\x02a\x02\x02b\x00")
+    overlong = raw.replace(b"\x00\x02\x02", b"\x00\x02\x82\x00", 1)  # policy_offset 1 as 2 bytes
+    for altered in (two_blocks, overlong):
+        assert altered != raw
+        for serde in (SLOW, FAST):
+            assert isinstance(serde.decode(altered), UndecodableRecord)
