@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import fastavro
 
-from ordinance.streams import ConsumedRecord, Log, Position, TopicPartition, open_log
+from ordinance.streams import ConsumedRecord, Log, Position, TopicPartition, open_existing_log
 from ordinance.streams.errors import LogError
 from ordinance.streams.topics import DEFAULT_PREFIX
 
@@ -211,9 +211,5 @@ def open_source(
         return FileSource(Path(input_path)), None
     if log_url is None:
         raise SourceError("name a log (--log URL) or an exported slice (--input FILE)")
-    if log_url.startswith("sqlite:///"):
-        location = log_url[len("sqlite:///") :].partition("?")[0]
-        if not Path(location).exists():
-            raise SourceError(f"no embedded log at {location}")
-    log = open_log(log_url)
+    log = open_existing_log(log_url)
     return LogSource(log, prefix), log
