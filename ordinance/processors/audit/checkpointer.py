@@ -25,7 +25,7 @@ from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signed
 from ordinance.processors.audit.keys import Signer
 from ordinance.processors.audit.merkle import Frontier
-from ordinance.processors.audit.verify import read_checkpoints
+from ordinance.processors.audit.verify import latest, read_checkpoints
 from ordinance.streams import ConsumedRecord, Log, Position, Record, TopicPartition
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import (
@@ -92,13 +92,11 @@ class Checkpointer:
         self.tails = {p: _Tail(p) for p in log.partitions(self.decisions)}
         for partition, existing in read_checkpoints(log, prefix).items():
             if partition in self.tails and existing:
-                latest = max(
-                    (datum for _offset, datum in existing), key=lambda d: d["record_count"]
-                )
+                newest = latest(existing)
                 tail = self.tails[partition]
-                tail.signed_count = latest["record_count"]
-                tail.signed_root = latest["merkle_root"]
-                tail.last_checkpoint = checkpoint_hash(latest)
+                tail.signed_count = newest["record_count"]
+                tail.signed_root = newest["merkle_root"]
+                tail.last_checkpoint = checkpoint_hash(newest)
 
     def run(
         self, *, stop: threading.Event | None = None, until_idle: bool = False, idle_s: float = 1.0

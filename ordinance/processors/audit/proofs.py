@@ -31,7 +31,7 @@ from ordinance.processors.audit.merkle import (
     root_from_inclusion,
     root_of,
 )
-from ordinance.processors.audit.verify import read_checkpoints
+from ordinance.processors.audit.verify import latest, read_checkpoints
 from ordinance.streams import ConsumedRecord, Log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX, ensure_topics
@@ -131,10 +131,9 @@ def prove_request(log: Log, request_id: str, *, prefix: str = DEFAULT_PREFIX) ->
     checkpoints = read_checkpoints(log, prefix).get(partition, [])
     if not checkpoints:
         raise ProofError(f"partition {partition} has no signed checkpoint yet")
-    latest = max((datum for _o, datum in checkpoints), key=lambda d: d["record_count"])
     tree = PartitionTree.of(partition, log.read_to_end(topic, [partition]))
     index = next(i for i, r in enumerate(tree.records) if r.offset == offset)
-    return tree.prove(index, latest, decision)
+    return tree.prove(index, latest(checkpoints), decision)
 
 
 def _fields(text: str) -> dict[str, str]:

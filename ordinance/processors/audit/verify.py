@@ -296,6 +296,11 @@ def _check_tail(
     )
 
 
+def latest(checkpoints: list[Checkpoint]) -> dict[str, Any]:
+    """The checkpoint covering the most records."""
+    return max((datum for _offset, datum in checkpoints), key=lambda d: d["record_count"])
+
+
 def read_checkpoints(log: Log, prefix: str = DEFAULT_PREFIX) -> dict[int, list[Checkpoint]]:
     """Every checkpoint on ``audit.checkpoints`` by decisions partition, in log order."""
     serde = Serde()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.proofs import PartitionTree, ProofError, check_proof, prove_request
-from ordinance.processors.audit.verify import read_checkpoints
+from ordinance.processors.audit.verify import latest, read_checkpoints
 from ordinance.streams import open_log
 from ordinance.streams.topics import AGENT_DECISIONS, topic_specs
 
@@ -31,8 +31,7 @@ def signed_trees(
         trees = []
         for partition in log.partitions(TOPIC):
             tree = PartitionTree.of(partition, log.read_to_end(TOPIC, [partition]))
-            latest = max((d for _o, d in checkpoints[partition]), key=lambda d: d["record_count"])
-            trees.append((tree, latest))
+            trees.append((tree, latest(checkpoints[partition])))
     return trees, Keyring.from_file(audited_log.keyring)
 
 
