@@ -160,9 +160,11 @@ class UndecodableRecord:
 _FAST_READERS: dict[bytes, Reader] = {}  # generated once per process, shared by every Serde
 
 
-def _non_canonical(raw: bytes, writer: _Schema) -> bool:
-    """Whether the body differs from fastavro's own encoding of what it decodes to."""
-    datum = fastavro.schemaless_reader(io.BytesIO(raw[HEADER_SIZE:]), writer.parsed, None)
+def _non_canonical(raw: bytes, writer: _Schema, datum: Any = None) -> bool:
+    """Whether the body differs from fastavro's own encoding of what it decodes to.
+    ``datum``: the body already decoded with the writer's schema, if the caller has it."""
+    if datum is None:
+        datum = fastavro.schemaless_reader(io.BytesIO(raw[HEADER_SIZE:]), writer.parsed, None)
     out = io.BytesIO()
     fastavro.schemaless_writer(out, writer.parsed, datum)
     return out.getvalue() != raw[HEADER_SIZE:]
@@ -255,7 +257,8 @@ class Serde:
             datum = fastavro.schemaless_reader(
                 body, writer.parsed, None if reader is writer else reader.parsed
             )
-            non_canonical = _non_canonical(raw, writer)
+            # Read with the writer's own schema, the datum is what the check re-encodes.
+            non_canonical = _non_canonical(raw, writer, datum if reader is writer else None)
         except EOFError as exc:
             return UndecodableRecord(raw, Problem.TRUNCATED, str(exc) or "payload ends early")
         except Exception as exc:  # any parse failure is this record's problem
