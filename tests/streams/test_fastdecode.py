@@ -151,7 +151,8 @@ def _with_effect_index(raw: bytes, index_byte: int) -> bytes:
     return raw[:pos] + bytes([index_byte]) + raw[pos + 1 :]
 
 
-def test_a_negative_enum_index_is_refused_on_both_paths() -> None:
+def _decision(**fields: Any) -> bytes:
+    """A small Decision, encoded; ``fields`` override its defaults."""
     datum = {
         "request_id": "r1",
         "agent_id": "a1",
@@ -172,8 +173,13 @@ def test_a_negative_enum_index_is_refused_on_both_paths() -> None:
         "args": {},
         "event_time": None,
         "approval_ticket": None,
+        **fields,
     }
-    raw = FAST.encode("Decision", datum)
+    return FAST.encode("Decision", datum)
+
+
+def test_a_negative_enum_index_is_refused_on_both_paths() -> None:
+    raw = _decision()
     assert _with_effect_index(raw, 0x02) == raw  # index 1 is deny: the splice is right
     for serde in (SLOW, FAST):
         decoded = serde.decode(_with_effect_index(raw, 0x00))
@@ -186,28 +192,7 @@ def test_a_negative_enum_index_is_refused_on_both_paths() -> None:
 def test_valid_but_non_canonical_encodings_are_refused_on_both_paths() -> None:
     """Two blocks where fastavro writes one, an overlong varint: valid Avro another writer
     might produce, refused alike by both paths (only fastavro's own bytes decode)."""
-    datum = {
-        "request_id": "r1",
-        "agent_id": "a1",
-        "effect": "deny",
-        "rule_ids": ["a", "b"],
-        "reasons": [],
-        "code": "",
-        "detail": "",
-        "obligations": [],
-        "bundle_id": None,
-        "policy_offset": 1,
-        "evaluated_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        "enforcer_id": "e",
-        "action_offset": None,
-        "prev_hash": None,
-        "hash": None,
-        "tool": "",
-        "args": {},
-        "event_time": None,
-        "approval_ticket": None,
-    }
-    raw = FAST.encode("Decision", datum)
+    raw = _decision(rule_ids=["a", "b"], policy_offset=1)
     one_block = b"\x04\x02a\x02b\x00"
     assert raw.count(one_block) == 1
     two_blocks = raw.replace(one_block, b"\x02\x02a\x02\x02b\x00")

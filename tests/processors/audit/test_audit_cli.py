@@ -55,40 +55,11 @@ def test_verify_names_the_tampered_record(
             "UPDATE records SET value = CAST(value || x'00' AS BLOB) WHERE partition = 2 AND offset = 1234 "
             "AND topic_id = (SELECT id FROM topics WHERE name = 'ordinance.agent.decisions')"
         )
-    assert (
-        main(
-            [
-                "audit",
-                "verify",
-                "--log",
-                url,
-                "--keyring",
-                str(audited_log.keyring),
-                "--partition",
-                "2",
-            ]
-        )
-        == 1
-    )
+    verify = ["audit", "verify", "--log", url, "--keyring", str(audited_log.keyring)]
+    assert main([*verify, "--partition", "2"]) == 1
     out = capsys.readouterr().out
     assert "partition 2 offset 1234" in out and "FINDING" in out
-    assert (
-        main(
-            [
-                "audit",
-                "verify",
-                "--log",
-                url,
-                "--keyring",
-                str(audited_log.keyring),
-                "--partition",
-                "2",
-                "--to",
-                "1000",
-            ]
-        )
-        == 0
-    )
+    assert main([*verify, "--partition", "2", "--to", "1000"]) == 0
 
 
 def test_unknown_request_and_missing_keyring_are_clear_errors(
