@@ -4,13 +4,23 @@ prove and check a proof offline."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from ordinance.cli import main
+from ordinance.processors.audit.keys import Keyring, generate
+from ordinance.processors.audit.verify import verify_log
+from ordinance.streams import open_log
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import AGENT_DECISIONS, ensure_topics
 
+from ..test_enforcer import EXAMPLES, publish, send, transfer
 from .conftest import AuditedLog
 
 
@@ -78,3 +88,42 @@ def test_a_missing_embedded_log_is_an_error_not_a_clean_verify(
     assert main(["audit", "verify", "--log", url, "--keyring", str(audited_log.keyring)]) == 2
     assert "no embedded log at" in capsys.readouterr().err
     assert not (tmp_path / "typo.db").exists()
+
+
+SERVE = [sys.executable, "-m", "ordinance.cli", "serve"]
+
+
+def _decided(url: str) -> int:
+    serde = Serde()
+    with open_log(url) as log:
+        topic = ensure_topics(log)[AGENT_DECISIONS].name
+        decoded = (serde.decode_record(r) for r in log.read_to_end(topic))
+        return sum(isinstance(d, Decoded) and d.name == "Decision" for d in decoded)
+
+
+def test_serve_with_a_signing_key_checkpoints_what_it_decides(tmp_path: Path) -> None:
+    """`serve --signing-key` runs the checkpointer beside the enforcer; on SIGTERM both
+    stop and the whole decision log is under signature."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    generate(tmp_path / "k.pem", tmp_path / "ring.json")
+    publish(url, EXAMPLES)
+    send(url, *(transfer(f"s{i}", "20", i) for i in range(30)))
+    child = subprocess.Popen(
+        [*SERVE, "--log", url, "--signing-key", str(tmp_path / "k.pem")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (decided := _decided(url)) < 30:
+            time.sleep(0.3)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0, stderr.decode()
+    assert decided == 30
+    with open_log(url) as log:
+        report = verify_log(log, Keyring.from_file(tmp_path / "ring.json"))
+    assert report.findings == []
+    assert all(p.covered == p.records for p in report.partitions if p.records)
+    assert sum(p.checkpoints for p in report.partitions) >= 1
