@@ -7,7 +7,7 @@ import contextlib
 import getpass
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -28,7 +28,7 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.streams import open_log
+from ordinance.streams import Log, open_log
 
 
 def _actor(explicit: str | None) -> str:
@@ -200,13 +200,8 @@ def _serve(
     err = Console(stderr=True, highlight=False)
     errors: list[BaseException] = []
 
-    def controller() -> None:
-        try:
-            with open_log(log_url) as log:
-                run_controller(log, stop=stop, progress=lambda m: err.print(f"[dim]{m}[/]"))
-        except BaseException as exc:  # reported below; the enforcer keeps failing closed meanwhile
-            errors.append(exc)
-            stop.set()
+    def note(message: str) -> None:
+        err.print(f"[dim]{message}[/]")
 
     try:
         masking = Masking.from_file(Path(mask_config)) if mask_config else None
@@ -215,21 +210,31 @@ def _serve(
         err.print(f"[red]cannot serve:[/] {exc}")
         return EXIT_USAGE
 
-    def checkpointer() -> None:
-        assert signer is not None
-        try:
-            with open_log(log_url) as log:
-                Checkpointer(log, signer, progress=lambda m: err.print(f"[dim]{m}[/]")).run(
-                    stop=stop
-                )
-        except BaseException as exc:
-            errors.append(exc)
-            stop.set()
+    def beside_the_enforcer(name: str, work: Callable[[Log], object]) -> threading.Thread:
+        """A helper processor on its own log handle. Its failure is reported below and
+        stops the enforcer (which keeps failing closed meanwhile)."""
 
-    threads = [threading.Thread(target=controller, name="ordinance-controller", daemon=True)]
+        def run() -> None:
+            try:
+                with open_log(log_url) as log:
+                    work(log)
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+
+        return threading.Thread(target=run, name=name, daemon=True)
+
+    threads = [
+        beside_the_enforcer(
+            "ordinance-controller", lambda log: run_controller(log, stop=stop, progress=note)
+        )
+    ]
     if signer is not None:
         threads.append(
-            threading.Thread(target=checkpointer, name="ordinance-checkpointer", daemon=True)
+            beside_the_enforcer(
+                "ordinance-checkpointer",
+                lambda log: Checkpointer(log, signer, progress=note).run(stop=stop),
+            )
         )
     for thread in threads:
         thread.start()
@@ -240,7 +245,7 @@ def _serve(
                 state_dir=Path(state_dir) if state_dir else None,
                 enforcer_id=enforcer_id,
                 target=target,
-                progress=lambda m: err.print(f"[dim]{m}[/]"),
+                progress=note,
                 masking=masking,
             )
             err.print(
