@@ -39,7 +39,17 @@ from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_k
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.masking import Masking
 from ordinance.processors.state_cache import StateCache
-from ordinance.streams import AtOffset, Consumer, Log, Position, Record, StartAt, TopicPartition
+from ordinance.streams import (
+    AtOffset,
+    Consumer,
+    Delivered,
+    Log,
+    Outbox,
+    Position,
+    Record,
+    StartAt,
+    TopicPartition,
+)
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
@@ -248,6 +258,7 @@ class Enforcer:
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
             table = ActiveTable(reader, self.serde)
             consumer.subscribe([self.actions, self.approvals])
+            outbox = self.log.outbox(consumer)
             started = last_activity = time.monotonic()
             while not (stop is not None and stop.is_set()):
                 table.refresh()
@@ -261,10 +272,12 @@ class Enforcer:
                         del self.states[partition]  # another member owns it now
                 for state in self.states.values():
                     self._swap_if_needed(state)  # between two batches, never inside one
-                self._process(consumer, records)
+                self._process(outbox, records)
+                if not records:
+                    outbox.settle()  # idle: commit what the last batches answered
                 now = time.monotonic()
                 if self.cache is not None and now - self._saved_at > CACHE_SAVE_INTERVAL_S:
-                    self._save_states()
+                    self._save_states(outbox)
                 # Idleness counts only once partitions are ours: joining a Kafka group can
                 # take seconds, and an enforcer that owns nothing has seen nothing yet.
                 waiting = not self.states and now - started < ASSIGNMENT_WAIT_S
@@ -272,25 +285,29 @@ class Enforcer:
                     last_activity = now
                 elif until_idle and now - last_activity > idle_s:
                     break
-        self._save_states()
+            self._save_states(outbox)
+            outbox.close()
         if self.cache is not None:
             self.cache.close()
         return self.report
 
-    def _save_states(self) -> None:
+    def _save_states(self, outbox: Outbox) -> None:
         """Snapshot every owned partition's state with the offset it reflects. A crash
         loses at most an interval of snapshots, never correctness: the tail is refolded."""
         if self.cache is None:
             return
+        # A snapshot must not hold folds of decisions the log may still lose.
+        outbox.settle()
         for state in self.states.values():
             self.cache.save(state)
         self._saved_at = time.monotonic()
 
-    def _process(self, consumer: Consumer, records: list[Any]) -> None:
-        """Decide a batch and write its decisions with its offsets in one call (one
-        transaction on the embedded log). Each decision is folded into the state as it is
-        made, so later actions of the batch see earlier ones (budgets, duplicates); if the
-        write fails the process dies and the next takeover rebuilds the state from the log."""
+    def _process(self, outbox: Outbox, records: list[Any]) -> None:
+        """Decide a batch and send its decisions with its offsets to the outbox (one
+        transaction on the embedded log; on Kafka the next batch is decided while this one
+        is acknowledged). Each decision is folded into the state as it is made, so later
+        actions see earlier ones (budgets, duplicates); if a write fails the process dies
+        and the next takeover rebuilds the state from the log."""
         outputs: list[tuple[str, Record]] = []
         folded: list[tuple[PartitionState, dict[str, Any]]] = []
         offsets: dict[TopicPartition, int] = {}
@@ -341,9 +358,10 @@ class Enforcer:
                     Record(record.key, value, headers, record.timestamp_ms, record.partition),
                 )
             )
-        if outputs:
-            delivered = self.log.produce_and_commit(outputs, consumer, offsets)
+
+        def on_delivered(delivered: list[Delivered]) -> None:
             for (state, _datum), where in zip(folded, delivered, strict=True):
                 state.offset = max(state.offset, where.offset)
-        elif offsets:
-            consumer.commit(offsets)
+
+        if outputs or offsets:
+            outbox.send(outputs, offsets, on_delivered)

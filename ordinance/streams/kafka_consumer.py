@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka import (
@@ -84,7 +84,13 @@ class KafkaConsumer(Closing):
         self._raw = new_consumer(log.client_config, group, reset)
         self._assigned: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
+        self._revoke_hooks: list[Callable[[], None]] = []
         self._closed = False
+
+    def before_revoke(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the group is about to take partitions away, while they are
+        still ours (inside `poll`, before this member rejoins)."""
+        self._revoke_hooks.append(hook)
 
     @property
     def group(self) -> str | None:
@@ -103,6 +109,8 @@ class KafkaConsumer(Closing):
             }
 
         def on_revoke(_: RawConsumer, tps: list[KafkaTP]) -> None:
+            for hook in self._revoke_hooks:
+                hook()
             for tp in tps:
                 gone = TopicPartition(tp.topic, tp.partition)
                 self._assigned.discard(gone)

@@ -44,6 +44,7 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
+    Outbox,
     Record,
     TopicPartition,
     TopicSpec,
@@ -75,6 +76,39 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "isolation.level": "read_committed",
     "allow.auto.create.topics": False,
 }
+
+
+def enqueue(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
+    """Hand one record to librdkafka, waiting for room in its queue if need be."""
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return
+        except BufferError:
+            # The local queue is full: serve deliveries to make room.
+            producer.poll(0.05)
+        except KafkaException as exc:
+            raise ProduceError(f"producing to {topic!r}: {exc}") from exc
+
+
+def delivered_at(msg: Message) -> Delivered:
+    """Where the broker put an acknowledged message."""
+    return Delivered(
+        str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), int(msg.timestamp()[1])
+    )
+
+
+def produce_kwargs(record: Record, on_delivery: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "key": record.key,
+        "value": record.value,
+        "headers": list(record.headers) or None,
+        "timestamp": record.event_time_ms or 0,
+        "on_delivery": on_delivery,
+    }
+    if record.partition is not None:
+        kwargs["partition"] = record.partition
+    return kwargs
 
 
 class KafkaLog(Closing):
@@ -168,6 +202,19 @@ class KafkaLog(Closing):
     def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
         return self._produce([(topic, r) for r in records])
 
+    @property
+    def producer(self) -> Producer:
+        """The one idempotent producer every write of this log goes through."""
+        return self._clients()[1]
+
+    def outbox(self, consumer: Consumer) -> Outbox:
+        from ordinance.streams.kafka_consumer import KafkaConsumer
+        from ordinance.streams.kafka_outbox import KafkaOutbox
+
+        if not isinstance(consumer, KafkaConsumer):
+            raise LogError("an outbox needs a consumer created by a Kafka log")
+        return KafkaOutbox(self, consumer, timeout_s=self._timeout)
+
     def _clients(self) -> tuple[AdminClient, Producer]:
         if self._admin is None or self._producer is None:
             raise LogError(f"{self.url}: log is closed")
@@ -183,34 +230,12 @@ class KafkaLog(Closing):
                 if err is not None:
                     failures.append(f"{msg.topic()}: {err.str()}")
                 else:
-                    results[index] = Delivered(
-                        str(msg.topic()),
-                        int(msg.partition() or 0),
-                        int(msg.offset() or 0),
-                        int(msg.timestamp()[1]),
-                    )
+                    results[index] = delivered_at(msg)
 
             return done
 
         for index, (topic, record) in enumerate(outputs):
-            kwargs: dict[str, Any] = {
-                "key": record.key,
-                "value": record.value,
-                "headers": list(record.headers) or None,
-                "timestamp": record.event_time_ms or 0,
-                "on_delivery": on_delivery(index),
-            }
-            if record.partition is not None:
-                kwargs["partition"] = record.partition
-            while True:
-                try:
-                    producer.produce(topic, **kwargs)
-                    break
-                except BufferError:
-                    # The local queue is full: serve deliveries to make room.
-                    producer.poll(0.05)
-                except KafkaException as exc:
-                    raise ProduceError(f"producing to {topic!r}: {exc}") from exc
+            enqueue(producer, topic, produce_kwargs(record, on_delivery(index)))
         # librdkafka reports a failure after message.timeout.ms; the margin lets
         # that report, with its reason, arrive before we give up ourselves.
         deadline = time.monotonic() + self._timeout + 1

@@ -8,7 +8,7 @@ them meaning.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, NamedTuple, Protocol, Self
@@ -169,6 +169,63 @@ class Consumer(Protocol):
     ) -> None: ...
 
 
+OnDelivered = Callable[[list[Delivered]], None]
+
+
+class Outbox(Protocol):
+    """Where a processor sends each batch's outputs with the input offsets they answer.
+
+    Batches are delivered in order, and input offsets are committed only once their batch
+    and every earlier one were acknowledged. A backend may let `send` return before the
+    broker acknowledges (the next batch is decided meanwhile); `settle` waits for
+    everything sent. A failed delivery poisons the outbox: the next `send` or `settle`
+    raises `ProduceError`, nothing after it is committed, and the processor must stop.
+    """
+
+    def send(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        offsets: Mapping[TopicPartition, int],
+        on_delivered: OnDelivered | None = None,
+    ) -> None:
+        """Queue one batch; ``on_delivered`` gets its `Delivered`s (in input order)
+        once every record of the batch was acknowledged."""
+
+    def settle(self) -> None:
+        """Wait until every batch sent was acknowledged and commit its offsets."""
+
+    def close(self) -> None:
+        """Settle, then stop serving this consumer."""
+
+
+class SyncOutbox:
+    """An `Outbox` that writes each batch before `send` returns, with `produce_and_commit`
+    (one transaction where the log is `exactly_once`)."""
+
+    def __init__(self, log: Log, consumer: Consumer) -> None:
+        self._log = log
+        self._consumer = consumer
+
+    def send(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        offsets: Mapping[TopicPartition, int],
+        on_delivered: OnDelivered | None = None,
+    ) -> None:
+        if outputs:
+            delivered = self._log.produce_and_commit(outputs, self._consumer, offsets)
+            if on_delivered is not None:
+                on_delivered(delivered)
+        elif offsets:
+            self._consumer.commit(offsets)
+
+    def settle(self) -> None:
+        """Nothing is ever outstanding."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class Log(Protocol):
     """A partitioned, offset-addressed record log (the embedded one or Kafka)."""
 
@@ -209,6 +266,9 @@ class Log(Protocol):
     ) -> Consumer:
         """A new consumer. ``reset`` applies where the group has no committed
         offset (or it fell out of retention)."""
+
+    def outbox(self, consumer: Consumer) -> Outbox:
+        """A processor's writer for what it makes of ``consumer``'s records (see `Outbox`)."""
 
     def read_to_end(
         self, topic: str, partitions: Sequence[int] | None = None

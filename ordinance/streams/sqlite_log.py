@@ -20,7 +20,9 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
+    Outbox,
     Record,
+    SyncOutbox,
     TopicPartition,
     TopicSpec,
     fold_latest,
@@ -129,6 +131,9 @@ class SqliteLog(Closing):
         if not isinstance(consumer, SqliteConsumer) or consumer.log is not self:
             raise LogError("produce_and_commit needs a consumer created by this same log")
         return self._write(outputs, consumer, offsets)
+
+    def outbox(self, consumer: Consumer) -> Outbox:
+        return SyncOutbox(self, consumer)
 
     def _write(
         self,

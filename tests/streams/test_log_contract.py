@@ -10,6 +10,7 @@ from streams_helpers import drain, poll_until
 
 from ordinance.streams import (
     AtOffset,
+    Delivered,
     AtTime,
     Log,
     Position,
@@ -18,7 +19,7 @@ from ordinance.streams import (
     TopicSpec,
     partition_for,
 )
-from ordinance.streams.errors import FencedError, LogError, TopicConfigError
+from ordinance.streams.errors import FencedError, LogError, ProduceError, TopicConfigError
 from ordinance.streams.serde import Decoded, Problem, Serde, UndecodableRecord
 
 
@@ -230,6 +231,53 @@ def test_produce_and_commit_moves_output_and_offset_together(log: Log, topic: st
         )
         assert consumer.committed([tp]) == {tp: 1}
     assert [r.value for r in log.read_to_end(sink)] == [b"decided-1"]
+
+
+def test_an_outbox_delivers_batches_in_order_and_commits_behind_them(
+    log: Log, topic: str
+) -> None:
+    source, sink = topic, topic + ".out"
+    log.create_topic(TopicSpec(source, partitions=1))
+    log.create_topic(TopicSpec(sink, partitions=2))
+    log.produce(source, [Record(b"a", str(i).encode()) for i in range(3)])
+    tp = TopicPartition(source, 0)
+    delivered: list[list[Delivered]] = []
+    with log.consumer("processor") as consumer:
+        consumer.subscribe([source])
+        drain(consumer, 3)
+        outbox = log.outbox(consumer)
+        outbox.send(
+            [(sink, Record(b"a", b"d0", partition=1)), (sink, Record(b"a", b"d1", partition=0))],
+            {tp: 1},
+            delivered.append,
+        )
+        outbox.send([], {tp: 2}, delivered.append)  # an input that answers nothing
+        outbox.send([(sink, Record(b"a", b"d2", partition=1))], {tp: 3}, delivered.append)
+        outbox.settle()
+        assert consumer.committed([tp]) == {tp: 3}
+        outbox.close()
+    assert [[(d.topic, d.partition) for d in batch] for batch in delivered] == [
+        [(sink, 1), (sink, 0)],
+        [(sink, 1)],
+    ]
+    assert delivered[1][0].offset > delivered[0][0].offset  # same partition, in order
+    assert [r.value for r in log.read_to_end(sink, [1])] == [b"d0", b"d2"]
+
+
+def test_a_failed_delivery_raises_and_commits_nothing(log: Log, topic: str) -> None:
+    source, sink = topic, topic + ".out"
+    log.create_topic(TopicSpec(source, partitions=1))
+    log.create_topic(TopicSpec(sink, partitions=1))
+    log.produce(source, [Record(b"a", b"0")])
+    tp = TopicPartition(source, 0)
+    with log.consumer("processor") as consumer:
+        consumer.subscribe([source])
+        drain(consumer, 1)
+        outbox = log.outbox(consumer)
+        with pytest.raises(ProduceError):
+            outbox.send([(sink, Record(b"a", b"lost", partition=7))], {tp: 1})
+            outbox.settle()
+        assert consumer.committed([tp]) == {tp: None}
 
 
 def test_commit_needs_a_group(log: Log, topic: str) -> None:
