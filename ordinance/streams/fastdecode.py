@@ -192,16 +192,31 @@ def _is_value_record(schema: Any) -> bool:
     return names == ["null", "boolean", "long", "string", DECIMAL_TYPE, "array", "map"]
 
 
-# Straight-line code per record field: one-byte varints (lengths, small numbers, union
-# branches) are read inline; anything longer calls read_long.
+# Generated code reads every varint inline: one byte without a loop, longer ones (timestamps,
+# offsets) with the same checks as read_long. Nested records, arrays, nullable fields and
+# block headers are inlined too, and a record is built as one dict display: a record of the
+# current schemas is one call, plus one per non-empty Value map (read_value_map).
 def _long_lines(target: str, pad: str) -> list[str]:
     return [
         f"{pad}b = data[pos]",
+        f"{pad}pos += 1",
         f"{pad}if b < 0x80:",
         f"{pad}    {target} = (b >> 1) ^ -(b & 1)",
-        f"{pad}    pos += 1",
         f"{pad}else:",
-        f"{pad}    {target}, pos = _long(data, pos)",
+        f"{pad}    n = b & 0x7F",
+        f"{pad}    shift = 7",
+        f"{pad}    while True:",
+        f"{pad}        b = data[pos]",
+        f"{pad}        pos += 1",
+        f"{pad}        if shift == 63 and b > 1:",
+        f"{pad}            raise _Bad",  # bits past the 64th: see read_long
+        f"{pad}        n |= (b & 0x7F) << shift",
+        f"{pad}        if b < 0x80:",
+        f"{pad}            break",
+        f"{pad}        shift += 7",
+        f"{pad}    if b == 0:",
+        f"{pad}        raise _Bad",  # overlong: see read_long
+        f"{pad}    {target} = (n >> 1) ^ -(n & 1)",
     ]
 
 
@@ -217,16 +232,28 @@ def _string_lines(target: str, pad: str, decode: bool = True) -> list[str]:
     ]
 
 
+def _block_lines(count: str, pad: str) -> list[str]:
+    """An array/map's first block header (see ``blocks``): a negative count is refused."""
+    return [*_long_lines(count, pad), f"{pad}if {count} < 0:", f"{pad}    raise _Bad"]
+
+
+def _last_block_lines(pad: str) -> list[str]:
+    """The header after the one block (see ``last_block``): only the single byte 0 is
+    taken; any other count, or an overlong zero, is refused."""
+    return [f"{pad}if data[pos]:", f"{pad}    raise _Bad", f"{pad}pos += 1"]
+
+
 class _Builder:
     def __init__(self) -> None:
         self.named: dict[str, Reader] = {}
+        self.records: dict[str, Any] = {}  # record name -> schema, to inline references
+        self.building: set[str] = set()  # records being generated (a reference to one recurses)
         self.namespace: dict[str, Any] = {
             "_long": read_long,
             "_Bad": ValueError,
             "_EPOCH": _EPOCH,
             "_MICRO": _MICRO,
-            "_blocks": blocks,
-            "_last_block": last_block,
+            "_value_map": read_value_map,
         }
         self.counter = 0
 
@@ -236,8 +263,37 @@ class _Builder:
         self.namespace[name] = value
         return name
 
+    def local(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def _inlinable_record(self, schema: Any) -> Any:
+        """The record schema to inline for ``schema``, or None (Value, recursion, others)."""
+        if isinstance(schema, str):
+            schema = self.records.get(schema)
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            return None
+        if schema["name"] == VALUE_TYPE or schema["name"] in self.building:
+            return None
+        return schema
+
+    def record_lines(self, schema: Any, target: str, pad: str) -> list[str]:
+        """Fields into locals, then the record as one dict display."""
+        name = schema["name"]
+        self.records[name] = schema
+        self.building.add(name)
+        lines: list[str] = []
+        items = []
+        for field in schema["fields"]:
+            var = self.local("f")
+            lines += self.lines(field["type"], var, pad)
+            items.append(f"{field['name']!r}: {var}")
+        self.building.discard(name)
+        lines.append(f"{pad}{target} = {{{', '.join(items)}}}")
+        return lines
+
     def lines(self, schema: Any, target: str, pad: str) -> list[str]:
-        """Statements that read one ``schema`` datum into ``target``."""
+        """Statements that read one ``schema`` datum into ``target`` (a local name)."""
         kind = schema if isinstance(schema, str) else None
         if isinstance(schema, dict):
             logical = schema.get("logicalType")
@@ -275,24 +331,43 @@ class _Builder:
                 f"{pad}    raise _Bad",
                 f"{pad}{target} = {symbols}[n]",
             ]
-        if (
-            isinstance(schema, dict)
-            and schema["type"] == "array"
-            and schema["items"] in ("string", "long")
-        ):
-            item = schema["items"]
+        record = self._inlinable_record(schema)
+        if record is not None:
+            return self.record_lines(record, target, pad)
+        if isinstance(schema, dict) and schema["type"] == "array":
+            items, count, item = self.local("items"), self.local("count"), self.local("item")
             return [
-                f"{pad}items = []",
-                f"{pad}count, pos = _blocks(data, pos)",
-                f"{pad}while count:",
-                f"{pad}    for _ in range(count):",
-                *self.lines(item, "item", pad + "        "),
-                f"{pad}        items.append(item)",
-                f"{pad}    count, pos = _last_block(data, pos)",
-                f"{pad}{target} = items",
+                f"{pad}{items} = []",
+                *_block_lines(count, pad),
+                f"{pad}if {count}:",
+                f"{pad}    for _ in range({count}):",
+                *self.lines(schema["items"], item, pad + "        "),
+                f"{pad}        {items}.append({item})",
+                *_last_block_lines(pad + "    "),
+                f"{pad}{target} = {items}",
+            ]
+        if self._is_value_map(schema):
+            # Empty maps (no arguments, no attributes) are common: no call for them.
+            return [
+                f"{pad}if data[pos] == 0:",
+                f"{pad}    {target} = {{}}",
+                f"{pad}    pos += 1",
+                f"{pad}else:",
+                f"{pad}    {target}, pos = _value_map(data, pos)",
             ]
         call = self.bind(self.reader(schema))
         return [f"{pad}{target}, pos = {call}(data, pos)"]
+
+    def _is_value_map(self, schema: Any) -> bool:
+        if not isinstance(schema, dict) or schema["type"] != "map":
+            return False
+        values = schema["values"]
+        if isinstance(values, dict) and values.get("type") == "record":
+            if values["name"] != VALUE_TYPE or not _is_value_record(values):
+                return False
+            self.named[VALUE_TYPE] = read_value
+            return True
+        return values == VALUE_TYPE and self.named.get(VALUE_TYPE) is read_value
 
     def reader(self, schema: Any) -> Reader:
         if isinstance(schema, str):
@@ -302,6 +377,8 @@ class _Builder:
                 return read_value
             if schema in self.named:
                 return self.named[schema]
+            if schema in self.records:  # inlined so far; a reader of its own now
+                return self.record(self.records[schema])
             raise Unsupported(f"unknown named type {schema}")
         if isinstance(schema, list):
             branches = [self.reader(b) for b in schema]
@@ -380,9 +457,8 @@ class _Builder:
             return slot[0](data, pos)
 
         self.named[name] = trampoline
-        lines = ["def _record(data, pos):", "    size = len(data)", "    out = {}"]
-        for field in schema["fields"]:
-            lines += self.lines(field["type"], f"out[{field['name']!r}]", "    ")
+        lines = ["def _record(data, pos):", "    size = len(data)"]
+        lines += self.record_lines(schema, "out", "    ")
         lines.append("    return out, pos")
         namespace = dict(self.namespace)
         exec(compile("\n".join(lines), f"<fastdecode {name}>", "exec"), namespace)
