@@ -8,7 +8,7 @@ code (see :mod:`ordinance.policy.decision`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -41,6 +41,7 @@ from ordinance.policy.program import (
 from ordinance.policy.request import CanonicalRequest, canonical_request
 from ordinance.policy.schema import Schema, Tool
 from ordinance.policy.typecheck import check_condition
+from ordinance.policy.types import converter
 from ordinance.policy.window import WindowState
 from ordinance.policy.yamlsrc import closest
 
@@ -112,6 +113,10 @@ class Ruleset:
     _decisions: dict[tuple[int, tuple[int, ...]], Decision] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # tool -> argument name -> converter, for evaluate_canonical (filled on first use)
+    _converters: dict[str, dict[str, Callable[[Any], Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def default_effect(self) -> str:
@@ -161,6 +166,39 @@ class Ruleset:
 
     def evaluate(self, request: Mapping[str, Any], windows: WindowState | None = None) -> Decision:
         """Decide one request. Never raises; anything unexpected is a deny with a reason."""
+        return self._evaluate(request, windows)[0]
+
+    def evaluate_canonical(
+        self, request: Mapping[str, Any], windows: WindowState | None = None
+    ) -> tuple[Decision, str, dict[str, Any]]:
+        """The decision and the canonical tool and arguments the enforcer records (window
+        counters, audit), or ``("", {})`` where ``canonical`` refuses the request. The same
+        as ``evaluate`` then ``canonical``, without validating the request a second time:
+        a request the tool's program accepted is one ``canonical_request`` accepts (the
+        reference test), so only its arguments are converted again."""
+        decision, program = self._evaluate(request, windows)
+        if program is None:
+            if decision.code == INVALID_REQUEST:
+                return decision, "", {}
+            # Unknown tool, or an internal error: what ``canonical`` says (rare).
+            try:
+                canonical = self.canonical(request)
+            except (RequestProblem, KeyError, TypeError, AttributeError):
+                return decision, "", {}
+            return decision, canonical.tool, canonical.args
+        converters = self._converters.get(program.tool)
+        if converters is None:
+            converters = self._converters[program.tool] = {
+                name: converter(spec.type)
+                for name, spec in self.schema.tools[program.tool].args.items()
+            }
+        raw = request["action"].get("args", {})
+        return decision, program.tool, {key: converters[key](value) for key, value in raw.items()}
+
+    def _evaluate(
+        self, request: Mapping[str, Any], windows: WindowState | None
+    ) -> tuple[Decision, ToolProgram | None]:
+        """The decision, and the program that validated the request (None if none did)."""
         try:
             action = request["action"]
             # Canonical names are fixed points, so the common case needs no normalisation.
@@ -168,25 +206,27 @@ class Ruleset:
             if program is None:
                 raw_tool = action["tool"]
                 if not isinstance(raw_tool, str):
-                    return self._deny(INVALID_REQUEST, "action.tool must be a string")
+                    return self._deny(INVALID_REQUEST, "action.tool must be a string"), None
                 program = self.programs.get(self.canonical_tool(raw_tool))
                 if program is None:
-                    return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema")
+                    return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema"), None
             outcome = program.run(request, action, windows)
         except RequestProblem as exc:
-            return self._deny(INVALID_REQUEST, str(exc))
+            return self._deny(INVALID_REQUEST, str(exc)), None
         except (KeyError, TypeError, AttributeError) as exc:
-            return self._deny(INVALID_REQUEST, f"malformed request: {_describe_error(exc)}")
+            return self._deny(INVALID_REQUEST, f"malformed request: {_describe_error(exc)}"), None
         except Exception as exc:  # a bug must still fail closed
-            return self._deny(EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+            return self._deny(
+                EVALUATION_ERROR, f"internal error: {type(exc).__name__}: {exc}"
+            ), None
         if outcome is None:
-            return self._decisions[_DEFAULT_KEY]
+            return self._decisions[_DEFAULT_KEY], program
         if isinstance(outcome, Decision):
-            return outcome
+            return outcome, program
         tier, hits, errors = outcome
         if errors:
-            return self._errored(hits, errors)
-        return self._matched(tier, hits)
+            return self._errored(hits, errors), program
+        return self._matched(tier, hits), program
 
 
 # -- compilation ------------------------------------------------------------------------

@@ -13,8 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
-from ordinance.policy.program import RequestProblem
+from ordinance.policy.decision import DENY, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
@@ -112,19 +111,16 @@ def decide(
         return None
     event_time: dt.datetime = datum["event_time"]
     request = request_from_wire(datum)
-    tool, args = "", {}
+    tool: str = ""
+    args: dict[str, Any] = {}
     if ruleset is None or ruleset.bundle_id != state.bundle_id:
         detail = "no verified policy bundle is active for this enforcer"
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", NO_RULESET, detail)
     else:
         state.now = event_time.timestamp()
-        decision = ruleset.evaluate(request, state.windows)
-        if decision.code != INVALID_REQUEST:
-            try:
-                canonical = ruleset.canonical(request)
-                tool, args = canonical.tool, canonical.args
-            except (RequestProblem, KeyError, TypeError, AttributeError):
-                pass  # only unknown tools get here: nothing to count
+        # The canonical tool and arguments are what the window counters fold; "" and {}
+        # for a request that does not fit the schema (nothing to count).
+        decision, tool, args = ruleset.evaluate_canonical(request, state.windows)
     return decision_to_wire(
         decision,
         request_id=datum["request_id"],

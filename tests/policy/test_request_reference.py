@@ -108,3 +108,27 @@ def test_generated_validation_matches_the_reference(req: dict[str, Any]) -> None
         assert (decision.effect, decision.code) == ("deny", INVALID_REQUEST), decision.detail
     else:
         assert decision.effect == "allow", decision.detail
+
+
+def _typed(args: dict[str, Any]) -> list[tuple[str, type, Any]]:
+    # Order and types too: the enforcer encodes these arguments (Decimal("5") is not 5 there).
+    return [(k, type(v), v) for k, v in args.items()]
+
+
+@settings(max_examples=400)
+@given(requests(), st.sampled_from([None, "no.such_tool", 7]))
+def test_evaluate_canonical_is_evaluate_then_canonical(
+    req: dict[str, Any], other_tool: str | int | None
+) -> None:
+    if other_tool is not None:
+        req["action"]["tool"] = other_tool
+    decision, tool, args = RULESET.evaluate_canonical(req)
+    assert decision == RULESET.evaluate(req)
+    expected_tool, expected_args = "", {}
+    if decision.code != INVALID_REQUEST:
+        try:
+            canonical = RULESET.canonical(req)
+            expected_tool, expected_args = canonical.tool, canonical.args
+        except (RequestProblem, KeyError, TypeError, AttributeError):
+            pass
+    assert (tool, _typed(args)) == (expected_tool, _typed(expected_args))
