@@ -137,8 +137,13 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
     keys and the common string / long / decimal values are read inline."""
     out: dict[str, Any] = {}
     size = len(data)
-    count, pos = blocks(data, pos)
-    while count:
+    count = data[pos]
+    if count < 0x80 and not count & 1:  # a one-byte, non-negative item count
+        count >>= 1
+        pos += 1
+    else:
+        count, pos = blocks(data, pos)
+    if count:
         for _ in range(count):
             n = data[pos]
             if n < 0x80:
@@ -169,7 +174,12 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
                 out[key], pos = read_long(data, pos + 1)
             else:
                 out[key], pos = read_value(data, pos)
-        count, pos = last_block(data, pos)
+        if data[pos]:  # fastavro writes one block: only the terminating 0 may follow
+            raise ValueError("a second block")
+        pos += 1
+        if len(out) != count:
+            # A key twice: the dict keeps the last value, which fastavro would not write.
+            raise ValueError("a duplicate map key")
     return out, pos
 
 
@@ -437,6 +447,8 @@ class _Builder:
                     for _ in range(count):
                         key, pos = read_string(data, pos)
                         out[key], pos = values(data, pos)
+                    if len(out) != count:
+                        raise ValueError("a duplicate map key")  # see read_value_map
                     count, pos = last_block(data, pos)
                 return out, pos
 

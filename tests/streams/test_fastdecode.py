@@ -232,3 +232,19 @@ def test_a_varint_with_bits_past_the_64th_is_the_slow_paths_answer() -> None:
     widened = raw.replace(zigzag, b"\x80" * 9 + b"\x02")
     _same(widened)
     assert isinstance(FAST.decode(widened), UndecodableRecord)
+
+
+def test_a_map_key_written_twice_is_refused_on_both_paths() -> None:
+    """A dict keeps the second value of a duplicated key; fastavro never writes one, so the
+    serde refuses the body — the fast path must not read it as the last value."""
+    raw = _decision(
+        args={"a": "x", "b": "y"}, obligations=[{"kind": "k", "params": {"a": 1, "b": 2}}]
+    )
+    for original, duplicated in (
+        (b"\x02b\x06\x02y", b"\x02a\x06\x02y"),
+        (b"\x02b\x04", b"\x02a\x04"),
+    ):
+        assert raw.count(original) == 1
+        altered = raw.replace(original, duplicated)
+        _same(altered)
+        assert isinstance(FAST.decode(altered), UndecodableRecord)
