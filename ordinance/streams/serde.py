@@ -195,15 +195,24 @@ class Serde:
                     continue  # records of this schema always take the slow path
             self._fast[schema.fingerprint] = (schema.name.rsplit(".", 1)[-1], reader)
 
-    def _decode_fast(self, raw: bytes, expect: Collection[str] | None) -> tuple[str, Any] | None:
-        fast = self._fast.get(raw[2:HEADER_SIZE])
+    def _decode_fast(
+        self, raw: bytes, expect: Collection[str] | None, record: ConsumedRecord | None
+    ) -> Decoded | None:
+        """A record of a current schema, before any of the slow path's checks (the reader
+        exists only for a current fingerprint, so they would all pass)."""
+        if len(raw) > self.max_bytes or raw[:2] != MAGIC:
+            return None
+        fingerprint = raw[2:HEADER_SIZE]
+        fast = self._fast.get(fingerprint)
         if fast is None or (expect is not None and fast[0] not in expect):
             return None
         try:
             value, end = fast[1](raw, HEADER_SIZE)
         except Exception:
             return None  # any doubt: the slow path decides, and says why
-        return (fast[0], value) if end == len(raw) and isinstance(value, dict) else None
+        if end != len(raw) or not isinstance(value, dict):
+            return None
+        return Decoded(fast[0], value, fingerprint, record)
 
     def encode(self, name: str, datum: Mapping[str, Any]) -> bytes:
         schema = self.registry.current(name)
@@ -221,6 +230,16 @@ class Serde:
         self, raw: bytes | None, expect: Collection[str] | None = None
     ) -> Decoded | UndecodableRecord:
         """Decode bytes; ``expect`` lists the acceptable schema short names."""
+        if raw:
+            raw = bytes(raw)
+            fast = self._decode_fast(raw, expect, None)
+            if fast is not None:
+                return fast
+        return self._decode_slow(raw, expect)
+
+    def _decode_slow(
+        self, raw: bytes | None, expect: Collection[str] | None
+    ) -> Decoded | UndecodableRecord:
         if raw is None or len(raw) == 0:
             return UndecodableRecord(b"", Problem.EMPTY, "no payload")
         raw = bytes(raw)
@@ -248,9 +267,6 @@ class Serde:
             return UndecodableRecord(
                 raw, Problem.UNEXPECTED_TYPE, f"{short}, expected one of {sorted(expect)}"
             )
-        fast = self._decode_fast(raw, expect)
-        if fast is not None:
-            return Decoded(fast[0], fast[1], writer.fingerprint)
         body = io.BytesIO(raw)
         body.seek(HEADER_SIZE)
         try:
@@ -286,7 +302,13 @@ class Serde:
         self, record: ConsumedRecord, expect: Collection[str] | None = None
     ) -> Decoded | UndecodableRecord:
         """Decode a record's value, keeping its position either way."""
-        result = self.decode(record.value, expect)
+        raw = record.value
+        if raw:
+            raw = bytes(raw)
+            fast = self._decode_fast(raw, expect, record)
+            if fast is not None:
+                return fast
+        result = self._decode_slow(raw, expect)
         if isinstance(result, UndecodableRecord):
             return UndecodableRecord(
                 result.raw,
