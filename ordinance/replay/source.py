@@ -100,6 +100,13 @@ class LogSource:
                 f"cannot read {self.prefix + topic} on {self.log.url}: {exc}"
             ) from exc
 
+    def sizes(self, topic: str) -> dict[int, int]:
+        """Records per partition, roughly (end offsets; retention may have trimmed some)."""
+        try:
+            return self.log.end_offsets(self.prefix + topic)
+        except Exception:  # only a hint: a log that cannot say gets the partition order
+            return {}
+
     def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
         name = self.prefix + topic
         if partition not in self.partitions(topic):
@@ -168,8 +175,17 @@ class FileSource:
     def partitions(self, topic: str) -> list[int]:
         return sorted(p for t, p in self.records if t == topic)
 
+    def sizes(self, topic: str) -> dict[int, int]:
+        return {p: len(records) for (t, p), records in self.records.items() if t == topic}
+
     def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
         yield from self.records.get((topic, partition), [])
+
+
+def partition_sizes(source: Source, topic: str) -> dict[int, int]:
+    """Records per partition where the source can say (``sizes``), else empty."""
+    sizes = getattr(source, "sizes", None)
+    return sizes(topic) if sizes is not None else {}
 
 
 def write_slice(path: Path, records: Iterable[ConsumedRecord], meta: dict[str, Any]) -> int:
