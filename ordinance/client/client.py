@@ -4,9 +4,10 @@ How an answer finds its way back
 --------------------------------
 A request is published to ``agent.actions`` keyed by agent id; the enforcer writes its
 Decision to ``agent.decisions`` on the *same partition* as the action. So the client reads
-only the decisions partitions its own actions went to, with one reader thread per such
-partition, and hands each Decision to the waiting caller by request id (a second Decision
-for the same id finds nobody waiting and is ignored).
+only the decisions partitions its own actions went to, with one reader thread and one
+consumer for all of them (each consumer costs the broker a fetch every few milliseconds
+even when idle), and hands each Decision to the waiting caller by request id (a second
+Decision for the same id finds nobody waiting and is ignored).
 
 Where a reader starts matters: it must start at or before the offset the Decision will get,
 or the answer is skipped. A Decision is written only after its action was published, so the
@@ -69,7 +70,9 @@ from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PRE
 
 DEFAULT_TIMEOUT_S = 2.0
 _BATCH = 500  # most requests one produce call carries
-_POLL_S = 0.1  # how long a reader blocks in poll: bounds how fast close() returns
+# How long the reader blocks in poll: bounds how fast close() returns and how soon a newly
+# used partition is read (its answers are never missed, only picked up a little later).
+_POLL_S = 0.05
 _MAX_FOLLOW_UPS = 10_000  # unanswered approvals remembered; a human may never answer
 
 Request = Mapping[str, Any]
@@ -105,35 +108,47 @@ def _settle(future: concurrent.futures.Future[ClientDecision], decision: ClientD
 
 
 class _Reader:
-    """Reads one decisions partition from a known-safe offset and settles waiting futures."""
+    """Reads the decisions partitions the client's actions went to, each from a known-safe
+    offset, with one consumer; settles waiting futures."""
 
-    def __init__(self, engine: _Engine, partition: int, start: int) -> None:
-        self.partition = partition
-        self.start = start
+    def __init__(self, engine: _Engine) -> None:
         self._engine = engine
         self._stop = threading.Event()
+        self._added: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        self.starts: dict[int, int] = {}  # partition -> the offset reading began at
         self.thread = threading.Thread(
-            target=self._run, name=f"ordinance-client-decisions-{partition}", daemon=True
+            target=self._run, name="ordinance-client-decisions", daemon=True
         )
+
+    def add(self, partition: int, start: int) -> None:
+        """Read ``partition`` from ``start`` on (picked up at the reader's next poll)."""
+        self.starts[partition] = start
+        self._added.put((partition, start))
 
     def stop(self) -> None:
         self._stop.set()
 
     def _run(self) -> None:
         engine = self._engine
-        tp = TopicPartition(engine.decisions_topic, self.partition)
+        positions: dict[TopicPartition, int] = {}
         try:
             with engine.log.consumer(None) as consumer:
-                consumer.assign({tp: AtOffset(self.start)})
                 while not self._stop.is_set():
+                    if not self._added.empty():
+                        while not self._added.empty():
+                            partition, start = self._added.get()
+                            positions[TopicPartition(engine.decisions_topic, partition)] = start
+                        # Reassigning restarts each partition where this reader got to.
+                        consumer.assign({tp: AtOffset(at) for tp, at in positions.items()})
                     for record in consumer.poll(max_records=500, timeout=_POLL_S):
+                        positions[record.position] = record.offset + 1
                         # Control records (swaps, takeovers) and undecodable bytes are not
                         # answers; an undecodable answer leaves its caller to time out.
                         decoded = engine.serde.decode_record(record, expect={"Decision"})
                         if isinstance(decoded, Decoded):
-                            engine.answer(decoded.value, self.partition)
-        except Exception as exc:  # reported to the callers waiting on this partition
-            engine.reader_failed(self, f"reading {tp.topic}[{tp.partition}]: {exc}")
+                            engine.answer(decoded.value, record.partition)
+        except Exception as exc:  # reported to the callers waiting on this reader
+            engine.reader_failed(self, f"reading {engine.decisions_topic}: {exc}")
 
 
 class _Engine:
@@ -145,10 +160,10 @@ class _Engine:
         self.actions_topic = prefix + AGENT_ACTIONS
         self.decisions_topic = prefix + AGENT_DECISIONS
         self.serde = Serde()
-        self._lock = threading.Lock()  # guards _pending, _readers, _closed
+        self._lock = threading.Lock()  # guards _pending, _reader, _closed
         self._pending: dict[str, _Pending] = {}
-        self._readers: dict[int, _Reader] = {}
-        self._reader_errors: dict[int, str] = {}  # the last failure per partition, for denies
+        self._reader: _Reader | None = None
+        self._reader_error = "no reader"  # the last reader failure, for denies
         # require_approval answers whose follow-up may still come, oldest first
         self._follow_ups: OrderedDict[str, _FollowUp] = OrderedDict()
         self._partitions: int | None = None
@@ -212,10 +227,10 @@ class _Engine:
 
     def reader_failed(self, reader: _Reader, detail: str) -> None:
         with self._lock:
-            if self._readers.get(reader.partition) is reader:
-                del self._readers[reader.partition]  # the next request starts a fresh one
-            self._reader_errors[reader.partition] = detail
-            lost = [i for i in self._pending.values() if i.partition == reader.partition]
+            if self._reader is reader:
+                self._reader = None  # the next request starts a fresh one
+            self._reader_error = detail
+            lost = [i for i in self._pending.values() if i.partition in reader.starts]
             for item in lost:
                 del self._pending[item.request_id]
         for item in lost:
@@ -275,12 +290,12 @@ class _Engine:
             # reader that died before this point is seen here, one that dies after fails
             # these requests itself — none is left waiting on a reader that is gone.
             live = []
+            reading = self._reader.starts if self._reader is not None else {}
             for item in batch:
                 if item.future.done():
                     continue
-                if item.partition not in self._readers:
-                    why = self._reader_errors.get(item.partition, "no reader")
-                    orphans.append((item, why))
+                if item.partition not in reading:
+                    orphans.append((item, self._reader_error))
                     continue
                 self._pending[item.request_id] = item
                 live.append(item)
@@ -306,18 +321,19 @@ class _Engine:
 
     def _ensure_readers(self, partitions: set[int]) -> None:
         with self._lock:
-            missing = partitions - self._readers.keys()
-        if not missing:
-            return
+            if self._reader is not None and partitions <= self._reader.starts.keys():
+                return
         # Observed before this batch is published, so no answer to it can lie below.
         ends = self.log.end_offsets(self.decisions_topic)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the client is closed")
-            for p in missing:
-                reader = _Reader(self, p, ends.get(p, 0))
-                self._readers[p] = reader
+            reader = self._reader
+            if reader is None:  # the first request, or the last reader failed
+                reader = self._reader = _Reader(self)
                 reader.thread.start()
+            for p in sorted(partitions - reader.starts.keys()):
+                reader.add(p, ends.get(p, 0))
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -336,13 +352,11 @@ class _Engine:
             if late is not None:
                 self._deny(late, CLIENT_CLOSED, "the client is closed")
         with self._lock:
-            readers = list(self._readers.values())
-            self._readers.clear()
+            reader, self._reader = self._reader, None
             waiting = list(self._pending.values())
             self._pending.clear()
-        for reader in readers:
+        if reader is not None:
             reader.stop()
-        for reader in readers:
             reader.thread.join()
         for item in waiting:
             self._deny(item, CLIENT_CLOSED, "the client was closed before an answer arrived")
@@ -365,7 +379,7 @@ class _Engine:
         with self._lock:
             return {
                 "in_flight": len(self._pending),
-                "readers": {p: r.start for p, r in sorted(self._readers.items())},
+                "readers": dict(sorted(self._reader.starts.items())) if self._reader else {},
             }
 
 
