@@ -254,7 +254,12 @@ class Enforcer:
         self, *, stop: threading.Event | None = None, until_idle: bool = False, idle_s: float = 1.0
     ) -> EnforcerReport:
         """Decide until ``stop`` is set (or, with ``until_idle``, once no action arrived for ``idle_s``)."""
-        with self.log.consumer(None) as reader, self.log.consumer(self.group) as consumer:
+        # The policy table need not be read within milliseconds: a relaxed consumer
+        # leaves the broker to the decision path.
+        with (
+            self.log.consumer(None, relaxed=True) as reader,
+            self.log.consumer(self.group) as consumer,
+        ):
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
             table = ActiveTable(reader, self.serde)
             consumer.subscribe([self.actions, self.approvals])

@@ -113,7 +113,7 @@ def run_controller(
     tp = TopicPartition(changes, 0)
     state = ControllerState()
     report = ControllerReport()
-    with log.consumer(group) as consumer:
+    with log.consumer(group, relaxed=True) as consumer:
         committed = consumer.committed([tp]).get(tp) or 0
         last = -1
         for record in log.read_to_end(changes):

@@ -44,13 +44,16 @@ _FENCED = {
 }
 
 
-def new_consumer(client_config: Mapping[str, Any], group: str | None, reset: str) -> RawConsumer:
-    from ordinance.streams.kafka_log import CONSUMER_DEFAULTS
+def new_consumer(
+    client_config: Mapping[str, Any], group: str | None, reset: str, *, relaxed: bool = False
+) -> RawConsumer:
+    from ordinance.streams.kafka_log import CONSUMER_DEFAULTS, RELAXED_CONSUMER
 
     return RawConsumer(
         {
             # Settings given in the URL win over the defaults.
             **CONSUMER_DEFAULTS,
+            **(RELAXED_CONSUMER if relaxed else {}),
             **client_config,
             # librdkafka wants a group even for assign-only reading; a private
             # one is never committed to, so it leaves no trace on the broker.
@@ -76,12 +79,13 @@ class KafkaConsumer(Closing):
         reset: Literal["earliest", "latest"],
         *,
         keep_markers: bool = False,
+        relaxed: bool = False,
     ) -> None:
         self._log = log
         self._group = group
         self._keep_markers = keep_markers
         self._reset = reset
-        self._raw = new_consumer(log.client_config, group, reset)
+        self._raw = new_consumer(log.client_config, group, reset, relaxed=relaxed)
         self._assigned: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}
         self._revoke_hooks: list[Callable[[], None]] = []

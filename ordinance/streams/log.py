@@ -262,10 +262,16 @@ class Log(Protocol):
         (atomically when `exactly_once`)."""
 
     def consumer(
-        self, group: str | None = None, *, reset: Literal["earliest", "latest"] = "earliest"
+        self,
+        group: str | None = None,
+        *,
+        reset: Literal["earliest", "latest"] = "earliest",
+        relaxed: bool = False,
     ) -> Consumer:
         """A new consumer. ``reset`` applies where the group has no committed
-        offset (or it fell out of retention)."""
+        offset (or it fell out of retention). A ``relaxed`` consumer may see records
+        up to ~0.1 s late in exchange for far fewer requests to a Kafka broker (tables,
+        controllers, auditors; not the decision path)."""
 
     def outbox(self, consumer: Consumer) -> Outbox:
         """A processor's writer for what it makes of ``consumer``'s records (see `Outbox`)."""

@@ -210,10 +210,15 @@ class SqliteLog(Closing):
         return delivered
 
     def consumer(
-        self, group: str | None = None, *, reset: Literal["earliest", "latest"] = "earliest"
+        self,
+        group: str | None = None,
+        *,
+        reset: Literal["earliest", "latest"] = "earliest",
+        relaxed: bool = False,
     ) -> Consumer:
         from ordinance.streams.sqlite_consumer import SqliteConsumer
 
+        del relaxed  # a poll here costs the database nothing while no record arrives
         return SqliteConsumer(self, group, reset)
 
     def read_to_end(

@@ -103,7 +103,7 @@ class Checkpointer:
     ) -> CheckpointerReport:
         """Follow the log until ``stop`` (or, with ``until_idle``, until nothing new arrived
         for ``idle_s``), then sign whatever is not yet covered."""
-        with self.log.consumer(None) as reader:
+        with self.log.consumer(None, relaxed=True) as reader:
             reader.assign(
                 {TopicPartition(self.decisions, p): Position.BEGINNING for p in self.tails}
             )

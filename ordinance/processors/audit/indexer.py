@@ -351,7 +351,7 @@ def index_log(
     serde = Serde()
     report = IndexReport()
     began = time.monotonic()
-    with AuditIndex(index_path, topic=topic) as index, log.consumer(None) as consumer:
+    with AuditIndex(index_path, topic=topic) as index, log.consumer(None, relaxed=True) as consumer:
         positions = {p: index.positions().get(p, 0) for p in partitions}
         known_ends = log.end_offsets(topic)
         _check_same_log(log, topic, positions, index.heads(), known_ends)
