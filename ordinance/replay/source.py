@@ -23,8 +23,16 @@ from typing import Any, Protocol
 
 import fastavro
 
-from ordinance.streams import ConsumedRecord, Log, Position, TopicPartition, open_existing_log
+from ordinance.streams import (
+    ConsumedRecord,
+    Log,
+    Position,
+    TopicPartition,
+    open_existing_log,
+    sqlite_store,
+)
 from ordinance.streams.errors import LogError
+from ordinance.streams.sqlite_log import SqliteLog
 from ordinance.streams.topics import DEFAULT_PREFIX
 
 POLICY_TOPICS = ("policy.changes", "policy.active", "monitor.alerts")
@@ -77,7 +85,9 @@ class Source(Protocol):
 
     def partitions(self, topic: str) -> list[int]: ...
 
-    def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]: ...
+    def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
+        """``headers=False``: the caller never reads them, and a source may leave them out."""
+        ...
 
 
 class LogSource:
@@ -107,9 +117,18 @@ class LogSource:
         except Exception:  # only a hint: a log that cannot say gets the partition order
             return {}
 
-    def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
+    def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         name = self.prefix + topic
         if partition not in self.partitions(topic):
+            return
+        if self._embedded and not headers and isinstance(self.log, SqliteLog):
+            conn = self.log.connect()
+            try:
+                yield from sqlite_store.read_partition(
+                    conn, name, self.log.topic(name).id, partition
+                )
+            finally:
+                conn.close()
             return
         if self._embedded:
             yield from self.log.read_to_end(name, [partition])
@@ -178,7 +197,7 @@ class FileSource:
     def sizes(self, topic: str) -> dict[int, int]:
         return {p: len(records) for (t, p), records in self.records.items() if t == topic}
 
-    def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
+    def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         yield from self.records.get((topic, partition), [])
 
 

@@ -98,7 +98,7 @@ class PartitionVerifier:
         self.state = new_state(partition)
         self.counts = PartitionCounts()
         self.findings: list[Finding] = []
-        self.actions = ActionCursor(iter(source.read("agent.actions", partition)))
+        self.actions = ActionCursor(iter(source.read("agent.actions", partition, headers=False)))
         self._approvals: dict[str, list[dict[str, Any]]] | None = None
         # request id -> the action offset its (original) decision names
         self.claimed: dict[str, int] = {}

@@ -78,7 +78,7 @@ class Step:
 def walk(source: Source, partition: int, state: PartitionState, serde: Serde) -> Iterator[Step]:
     """Every record of decisions[partition]; folded into ``state`` after the caller has
     seen it (a generator resumes only when the caller asks for the next)."""
-    for record in source.read("agent.decisions", partition):
+    for record in source.read("agent.decisions", partition, headers=False):
         step = Step(record, serde.decode_record(record))
         yield step
         if isinstance(step.decoded, Decoded):

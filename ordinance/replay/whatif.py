@@ -218,7 +218,7 @@ def _partition(
     tick: Tick,
 ) -> None:
     state = new_state(partition)
-    actions = ActionCursor(iter(source.read("agent.actions", partition)))
+    actions = ActionCursor(iter(source.read("agent.actions", partition, headers=False)))
     walked = 0
     for step in walk(source, partition, state, serde):
         walked += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,6 +232,22 @@ def to_record(
 ) -> ConsumedRecord:
     partition, offset, key, value, headers, ts = row
     return ConsumedRecord(topic, partition, offset, key, value, decode_headers(headers), ts)
+
+
+def read_partition(
+    conn: sqlite3.Connection, topic: str, topic_id: int, partition: int
+) -> Iterator[ConsumedRecord]:
+    """One partition from one SELECT (one WAL snapshot, as ``read_to_end``), *without its
+    headers*: for readers that never look at them (replay's folds), decoding the chain
+    headers of every record is a fifth of reading it."""
+    make = ConsumedRecord._make
+    cursor = conn.execute(
+        "SELECT offset, key, value, ts FROM records WHERE topic_id=? AND partition=? ORDER BY offset",
+        (topic_id, partition),
+    )
+    while batch := cursor.fetchmany(1000):
+        for offset, key, value, ts in batch:
+            yield make((topic, partition, offset, key, value, (), ts))
 
 
 def committed_offset(

@@ -32,7 +32,7 @@ class MemorySource:
     def partitions(self, topic: str) -> list[int]:
         return sorted(p for t, p in self.topics if t == topic)
 
-    def read(self, topic: str, partition: int) -> Iterator[ConsumedRecord]:
+    def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         yield from self.topics.get((topic, partition), [])
 
 
