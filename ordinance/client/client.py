@@ -30,7 +30,10 @@ request that cannot be encoded all come back as a deny `ClientDecision` with a c
 code (`ordinance.client.decision`). A late answer after a timeout is ignored.
 
 Threads, not the event loop, do the I/O (the Log API is blocking): one publisher thread
-batches what concurrent callers submit into one produce call, and the readers poll. The
+batches what concurrent callers submit into one produce call, and the reader polls. The
+publisher does not wait for a batch's acknowledgement before sending the next (on a busy
+broker that wait held every request behind the previous batch); acknowledgements are
+served between batches, and a batch that fails is denied to its callers. The
 asyncio API wraps `concurrent.futures.Future`s, so the same engine serves `SyncClient`.
 """
 
@@ -64,7 +67,16 @@ from ordinance.client.decision import (
 from ordinance.closing import Closing
 from ordinance.policy.decision import REQUIRE_APPROVAL
 from ordinance.processors.wire import request_to_wire
-from ordinance.streams import AtOffset, Log, Record, TopicPartition, open_log, partition_for
+from ordinance.streams import (
+    AtOffset,
+    Delivered,
+    Log,
+    Record,
+    TopicPartition,
+    open_log,
+    partition_for,
+)
+from ordinance.streams.errors import ProduceError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
 
@@ -73,6 +85,8 @@ _BATCH = 500  # most requests one produce call carries
 # How long the reader blocks in poll: bounds how fast close() returns and how soon a newly
 # used partition is read (its answers are never missed, only picked up a little later).
 _POLL_S = 0.05
+_SERVE_S = 0.005  # while acknowledgements are outstanding, how often the publisher serves them
+_CLOSE_WAIT_S = 5.0  # how long close() lets outstanding publishes finish
 _MAX_FOLLOW_UPS = 10_000  # unanswered approvals remembered; a human may never answer
 
 Request = Mapping[str, Any]
@@ -245,9 +259,17 @@ class _Engine:
         )
 
     def _publish_loop(self) -> None:
+        unacknowledged = 0
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=_SERVE_S) if unacknowledged else self._queue.get()
+            except queue.Empty:
+                unacknowledged = self._serve(0.0)
+                continue
             if first is None:
+                deadline = time.monotonic() + _CLOSE_WAIT_S
+                while unacknowledged and time.monotonic() < deadline:
+                    unacknowledged = self._serve(0.1)
                 return
             batch = [first]
             while len(batch) < _BATCH:
@@ -265,9 +287,20 @@ class _Engine:
                 try:
                     self._publish(batch)
                 except Exception as exc:  # never let the publisher die with callers waiting
-                    for item in batch:
-                        self.forget(item.request_id)
-                        self._deny(item, TRANSPORT_ERROR, f"publishing: {exc}")
+                    self._publish_failed(batch, exc)
+            unacknowledged = self._serve(0.0)
+
+    def _serve(self, timeout: float) -> int:
+        """Settle the batches acknowledged so far; how many records are still out."""
+        try:
+            return self.log.serve_deliveries(timeout)
+        except Exception:  # the log is failing: its waiting callers time out (deny)
+            return 0
+
+    def _publish_failed(self, batch: list[_Pending], exc: Exception) -> None:
+        for item in batch:
+            self.forget(item.request_id)
+            self._deny(item, TRANSPORT_ERROR, f"publishing: {exc}")
 
     def _publish(self, batch: list[_Pending]) -> None:
         if self._partitions is None:
@@ -307,17 +340,24 @@ class _Engine:
         records = [
             Record(item.key, item.value, (), item.event_time_ms, item.partition) for item in batch
         ]
-        delivered = self.log.produce(self.actions_topic, records)
-        for item, where in zip(batch, delivered, strict=True):
-            if where.partition != item.partition:
-                # Cannot happen with an explicit partition; if a backend ever moved it, the
-                # answer would go where nobody reads: fail closed now rather than time out.
-                self.forget(item.request_id)
-                self._deny(
-                    item,
-                    TRANSPORT_ERROR,
-                    f"delivered to partition {where.partition}, expected {item.partition}",
-                )
+        sent = batch
+
+        def done(result: list[Delivered] | ProduceError) -> None:
+            if isinstance(result, ProduceError):
+                self._publish_failed(sent, result)
+                return
+            for item, where in zip(sent, result, strict=True):
+                if where.partition != item.partition:
+                    # Cannot happen with an explicit partition; if a backend ever moved it,
+                    # the answer would go where nobody reads: fail closed now, not at timeout.
+                    self.forget(item.request_id)
+                    self._deny(
+                        item,
+                        TRANSPORT_ERROR,
+                        f"delivered to partition {where.partition}, expected {item.partition}",
+                    )
+
+        self.log.produce_async(self.actions_topic, records, done)
 
     def _ensure_readers(self, partitions: set[int]) -> None:
         with self._lock:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -46,6 +46,7 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
+    OnProduced,
     Outbox,
     Record,
     TopicPartition,
@@ -83,7 +84,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 RELAXED_CONSUMER: dict[str, Any] = {"fetch.wait.max.ms": 100}
 
 
-def enqueue(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
+def _enqueue(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
     """Hand one record to librdkafka, waiting for room in its queue if need be."""
     while True:
         try:
@@ -96,14 +97,41 @@ def enqueue(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
             raise ProduceError(f"producing to {topic!r}: {exc}") from exc
 
 
-def delivered_at(msg: Message) -> Delivered:
+def _delivered_at(msg: Message) -> Delivered:
     """Where the broker put an acknowledged message."""
     return Delivered(
         str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0), int(msg.timestamp()[1])
     )
 
 
-def produce_kwargs(record: Record, on_delivery: Any) -> dict[str, Any]:
+class BatchDelivery:
+    """The delivery reports of one batch: ``done`` runs once, when the last one arrives,
+    with the `Delivered`s in input order (or none) and the reasons records failed."""
+
+    __slots__ = ("done", "failures", "remaining", "results")
+
+    def __init__(self, size: int, done: Callable[[list[Delivered], list[str]], None]) -> None:
+        self.results: list[Delivered | None] = [None] * size
+        self.remaining = size
+        self.failures: list[str] = []
+        self.done = done
+
+    def report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            # Runs inside poll/flush on the caller's thread.
+            self.remaining -= 1
+            if err is not None:
+                self.failures.append(f"{msg.topic()}: {err.str()}")
+            else:
+                self.results[index] = _delivered_at(msg)
+            if self.remaining == 0:
+                ok = [] if self.failures else [r for r in self.results if r is not None]
+                self.done(ok, self.failures)
+
+        return on_delivery
+
+
+def _produce_kwargs(record: Record, on_delivery: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "key": record.key,
         "value": record.value,
@@ -207,6 +235,31 @@ class KafkaLog(Closing):
     def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
         return self._produce([(topic, r) for r in records])
 
+    def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
+        def finished(delivered: list[Delivered], failures: list[str]) -> None:
+            on_done(ProduceError("; ".join(failures[:5])) if failures else delivered)
+
+        self.send_batch([(topic, r) for r in records], finished)
+
+    def serve_deliveries(self, timeout: float = 0.0) -> int:
+        producer = self.producer
+        producer.poll(timeout)
+        return len(producer)
+
+    def send_batch(
+        self,
+        outputs: Sequence[tuple[str, Record]],
+        done: Callable[[list[Delivered], list[str]], None],
+    ) -> None:
+        """Enqueue ``outputs`` without waiting; ``done`` runs when the last is reported."""
+        if not outputs:
+            done([], [])
+            return
+        producer = self.producer
+        batch = BatchDelivery(len(outputs), done)
+        for index, (topic, record) in enumerate(outputs):
+            _enqueue(producer, topic, _produce_kwargs(record, batch.report(index)))
+
     @property
     def producer(self) -> Producer:
         """The one idempotent producer every write of this log goes through."""
@@ -226,32 +279,18 @@ class KafkaLog(Closing):
         return self._admin, self._producer
 
     def _produce(self, outputs: Sequence[tuple[str, Record]]) -> list[Delivered]:
-        producer = self._clients()[1]
-        results: list[Delivered | None] = [None] * len(outputs)
-        failures: list[str] = []
-
-        def on_delivery(index: int) -> Any:
-            def done(err: KafkaError | None, msg: Message) -> None:
-                if err is not None:
-                    failures.append(f"{msg.topic()}: {err.str()}")
-                else:
-                    results[index] = delivered_at(msg)
-
-            return done
-
-        for index, (topic, record) in enumerate(outputs):
-            enqueue(producer, topic, produce_kwargs(record, on_delivery(index)))
+        outcome: list[tuple[list[Delivered], list[str]]] = []
+        self.send_batch(outputs, lambda delivered, failures: outcome.append((delivered, failures)))
         # librdkafka reports a failure after message.timeout.ms; the margin lets
         # that report, with its reason, arrive before we give up ourselves.
         deadline = time.monotonic() + self._timeout + 1
-        while producer.flush(0.1) > 0:
-            if time.monotonic() > deadline:
+        while not outcome:
+            self.producer.flush(0.1)
+            if not outcome and time.monotonic() > deadline:
                 raise ProduceError(f"records not acknowledged within {self._timeout}s")
+        delivered, failures = outcome[0]
         if failures:
             raise ProduceError("; ".join(failures[:5]))
-        delivered = [r for r in results if r is not None]
-        if len(delivered) != len(outputs):
-            raise ProduceError("the broker did not confirm every record")
         return delivered
 
     def produce_and_commit(

@@ -28,13 +28,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-from confluent_kafka import KafkaError, Message
+from typing import TYPE_CHECKING
 
 from ordinance.closing import Closing
 from ordinance.streams.errors import ProduceError
-from ordinance.streams.kafka_log import delivered_at, enqueue, produce_kwargs
 from ordinance.streams.log import Delivered, OnDelivered, Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -47,15 +44,11 @@ COMMIT_INTERVAL_S = 0.1
 
 
 class _Batch:
-    __slots__ = ("failed", "offsets", "on_delivered", "remaining", "results")
+    __slots__ = ("done", "failed", "offsets")
 
-    def __init__(
-        self, size: int, offsets: Mapping[TopicPartition, int], on_delivered: OnDelivered | None
-    ) -> None:
-        self.results: list[Delivered | None] = [None] * size
-        self.remaining = size
+    def __init__(self, offsets: Mapping[TopicPartition, int]) -> None:
         self.offsets = dict(offsets)
-        self.on_delivered = on_delivered
+        self.done = False
         self.failed = False
 
 
@@ -68,7 +61,7 @@ class KafkaOutbox(Closing):
         commit_interval_s: float = COMMIT_INTERVAL_S,
         timeout_s: float = 30.0,
     ) -> None:
-        self._producer = log.producer
+        self._log = log
         self._consumer = consumer
         self._interval = commit_interval_s
         self._timeout = timeout_s
@@ -86,27 +79,21 @@ class KafkaOutbox(Closing):
         on_delivered: OnDelivered | None = None,
     ) -> None:
         self._raise_failure()
-        batch = _Batch(len(outputs), offsets, on_delivered)
+        batch = _Batch(offsets)
         self._batches.append(batch)
-        for index, (topic, record) in enumerate(outputs):
-            enqueue(self._producer, topic, produce_kwargs(record, self._callback(batch, index)))
-        self._producer.poll(0)  # serve the acknowledgements that have arrived
+
+        def finished(delivered: list[Delivered], failures: list[str]) -> None:
+            batch.done = True
+            if failures:
+                batch.failed = True
+                self._failures.extend(failures)
+            elif on_delivered is not None and outputs:
+                on_delivered(delivered)
+
+        self._log.send_batch(outputs, finished)
+        self._log.serve_deliveries()  # the acknowledgements that have arrived meanwhile
         self._raise_failure()
         self._commit(force=False)
-
-    def _callback(self, batch: _Batch, index: int) -> Any:
-        def done(err: KafkaError | None, msg: Message) -> None:
-            # Runs inside poll/flush on the caller's thread; it must not raise.
-            batch.remaining -= 1
-            if err is not None:
-                batch.failed = True
-                self._failures.append(f"{msg.topic()}: {err.str()}")
-                return
-            batch.results[index] = delivered_at(msg)
-            if batch.remaining == 0 and not batch.failed and batch.on_delivered is not None:
-                batch.on_delivered([r for r in batch.results if r is not None])
-
-        return done
 
     def _raise_failure(self) -> None:
         if self._failures:
@@ -115,7 +102,7 @@ class KafkaOutbox(Closing):
     def _commit(self, *, force: bool) -> None:
         # Only a prefix of fully acknowledged batches: an offset never runs ahead of an
         # output that might still be lost.
-        while self._batches and self._batches[0].remaining == 0 and not self._batches[0].failed:
+        while self._batches and self._batches[0].done and not self._batches[0].failed:
             self._committable.update(self._batches.popleft().offsets)
         now = time.monotonic()
         if self._committable and (force or now - self._committed_at >= self._interval):
@@ -125,8 +112,8 @@ class KafkaOutbox(Closing):
 
     def settle(self) -> None:
         deadline = time.monotonic() + self._timeout + 1
-        while any(batch.remaining for batch in self._batches):
-            self._producer.flush(0.1)
+        while not all(batch.done for batch in self._batches):
+            self._log.producer.flush(0.1)
             self._raise_failure()
             if time.monotonic() > deadline:
                 raise ProduceError(f"records not acknowledged within {self._timeout}s")

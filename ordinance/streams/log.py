@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, NamedTuple, Protocol, Self
 
+from ordinance.streams.errors import ProduceError
+
 Headers = tuple[tuple[str, bytes], ...]
 
 #: Header carried by the log's own "caught up" marker records. Consumers never
@@ -170,6 +172,8 @@ class Consumer(Protocol):
 
 
 OnDelivered = Callable[[list[Delivered]], None]
+#: Called once per `produce_async` batch: its `Delivered`s (input order) or why it failed.
+OnProduced = Callable[[list[Delivered] | ProduceError], None]
 
 
 class Outbox(Protocol):
@@ -189,7 +193,8 @@ class Outbox(Protocol):
         on_delivered: OnDelivered | None = None,
     ) -> None:
         """Queue one batch; ``on_delivered`` gets its `Delivered`s (in input order)
-        once every record of the batch was acknowledged."""
+        once every record of the batch was acknowledged (a batch without outputs has
+        nothing to report)."""
 
     def settle(self) -> None:
         """Wait until every batch sent was acknowledged and commit its offsets."""
@@ -251,6 +256,15 @@ class Log(Protocol):
     def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
         """Append and wait for acknowledgement; raises `ProduceError` if any
         record was not acknowledged. Results are in input order."""
+
+    def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
+        """Hand ``records`` over and return at once; ``on_done`` gets the batch's outcome
+        from a later `serve_deliveries` (or before returning, on a log that writes
+        synchronously). It runs on the serving thread and must not raise."""
+
+    def serve_deliveries(self, timeout: float = 0.0) -> int:
+        """Run the ``on_done`` of batches acknowledged so far, waiting up to ``timeout``
+        for one; returns how many records are still unacknowledged."""
 
     def produce_and_commit(
         self,

@@ -20,6 +20,7 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
+    OnProduced,
     Outbox,
     Record,
     SyncOutbox,
@@ -134,6 +135,17 @@ class SqliteLog(Closing):
 
     def outbox(self, consumer: Consumer) -> Outbox:
         return SyncOutbox(self, consumer)
+
+    def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
+        try:
+            delivered = self.produce(topic, records)
+        except ProduceError as exc:
+            on_done(exc)
+        else:
+            on_done(delivered)
+
+    def serve_deliveries(self, timeout: float = 0.0) -> int:
+        return 0  # every produce_async finished before it returned
 
     def _write(
         self,

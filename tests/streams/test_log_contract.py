@@ -233,9 +233,7 @@ def test_produce_and_commit_moves_output_and_offset_together(log: Log, topic: st
     assert [r.value for r in log.read_to_end(sink)] == [b"decided-1"]
 
 
-def test_an_outbox_delivers_batches_in_order_and_commits_behind_them(
-    log: Log, topic: str
-) -> None:
+def test_an_outbox_delivers_batches_in_order_and_commits_behind_them(log: Log, topic: str) -> None:
     source, sink = topic, topic + ".out"
     log.create_topic(TopicSpec(source, partitions=1))
     log.create_topic(TopicSpec(sink, partitions=2))
@@ -278,6 +276,22 @@ def test_a_failed_delivery_raises_and_commits_nothing(log: Log, topic: str) -> N
             outbox.send([(sink, Record(b"a", b"lost", partition=7))], {tp: 1})
             outbox.settle()
         assert consumer.committed([tp]) == {tp: None}
+
+
+def test_produce_async_reports_each_batch_once(log: Log, topic: str) -> None:
+    log.create_topic(TopicSpec(topic, partitions=2))
+    outcomes: dict[str, list[list[Delivered] | ProduceError]] = {"ok": [], "bad": []}
+    two = [Record(b"a", b"1", partition=1), Record(b"b", b"2", partition=0)]
+    log.produce_async(topic, two, outcomes["ok"].append)
+    log.produce_async(topic, [Record(b"c", b"3", partition=9)], outcomes["bad"].append)
+    deadline = time.monotonic() + 30
+    while not all(outcomes.values()) and time.monotonic() < deadline:
+        log.serve_deliveries(0.1)  # batches are independent: either may finish first
+    assert log.serve_deliveries() == 0
+    [ok], [failed] = outcomes["ok"], outcomes["bad"]
+    assert isinstance(ok, list) and [(d.partition, d.offset) for d in ok] == [(1, 0), (0, 0)]
+    assert isinstance(failed, ProduceError)
+    assert sorted(r.value for r in log.read_to_end(topic)) == [b"1", b"2"]
 
 
 def test_commit_needs_a_group(log: Log, topic: str) -> None:
