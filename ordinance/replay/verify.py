@@ -39,6 +39,8 @@ from ordinance.replay.times import Window, decision_time
 from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
 from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
 
+_ACTION = frozenset({"ActionRequest"})
+
 
 def decide_again(
     state: PartitionState,
@@ -123,13 +125,16 @@ class PartitionVerifier:
     def run(self, tick: Tick = lambda _n: None) -> None:
         windows = self.state.windows
         assert isinstance(windows, ObservedWindows)
+        # Without --from/--to/--agent every decision is verified: no per-record test.
+        everything = self.window.start is None and self.window.end is None and self.agents is None
+        records = 0
         for step in walk(self.source, self.partition, self.state, self.serde):
-            self.counts.records += 1
-            if self.counts.records % 1000 == 0:
+            records += 1
+            if records % 1000 == 0:
                 tick(1000)
             if step.name == "Decision":
                 datum = step.datum
-                if self._wanted(datum["agent_id"], decision_time(datum)):
+                if everything or self._wanted(datum["agent_id"], decision_time(datum)):
                     windows.reads = []
                     self._verify_decision(step, datum, windows.reads)
                     windows.reads = None
@@ -146,7 +151,8 @@ class PartitionVerifier:
                     f"decisions record does not decode: {step.decoded.problem.value}: {step.decoded.detail}",
                     step,
                 )
-        tick(self.counts.records % 1000)
+        self.counts.records = records
+        tick(records % 1000)
         self._check_unclaimed_actions()
 
     def _claim_unverified(self, datum: dict[str, Any]) -> None:
@@ -208,7 +214,7 @@ class PartitionVerifier:
             recomputed = decide_again(
                 self.state,
                 ruleset,
-                self.serde.decode_record(action, expect={"ActionRequest"}),
+                self.serde.decode_record(action, expect=_ACTION),
                 action_offset=action.offset,
                 agent_key=action.key,
                 recorded=recorded,

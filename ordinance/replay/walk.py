@@ -64,10 +64,7 @@ def new_state(partition: int) -> PartitionState:
 class Step:
     record: ConsumedRecord
     decoded: Decoded | UndecodableRecord
-
-    @property
-    def name(self) -> str | None:
-        return self.decoded.name if isinstance(self.decoded, Decoded) else None
+    name: str | None  # the schema's short name; None when the record did not decode
 
     @property
     def datum(self) -> dict[str, Any]:
@@ -78,12 +75,14 @@ class Step:
 def walk(source: Source, partition: int, state: PartitionState, serde: Serde) -> Iterator[Step]:
     """Every record of decisions[partition]; folded into ``state`` after the caller has
     seen it (a generator resumes only when the caller asks for the next)."""
+    fold = state.fold
     for record in source.read("agent.decisions", partition, headers=False):
-        step = Step(record, serde.decode_record(record))
-        yield step
-        if isinstance(step.decoded, Decoded):
-            state.fold(step.decoded.name, step.decoded.value, record.offset)
+        decoded = serde.decode_record(record)
+        if isinstance(decoded, Decoded):
+            yield Step(record, decoded, decoded.name)
+            fold(decoded.name, decoded.value, record.offset)
         else:
+            yield Step(record, decoded, None)
             state.offset = record.offset
 
 
