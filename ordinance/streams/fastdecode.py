@@ -59,7 +59,7 @@ def read_string(data: bytes, pos: int) -> tuple[str, int]:
     end = pos + n
     if n < 0 or end > len(data):
         raise ValueError("string runs past the end")
-    return data[pos:end].decode("utf-8"), end
+    return data[pos:end].decode(), end
 
 
 def read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -154,7 +154,7 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
             end = pos + n
             if n < 0 or end > size:
                 raise ValueError("map key runs past the end")
-            key = data[pos:end].decode("utf-8")
+            key = data[pos:end].decode()
             pos = end
             branch = data[pos]
             if branch in (6, 8):  # string (branch 3) or Decimal (branch 4)
@@ -167,7 +167,7 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
                 end = pos + n
                 if n < 0 or end > size:
                     raise ValueError("string runs past the end")
-                text = data[pos:end].decode("utf-8")
+                text = data[pos:end].decode()
                 pos = end
                 out[key] = text if branch == 6 else Decimal(text)
             elif branch == 4:  # long (branch 2)
@@ -231,7 +231,7 @@ def _long_lines(target: str, pad: str) -> list[str]:
 
 
 def _string_lines(target: str, pad: str, decode: bool = True) -> list[str]:
-    value = 'data[pos:end].decode("utf-8")' if decode else "data[pos:end]"
+    value = "data[pos:end].decode()" if decode else "data[pos:end]"
     return [
         *_long_lines("n", pad),
         f"{pad}end = pos + n",
