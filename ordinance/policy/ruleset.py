@@ -100,6 +100,18 @@ def _decision_of(tier: int, rules: list[CompiledRule], bundle_id: str) -> Decisi
     )
 
 
+# Types whose converter returns a value of this Python type unchanged (a str only if
+# ASCII: NFKC leaves ASCII alone); any other value goes through the converter.
+_IDENTITY = {"string": str, "int": int, "bool": bool}
+
+
+def _arg_converters(tool: Tool) -> dict[str, tuple[Callable[[Any], Any], type | None]]:
+    return {
+        name: (converter(spec.type), _IDENTITY.get(spec.type.name))
+        for name, spec in tool.args.items()
+    }
+
+
 @dataclass(frozen=True)
 class Ruleset:
     """An immutable, compiled policy set. Safe to share between threads."""
@@ -113,8 +125,8 @@ class Ruleset:
     _decisions: dict[tuple[int, tuple[int, ...]], Decision] = field(
         default_factory=dict, repr=False, compare=False
     )
-    # tool -> argument name -> converter, for evaluate_canonical (filled on first use)
-    _converters: dict[str, dict[str, Callable[[Any], Any]]] = field(
+    # tool -> argument name -> (converter, identity type), for evaluate_canonical
+    _converters: dict[str, dict[str, tuple[Callable[[Any], Any], type | None]]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -188,12 +200,17 @@ class Ruleset:
             return decision, canonical.tool, canonical.args
         converters = self._converters.get(program.tool)
         if converters is None:
-            converters = self._converters[program.tool] = {
-                name: converter(spec.type)
-                for name, spec in self.schema.tools[program.tool].args.items()
-            }
-        raw = request["action"].get("args", {})
-        return decision, program.tool, {key: converters[key](value) for key, value in raw.items()}
+            converters = self._converters[program.tool] = _arg_converters(
+                self.schema.tools[program.tool]
+            )
+        args: dict[str, Any] = {}
+        raw: Mapping[str, Any] = request["action"].get("args", {})
+        for key, value in raw.items():
+            convert, kind = converters[key]
+            # Where the converter would return the value itself, it is not called.
+            same = type(value) is str and value.isascii() if kind is str else type(value) is kind
+            args[key] = value if same else convert(value)
+        return decision, program.tool, args
 
     def _evaluate(
         self, request: Mapping[str, Any], windows: WindowState | None
