@@ -1,14 +1,16 @@
 """The fast path of `Serde.decode` — exact, or not used at all.
 
 Every processor decodes at least one record per decision, and fastavro's reader walks the
-schema for every datum. This module decodes the *current* schemas with one generated Python function per record type
-(straight-line field reads, the one-byte varint inlined), producing the same values as
-``Serde.decode``: Values as plain values, exact decimals, timestamps as aware UTC
-datetimes built the way fastavro builds them. It is a fast path only: anything it does not
-handle exactly — a retired writer schema, an unexpected type, trailing bytes, a truncated
-or malformed body, a boolean byte other than 0/1, bad UTF-8 — goes to ``Serde.decode``,
-which gives the canonical answer (every `UndecodableRecord` comes from there). Equality
-with the slow path is a property test (tests/streams/test_fastdecode.py).
+schema for every datum. This module decodes the *current* schemas with one generated
+Python function per record type (straight-line field reads; varints, nested records and
+arrays inlined), producing the same values as ``Serde.decode``: Values as plain values,
+exact decimals, timestamps as aware UTC datetimes built the way fastavro builds them.
+It is a fast path only: anything it does not handle exactly — a retired writer schema, an
+unexpected type, trailing bytes, a truncated or malformed body, a boolean byte other than
+0/1, bad UTF-8 (``bytes.decode()`` is strict UTF-8), an encoding fastavro would not write
+(negative index, overlong varint, second block, a map key twice) — goes to
+``Serde.decode``, which gives the canonical answer (every `UndecodableRecord` comes from
+there). Equality with the slow path is a property test (tests/streams/test_fastdecode.py).
 
 Generated source holds no data from records or schemas except field names as ``repr``
 literals and enum symbols as constants.
