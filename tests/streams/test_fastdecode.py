@@ -205,28 +205,7 @@ def test_valid_but_non_canonical_encodings_are_refused_on_both_paths() -> None:
 
 def test_a_varint_with_bits_past_the_64th_is_the_slow_paths_answer() -> None:
     # fastavro drops the extra bits (2**63 reads back as 0); the serde then refuses the body.
-    datum = {
-        "request_id": "r",
-        "agent_id": "a",
-        "effect": "allow",
-        "rule_ids": [],
-        "reasons": [],
-        "code": "",
-        "detail": "",
-        "obligations": [],
-        "bundle_id": None,
-        "policy_offset": 2**62,
-        "evaluated_at": dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
-        "enforcer_id": "",
-        "action_offset": None,
-        "prev_hash": None,
-        "hash": None,
-        "tool": "",
-        "args": {},
-        "event_time": None,
-        "approval_ticket": None,
-    }
-    raw = SLOW.encode("Decision", datum)
+    raw = _decision(policy_offset=2**62)
     zigzag = b"\x80" * 9 + b"\x01"  # 2**62 as written: nine continuation bytes, then 1
     assert raw.count(zigzag) == 1
     widened = raw.replace(zigzag, b"\x80" * 9 + b"\x02")
