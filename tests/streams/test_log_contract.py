@@ -10,8 +10,8 @@ from streams_helpers import drain, poll_until
 
 from ordinance.streams import (
     AtOffset,
-    Delivered,
     AtTime,
+    Delivered,
     Log,
     Position,
     Record,
