@@ -13,6 +13,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ordinance.policy.cel import parse_condition, to_source
 from ordinance.policy.document import parse_policy
@@ -47,6 +48,26 @@ def _canonical_when(item: Any) -> None:
         item["when"] = to_source(parse_condition(text))
 
 
+# ruamel's emitter writes a string such as "?x" plain inside a flow mapping, where its own
+# parser then reads "?" as a complex-key indicator: such strings are always quoted.
+_INDICATOR_STARTS = ("?", ":", "-")
+
+
+def _quote_indicator_strings(node: Any) -> None:
+    children = (
+        list(node.items())
+        if isinstance(node, CommentedMap)
+        else list(enumerate(node))
+        if isinstance(node, CommentedSeq)
+        else []
+    )
+    for key, value in children:
+        if isinstance(value, str) and value.startswith(_INDICATOR_STARTS):
+            node[key] = DoubleQuotedScalarString(value)
+        else:
+            _quote_indicator_strings(value)
+
+
 def _items(data: CommentedMap, key: str) -> list[Any]:
     value = data.get(key)
     return list(value) if isinstance(value, CommentedSeq) else []
@@ -76,6 +97,7 @@ def format_policy(text: str, filename: str = "<policy>") -> str:
     for test in _items(data, "tests"):
         _reorder(test, TEST_ORDER)
         _reorder(test.get("request"), REQUEST_ORDER)
+    _quote_indicator_strings(data)
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
