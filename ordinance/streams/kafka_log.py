@@ -104,7 +104,11 @@ def _delivered_at(msg: Message) -> Delivered:
     )
 
 
-class BatchDelivery:
+def produce_failure(failures: Sequence[str]) -> ProduceError:
+    return ProduceError("; ".join(failures[:5]))
+
+
+class _BatchDelivery:
     """The delivery reports of one batch: ``done`` runs once, when the last one arrives,
     with the `Delivered`s in input order (or none) and the reasons records failed."""
 
@@ -237,7 +241,7 @@ class KafkaLog(Closing):
 
     def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
         def finished(delivered: list[Delivered], failures: list[str]) -> None:
-            on_done(ProduceError("; ".join(failures[:5])) if failures else delivered)
+            on_done(produce_failure(failures) if failures else delivered)
 
         self.send_batch([(topic, r) for r in records], finished)
 
@@ -256,7 +260,7 @@ class KafkaLog(Closing):
             done([], [])
             return
         producer = self.producer
-        batch = BatchDelivery(len(outputs), done)
+        batch = _BatchDelivery(len(outputs), done)
         for index, (topic, record) in enumerate(outputs):
             _enqueue(producer, topic, _produce_kwargs(record, batch.report(index)))
 
@@ -271,7 +275,7 @@ class KafkaLog(Closing):
 
         if not isinstance(consumer, KafkaConsumer):
             raise LogError("an outbox needs a consumer created by a Kafka log")
-        return KafkaOutbox(self, consumer, timeout_s=self._timeout)
+        return KafkaOutbox(self, consumer)
 
     def _clients(self) -> tuple[AdminClient, Producer]:
         if self._admin is None or self._producer is None:
@@ -281,17 +285,21 @@ class KafkaLog(Closing):
     def _produce(self, outputs: Sequence[tuple[str, Record]]) -> list[Delivered]:
         outcome: list[tuple[list[Delivered], list[str]]] = []
         self.send_batch(outputs, lambda delivered, failures: outcome.append((delivered, failures)))
+        self.flush_until(lambda: bool(outcome))
+        delivered, failures = outcome[0]
+        if failures:
+            raise produce_failure(failures)
+        return delivered
+
+    def flush_until(self, finished: Callable[[], bool]) -> None:
+        """Send what is queued and serve delivery reports until ``finished()``."""
         # librdkafka reports a failure after message.timeout.ms; the margin lets
         # that report, with its reason, arrive before we give up ourselves.
         deadline = time.monotonic() + self._timeout + 1
-        while not outcome:
+        while not finished():
             self.producer.flush(0.1)
-            if not outcome and time.monotonic() > deadline:
+            if not finished() and time.monotonic() > deadline:
                 raise ProduceError(f"records not acknowledged within {self._timeout}s")
-        delivered, failures = outcome[0]
-        if failures:
-            raise ProduceError("; ".join(failures[:5]))
-        return delivered
 
     def produce_and_commit(
         self,

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ordinance.closing import Closing
-from ordinance.streams.errors import ProduceError
+from ordinance.streams.kafka_log import produce_failure
 from ordinance.streams.log import Delivered, OnDelivered, Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -59,12 +59,10 @@ class KafkaOutbox(Closing):
         consumer: KafkaConsumer,
         *,
         commit_interval_s: float = COMMIT_INTERVAL_S,
-        timeout_s: float = 30.0,
     ) -> None:
         self._log = log
         self._consumer = consumer
         self._interval = commit_interval_s
-        self._timeout = timeout_s
         self._batches: deque[_Batch] = deque()
         self._committable: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
@@ -97,7 +95,7 @@ class KafkaOutbox(Closing):
 
     def _raise_failure(self) -> None:
         if self._failures:
-            raise ProduceError("; ".join(self._failures[:5]))
+            raise produce_failure(self._failures)
 
     def _commit(self, *, force: bool) -> None:
         # Only a prefix of fully acknowledged batches: an offset never runs ahead of an
@@ -111,12 +109,10 @@ class KafkaOutbox(Closing):
             self._committed_at = now
 
     def settle(self) -> None:
-        deadline = time.monotonic() + self._timeout + 1
-        while not all(batch.done for batch in self._batches):
-            self._log.producer.flush(0.1)
-            self._raise_failure()
-            if time.monotonic() > deadline:
-                raise ProduceError(f"records not acknowledged within {self._timeout}s")
+        # A failure ends the wait at once: the processor is stopping anyway.
+        self._log.flush_until(
+            lambda: bool(self._failures) or all(batch.done for batch in self._batches)
+        )
         self._raise_failure()
         self._commit(force=True)
 
