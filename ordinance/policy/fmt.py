@@ -13,7 +13,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from ordinance.policy.cel import parse_condition, to_source
 from ordinance.policy.document import parse_policy
@@ -49,23 +49,20 @@ def _canonical_when(item: Any) -> None:
 
 
 # ruamel's emitter writes a string such as "?x" plain inside a flow mapping, where its own
-# parser then reads "?" as a complex-key indicator: such strings are always quoted.
+# parser then reads "?" as a complex-key indicator: such strings (keys too) are quoted.
 _INDICATOR_STARTS = ("?", ":", "-")
 
 
-def _quote_indicator_strings(node: Any) -> None:
-    children = (
-        list(node.items())
-        if isinstance(node, CommentedMap)
-        else list(enumerate(node))
-        if isinstance(node, CommentedSeq)
-        else []
-    )
-    for key, value in children:
-        if isinstance(value, str) and value.startswith(_INDICATOR_STARTS):
-            node[key] = DoubleQuotedScalarString(value)
-        else:
-            _quote_indicator_strings(value)
+class _Representer(RoundTripRepresenter):
+    """Round-trip representation with the quoting rule below, for fmt only."""
+
+
+def _represent_str(representer: RoundTripRepresenter, data: str) -> Any:
+    style = '"' if data.startswith(_INDICATOR_STARTS) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Representer.add_representer(str, _represent_str)
 
 
 def _items(data: CommentedMap, key: str) -> list[Any]:
@@ -75,6 +72,7 @@ def _items(data: CommentedMap, key: str) -> list[Any]:
 
 def _yaml() -> YAML:
     yaml = YAML(typ="rt", pure=True)
+    yaml.Representer = _Representer
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096  # never fold long flow mappings mid-value
     yaml.preserve_quotes = False
@@ -97,7 +95,6 @@ def format_policy(text: str, filename: str = "<policy>") -> str:
     for test in _items(data, "tests"):
         _reorder(test, TEST_ORDER)
         _reorder(test.get("request"), REQUEST_ORDER)
-    _quote_indicator_strings(data)
     out = io.StringIO()
     yaml.dump(data, out)
     return out.getvalue()
