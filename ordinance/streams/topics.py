@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ordinance.streams.errors import TopicConfigError
 from ordinance.streams.log import Log, TopicSpec
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEFAULT_PREFIX = "ordinance."
+#: Agent topics' partition count when nobody chose one: the most enforcer
+#: processes one deployment can spread over.
+DEFAULT_AGENT_PARTITIONS = 4
 
 POLICY_CHANGES = "policy.changes"
 POLICY_ACTIVE = "policy.active"
@@ -25,7 +29,9 @@ AUDIT_CHECKPOINTS = "audit.checkpoints"
 MONITOR_ALERTS = "monitor.alerts"
 
 
-def topic_specs(prefix: str = DEFAULT_PREFIX, agent_partitions: int = 4) -> dict[str, TopicSpec]:
+def topic_specs(
+    prefix: str = DEFAULT_PREFIX, agent_partitions: int = DEFAULT_AGENT_PARTITIONS
+) -> dict[str, TopicSpec]:
     """Short name -> spec. Decisions and checkpoints are the audit trail: kept
     forever; actions and approvals only as long as replay needs them."""
     specs = [
@@ -41,14 +47,28 @@ def topic_specs(prefix: str = DEFAULT_PREFIX, agent_partitions: int = 4) -> dict
 
 
 def ensure_topics(
-    log: Log, prefix: str = DEFAULT_PREFIX, agent_partitions: int = 4
+    log: Log, prefix: str = DEFAULT_PREFIX, agent_partitions: int | None = None
 ) -> dict[str, TopicSpec]:
     """Create every topic (idempotent); a topic that exists with another shape
-    raises `TopicConfigError` rather than being silently used."""
+    raises `TopicConfigError` rather than being silently used.
+
+    Without ``agent_partitions`` the count is whatever ``agent.actions`` already
+    has (so every process of a deployment adopts the count it was created with),
+    or `DEFAULT_AGENT_PARTITIONS` on a log that has no topics yet."""
+    if agent_partitions is None:
+        agent_partitions = existing_agent_partitions(log, prefix) or DEFAULT_AGENT_PARTITIONS
     specs = topic_specs(prefix, agent_partitions)
     for spec in specs.values():
         log.create_topic(spec)
     return specs
+
+
+def existing_agent_partitions(log: Log, prefix: str = DEFAULT_PREFIX) -> int | None:
+    """Partition count of an existing ``agent.actions``, or None if there is none yet."""
+    try:
+        return len(log.partitions(prefix + AGENT_ACTIONS))
+    except TopicConfigError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("url", help="sqlite:///path.db or kafka://host:port")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument("--agent-partitions", type=int, default=4)
+    parser.add_argument(
+        "--agent-partitions",
+        type=int,
+        default=None,
+        help=f"partitions of the agent topics (default: the existing count, else {DEFAULT_AGENT_PARTITIONS})",
+    )
     args = parser.parse_args(argv)
     with open_log(args.url) as log:
         for spec in ensure_topics(log, args.prefix, args.agent_partitions).values():

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from ordinance.streams import open_log
+from ordinance.streams import Log, open_log
 from ordinance.streams.errors import TopicConfigError
-from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, main
+from ordinance.streams.topics import (
+    AGENT_ACTIONS,
+    AGENT_DECISIONS,
+    DEFAULT_AGENT_PARTITIONS,
+    ensure_topics,
+    existing_agent_partitions,
+    main,
+)
 
 
 def test_ensure_topics_is_idempotent_and_refuses_a_clash(tmp_path: Path) -> None:
@@ -25,8 +32,37 @@ def test_ensure_topics_is_idempotent_and_refuses_a_clash(tmp_path: Path) -> None
             ensure_topics(log, "acme.", agent_partitions=3)
 
 
+def test_processes_adopt_the_partition_count_the_topics_were_created_with(
+    log: Log, topic: str
+) -> None:
+    # An operator creates the topics with 12 partitions; every other process
+    # (enforcer, controller, publisher) calls ensure_topics without a count.
+    prefix = topic + "."
+    assert existing_agent_partitions(log, prefix) is None
+    ensure_topics(log, prefix, agent_partitions=12)
+    assert existing_agent_partitions(log, prefix) == 12
+    specs = ensure_topics(log, prefix)
+    assert specs[AGENT_ACTIONS].partitions == specs[AGENT_DECISIONS].partitions == 12
+    assert log.partitions(prefix + AGENT_DECISIONS) == list(range(12))
+
+
+def test_a_fresh_log_gets_the_default_partition_count(log: Log, topic: str) -> None:
+    specs = ensure_topics(log, topic + ".")
+    assert specs[AGENT_ACTIONS].partitions == DEFAULT_AGENT_PARTITIONS
+
+
 def test_topics_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([f"sqlite:///{tmp_path}/log.db", "--prefix", "x."]) == 0
     out = capsys.readouterr().out
     assert "x.agent.decisions: 4 partitions, delete, kept forever" in out
     assert "x.policy.active: 1 partitions, compact" in out
+
+
+def test_topics_command_keeps_an_existing_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/log.db"
+    assert main([url, "--agent-partitions", "8"]) == 0
+    capsys.readouterr()
+    assert main([url]) == 0
+    assert "ordinance.agent.actions: 8 partitions" in capsys.readouterr().out
