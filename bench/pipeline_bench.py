@@ -1,6 +1,8 @@
 """Pipeline benchmark: sustained decisions/s of one enforcer working through a backlog, and
 the decide round trip (agent client -> agent.actions -> enforcer -> agent.decisions -> client)
-at a fixed request rate — embedded log and local Kafka broker in one run.
+at a fixed request rate — embedded log and local Kafka broker in one run, beside the floor
+under the Kafka round trip: the same two hops through the same broker with no Ordinance in
+them (`kafka_echo.py`). Each Kafka row gets a fresh broker and shows the broker's CPU use.
 
     python bench/pipeline_bench.py [--backlog 20000] [--rate 1000] [--seconds 5] [--skip-kafka]
 
@@ -22,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import kafka_echo
 
 from ordinance.client import Client
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
@@ -89,7 +93,7 @@ def sustained(url: str, backlog: int) -> float:
             for record in log.read_to_end(ensure_topics(log)[AGENT_DECISIONS].name)
             if isinstance(decoded := serde.decode_record(record, expect={"Decision"}), Decoded)
         ]
-    return (len(times) - 1) / (max(times) - min(times))
+    return float((len(times) - 1) / (max(times) - min(times)))
 
 
 async def _paced(client: Client, rate: float, seconds: float) -> list[float]:
@@ -113,10 +117,12 @@ async def _paced(client: Client, rate: float, seconds: float) -> list[float]:
     return latencies
 
 
-def round_trip(url: str, rate: float, seconds: float) -> tuple[float, float, float, int]:
-    """(p50 ms, p99 ms, achieved rate, answered) of decide round trips at a fixed rate.
-    The enforcer runs as `ordinance serve` in its own process, as it is deployed: in the
-    client's process it would compete with the client for the GIL."""
+def round_trip(
+    url: str, rate: float, seconds: float, broker_pid: int | None = None
+) -> tuple[float, float, float, int, float | None]:
+    """(p50 ms, p99 ms, achieved rate, answered, broker CPU-s/s) of decide round trips at a
+    fixed rate. The enforcer runs as `ordinance serve` in its own process, as it is
+    deployed: in the client's process it would compete with the client for the GIL."""
     _prepare(url)
     server = subprocess.Popen(
         [sys.executable, "-m", "ordinance.cli", "serve", "--log", url],
@@ -129,15 +135,22 @@ def round_trip(url: str, rate: float, seconds: float) -> tuple[float, float, flo
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len(asyncio.run(_paced(client, 20.0, 0.5))) < 10:
                 pass
+            cpu_before = None if broker_pid is None else kafka_echo.cpu_seconds(broker_pid)
             started = time.perf_counter()
             latencies = asyncio.run(_paced(client, rate, seconds))
-            achieved = len(latencies) / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            achieved = len(latencies) / elapsed
+            broker_cpu = (
+                None
+                if broker_pid is None or cpu_before is None
+                else (kafka_echo.cpu_seconds(broker_pid) - cpu_before) / elapsed
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    return statistics.median(latencies), p99, achieved, len(latencies)
+    return statistics.median(latencies), p99, achieved, len(latencies), broker_cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,32 +160,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args(argv)
-    rows = []
+    rows: list[tuple[str, float | None, float, float, float, int, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("a", "b"):
             url = f"sqlite:///{Path(tmp) / f'{name}.db'}"
             if name == "a":
                 rate = sustained(url, args.backlog)
             else:
-                p50, p99, achieved, answered = round_trip(url, args.rate, args.seconds)
-        rows.append(("embedded (sqlite)", rate, p50, p99, achieved, answered))
+                p50, p99, achieved, answered, _ = round_trip(url, args.rate, args.seconds)
+        rows.append(("embedded (sqlite)", rate, p50, p99, achieved, answered, None))
     if not args.skip_kafka:
         from ordinance.streams.kafka_broker import start_broker
 
         with start_broker() as broker:
             rate = sustained(broker.url, args.backlog)
         with start_broker() as broker:
-            p50, p99, achieved, answered = round_trip(broker.url, args.rate, args.seconds)
-        rows.append(("kafka (local broker)", rate, p50, p99, achieved, answered))
+            p50, p99, achieved, answered, cpu = round_trip(
+                broker.url, args.rate, args.seconds, broker.pid
+            )
+        rows.append(("kafka (local broker)", rate, p50, p99, achieved, answered, cpu))
+        with start_broker() as broker:
+            echo = kafka_echo.round_trip(broker, args.rate, args.seconds)
+        rows.append(
+            (
+                "kafka: bare echo, no Ordinance (floor)",
+                None,
+                echo["p50_ms"],
+                echo["p99_ms"],
+                echo["answered"] / args.seconds,
+                int(echo["answered"]),
+                echo["broker_cpu"],
+            )
+        )
     print(
         f"\npipeline bench — {os.cpu_count()} CPUs, load {tuple(round(x, 2) for x in os.getloadavg())}, backlog {args.backlog}, round trip at {args.rate:g}/s for {args.seconds:g}s\n"
     )
     print(
-        "| backend | sustained decisions/s | round trip p50 ms | p99 ms | achieved rate/s | answered |"
+        "| backend | sustained decisions/s | round trip p50 ms | p99 ms | achieved rate/s | answered | broker CPU-s/s |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, rate, p50, p99, achieved, answered in rows:
-        print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {achieved:,.0f} | {answered} |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, decisions_per_s, p50, p99, achieved, answered, cpu in rows:
+        sustained_cell = "—" if decisions_per_s is None else f"{decisions_per_s:,.0f}"
+        cpu_cell = "—" if cpu is None else f"{cpu:.2f}"
+        print(
+            f"| {name} | {sustained_cell} | {p50:.2f} | {p99:.2f} | {achieved:,.0f} | {answered} | {cpu_cell} |"
+        )
     print(
         "\ntargets: embedded >= 10,000 decisions/s sustained; Kafka round trip p99 <= 20 ms at 1k actions/s"
     )
