@@ -7,8 +7,11 @@ own (`PRODUCER_DEFAULTS`, `CONSUMER_DEFAULTS`), so whatever this costs, Ordinanc
 trip on the same broker cannot beat it.
 
     python bench/kafka_echo.py [--rate 1000] [--seconds 5]   # starts its own local broker
+    python bench/kafka_echo.py --growth 8   # the broker's CPU as its partitions fill
 
 `pipeline_bench.py` runs it beside the Ordinance round trip, on a fresh broker each.
+``--growth`` shows why the floor rises with the length of a run: one producer and one
+consumer at a steady rate, and the broker's CPU use in consecutive 3 s phases.
 """
 
 from __future__ import annotations
@@ -135,14 +138,64 @@ def round_trip(broker: LocalBroker, rate: float, seconds: float) -> dict[str, fl
     }
 
 
+def growth(
+    broker: LocalBroker, rate: float, phases: int, phase_s: float = 3.0
+) -> list[dict[str, float]]:
+    """Broker CPU-s/s per phase of ``phase_s`` at a steady ``rate`` with a tailing consumer."""
+    with open_log(broker.url) as log:
+        log.create_topic(TopicSpec(IN, PARTITIONS))
+    producer = Producer({**PRODUCER_DEFAULTS, "bootstrap.servers": broker.bootstrap})
+    consumer = _consumer(broker.bootstrap, "tail", IN)
+    stop = threading.Event()
+
+    def tail() -> None:
+        while not stop.is_set():
+            _take(consumer)
+
+    reader = threading.Thread(target=tail)
+    reader.start()
+    rows, sent = [], 0
+    try:
+        for _ in range(phases):
+            cpu_before, started = cpu_seconds(broker.pid), time.perf_counter()
+            for i in range(int(rate * phase_s)):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.produce(IN, value=PAYLOAD, partition=sent % PARTITIONS)
+                producer.poll(0)
+                sent += 1
+            elapsed = time.perf_counter() - started
+            rows.append(
+                {
+                    "retained": float(sent),
+                    "broker_cpu": (cpu_seconds(broker.pid) - cpu_before) / elapsed,
+                }
+            )
+    finally:
+        stop.set()
+        reader.join()
+        consumer.close()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--growth", type=int, metavar="PHASES", help="measure the broker's growth")
     parser.add_argument("--echo", metavar="BOOTSTRAP", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
         echo(args.echo)
+        return 0
+    if args.growth:
+        with start_broker() as broker:
+            rows = growth(broker, args.rate, args.growth)
+        print(f"one producer and one tailing consumer at {args.rate:g} records/s\n")
+        print("| records in the topic | broker CPU-s/s |\n|---:|---:|")
+        for row in rows:
+            print(f"| {row['retained']:,.0f} | {row['broker_cpu']:.2f} |")
         return 0
     with start_broker() as broker:
         result = round_trip(broker, args.rate, args.seconds)
