@@ -18,6 +18,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.audit_cmds",
     "ordinance.commands.replay_cmds",
     "ordinance.commands.policy_history_cmds",
+    "ordinance.commands.topics_cmd",
 )
 
 
