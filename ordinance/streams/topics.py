@@ -69,31 +69,3 @@ def existing_agent_partitions(log: Log, prefix: str = DEFAULT_PREFIX) -> int | N
         return len(log.partitions(prefix + AGENT_ACTIONS))
     except TopicConfigError:
         return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from ordinance.streams.backends import open_log
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ordinance.streams.topics", description="Create Ordinance's topics."
-    )
-    parser.add_argument("url", help="sqlite:///path.db or kafka://host:port")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
-    parser.add_argument(
-        "--agent-partitions",
-        type=int,
-        default=None,
-        help=f"partitions of the agent topics (default: the existing count, else {DEFAULT_AGENT_PARTITIONS})",
-    )
-    args = parser.parse_args(argv)
-    with open_log(args.url) as log:
-        for spec in ensure_topics(log, args.prefix, args.agent_partitions).values():
-            retention = "forever" if spec.retention_ms is None else f"{spec.retention_ms} ms"
-            print(f"{spec.name}: {spec.partitions} partitions, {spec.cleanup}, kept {retention}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

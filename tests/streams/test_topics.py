@@ -14,7 +14,6 @@ from ordinance.streams.topics import (
     DEFAULT_AGENT_PARTITIONS,
     ensure_topics,
     existing_agent_partitions,
-    main,
 )
 
 
@@ -49,20 +48,3 @@ def test_processes_adopt_the_partition_count_the_topics_were_created_with(
 def test_a_fresh_log_gets_the_default_partition_count(log: Log, topic: str) -> None:
     specs = ensure_topics(log, topic + ".")
     assert specs[AGENT_ACTIONS].partitions == DEFAULT_AGENT_PARTITIONS
-
-
-def test_topics_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([f"sqlite:///{tmp_path}/log.db", "--prefix", "x."]) == 0
-    out = capsys.readouterr().out
-    assert "x.agent.decisions: 4 partitions, delete, kept forever" in out
-    assert "x.policy.active: 1 partitions, compact" in out
-
-
-def test_topics_command_keeps_an_existing_count(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    url = f"sqlite:///{tmp_path}/log.db"
-    assert main([url, "--agent-partitions", "8"]) == 0
-    capsys.readouterr()
-    assert main([url]) == 0
-    assert "ordinance.agent.actions: 8 partitions" in capsys.readouterr().out
