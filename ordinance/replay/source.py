@@ -85,6 +85,11 @@ class Source(Protocol):
 
     def partitions(self, topic: str) -> list[int]: ...
 
+    def sizes(self, topic: str) -> dict[int, int]:
+        """Records per partition, as a hint for handing out work (largest first); a
+        source that cannot say cheaply returns {}."""
+        ...
+
     def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         """``headers=False``: the caller never reads them, and a source may leave them out."""
         ...
@@ -199,12 +204,6 @@ class FileSource:
 
     def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         yield from self.records.get((topic, partition), [])
-
-
-def partition_sizes(source: Source, topic: str) -> dict[int, int]:
-    """Records per partition where the source can say (``sizes``), else empty."""
-    sizes = getattr(source, "sizes", None)
-    return sizes(topic) if sizes is not None else {}
 
 
 def write_slice(path: Path, records: Iterable[ConsumedRecord], meta: dict[str, Any]) -> int:

@@ -34,7 +34,7 @@ from ordinance.replay.findings import (
     compare,
 )
 from ordinance.replay.parallel import Opener, map_partitions
-from ordinance.replay.source import Source, partition_sizes
+from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time
 from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
 from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
@@ -353,9 +353,7 @@ def verify(
         assert reopen is not None
         bundles.prepare()  # compiled once, inherited by the workers
         results = []
-        for result in map_partitions(
-            one, wanted, jobs, reopen, partition_sizes(source, "agent.decisions")
-        ):
+        for result in map_partitions(one, wanted, jobs, reopen, source.sizes("agent.decisions")):
             tick(result[1].records)  # progress as each partition comes back
             results.append(result)
     else:

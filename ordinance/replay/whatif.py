@@ -25,7 +25,7 @@ from ordinance.processors.enforcer_state import FOLLOW_UPS
 from ordinance.processors.wire import request_from_wire
 from ordinance.replay.findings import Tick, jsonable
 from ordinance.replay.parallel import Opener, map_partitions
-from ordinance.replay.source import Source, partition_sizes
+from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.walk import ActionCursor, new_state, walk
 from ordinance.streams.serde import Decoded, Serde
@@ -187,7 +187,7 @@ def whatif(
         assert reopen is not None
         results = []
         for result in map_partitions(
-            one, partitions, jobs, reopen, partition_sizes(source, "agent.decisions")
+            one, partitions, jobs, reopen, source.sizes("agent.decisions")
         ):
             tick(result[1].walked)  # progress as each partition comes back
             results.append(result)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ordinance.replay.parallel import map_partitions
-from ordinance.replay.source import LogSource, Source, partition_sizes
+from ordinance.replay.source import LogSource, Source
 from ordinance.streams import Record, open_log
 from ordinance.streams.log import Log
 from ordinance.streams.topics import AGENT_ACTIONS, ensure_topics
@@ -21,8 +21,7 @@ def test_partitions_go_to_workers_largest_first() -> None:
     sizes = {0: 5, 1: 20, 2: 1, 3: 10}
     handed = list(map_partitions(lambda _source, p: p, [0, 1, 2, 3], 1, opener, sizes))
     assert handed == [1, 3, 0, 2]
-    # A source that cannot say keeps the partition order.
-    assert partition_sizes(MemorySource(), "agent.decisions") == {}
+    # Without sizes (a source that cannot say) the partition order stays.
     assert list(map_partitions(lambda _source, p: p, [2, 0, 1], 1, opener)) == [2, 0, 1]
 
 
@@ -34,7 +33,7 @@ def test_the_embedded_log_reads_the_same_records_without_headers(tmp_path: Path)
             [Record(b"k%d" % i, b"v%d" % i, (("h", b"x"),), 1000 + i, 1) for i in range(5)],
         )
         source = LogSource(log)
-        assert partition_sizes(source, "agent.actions") == {0: 0, 1: 5, 2: 0, 3: 0}
+        assert source.sizes("agent.actions") == {0: 0, 1: 5, 2: 0, 3: 0}
         full = list(source.read("agent.actions", 1))
         lean = list(source.read("agent.actions", 1, headers=False))
     assert [r.headers for r in full] == [(("h", b"x"),)] * 5

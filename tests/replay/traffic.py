@@ -32,6 +32,9 @@ class MemorySource:
     def partitions(self, topic: str) -> list[int]:
         return sorted(p for t, p in self.topics if t == topic)
 
+    def sizes(self, topic: str) -> dict[int, int]:
+        return {p: len(records) for (t, p), records in self.topics.items() if t == topic}
+
     def read(self, topic: str, partition: int, *, headers: bool = True) -> Iterator[ConsumedRecord]:
         yield from self.topics.get((topic, partition), [])
 
