@@ -15,7 +15,7 @@ import orjson
 from rich.console import Console
 
 from ordinance.commands import audit_query_cmds
-from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, emit_json
+from ordinance.commands.output import EXIT_FAILED, EXIT_OK, console, emit_json, report_failure
 from ordinance.errors import OrdinanceError
 from ordinance.streams.errors import LogError
 from ordinance.streams.topics import DEFAULT_PREFIX
@@ -102,11 +102,7 @@ def _guarded(as_json: bool, work: Callable[[], int]) -> int:
     try:
         return work()
     except (OrdinanceError, LogError, OSError) as exc:
-        if as_json:
-            emit_json({"ok": False, "error": str(exc)})
-        else:
-            Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
-        return EXIT_USAGE
+        return report_failure(f"error: {exc}", as_json)
 
 
 def _stderr_progress() -> Callable[[str], None]:

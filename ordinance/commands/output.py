@@ -23,6 +23,16 @@ def emit_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def report_failure(message: str, as_json: bool, code: int = EXIT_USAGE) -> int:
+    """A command that cannot go on: ``{"ok": false, "error": ...}`` on stdout for
+    ``--json``, else the message in red on stderr. Returns ``code``."""
+    if as_json:
+        emit_json({"ok": False, "error": message})
+    else:
+        Console(stderr=True, highlight=False).print(message, style="red", markup=False)
+    return code
+
+
 def console() -> Console:
     out = Console(highlight=False)
     if not out.is_terminal:

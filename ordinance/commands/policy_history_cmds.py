@@ -14,11 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json, report_policy_errors
+from ordinance.commands.output import (
+    EXIT_OK,
+    console,
+    emit_json,
+    report_failure,
+    report_policy_errors,
+)
 
 Command = Callable[[str, str], argparse.ArgumentParser]
 
@@ -66,14 +71,6 @@ def register(command: Command) -> None:
     diff.add_argument("new", help="a policy directory or a bundle id (prefix, needs --log)")
 
 
-def _fail(message: str, as_json: bool) -> int:
-    if as_json:
-        emit_json({"ok": False, "error": message})
-    else:
-        Console(stderr=True, highlight=False).print(f"[red]{escape(message)}[/]")
-    return EXIT_USAGE
-
-
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "policy":
         return None
@@ -88,7 +85,7 @@ def run(args: argparse.Namespace) -> int | None:
     try:
         source, log = open_source(args.log, getattr(args, "input", None), args.prefix)
     except LogError as exc:  # SourceError included: no such log, unreachable broker
-        return _fail(str(exc), args.json)
+        return report_failure(str(exc), args.json)
     try:
         store = BundleStore.load(source)
         if args.policy_command == "at":
@@ -99,7 +96,7 @@ def run(args: argparse.Namespace) -> int | None:
             return _show(args, store)
         return _diff(args, store)
     except (TimeArgumentError, LogError) as exc:
-        return _fail(str(exc), args.json)
+        return report_failure(str(exc), args.json)
     finally:
         if log is not None:
             log.close()
@@ -223,7 +220,7 @@ def _at(args: argparse.Namespace, source: Any, store: Any) -> int:
 def _history(args: argparse.Namespace, store: Any) -> int:
     wanted = store.resolve(args.bundle) if args.bundle else None
     if args.bundle and wanted is None:
-        return _fail(f"no single bundle id starts with {args.bundle!r}", args.json)
+        return report_failure(f"no single bundle id starts with {args.bundle!r}", args.json)
     events = [
         _change_json(c) for c in store.changes if wanted is None or c.datum["bundle_id"] == wanted
     ]
@@ -256,7 +253,9 @@ def _history(args: argparse.Namespace, store: Any) -> int:
 def _show(args: argparse.Namespace, store: Any) -> int:
     bundle_id = store.resolve(args.bundle)
     if bundle_id is None:
-        return _fail(f"no single bundle id on the log starts with {args.bundle!r}", args.json)
+        return report_failure(
+            f"no single bundle id on the log starts with {args.bundle!r}", args.json
+        )
     ruleset = store.ruleset(bundle_id)
     files = store.files(bundle_id) or {}
     data: dict[str, Any] = {
@@ -325,11 +324,13 @@ def _load_side(spec: str, store: Any, as_json: bool) -> Any:
         except PolicyErrors as exc:
             return report_policy_errors(exc, as_json)
     if store is None:
-        return _fail(f"{spec!r} is not a directory; a bundle id needs --log", as_json)
+        return report_failure(f"{spec!r} is not a directory; a bundle id needs --log", as_json)
     bundle_id = store.resolve(spec)
     ruleset = store.ruleset(bundle_id) if bundle_id is not None else None
     if ruleset is None:
-        return _fail(f"{spec!r} is neither a directory nor one usable bundle on the log", as_json)
+        return report_failure(
+            f"{spec!r} is neither a directory nor one usable bundle on the log", as_json
+        )
     return ruleset
 
 

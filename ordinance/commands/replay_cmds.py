@@ -24,9 +24,9 @@ from rich.table import Table
 from ordinance.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     console,
     emit_json,
+    report_failure,
     report_policy_errors,
 )
 
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int | None:
             getattr(args, "log", None), getattr(args, "input", None), args.prefix
         )
     except LogError as exc:  # SourceError included: no such log, unreachable broker
-        return _usage(str(exc), args.json)
+        return report_failure(str(exc), args.json)
     try:
         window = _window_of(args, source)
         agents = frozenset(args.agent) if args.agent else None
@@ -166,18 +166,10 @@ def run(args: argparse.Namespace) -> int | None:
             return _whatif(args, source, window, agents)
         return _export(args, source, window, agents)
     except (TimeArgumentError, LogError) as exc:
-        return _usage(str(exc), args.json)
+        return report_failure(str(exc), args.json)
     finally:
         if log is not None:
             log.close()
-
-
-def _usage(message: str, as_json: bool) -> int:
-    if as_json:
-        emit_json({"ok": False, "error": message})
-    else:
-        Console(stderr=True, highlight=False).print(f"[red]{escape(message)}[/]")
-    return EXIT_USAGE
 
 
 def _window_of(args: argparse.Namespace, source: Any) -> Any:
@@ -332,11 +324,13 @@ def _candidate(spec: str, source: Any, as_json: bool) -> Any:
     store = BundleStore.load(source)
     bundle_id = store.resolve(spec)
     if bundle_id is None:
-        return _usage(f"{spec!r} is neither a directory nor one bundle id on the log", as_json)
+        return report_failure(
+            f"{spec!r} is neither a directory nor one bundle id on the log", as_json
+        )
     ruleset = store.ruleset(bundle_id)
     if ruleset is None:
         problems = "; ".join(p.message for p in store.problems.get(bundle_id, []))
-        return _usage(f"bundle {bundle_id} cannot be used: {problems}", as_json)
+        return report_failure(f"bundle {bundle_id} cannot be used: {problems}", as_json)
     for problem in store.problems.get(bundle_id, []):
         # Usable but not what was published (altered content, differing copies): say so.
         Console(stderr=True, highlight=False).print(

@@ -12,11 +12,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ordinance.commands.output import EXIT_FAILED, EXIT_OK, console, emit_json
+from ordinance.commands.output import EXIT_FAILED, EXIT_OK, console, emit_json, report_failure
 from ordinance.errors import OrdinanceError
 
 Command = Callable[[str, str], argparse.ArgumentParser]
@@ -53,7 +52,7 @@ def cmd_topics(log_url: str, prefix: str, agent_partitions: int | None, as_json:
     from ordinance.streams.topics import ensure_topics
 
     if agent_partitions is not None and agent_partitions < 1:
-        return _fail("--agent-partitions must be at least 1", as_json)
+        return report_failure("--agent-partitions must be at least 1", as_json, EXIT_FAILED)
     try:
         with open_log(log_url) as log:
             specs = ensure_topics(log, prefix, agent_partitions)
@@ -71,7 +70,7 @@ def cmd_topics(log_url: str, prefix: str, agent_partitions: int | None, as_json:
                 for role, spec in specs.items()
             ]
     except OrdinanceError as exc:
-        return _fail(str(exc), as_json)
+        return report_failure(f"topics: {exc}", as_json, EXIT_FAILED)
     if as_json:
         emit_json({"ok": True, "log": log_url, "topics": rows})
         return EXIT_OK
@@ -97,11 +96,3 @@ def _kept(retention_ms: Any) -> str:
         return "forever"
     days = retention_ms / 86_400_000
     return f"{days:g} days" if days >= 1 else f"{retention_ms} ms"
-
-
-def _fail(message: str, as_json: bool) -> int:
-    if as_json:
-        emit_json({"ok": False, "error": message})
-    else:
-        Console(stderr=True, highlight=False).print(f"[red]topics:[/] {escape(message)}")
-    return EXIT_FAILED
