@@ -102,7 +102,7 @@ def _guarded(as_json: bool, work: Callable[[], int]) -> int:
     try:
         return work()
     except (OrdinanceError, LogError, OSError) as exc:
-        return report_failure(f"error: {exc}", as_json)
+        return report_failure(str(exc), as_json)
 
 
 def _stderr_progress() -> Callable[[str], None]:
