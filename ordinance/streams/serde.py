@@ -28,6 +28,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from ordinance.streams.errors import SchemaError
 from ordinance.streams.fastdecode import Reader, Unsupported, build_reader
+from ordinance.streams.fastencode import Encoder, shared_encoder
 from ordinance.streams.log import ConsumedRecord
 from ordinance.streams.values import Converter, compile_converter
 
@@ -194,6 +195,13 @@ class Serde:
                 except Unsupported:
                     continue  # records of this schema always take the slow path
             self._fast[schema.fingerprint] = (schema.name.rsplit(".", 1)[-1], reader)
+        # Schema name as encode takes it (short or full) -> generated encoder: see fastencode.
+        self._encoders: dict[str, Encoder] = {}
+        for name in self.registry.names if fast else ():
+            schema = self.registry.current(name)
+            encoder = shared_encoder(schema.parsed, MAGIC + schema.fingerprint)
+            if encoder is not None:  # None: this schema's datums always take the fastavro path
+                self._encoders[name] = self._encoders[schema.name] = encoder
 
     def _decode_fast(
         self, raw: bytes, expect: Collection[str] | None, record: ConsumedRecord | None
@@ -215,6 +223,12 @@ class Serde:
         return Decoded(fast[0], value, fingerprint, record)
 
     def encode(self, name: str, datum: Mapping[str, Any]) -> bytes:
+        fast = self._encoders.get(name)
+        if fast is not None:
+            try:
+                return fast(datum)
+            except Exception:  # any doubt: the fastavro path below decides, and says why
+                pass
         schema = self.registry.current(name)
         wire = schema.to_avro(datum) if schema.to_avro is not None else datum
         out = io.BytesIO()
