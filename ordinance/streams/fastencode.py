@@ -107,7 +107,7 @@ def write_value(out: bytearray, value: Any, depth: int = 0) -> None:
             out += _SMALL_VALUES[value]
         elif _LONG_MIN <= value <= _LONG_MAX:
             out += b"\x04"
-            out += encode_long(value)
+            out += _varint((value << 1) ^ (value >> 63))
         else:
             out += _decimal(str(value))  # to_wire: outside 64 bits, an exact decimal
     elif value is None:
@@ -195,10 +195,11 @@ def _sized_lines(var: str, kind: str, pad: str) -> list[str]:
 
 
 def _long_lines(var: str, pad: str, low: int, high: int) -> list[str]:
+    zigzag = f"({var} << 1) ^ ({var} >> 63)"
     return [
         f"{pad}if type({var}) is not int or not {low} <= {var} <= {high}:",
         f"{pad}    raise _Unsure",
-        f"{pad}out += _SMALL[{var}] if -64 <= {var} < 64 else _long({var})",
+        f"{pad}out += _SMALL[{var}] if -64 <= {var} < 64 else _varint({zigzag})",
     ]
 
 
@@ -225,6 +226,7 @@ class _Builder:
             "_SMALL": _SMALL,
             "_size": encode_size,
             "_long": encode_long,
+            "_varint": _varint,
             "_datetime": dt.datetime,
             "_EPOCH": _EPOCH,
             "_value": write_value,
