@@ -23,6 +23,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ordinance.streams.codegen import GeneratedNamespace, Unsupported
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
@@ -30,10 +31,6 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The value of every one-byte varint (zig-zag): one index instead of five operations.
 _ZIGZAG = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))
 _MICRO = dt.timedelta(microseconds=1)
-
-
-class Unsupported(Exception):
-    """A schema construct the fast path does not decode (its records take the slow path)."""
 
 
 def read_long(data: bytes, pos: int) -> tuple[int, int]:
@@ -258,30 +255,21 @@ def _last_block_lines(pad: str) -> list[str]:
     return [f"{pad}if data[pos]:", f"{pad}    raise _Bad", f"{pad}pos += 1"]
 
 
-class _Builder:
+class _Builder(GeneratedNamespace):
     def __init__(self) -> None:
         self.named: dict[str, Reader] = {}
         self.records: dict[str, Any] = {}  # record name -> schema, to inline references
         self.building: set[str] = set()  # records being generated (a reference to one recurses)
-        self.namespace: dict[str, Any] = {
-            "_long": read_long,
-            "_Bad": ValueError,
-            "_EPOCH": _EPOCH,
-            "_MICRO": _MICRO,
-            "_ZIGZAG": _ZIGZAG,
-            "_value_map": read_value_map,
-        }
-        self.counter = 0
-
-    def bind(self, value: Any) -> str:
-        self.counter += 1
-        name = f"_k{self.counter}"
-        self.namespace[name] = value
-        return name
-
-    def local(self, stem: str) -> str:
-        self.counter += 1
-        return f"{stem}{self.counter}"
+        super().__init__(
+            {
+                "_long": read_long,
+                "_Bad": ValueError,
+                "_EPOCH": _EPOCH,
+                "_MICRO": _MICRO,
+                "_ZIGZAG": _ZIGZAG,
+                "_value_map": read_value_map,
+            }
+        )
 
     def _inlinable_record(self, schema: Any) -> Any:
         """The record schema to inline for ``schema``, or None (Value, recursion, others)."""

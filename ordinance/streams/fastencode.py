@@ -31,6 +31,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ordinance.streams.codegen import GeneratedNamespace, Unsupported
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
 Encoder = Callable[[Any], bytes]
@@ -48,10 +49,6 @@ _MAX_DEPTH = 100
 
 class Unsure(Exception):
     """This datum is not certainly written as fastavro writes it: take the fastavro path."""
-
-
-class Unsupported(Exception):
-    """A schema construct the fast path does not encode (its records take the slow path)."""
 
 
 def _varint(n: int) -> bytes:
@@ -215,34 +212,25 @@ def _timestamp_lines(var: str, pad: str) -> list[str]:
     ]
 
 
-class _Builder:
+class _Builder(GeneratedNamespace):
     def __init__(self) -> None:
         self.named: dict[str, Any] = {}  # record and enum name -> schema, for references
         self.building: set[str] = set()  # records being generated (a reference recurses)
-        self.namespace: dict[str, Any] = {
-            "_Unsure": Unsure,
-            "_MISSING": _MISSING,
-            "_SIZES": _SIZES,
-            "_SMALL": _SMALL,
-            "_size": encode_size,
-            "_long": encode_long,
-            "_varint": _varint,
-            "_datetime": dt.datetime,
-            "_EPOCH": _EPOCH,
-            "_value": write_value,
-            "_value_map": write_value_map,
-        }
-        self.counter = 0
-
-    def bind(self, value: Any) -> str:
-        self.counter += 1
-        name = f"_k{self.counter}"
-        self.namespace[name] = value
-        return name
-
-    def local(self, stem: str) -> str:
-        self.counter += 1
-        return f"{stem}{self.counter}"
+        super().__init__(
+            {
+                "_Unsure": Unsure,
+                "_MISSING": _MISSING,
+                "_SIZES": _SIZES,
+                "_SMALL": _SMALL,
+                "_size": encode_size,
+                "_long": encode_long,
+                "_varint": _varint,
+                "_datetime": dt.datetime,
+                "_EPOCH": _EPOCH,
+                "_value": write_value,
+                "_value_map": write_value_map,
+            }
+        )
 
     def resolve(self, schema: Any) -> Any:
         """A schema with a named reference replaced by its definition."""

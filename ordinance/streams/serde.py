@@ -26,8 +26,9 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from ordinance.streams.codegen import Unsupported
 from ordinance.streams.errors import SchemaError
-from ordinance.streams.fastdecode import Reader, Unsupported, build_reader
+from ordinance.streams.fastdecode import Reader, build_reader
 from ordinance.streams.fastencode import Encoder, shared_encoder
 from ordinance.streams.log import ConsumedRecord
 from ordinance.streams.values import Converter, compile_converter
