@@ -135,15 +135,13 @@ def round_trip(
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len(asyncio.run(_paced(client, 20.0, 0.5))) < 10:
                 pass
-            cpu_before = None if broker_pid is None else kafka_echo.cpu_seconds(broker_pid)
+            cpu_before = kafka_echo.cpu_seconds(broker_pid) if broker_pid else 0.0
             started = time.perf_counter()
             latencies = asyncio.run(_paced(client, rate, seconds))
             elapsed = time.perf_counter() - started
             achieved = len(latencies) / elapsed
             broker_cpu = (
-                None
-                if broker_pid is None or cpu_before is None
-                else (kafka_echo.cpu_seconds(broker_pid) - cpu_before) / elapsed
+                (kafka_echo.cpu_seconds(broker_pid) - cpu_before) / elapsed if broker_pid else None
             )
     finally:
         server.send_signal(signal.SIGTERM)

@@ -340,13 +340,12 @@ class _Engine:
         records = [
             Record(item.key, item.value, (), item.event_time_ms, item.partition) for item in batch
         ]
-        sent = batch
 
         def done(result: list[Delivered] | ProduceError) -> None:
             if isinstance(result, ProduceError):
-                self._publish_failed(sent, result)
+                self._publish_failed(batch, result)
                 return
-            for item, where in zip(sent, result, strict=True):
+            for item, where in zip(batch, result, strict=True):
                 if where.partition != item.partition:
                     # Cannot happen with an explicit partition; if a backend ever moved it,
                     # the answer would go where nobody reads: fail closed now, not at timeout.

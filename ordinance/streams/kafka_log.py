@@ -9,7 +9,8 @@ Client settings, and why (see docs/log.md for the full table):
 * producer ``max.in.flight.requests.per.connection=1``: while one produce request
   is out, the next records wait for it and go together in the following one. At a
   steady 1k records/s the local broker then queues fewer requests: the round
-  trip's p99 fell from 50-58 to 36-46 ms at the same broker CPU (bench/README.md);
+  trip's p99 fell from 50-58 to 36-46 ms at the same broker CPU (README, "The
+  pipeline");
 * producer ``partitioner=murmur2_random``: the Java client's key hashing, the
   same as `partition_for`, so a key lands in the same partition on both backends;
 * consumer ``fetch.wait.max.ms=5``: an empty fetch is answered after 5 ms instead
