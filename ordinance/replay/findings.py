@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ordinance.replay.bundles import BundleProblem
@@ -127,17 +128,50 @@ class VerifyReport:
 
 
 _PICK = operator.itemgetter(*COMPARED)
+_VALUE_FIELDS = ("args", "obligations")
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1  # the Value union's long branch
+
+
+def wire_form(value: Any) -> Any:
+    """A field's value as the wire holds it, type-tagged: what the enforcer wrote and what
+    replay recomputes are the same decision exactly when they encode the same. A recomputed
+    datum holds tuples and ints where the decoded record holds lists and (past 64 bits)
+    decimals, while Python calls ``True == 1`` and ``Decimal("1.0") == Decimal("1.00")``
+    although each pair encodes differently — so neither Python equality nor the printed
+    form is the test. Mirrors `ordinance.streams.values.to_wire` branch by branch."""
+    if value is None or isinstance(value, str | bytes):
+        return value
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int):
+        return ("long", value) if _LONG_MIN <= value <= _LONG_MAX else ("decimal", str(value))
+    if isinstance(value, float):
+        return ("decimal", repr(value))
+    if isinstance(value, Decimal):
+        return ("decimal", str(value))
+    if isinstance(value, dt.datetime):
+        return ("time", value.isoformat())  # compared as the instant with its offset
+    if isinstance(value, list | tuple):
+        return ("array", [wire_form(item) for item in value])
+    if isinstance(value, Mapping):
+        return ("map", {key: wire_form(item) for key, item in value.items()})
+    return ("other", repr(value))
 
 
 def compare(recorded: dict[str, Any], recomputed: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The compared fields that differ (empty when the decision is reproduced)."""
+    """The compared fields whose wire forms differ (empty when the decision is reproduced)."""
     try:
-        if _PICK(recorded) == _PICK(recomputed):  # the common case, in one C-level step
+        # The common case in one C-level step; Python equality is looser than the wire
+        # only for numbers inside Values (True == 1, Decimal("1.0") == Decimal("1.00")),
+        # so the fields that hold Values are checked by their wire form as well.
+        if _PICK(recorded) == _PICK(recomputed) and all(
+            wire_form(recorded[name]) == wire_form(recomputed[name]) for name in _VALUE_FIELDS
+        ):
             return {}
     except KeyError:
         pass
     return {
         name: {"recorded": recorded.get(name), "recomputed": recomputed.get(name)}
         for name in COMPARED
-        if recorded.get(name) != recomputed.get(name)
+        if wire_form(recorded.get(name)) != wire_form(recomputed.get(name))
     }
