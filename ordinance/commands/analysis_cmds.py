@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok; 3 the bundle does not compile; 5 the analysis gate refused the bundle
 (refuted or unproven assertions, or conflicts as configured, not acknowledged); ``diff``
-exits 1 when ``--fail-on`` finds a matching change, 2 when a bundle id is not on the log.
+exits 1 when ``--fail-on`` finds a matching change or a tool it could not compare, 2 when a bundle id is not on the log.
 """
 
 from __future__ import annotations
@@ -225,8 +225,19 @@ def cmd_diff(
         failing = report.new_access()
     elif fail_on == "any":
         failing = list(report.changes)
+    # A tool the diff could not compare may change anything: a gate passes only on what it
+    # checked, so every --fail-on mode fails on it (with the reason).
+    uncompared = dict(report.not_compared) if fail_on is not None else {}
+    failed = bool(failing or uncompared)
     if as_json:
-        emit_json({**report.to_json(), "fail_on": fail_on, "failed": bool(failing)})
+        emit_json(
+            {
+                **report.to_json(),
+                "fail_on": fail_on,
+                "failed": failed,
+                "failing_not_compared": uncompared,
+            }
+        )
     else:
         out = console()
         for c in report.changes:
@@ -244,4 +255,9 @@ def cmd_diff(
             out.print("[green]no request changes decision[/]")
         if failing:
             out.print(f"[red]{len(failing)} change(s) match --fail-on {fail_on}[/]")
-    return EXIT_FAILED if failing else EXIT_OK
+        if uncompared:
+            out.print(
+                f"[red]{len(uncompared)} tool(s) not compared: --fail-on {fail_on} cannot pass "
+                "what it did not check[/]"
+            )
+    return EXIT_FAILED if failed else EXIT_OK

@@ -61,6 +61,25 @@ def test_cli_diff_fail_on_new_allow(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["diff", str(new), str(old), "--fail-on", "new-allow"]) == 0
 
 
+@pytest.mark.parametrize("mode", ["new-allow", "new-access", "any"])
+def test_cli_diff_fails_on_a_tool_it_could_not_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: str
+) -> None:
+    """The regression: a changed request shape made the tool "not compared" and the gate
+    passed exactly when it knew least."""
+    old = bundle(tmp_path, "old", RULES_OLD)
+    new = bundle(tmp_path, "new", RULES_OLD)
+    widened = SCHEMA.replace("tag?: string", "tag?: string, owner?: string")
+    (new / "schema.yaml").write_text(widened, encoding="utf-8")
+    assert main(["diff", str(old), str(new), "--fail-on", mode, "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] is True and out["changes"] == []
+    assert "schema" in out["failing_not_compared"]["doc.read"]
+    assert main(["diff", str(old), str(new), "--fail-on", mode]) == 1
+    assert "not compared" in capsys.readouterr().out
+    assert main(["diff", str(old), str(new)]) == 0  # no gate asked for: a report only
+
+
 ASSERTION = "assertions:\n  - {name: cap, never: allow, when: 'action.args.size > 150'}\n"
 
 
