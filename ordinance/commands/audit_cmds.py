@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -238,7 +239,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 def cmd_check_proof(path: Path, keyring_path: Path, as_json: bool) -> int:
     from ordinance.processors.audit.keys import Keyring
-    from ordinance.processors.audit.proofs import check_proof
+    from ordinance.processors.audit.proofs import ProofError, check_proof, proven_decision
 
     raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     try:
@@ -246,15 +247,27 @@ def cmd_check_proof(path: Path, keyring_path: Path, as_json: bool) -> int:
     except orjson.JSONDecodeError as exc:
         raise OrdinanceError(f"{path}: not JSON ({exc})") from exc
     problems = check_proof(proof, Keyring.from_file(keyring_path))
+    # What is reported as proven is always the decoding of the proven bytes, never the
+    # proof's readable copy (which check_proof has compared with them).
+    proven = None
+    # Bytes this release cannot decode are still proven; then only "record" is named.
+    with contextlib.suppress(ProofError):
+        proven = None if problems else proven_decision(proof)
     if as_json:
-        emit_json({"ok": not problems, "problems": problems})
+        emit_json({"ok": not problems, "problems": problems, "proven": proven})
     elif problems:
         for problem in problems:
             console().print(f"INVALID: {problem}", markup=False)
     else:
+        what = (
+            f"decision {proven['request_id']}: {proven['effect']}"
+            if proven is not None and "effect" in proven and "request_id" in proven
+            else "record"
+        )
         console().print(
-            f"valid: record at partition {proof['partition']} offset {proof['offset']} is leaf "
-            f"{proof['leaf_index']} of a tree of {proof['tree_size']} signed by key "
-            f"{proof['checkpoint']['key_id']}"
+            f"valid: {what} at partition {proof['partition']} offset {proof['offset']} is "
+            f"leaf {proof['leaf_index']} of a tree of {proof['tree_size']} signed by key "
+            f"{proof['checkpoint']['key_id']}",
+            markup=False,
         )
     return EXIT_OK if not problems else EXIT_FAILED

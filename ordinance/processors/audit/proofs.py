@@ -8,12 +8,16 @@ Merkle root, and the signed checkpoint text. Checking it:
 1. ``h = SHA-256("ordinance.chain.v1\\0" || prev || frame(key) || frame(value))``;
 2. the root that ``path`` proves ``h`` at ``leaf_index`` under, for ``tree_size`` leaves;
 3. the checkpoint text names that root, that size and the partition;
-4. its Ed25519 signature verifies under a trusted key of the keyring.
+4. its Ed25519 signature verifies under a trusted key of the keyring;
+5. the readable copy of the decision, when the proof carries one, is exactly what the
+   proven bytes decode to (canonical JSON of both): the copy is not covered by the
+   signature, so an edited copy must fail rather than be believed.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +37,7 @@ from ordinance.processors.audit.merkle import (
 )
 from ordinance.processors.audit.verify import latest, read_checkpoints
 from ordinance.streams import ConsumedRecord, Log
-from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX, ensure_topics
 
 FORMAT = "ordinance.inclusion-proof.v1"
@@ -136,6 +140,58 @@ def prove_request(log: Log, request_id: str, *, prefix: str = DEFAULT_PREFIX) ->
     return tree.prove(index, latest(checkpoints), decision)
 
 
+@functools.cache
+def _serde() -> Serde:
+    # Loading the schemas once per process: check_proof runs in loops (tests, batch checks).
+    return Serde()
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def proven_decision(proof: dict[str, Any]) -> dict[str, Any]:
+    """What the proven record bytes say, as plain JSON values (the same form as the
+    proof's readable ``decision``). Raises ProofError when the bytes do not decode."""
+    try:
+        raw = _unb64(proof["record"]["value"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"malformed proof: {exc!r}") from exc
+    decoded = _serde().decode(raw)
+    if isinstance(decoded, UndecodableRecord):
+        raise ProofError(f"the proven bytes do not decode: {decoded.detail}")
+    plain: dict[str, Any] = _plain(decoded.value)
+    return plain
+
+
+def _readable_copy_problems(proof: dict[str, Any]) -> list[str]:
+    """The readable decision against the decoding of the proven bytes. A proof without a
+    copy (absent or null) asserts nothing beyond its bytes, so it has nothing to contradict."""
+    readable = proof.get("decision")
+    if readable is None:
+        return []
+    try:
+        proven = proven_decision(proof)
+    except ProofError as exc:
+        return [f"the readable decision cannot be checked: {exc}"]
+    if _canonical(readable) == _canonical(proven):
+        return []
+    if not isinstance(readable, dict):
+        return ["the readable decision is not an object: it is not what the proven bytes say"]
+    differing = sorted(
+        name
+        for name in readable.keys() | proven.keys()
+        if name not in readable
+        or name not in proven
+        or _canonical(readable[name]) != _canonical(proven[name])
+    )
+    return [
+        "the readable decision is not what the proven bytes say (differs in "
+        + ", ".join(differing)
+        + "): it was edited after the proof was made"
+    ]
+
+
 def _fields(text: str) -> dict[str, str]:
     lines = text.split("\n")
     return dict(line.split(" ", 1) for line in lines[1:] if " " in line)
@@ -168,6 +224,7 @@ def check_proof(proof: dict[str, Any], keyring: Keyring) -> list[str]:
             checkpoint["key_id"], text.encode(), signature
         ):
             problems.append("the checkpoint's signature does not verify under the keyring")
+        problems.extend(_readable_copy_problems(proof))
         return problems
     except (KeyError, TypeError, ValueError) as exc:
         return [f"malformed proof: {exc!r}"]

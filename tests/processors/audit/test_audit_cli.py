@@ -45,7 +45,8 @@ def test_keys_checkpoint_verify_prove_check(
     assert main(["audit", "prove", "r10", "--log", url, "--out", str(proof)]) == 0
     capsys.readouterr()
     assert main(["audit", "check-proof", str(proof), "--keyring", str(audited_log.keyring)]) == 0
-    assert "valid: record at partition" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid: decision r10: " in out and " at partition " in out
     altered = json.loads(proof.read_text())
     altered["tree_size"] += 1
     proof.write_text(json.dumps(altered))
@@ -127,3 +128,35 @@ def test_serve_with_a_signing_key_checkpoints_what_it_decides(tmp_path: Path) ->
     assert report.findings == []
     assert all(p.covered == p.records for p in report.partitions if p.records)
     assert sum(p.checkpoints for p in report.partitions) >= 1
+
+
+def test_check_proof_refuses_an_edited_readable_decision(
+    audited_log: AuditedLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: `audit prove`, flip `decision.effect` in the JSON, `audit check-proof`
+    printed `valid` and exited 0. It must name the edit and exit 1."""
+    url = audited_log.copy(tmp_path)
+    proof = tmp_path / "proof.json"
+    assert main(["audit", "prove", "r10", "--log", url, "--out", str(proof)]) == 0
+    original = json.loads(proof.read_text())
+    check = ["audit", "check-proof", str(proof), "--keyring", str(audited_log.keyring)]
+    for field, forged in (("effect", "EFFECT"), ("rule_ids", ["made/up"])):
+        edited = json.loads(json.dumps(original))
+        edited["decision"][field] = (
+            ("deny" if edited["decision"]["effect"] == "allow" else "allow")
+            if forged == "EFFECT"
+            else forged
+        )
+        proof.write_text(json.dumps(edited))
+        capsys.readouterr()
+        assert main(check) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("INVALID: the readable decision is not what the proven bytes say")
+        assert f"differs in {field})" in out
+        assert main([*check, "--json"]) == 1
+        report = json.loads(capsys.readouterr().out)
+        assert report["ok"] is False and report["proven"] is None
+    proof.write_text(json.dumps(original))
+    assert main([*check, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["proven"] == original["decision"]
