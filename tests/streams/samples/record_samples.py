@@ -144,6 +144,19 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        "EnforcerTakeover",
+        2,
+        {
+            "enforcer_id": "enforcer-2",
+            "partition": 1,
+            "previous_enforcer_id": None,
+            "nonce": "9a0b7c3e",
+            "at": T0,
+            "agent_partitions": 4,
+            "max_clock_skew_ms": 300_000,
+        },
+    ),
+    (
         "PolicyChange",
         1,
         {
