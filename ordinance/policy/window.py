@@ -2,10 +2,16 @@
 
 Meaning, stated once so the evaluator, the enforcer's state and the analysis agree:
 ``window.count(d)`` is the number of earlier actions *of this agent, with this tool* that
-were allowed and whose event time ``t`` satisfies ``now - d < t <= now``;
+were allowed and whose event time ``t`` satisfies ``now - d < t``;
 ``window.sum(action.args.x, d)`` is the sum of argument ``x`` over the same actions
 (actions without ``x`` contribute nothing). ``now`` is the clock injected into the state
 (in the pipeline, the event time of the action being decided) — policy code never reads a clock.
+
+"Earlier" means decided earlier, not earlier in event time: an allowed action whose event
+time is later than ``now`` still counts. Otherwise a client that dates each request a
+little before the previous one sees none of them in any window and gets the budget
+again and again (the enforcer bounds how far an event time may be from its own clock,
+but any step inside that bound would do).
 """
 
 from __future__ import annotations
@@ -63,8 +69,8 @@ class _Series:
         return sums
 
     def span(self, now: float, seconds: int) -> tuple[int, int]:
-        """Indexes [lo, hi) of the events with ``now - seconds < at <= now``."""
-        return bisect.bisect_right(self.times, now - seconds), bisect.bisect_right(self.times, now)
+        """Indexes [lo, hi) of the events with ``now - seconds < at`` (later ones too)."""
+        return bisect.bisect_right(self.times, now - seconds), len(self.times)
 
     def total(self, name: str, lo: int, hi: int) -> Number:
         sums = self.prefix.get(name) or self._rebuild(name)
@@ -115,3 +121,32 @@ class InMemoryWindows:
             return 0
         lo, hi = series.span(self.clock(), seconds)
         return series.total(arg, lo, hi)
+
+
+class AgentWindows:
+    """One agent's view of a :class:`WindowState`: the enforcer evaluates an action with
+    the windows of the agent id it records the decision under, so the key budgets are
+    looked up by is the key allowed amounts are folded under. Asked for any other agent
+    (the evaluator derived a different id from the request), it raises: the rule that
+    asked counts as an evaluation error, a deny — never a budget read under another key."""
+
+    __slots__ = ("agent_id", "windows")
+
+    def __init__(self, windows: WindowState, agent_id: str) -> None:
+        self.windows = windows
+        self.agent_id = agent_id
+
+    def _check(self, agent_id: str) -> None:
+        if agent_id != self.agent_id:
+            raise ValueError(
+                f"window state asked for agent {agent_id[:64]!r}, "
+                f"but the decision is recorded for {self.agent_id[:64]!r}"
+            )
+
+    def count(self, agent_id: str, tool: str, seconds: int) -> int:
+        self._check(agent_id)
+        return self.windows.count(agent_id, tool, seconds)
+
+    def sum(self, agent_id: str, tool: str, arg: str, seconds: int) -> Number:
+        self._check(agent_id)
+        return self.windows.sum(agent_id, tool, arg, seconds)
