@@ -70,7 +70,13 @@ def _report(run: PipelineRun) -> dict[str, Any]:
 
 
 def _execute(
-    files: dict[str, str], log_url: str | None, kafka: bool, tmp: Path, err: Console, quiet: bool
+    files: dict[str, str],
+    log_url: str | None,
+    kafka: bool,
+    tmp: Path,
+    keys_dir: Path,
+    err: Console,
+    quiet: bool,
 ) -> PipelineRun:
     total = 2 * (INTENTS_PER_PHASE + len(ATTACKS))
     with Progress(
@@ -103,12 +109,29 @@ def _execute(
                     intents_per_phase=INTENTS_PER_PHASE,
                     tick=tick,
                     progress=note,
-                    keys_dir=tmp,
+                    keys_dir=tmp,  # the broker and its log go when the demo ends
                 )
         url = log_url or f"sqlite:///{tmp / 'ordinance.db'}"
         return run_pipeline(
-            files, url, intents_per_phase=INTENTS_PER_PHASE, tick=tick, progress=note, keys_dir=tmp
+            files,
+            url,
+            intents_per_phase=INTENTS_PER_PHASE,
+            tick=tick,
+            progress=note,
+            keys_dir=keys_dir,
         )
+
+
+def keys_dir_for(log_url: str | None, tmp: Path) -> Path:
+    """Where the demo keeps the checkpoint signing key and its keyring: beside a log it
+    leaves behind (so ``audit verify --keyring`` works on it afterwards), else in the
+    temporary directory that goes with the temporary log."""
+    if log_url is None:
+        return tmp
+    if log_url.startswith("sqlite:///"):
+        database = Path(log_url.removeprefix("sqlite://").split("?", 1)[0][1:])
+        return database.with_name(database.name + ".keys")
+    return Path("ordinance-demo-keys")  # a broker's log has no file to sit beside
 
 
 def cmd_demo(
@@ -132,11 +155,15 @@ def cmd_demo(
         return EXIT_TESTS
     with tempfile.TemporaryDirectory(prefix="ordinance-demo-") as tmp:
         try:
-            run = _execute(files, log_url, kafka, Path(tmp), err, quiet=as_json)
+            keys_dir = keys_dir_for(log_url, Path(tmp))
+            run = _execute(files, log_url, kafka, Path(tmp), keys_dir, err, quiet=as_json)
         except (OrdinanceError, TimeoutError) as exc:
             err.print(f"[red]the pipeline did not run:[/] {exc}")
             return EXIT_FAILED
     report = _report(run)
+    left_behind = log_url is not None and not kafka
+    keyring = keys_dir / "keyring.json" if left_behind else None
+    report["keyring"] = str(keyring) if keyring is not None else None
     attacks_ok = all(p["attacks"] == p["attacks_denied"] for p in report["phases"].values())
     audit = report["audit"]
     audit_ok = not audit["findings"] and not audit["proof_problems"]
@@ -207,7 +234,15 @@ def cmd_demo(
             else f"checkpoints: [red]{audit['findings'] + audit['proof_problems']}[/]"
         )
     )
+    if keyring is not None:
+        out.print(
+            f"keyring: {keyring} — verify later with "
+            f"`ordinance audit verify --log {run.url} --keyring {keyring}`",
+            markup=False,
+        )
     out.print(
-        "Next: `ordinance eval examples/policies --request req.json`, or `ordinance serve --log URL` with your agents."
+        "Next: `ordinance eval examples/policies --request examples/requests/transfer-allowed.json` "
+        "(and the other requests there), or `ordinance serve --log URL` with your agents.",
+        markup=False,
     )
     return EXIT_OK if healthy else EXIT_FAILED

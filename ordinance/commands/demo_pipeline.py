@@ -60,7 +60,7 @@ def stricter(files: Mapping[str, str]) -> dict[str, str]:
 
 
 def routine(rng: random.Random) -> tuple[str, dict[str, Any]]:
-    """Ordinary work: small and large transfers, file reads, ticketed deploys."""
+    """Ordinary work: small and large transfers, file reads, internal mail, ticketed deploys."""
     kind = rng.random()
     if kind < 0.55:
         agent = rng.choice(BILLING)
@@ -76,13 +76,20 @@ def routine(rng: random.Random) -> tuple[str, dict[str, Any]]:
             "agent": agent,
             "action": {"tool": "payments.transfer", "args": args},
         }
-    if kind < 0.85:
+    if kind < 0.75:
         path = rng.choice(
             ["/workspace/report.csv", "/workspace/data/q3.parquet", "/workspace/notes.md"]
         )
         return f"read {path}", {
             "agent": rng.choice(OPS),
             "action": {"tool": "fs.read", "args": {"path": path}},
+        }
+    if kind < 0.85:  # list arguments: replay must reproduce these exactly too
+        to = rng.choice([["dana@acme.example"], ["dana@acme.example", "lee@globex.example"]])
+        mail = {"to": to, "subject": "weekly report", "body": "attached", "attachments": 1}
+        return f"mail {len(to)} recipient(s)", {
+            "agent": rng.choice(OPS),
+            "action": {"tool": "email.send", "args": mail},
         }
     args = {"service": rng.choice(["api", "web"]), "version": "1.4.2", "environment": "prod"}
     return "ticketed prod deploy", {
@@ -200,7 +207,8 @@ def run_pipeline(
         threading.Thread(target=enforcer, daemon=True),
     ]
     if keys_dir is not None:
-        generate(keys_dir / "signing.pem", keys_dir / "keyring.json")
+        if not (keys_dir / "signing.pem").exists():  # a rerun on the same log keeps its key
+            generate(keys_dir / "signing.pem", keys_dir / "keyring.json")
         signer = Signer.from_file(keys_dir / "signing.pem")
 
         def checkpointer() -> None:

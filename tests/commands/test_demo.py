@@ -4,12 +4,18 @@ decision names the bundle in force, the swap is one record per decisions partiti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ordinance.cli import main
 from ordinance.commands.demo_pipeline import SWAP_COUNTRY
+from ordinance.streams import open_log
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import topic_specs
+
+DECISIONS = topic_specs()["agent.decisions"].name
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -46,3 +52,29 @@ def test_demo_on_a_local_kafka_broker(capsys: pytest.CaptureFixture[str]) -> Non
     report = _run(capsys, "--kafka")
     assert report["log"].startswith("kafka://127.0.0.1:")
     _check(report)
+
+
+def test_a_demo_log_left_behind_verifies_with_the_keyring_beside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The regression: the demo's signing keyring lived in a deleted temporary directory,
+    so nobody could `audit verify` the log it left; and `replay verify` flagged every
+    decision with a list argument (the demo now sends mail to lists of recipients)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    report = _run(capsys, "--log", url)
+    _check(report)
+    keyring = Path(report["keyring"])
+    assert keyring == tmp_path / "x.db.keys" / "keyring.json" and keyring.is_file()
+    assert main(["audit", "verify", "--log", url, "--keyring", str(keyring)]) == 0
+    capsys.readouterr()
+    assert main(["replay", "verify", "--log", url, "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["ok"] and replayed["decisions"] > 0
+    mail = [d for d in _decisions(url) if d["tool"] == "email.send"]
+    assert mail and all(isinstance(d["args"]["to"], list) for d in mail)
+
+
+def _decisions(url: str) -> list[dict[str, Any]]:
+    with open_log(url) as log:
+        decoded = [Serde().decode_record(r) for r in log.read_to_end(DECISIONS)]
+    return [d.value for d in decoded if isinstance(d, Decoded) and d.name == "Decision"]
