@@ -143,10 +143,11 @@ def _gated(
 
 def publish_gate(
     ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
-) -> list[Finding]:
-    """The findings that refuse publishing ``ruleset`` (empty: the gate passes), under the
-    directory's acknowledgements — the same gate as ``check --analyze``. Raises AckProblem."""
-    return list(_gated(ruleset, directory, conflicts, timeout_ms, jobs)[1].failures)
+) -> GateResult:
+    """The gate on publishing ``ruleset`` under the directory's acknowledgements — the
+    same gate as ``check --analyze``: its failures refuse, and the acknowledgements it
+    used are published with the bundle. Raises AckProblem."""
+    return _gated(ruleset, directory, conflicts, timeout_ms, jobs)[1]
 
 
 def _fail(message: str, as_json: bool) -> int:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 
@@ -59,8 +60,15 @@ def cmd_publish(
         ruleset = compile_bundle(files)
     except PolicyErrors as exc:
         return report_policy_errors(exc, as_json)
-    failed = [r for r in run_tests(ruleset) if not r.passed]
+    results = run_tests(ruleset)
+    failed = [r for r in results if not r.passed]
     err = Console(stderr=True, highlight=False)
+    checks: dict[str, Any] = {
+        "tests": len(results),
+        "analysis": "skipped",
+        "bypasses": ["--skip-analysis"] if analysis is None else [],
+        "acknowledgements": [],
+    }
     if failed:
         for r in failed:
             err.print(f"[red]FAIL[/] {r.policy}/{r.name}: {r.problem} ({r.location})", markup=True)
@@ -70,10 +78,22 @@ def cmd_publish(
         from ordinance.policy.analysis.gate import AckProblem
 
         try:
-            refused = publish_gate(ruleset, directory, *analysis)
+            result = publish_gate(ruleset, directory, *analysis)
         except AckProblem as exc:
             err.print(f"[red]acknowledgements:[/] {exc}", markup=True)
             return EXIT_COMPILE
+        refused = result.failures
+        checks["analysis"] = "passed"
+        checks["acknowledgements"] = [
+            {
+                "finding": finding.id,
+                "kind": finding.kind,
+                "justification": ack.justification,
+                "by": ack.by,
+                "expires": ack.expires.isoformat() if ack.expires is not None else None,
+            }
+            for finding, ack in result.acknowledged
+        ]
         if refused:
             for finding in refused:
                 err.print(f"REFUSED {finding.id}: {finding.message}", markup=False)
@@ -94,6 +114,7 @@ def cmd_publish(
                 target=target,
                 reason=reason,
                 enforce=enforce,
+                checks=checks,
             )
     except OrdinanceError as exc:
         err.print(f"[red]could not publish:[/] {exc}")
@@ -105,6 +126,7 @@ def cmd_publish(
                 "published_offset": published.published_offset,
                 "enforced_offset": published.enforced_offset,
                 "target": target if enforce else None,
+                "checks": checks,
             }
         )
         return EXIT_OK
@@ -112,6 +134,8 @@ def cmd_publish(
     out.print(
         f"published {published.bundle_id} at policy.changes offset {published.published_offset}"
     )
+    for bypass in checks["bypasses"]:
+        out.print(f"[yellow]bypassed with {bypass}[/] (recorded on the published event)")
     if published.enforced_offset is not None:
         out.print(f"enforce on target {target!r} requested at offset {published.enforced_offset}")
     out.print("the controller validates both before anything reaches policy.active")

@@ -102,10 +102,41 @@ def run(args: argparse.Namespace) -> int | None:
             log.close()
 
 
-def _change_json(change: Any) -> dict[str, Any]:
+def replaced_bundles(store: Any) -> dict[int, str | None]:
+    """For each accepted ``enforced`` change (by offset), the bundle it replaced on its
+    target: ``policy.changes`` folded by the controller's own code, so history names what
+    was in force before each swap even though the publisher's event does not carry it."""
+    from ordinance.processors.controller import DEFAULT_TARGET, ControllerState, apply_change
+
+    state = ControllerState()
+    out: dict[int, str | None] = {}
+    for change in store.changes:
+        target = change.datum.get("target") or DEFAULT_TARGET
+        before = state.rollouts.get(target)
+        apply_change(state, change.datum, change.offset, change.at)
+        if change.datum["event"] == "enforced" and change.rejected is None:
+            out[change.offset] = before["stable_bundle_id"] if before is not None else None
+    return out
+
+
+def _checks_json(checks: Any) -> dict[str, Any] | None:
+    if checks is None:
+        return None
+    return {
+        "tests": checks.get("tests"),
+        "analysis": checks.get("analysis"),
+        "bypasses": list(checks.get("bypasses") or []),
+        "acknowledgements": [dict(a) for a in checks.get("acknowledgements") or []],
+    }
+
+
+def _change_json(change: Any, replaced: dict[int, str | None] | None = None) -> dict[str, Any]:
     from ordinance.replay.times import iso
 
     d = change.datum
+    previous = d.get("previous_bundle_id")
+    if previous is None and replaced is not None:
+        previous = replaced.get(change.offset)
     return {
         "offset": change.offset,
         "at": iso(d["at"]),
@@ -115,8 +146,9 @@ def _change_json(change: Any) -> dict[str, Any]:
         "actor": d["actor"],
         "reason": d.get("reason"),
         "git_commit": d.get("git_commit"),
-        "previous_bundle_id": d.get("previous_bundle_id"),
+        "previous_bundle_id": previous,
         "canary_percent": d.get("canary_percent"),
+        "checks": _checks_json(d.get("checks")),
         "outcome": "rejected" if change.rejected is not None else "accepted",
         "rejected_because": change.rejected,
     }
@@ -221,14 +253,28 @@ def _history(args: argparse.Namespace, store: Any) -> int:
     wanted = store.resolve(args.bundle) if args.bundle else None
     if args.bundle and wanted is None:
         return report_failure(f"no single bundle id starts with {args.bundle!r}", args.json)
+    replaced = replaced_bundles(store)
     events = [
-        _change_json(c) for c in store.changes if wanted is None or c.datum["bundle_id"] == wanted
+        _change_json(c, replaced)
+        for c in store.changes
+        if wanted is None or c.datum["bundle_id"] == wanted
     ]
     if args.json:
         emit_json({"events": events})
         return EXIT_OK
     table = Table(title="policy.changes")
-    for column in ("offset", "at", "event", "bundle", "target", "actor", "reason", "outcome"):
+    for column in (
+        "offset",
+        "at",
+        "event",
+        "bundle",
+        "target",
+        "replaces",
+        "actor",
+        "reason",
+        "checks",
+        "outcome",
+    ):
         table.add_column(column)
     for e in events:
         outcome = (
@@ -242,12 +288,27 @@ def _history(args: argparse.Namespace, store: Any) -> int:
             e["event"],
             e["bundle_id"][:19] + "…",
             e["target"] or "-",
+            (e["previous_bundle_id"] or "-")[:19],
             escape(e["actor"]),
             escape(e["reason"] or "-"),
+            _checks_text(e["checks"]),
             outcome,
         )
     console().print(table)
     return EXIT_OK
+
+
+def _checks_text(checks: dict[str, Any] | None) -> str:
+    if checks is None:
+        return "-"
+    parts = [f"{checks['tests']} tests" if checks["tests"] is not None else "tests not run"]
+    parts.append(f"analysis {checks['analysis']}")
+    if checks["acknowledgements"]:
+        parts.append(f"{len(checks['acknowledgements'])} acknowledged")
+    text = escape(", ".join(parts))
+    if checks["bypasses"]:
+        text += " [red]bypassed: " + escape(", ".join(checks["bypasses"])) + "[/]"
+    return text
 
 
 def _show(args: argparse.Namespace, store: Any) -> int:
@@ -258,6 +319,7 @@ def _show(args: argparse.Namespace, store: Any) -> int:
         )
     ruleset = store.ruleset(bundle_id)
     files = store.files(bundle_id) or {}
+    replaced = replaced_bundles(store)
     data: dict[str, Any] = {
         "bundle_id": bundle_id,
         "integrity": [p.to_json() for p in store.problems.get(bundle_id, [])],
@@ -273,7 +335,9 @@ def _show(args: argparse.Namespace, store: Any) -> int:
             }
             for p in (ruleset.policies if ruleset is not None else ())
         ],
-        "lifecycle": [_change_json(c) for c in store.changes if c.datum["bundle_id"] == bundle_id],
+        "lifecycle": [
+            _change_json(c, replaced) for c in store.changes if c.datum["bundle_id"] == bundle_id
+        ],
     }
     if args.files:
         data["contents"] = files

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ordinance.processors.controller import ControllerState, Output, apply_change, rejection
 from ordinance.streams import Log, Record, TopicPartition
@@ -50,8 +51,10 @@ def publish_bundle(
     enforce: bool = True,
     prefix: str = DEFAULT_PREFIX,
     clock: Clock = time.time,
+    checks: Mapping[str, Any] | None = None,
 ) -> Published:
-    """Append ``published`` (with the files) and, unless told not to, ``enforced`` events."""
+    """Append ``published`` (with the files and the ``checks`` the publisher ran or
+    bypassed: a ``PublishChecks`` datum) and, unless told not to, ``enforced`` events."""
     serde = Serde()
     topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
     at = _at(clock)
@@ -71,6 +74,7 @@ def publish_bundle(
             "event": "published",
             "target": None,
             "files": [{"path": p, "content": c} for p, c in sorted(files.items())],
+            "checks": dict(checks) if checks is not None else None,
         }
     ]
     if enforce:

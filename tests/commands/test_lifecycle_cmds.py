@@ -62,3 +62,72 @@ def test_approvals_list_and_approve(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["approvals", "approve", "big", "--log", url, "--approver", "bob", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ticket"] == pending["approval_ticket"]
     assert main(["approvals", "reject", "nothing-here", "--log", url]) == 1
+
+
+SCENARIO_SCHEMA = (
+    Path(__file__).resolve().parents[1] / "policy" / "analysis" / "scenarios" / "schema.yaml"
+)
+WIDE = "  - {id: ok, effect: allow, when: 'action.args.size <= 200'}\n"
+NARROW = "  - {id: ok, effect: allow, when: 'action.args.size <= 100'}\n"
+CAP = "assertions:\n  - {name: cap, never: allow, when: 'action.args.size > 150'}\n"
+
+
+def _bundle(root: Path, name: str, rules: str, assertions: str = "") -> Path:
+    directory = root / name
+    directory.mkdir()
+    shutil.copy(SCENARIO_SCHEMA, directory / "schema.yaml")
+    text = f"policy: p\nowner: team-a\ndescription: d\n{assertions}rules:\n{rules}"
+    (directory / "p.yaml").write_text(text, encoding="utf-8")
+    return directory
+
+
+def _history(url: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    capsys.readouterr()
+    assert main(["policy", "history", "--log", url, "--json"]) == 0
+    events: list[dict[str, object]] = json.loads(capsys.readouterr().out)["events"]
+    return events
+
+
+def test_the_publish_trail_records_bypasses_acknowledgements_and_the_replaced_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The regression: --skip-analysis was not recorded, the acknowledgements the gate
+    used were not published, and history showed no previous bundle for `enforced`."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    first = _bundle(tmp_path, "first", NARROW)
+    assert main(["publish", str(first), "--log", url, "--actor", "alice", "--skip-analysis"]) == 0
+    assert "bypassed with --skip-analysis" in capsys.readouterr().out
+    assert main(["controller", "--log", url, "--once"]) == 0
+    capsys.readouterr()
+
+    second = _bundle(tmp_path, "second", WIDE, CAP)
+    assert main(["check", str(second), "--analyze", "--json"]) != 0  # the cap is refuted
+    refused = [f["id"] for f in json.loads(capsys.readouterr().out)["gate"]["failures"]]
+    assert refused
+    acks = "".join(f"  - {{id: '{i}', justification: pilot, by: bob}}\n" for i in refused)
+    (second / "acknowledgements.ack").write_text("acknowledgements:\n" + acks)
+    assert main(["publish", str(second), "--log", url, "--actor", "carol", "--json"]) == 0
+    second_id = json.loads(capsys.readouterr().out)["bundle_id"]
+    assert main(["controller", "--log", url, "--once"]) == 0
+    capsys.readouterr()
+
+    events = _history(url, capsys)
+    published = [e for e in events if e["event"] == "published"]
+    enforced = [e for e in events if e["event"] == "enforced"]
+    assert published[0]["checks"] == {
+        "tests": 0,
+        "analysis": "skipped",
+        "bypasses": ["--skip-analysis"],
+        "acknowledgements": [],
+    }
+    checks = published[1]["checks"]
+    assert isinstance(checks, dict)
+    assert checks["analysis"] == "passed" and checks["bypasses"] == []
+    assert [a["finding"] for a in checks["acknowledgements"]] == refused
+    assert {a["by"] for a in checks["acknowledgements"]} == {"bob"}
+    assert enforced[0]["previous_bundle_id"] is None
+    assert enforced[1]["bundle_id"] == second_id
+    assert enforced[1]["previous_bundle_id"] == published[0]["bundle_id"]
+    assert main(["policy", "history", "--log", url]) == 0
+    table = capsys.readouterr().out
+    assert "bypassed" in table and "acknowledged" in table
