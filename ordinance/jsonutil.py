@@ -7,6 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import json
+
 import orjson
 
 
@@ -27,3 +29,9 @@ def canonical_json(value: Any) -> bytes:
 
 def pretty_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=json_default).decode()
+
+
+def parse_request_json(text: str) -> Any:
+    """A request as JSON text, numbers with a fraction read as exact decimals: what is
+    judged must be what was sent, and a binary float would round ``25000.10``."""
+    return json.loads(text, parse_float=Decimal)

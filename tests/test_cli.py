@@ -106,6 +106,22 @@ def test_eval_explains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert report["canonical_tool"] == "payments.transfer"
 
 
+def test_eval_judges_the_exact_amount_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval` read JSON numbers as binary floats: 10000.0000000000000001 became 10000.0 and
+    was allowed, while the pipeline (exact decimals) asks for approval."""
+    req = tmp_path / "req.json"
+    req.write_text(
+        '{"agent": {"id": "b1", "roles": ["billing"], "team": "finance"}, "action": '
+        '{"tool": "payments.transfer", "args": {"amount": 10000.0000000000000001, '
+        '"currency": "EUR", "country": "DE", "iban": "X"}}}'
+    )
+    code, report = run_json(capsys, ["eval", str(EXAMPLES), "--request", str(req)])
+    assert code == 0
+    assert report["decision"]["effect"] == "require_approval"
+
+
 def test_eval_unreadable_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     req = tmp_path / "req.json"
     req.write_text("{not json")

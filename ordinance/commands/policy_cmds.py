@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rich.table import Table
 
 from ordinance.commands.output import (
@@ -19,6 +18,7 @@ from ordinance.commands.output import (
     emit_json,
     report_policy_errors,
 )
+from ordinance.jsonutil import canonical_json, parse_request_json
 from ordinance.policy import canon
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.fmt import format_policy
@@ -107,7 +107,7 @@ def cmd_test(directory: str, as_json: bool, verbose: bool) -> int:
 
 def _read_request(source: str) -> Any:
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return orjson.loads(text)
+    return parse_request_json(text)  # exact decimals, as `submit` reads them
 
 
 def cmd_eval(directory: str, request_file: str, as_json: bool) -> int:
@@ -116,7 +116,7 @@ def cmd_eval(directory: str, request_file: str, as_json: bool) -> int:
         return loaded
     try:
         request = _read_request(request_file)
-    except (OSError, orjson.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
         console().print(f"[red]cannot read request {request_file}:[/] {exc}")
         return EXIT_USAGE
     # `eval` has no history: window functions see an empty state at the current instant.
@@ -137,7 +137,7 @@ def cmd_eval(directory: str, request_file: str, as_json: bool) -> int:
     if not decision.rule_ids:
         out.print(f"reason    {decision.reasons[0] if decision.reasons else '-'}", markup=False)
     for obligation in decision.obligations:
-        out.print(f"obligation {orjson.dumps(obligation).decode()}", markup=False)
+        out.print(f"obligation {canonical_json(obligation).decode()}", markup=False)
     out.print(f"bundle    {decision.bundle_id}")
     return EXIT_OK
 
