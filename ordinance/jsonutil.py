@@ -4,10 +4,9 @@ Bundle ids hash this form, so it must be deterministic; reports use it too."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
-
-import json
 
 import orjson
 
