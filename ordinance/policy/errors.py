@@ -23,6 +23,20 @@ class Location:
 
 UNKNOWN = Location("<unknown>", 0, 0)
 
+_EXCERPT = 100  # characters of a long source line shown on each side of the caret
+
+
+def _excerpt(line: str, column: int) -> tuple[str, int]:
+    """A long line (a hostile 160,000-character condition) shown as a window around
+    ``column``, and the caret's column in that window."""
+    if len(line) <= 2 * _EXCERPT:
+        return line, column
+    start = max(0, column - 1 - _EXCERPT)
+    end = column - 1 + _EXCERPT
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(line) else ""
+    return prefix + line[start:end] + suffix, column - start + len(prefix)
+
 
 class PolicyError(OrdinanceError):
     """A problem in a policy, schema or request document, located in its source."""
@@ -41,9 +55,11 @@ class PolicyError(OrdinanceError):
         out = [f"{loc}: {self.kind} error: {self.message}"]
         if loc.source_line:
             gutter = f"{loc.line:>5} | "
-            out.append(gutter + loc.source_line.rstrip("\n"))
-            caret = "^" + "~" * max(0, loc.length - 1)
-            out.append(" " * (len(gutter) + loc.column - 1) + caret)
+            text, column = _excerpt(loc.source_line.rstrip("\n"), loc.column)
+            out.append(gutter + text)
+            length = min(loc.length, len(text) - column + 2)
+            caret = "^" + "~" * max(0, length - 1)
+            out.append(" " * (len(gutter) + column - 1) + caret)
         if self.hint:
             out.append(f"hint: {self.hint}")
         return "\n".join(out)

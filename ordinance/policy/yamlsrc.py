@@ -3,18 +3,34 @@
 We compose (rather than load) with ruamel.yaml to keep each node's marks, and build
 plain values ourselves: YAML floats become exact ``Decimal`` (policies reason about
 money), and YAML 1.2 rules mean ``no``/``on`` stay strings.
+
+Policy files arrive from authors and from ``policy.changes``, so composing is bounded
+(docs/policy-language.md, "Limits"): anchors and aliases are refused (an alias is a
+reference, and nine nested levels of nine aliases — "billion laughs" — expand to 10^9
+values in every walk of the tree), nesting deeper than :data:`MAX_YAML_DEPTH` and files
+larger than :data:`MAX_SOURCE_CHARS` are refused, and so is any string holding a lone
+surrogate (YAML's ``"\\ud83d"`` escapes produce them; no UTF-8 consumer can carry one).
+Each refusal is a located :class:`SyntaxProblem`, never a traceback.
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
 
-from ordinance.policy.errors import Location, SyntaxProblem
+from ordinance.policy.errors import Location, PolicyError, SyntaxProblem
+
+MAX_SOURCE_CHARS = 1_048_576  # one policy or schema file; real ones are a few KiB
+MAX_YAML_DEPTH = 64  # nested mappings and sequences; a policy needs fewer than ten
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 __all__ = [
     "MappingNode",
@@ -100,34 +116,112 @@ class SourceFile:
             segments.append((line0, col0, text))
         return [(segments, " ")]
 
+    def index_location(self, index: int) -> Location:
+        """Where character ``index`` of the text is."""
+        line0 = self.text.count("\n", 0, index)
+        col0 = index - (self.text.rfind("\n", 0, index) + 1)
+        return self.location(line0, col0)
+
     # -- parsing -------------------------------------------------------------------
     def compose(self) -> Node | None:
+        if len(self.text) > MAX_SOURCE_CHARS:
+            raise SyntaxProblem(
+                f"the file has {len(self.text)} characters; at most {MAX_SOURCE_CHARS} are allowed",
+                self.location(0, 0),
+                "split the policy set into more files",
+            )
+        if found := _SURROGATE.search(self.text):
+            raise SyntaxProblem(
+                f"not valid Unicode text: lone surrogate U+{ord(found.group()):04X}",
+                self.index_location(found.start()),
+            )
         yaml = YAML(typ="rt", pure=True)
+        yaml.Composer = _StrictComposer
         try:
             node: Node | None = yaml.compose(self.text)
-            _clean_folds(node)
-            return node
+        except _Refused as exc:
+            mark = exc.problem_mark
+            raise SyntaxProblem(
+                str(exc.problem), self.location(mark.line, mark.column), exc.hint
+            ) from None
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             loc = self.location(mark.line, mark.column) if mark else self.location(0, 0)
-            raise SyntaxProblem(f"invalid YAML: {exc.problem or exc.context}", loc) from exc
+            raise SyntaxProblem(f"invalid YAML: {exc.problem or exc.context}", loc) from None
+        except ReaderError as exc:  # a character YAML does not allow, with its index
+            loc = self.index_location(max(0, int(exc.position)))
+            raise SyntaxProblem(f"invalid YAML: {exc.reason}", loc) from None
+        except PolicyError:
+            raise
         except Exception as exc:  # ruamel raises assorted types for non-marked problems
-            raise SyntaxProblem(f"invalid YAML: {exc}", self.location(0, 0)) from exc
+            raise SyntaxProblem(f"invalid YAML: {exc}", self.location(0, 0)) from None
+        _check_scalars(node, self)
+        return node
 
 
-def _clean_folds(node: Node | None) -> None:
-    """ruamel's round-trip composer marks fold points of ``>`` scalars with BEL; a BEL can
-    never appear raw in YAML, so removing them restores the value YAML defines."""
-    if isinstance(node, ScalarNode):
-        if node.style == ">" and "\a" in node.value:
-            node.value = node.value.replace("\a", "")
-    elif isinstance(node, SequenceNode):
-        for child in node.value:
-            _clean_folds(child)
-    elif isinstance(node, MappingNode):
-        for key, child in node.value:
-            _clean_folds(key)
-            _clean_folds(child)
+class _Refused(MarkedYAMLError):
+    """A YAML construct policies do not accept, at its mark, with a hint for the author."""
+
+    def __init__(self, problem: str, mark: Any, hint: str):
+        super().__init__(None, None, problem, mark)
+        self.hint = hint
+
+
+class _StrictComposer(Composer):
+    """ruamel's composer, refusing anchors, aliases and deep nesting before they are built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            raise _Refused(
+                f"YAML aliases (`*{event.anchor}`) are not allowed in policy files",
+                event.start_mark,
+                "write the value out where it is used",
+            )
+        if event.anchor is not None:
+            raise _Refused(
+                f"YAML anchors (`&{event.anchor}`) are not allowed in policy files",
+                event.start_mark,
+                "write the value out where it is used; aliases can expand without bound",
+            )
+        nesting: int = getattr(self, "_nesting", 0)  # our own count: any ruamel version
+        if nesting >= MAX_YAML_DEPTH:
+            raise _Refused(
+                f"YAML nests deeper than {MAX_YAML_DEPTH} levels",
+                event.start_mark,
+                "flatten the structure",
+            )
+        self._nesting = nesting + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._nesting = nesting
+
+
+def _check_scalars(root: Node | None, source: SourceFile) -> None:
+    """Refuse strings that no UTF-8 consumer can carry, and undo ruamel's fold marks: its
+    round-trip composer marks fold points of ``>`` scalars with BEL, which can never
+    appear raw in YAML, so removing them restores the value YAML defines. Iterative: the
+    tree is at most MAX_YAML_DEPTH deep, but wide."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ScalarNode):
+            if node.style == ">" and "\a" in node.value:
+                node.value = node.value.replace("\a", "")
+            if isinstance(node.value, str) and (found := _SURROGATE.search(node.value)):
+                raise SyntaxProblem(
+                    f"this string holds a lone surrogate (U+{ord(found.group()):04X}), which "
+                    "is not a character",
+                    source.node_location(node),
+                    "write the character itself, or one \\U escape such as \\U0001F600 "
+                    "rather than a \\u pair",
+                )
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, MappingNode):
+            for key, child in node.value:
+                stack.extend((key, child))
 
 
 def _tag(node: Node) -> str:

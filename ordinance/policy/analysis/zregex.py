@@ -10,50 +10,36 @@ other than the ends of the pattern or of its top-level alternatives are rejected
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from re import _constants as C  # type: ignore[attr-defined]  # noqa: N812
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 import z3
 
-from ordinance.policy.regex import check_regex
+from ordinance.policy.regex import (
+    END_ANCHORS,
+    START_ANCHORS,
+    Intervals,
+    class_ranges,
+    complement,
+    normalise,
+    parse_pattern,
+)
 
 # Z3's string theory represents code points up to U+2FFFF; see docs/analysis.md.
 MAX_CHAR = 0x2FFFF
-_ASCII_DIGIT = [(0x30, 0x39)]
-_ASCII_WORD = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
-_ASCII_SPACE = [(0x09, 0x0D), (0x20, 0x20)]
 
 
 class NotEncodable(Exception):
     """A construct the analysis cannot encode exactly; the rule is then over-approximated."""
 
 
-Intervals = list[tuple[int, int]]
-
-
 def _normalise(ranges: Intervals) -> Intervals:
-    out: Intervals = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
+    return normalise(ranges)
 
 
 def _complement(ranges: Intervals) -> Intervals:
-    out: Intervals = []
-    start = 0
-    for lo, hi in _normalise(ranges):
-        if lo > start:
-            out.append((start, lo - 1))
-        start = hi + 1
-    if start <= MAX_CHAR:
-        out.append((start, MAX_CHAR))
-    return out
+    return complement(ranges, MAX_CHAR)
 
 
 Mapper = Callable[[Intervals], Intervals]
@@ -80,37 +66,8 @@ def _class(ranges: Intervals) -> z3.ReRef:
     return parts[0] if len(parts) == 1 else z3.Union(*parts)
 
 
-def _category(cat: Any) -> Intervals:
-    table = {
-        C.CATEGORY_DIGIT: _ASCII_DIGIT,
-        C.CATEGORY_WORD: _ASCII_WORD,
-        C.CATEGORY_SPACE: _ASCII_SPACE,
-    }
-    negated = {
-        C.CATEGORY_NOT_DIGIT: _ASCII_DIGIT,
-        C.CATEGORY_NOT_WORD: _ASCII_WORD,
-        C.CATEGORY_NOT_SPACE: _ASCII_SPACE,
-    }
-    if cat in table:
-        return list(table[cat])
-    return _complement(negated[cat])
-
-
 def _in(items: Any) -> Intervals:
-    ranges: Intervals = []
-    negate = False
-    for op, arg in items:
-        if op == C.NEGATE:
-            negate = True
-        elif op == C.LITERAL:
-            ranges.append((arg, arg))
-        elif op == C.RANGE:
-            ranges.append((arg[0], arg[1]))
-        elif op == C.CATEGORY:
-            ranges.extend(_category(arg))
-        else:
-            raise NotEncodable(f"character-class item {op}")
-    return _complement(ranges) if negate else _normalise(ranges)
+    return class_ranges(items, MAX_CHAR)
 
 
 def _empty() -> z3.ReRef:
@@ -164,8 +121,8 @@ def _item(op: Any, arg: Any) -> z3.ReRef:
     raise NotEncodable(f"regex construct {op}")
 
 
-_START = {C.AT_BEGINNING, C.AT_BEGINNING_STRING}
-_END = {C.AT_END, C.AT_END_STRING}
+_START = START_ANCHORS
+_END = END_ANCHORS
 
 
 def _search(items: list[Any]) -> z3.ReRef:
@@ -191,10 +148,10 @@ def _search(items: list[Any]) -> z3.ReRef:
 def search_regex(pattern: str, mapper: Mapper | None = None) -> z3.ReRef:
     """The Z3 language of strings ``s`` with ``compile_regex(pattern).search(s)``; with
     ``mapper``, of strings whose characters map into the pattern's classes."""
-    check_regex(pattern)
+    parsed = parse_pattern(pattern)  # the evaluator's parse: one reading of every pattern
     _MAP.append(mapper or _identity)
     try:
-        return _search(list(sre_parse.parse(pattern, re.ASCII)))
+        return _search(list(parsed))
     finally:
         _MAP.pop()
 

@@ -35,7 +35,14 @@ from ordinance.policy.cel.ast import (
     Unary,
 )
 
-MAX_DEPTH = 64  # deeper nesting is never legitimate policy and would exhaust the stack
+# Limits on one condition (docs/policy-language.md, "Limits"). Every later stage — type
+# checking, code generation, printing, the Z3 encoding — walks the tree recursively, and
+# Python's own parser refuses generated code nested past 200 parentheses; bounding the
+# tree here means no condition can reach any of them with a RecursionError.
+MAX_CONDITION_LENGTH = 32_768  # characters of condition text
+MAX_DEPTH = 64  # height of the syntax tree: a chain of n `&&` is n levels, like n parentheses
+MAX_NODES = 4_096  # terms (tree nodes) in one condition
+MAX_NUMBER_DIGITS = 64  # digits of one number literal (money, counts and limits need far fewer)
 
 
 class ConditionSyntaxError(Exception):
@@ -131,10 +138,16 @@ def tokenize(text: str) -> list[Token]:
             body = tok[2:-1] if raw else tok[1:-1]
             value = body if raw else _unescape(body, pos + 1)
             tokens.append(Token("string", tok, pos, value))
-        elif kind == "int":
-            tokens.append(Token("int", tok, pos, int(tok)))
-        elif kind == "decimal":
-            tokens.append(Token("decimal", tok, pos, Decimal(tok)))
+        elif kind in ("int", "decimal"):
+            digits = len(tok) - (kind == "decimal")
+            if digits > MAX_NUMBER_DIGITS:
+                raise ConditionSyntaxError(
+                    f"number literal has {digits} digits; at most {MAX_NUMBER_DIGITS} are allowed",
+                    pos,
+                    len(tok),
+                )
+            number = int(tok) if kind == "int" else Decimal(tok)
+            tokens.append(Token(kind, tok, pos, number))
         elif kind == "ident":
             tokens.append(Token("ident", tok, pos))
         elif kind == "op":
@@ -146,6 +159,13 @@ def tokenize(text: str) -> list[Token]:
 
 
 _RELATIONS = {"==", "!=", "<", "<=", ">", ">=", "in"}
+# Binary operators by precedence level, loosest first (see the grammar above).
+_LEVEL_OF = {
+    "||": 0, "&&": 1,
+    "==": 2, "!=": 2, "<": 2, "<=": 2, ">": 2, ">=": 2, "in": 2,
+    "+": 3, "-": 3,
+    "*": 4, "/": 4, "%": 4,
+}  # fmt: skip
 _COMPREHENSIONS = {"exists", "all"}
 
 
@@ -185,10 +205,14 @@ class _Parser:
         raise ConditionSyntaxError(f"{message}, found `{t.text}`", t.pos, len(t.text), hint)
 
     def nest(self) -> None:
+        # Recursion in this parser follows parentheses, `?:` and unary operators; binary
+        # chains are loops here and are measured on the finished tree by _check_shape.
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ConditionSyntaxError(
-                f"condition nests deeper than {MAX_DEPTH} levels", self.tok.pos
+                f"condition nests deeper than {MAX_DEPTH} levels",
+                self.tok.pos,
+                hint="split it into several rules, or use `x in [...]` for long alternatives",
             )
 
     # -- grammar -------------------------------------------------------------------
@@ -213,23 +237,20 @@ class _Parser:
         self.depth -= 1
         return cond
 
-    _LEVELS: tuple[frozenset[str], ...] = (
-        frozenset({"||"}),
-        frozenset({"&&"}),
-        frozenset(_RELATIONS),
-        frozenset({"+", "-"}),
-        frozenset({"*", "/", "%"}),
-    )
-
-    def binary(self, level: int) -> Expr:
-        if level == len(self._LEVELS):
-            return self.unary()
+    def binary(self, min_level: int) -> Expr:
+        """Precedence climbing: a chain of one operator is a loop, and only a right
+        operand of a tighter operator recurses — so each parenthesis costs a handful of
+        stack frames, not one per precedence level."""
         start = self.tok.pos
-        left = self.binary(level + 1)
-        ops = self._LEVELS[level]
-        while self.tok.kind in ("op", "ident") and self.tok.text in ops:
+        left = self.unary()
+        while self.tok.kind in ("op", "ident"):
+            level = _LEVEL_OF.get(self.tok.text)
+            if level is None or level < min_level:
+                break
             op = self.advance().text
+            self.nest()
             right = self.binary(level + 1)
+            self.depth -= 1
             left = Binary(op, left, right, start, self.prev_end())
         return left
 
@@ -335,6 +356,64 @@ class _Parser:
         return t.pos + len(t.text)
 
 
+def _children(node: Expr) -> tuple[Expr, ...]:
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Unary | Select):
+        return (node.operand,)
+    if isinstance(node, Conditional):
+        return (node.cond, node.then, node.otherwise)
+    if isinstance(node, Call):
+        return node.args if node.target is None else (node.target, *node.args)
+    if isinstance(node, Comprehension):
+        return (node.target, node.body)
+    if isinstance(node, ListLit):
+        return node.items
+    return ()
+
+
+def _check_shape(root: Expr) -> None:
+    """Refuse trees taller than MAX_DEPTH or larger than MAX_NODES, without recursion (the
+    tree may be a 4,000-term chain). The error points at the operand that crossed the
+    limit: for a chain, just after the operator that made it too long."""
+    heights: dict[int, int] = {}
+    count = 0
+    stack: list[tuple[Expr, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if not done:
+            count += 1
+            if count > MAX_NODES:
+                raise ConditionSyntaxError(
+                    f"condition has more than {MAX_NODES} terms",
+                    node.pos,
+                    max(1, node.end - node.pos),
+                    "split it into several rules",
+                )
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+            continue
+        height = 1 + max((heights.pop(id(c)) for c in _children(node)), default=0)
+        if height > MAX_DEPTH:
+            culprit = node.right if isinstance(node, Binary) else node
+            raise ConditionSyntaxError(
+                f"condition nests deeper than {MAX_DEPTH} levels "
+                f"(each operator of a chain such as `a && b && c` is one level)",
+                culprit.pos,
+                max(1, culprit.end - culprit.pos),
+                "split it into several rules, or use `x in [...]` for long alternatives",
+            )
+        heights[id(node)] = height
+
+
 def parse_condition(text: str) -> Expr:
     """Parse condition text; raises :class:`ConditionSyntaxError` with an offset on failure."""
-    return _Parser(text).parse()
+    if len(text) > MAX_CONDITION_LENGTH:
+        raise ConditionSyntaxError(
+            f"condition is {len(text)} characters long; at most {MAX_CONDITION_LENGTH} are allowed",
+            MAX_CONDITION_LENGTH,
+            hint="split it into several rules",
+        )
+    expr = _Parser(text).parse()
+    _check_shape(expr)
+    return expr
