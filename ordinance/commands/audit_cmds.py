@@ -1,5 +1,6 @@
 """``ordinance keys generate`` and ``ordinance audit checkpoint|verify|prove|check-proof``
-(plus ``audit index|query`` from `audit_query_cmds`)."""
+(plus ``audit index|query`` from `audit_query_cmds`, ``audit anchor`` and the witness
+options of ``audit verify`` from `audit_witness_cmds`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from ordinance.commands import audit_query_cmds
+from ordinance.commands import audit_query_cmds, audit_witness_cmds
 from ordinance.commands.output import EXIT_FAILED, EXIT_OK, console, emit_json, report_failure
 from ordinance.errors import OrdinanceError
 from ordinance.streams.errors import LogError
@@ -47,6 +48,8 @@ def register(command: Command) -> None:
     v.add_argument("--partition", type=int, action="append", help="only these (repeatable)")
     v.add_argument("--from", dest="from_offset", type=int, help="report findings from this offset")
     v.add_argument("--to", dest="to_offset", type=int, help="report findings up to this offset")
+    audit_witness_cmds.add_verify_options(v)
+    a = audit_witness_cmds.add_anchor_command(sub, _log_options)
     r = sub.add_parser("prove", help="an inclusion proof of one decision (JSON)")
     r.add_argument("request_id")
     _log_options(r)
@@ -59,7 +62,7 @@ def register(command: Command) -> None:
     )
     mv.add_argument("value", help="the clear value as text (numbers in canonical form)")
     mv.add_argument("--mask-config", required=True, type=Path)
-    for sub_parser in (g, m, c, v, r, k, mv):
+    for sub_parser in (g, m, c, v, a, r, k, mv):
         _json_option(sub_parser)
     audit_query_cmds.add_query_commands(sub)
 
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int | None:
     handlers: dict[str, Callable[[], int]] = {
         "checkpoint": lambda: cmd_checkpoint(args),
         "verify": lambda: cmd_verify(args),
+        "anchor": lambda: audit_witness_cmds.cmd_anchor(args, _stderr_progress()),
         "prove": lambda: cmd_prove(args),
         "check-proof": lambda: cmd_check_proof(args.proof, args.keyring, args.json),
         "mask-value": lambda: cmd_mask_value(args.value, args.mask_config, args.json),
@@ -178,41 +182,51 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ordinance.processors.audit.keys import Keyring
-    from ordinance.processors.audit.verify import verify_log
+    from ordinance.processors.audit.witness import load, verify_witnessed
+    from ordinance.processors.audit.witness_store import WitnessError, open_witness
     from ordinance.streams import open_existing_log
 
     keyring = Keyring.from_file(args.keyring)
+    witness = None
+    if args.witness is not None:
+        witness = load(open_witness(args.witness))
+        if not witness.count:
+            # Verifying against nothing would pass silently: a misnamed witness is an error.
+            raise WitnessError(f"{witness.source} holds no checkpoints: run audit anchor first")
     with open_existing_log(args.log) as log:
-        report = verify_log(
+        report = verify_witnessed(
             log,
             keyring,
+            witness=witness,
+            tail=args.max_unsigned_tail,
             prefix=args.prefix,
             partitions=args.partition,
             offsets=(args.from_offset, args.to_offset),
             progress=_stderr_progress(),
         )
     result = report.to_json()
+    if witness is not None:
+        result["witness"] = {
+            "source": witness.source,
+            "checkpoints": witness.count,
+            "pinned_fingerprint": witness.fingerprint,
+            "keyring_fingerprint": keyring.fingerprint(),
+        }
+    if args.max_unsigned_tail is not None:
+        result["max_unsigned_tail"] = args.max_unsigned_tail.text
     if args.json:
         emit_json(result)
     else:
         out = console()
         for p in report.partitions:
             span = f"offsets {p.first_offset}..{p.last_offset}" if p.records else "empty"
+            witnessed = "" if p.witnessed is None else f", {p.witnessed:,} witnessed"
             out.print(
                 f"partition {p.partition}: {p.records:,} records ({span}), "
-                f"{p.checkpoints} signed checkpoints checked, {p.covered:,} records under signature"
+                f"{p.checkpoints} signed checkpoints checked, {p.covered:,} records under "
+                f"signature{witnessed}"
             )
-        for f in report.findings:
-            where = f"offset {f.offset}" if f.offset is not None else "checkpoint"
-            extra = (
-                f" (audit.checkpoints offset {f.checkpoint_offset})"
-                if f.checkpoint_offset is not None
-                else ""
-            )
-            out.print(
-                f"FINDING {f.kind}: partition {f.partition} {where}{extra}: {f.detail}",
-                markup=False,
-            )
+        audit_witness_cmds.print_findings(report.findings)
         verdict = "clean" if not report.findings else f"{len(report.findings)} findings"
         out.print(
             f"{report.records:,} records in {report.seconds:.2f}s ({result['records_per_second'] or 0:,}/s): {verdict}"

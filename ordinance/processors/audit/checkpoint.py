@@ -48,6 +48,31 @@ def message(checkpoint: dict[str, Any]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def parse_message(text: str) -> dict[str, Any]:
+    """The checkpoint fields a signed text states (the inverse of `message`: parsing and
+    re-rendering gives the same bytes, or ValueError). A witness keeps only the text and
+    its signature, so what it holds can never disagree with what was signed."""
+    lines = text.split("\n")
+    if lines[0] != HEADER or lines[-1] != "" or len(lines) != 10:
+        raise ValueError("not an ordinance checkpoint v1 text")
+    fields = dict(line.split(" ", 1) for line in lines[1:-1])
+    prev = fields["prev_checkpoint"]
+    at = fields["at"]
+    datum: dict[str, Any] = {
+        "partition": int(fields["partition"]),
+        "first_offset": int(fields["first_offset"]),
+        "last_offset": int(fields["last_offset"]),
+        "record_count": int(fields["record_count"]),
+        "merkle_root": bytes.fromhex(fields["merkle_root"]),
+        "chain_head": bytes.fromhex(fields["chain_head"]),
+        "prev_checkpoint_hash": None if prev == "-" else bytes.fromhex(prev),
+        "at": dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=int(at)),
+    }
+    if message(datum).decode() != text:
+        raise ValueError("the checkpoint text is not in canonical form")
+    return datum
+
+
 def checkpoint_hash(checkpoint: dict[str, Any]) -> bytes:
     return hashlib.sha256(message(checkpoint)).digest()
 

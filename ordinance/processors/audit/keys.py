@@ -28,9 +28,12 @@ class KeyFileError(OrdinanceError):
     """A key or keyring file is missing, unreadable or of the wrong kind."""
 
 
+def _raw(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def key_id_of(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(_raw(public)).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,14 @@ class Keyring:
         except InvalidSignature:
             return False
         return True
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) over the keyring's canonical public keys: one line
+        ``ed25519 <hex of the raw 32 bytes>`` per key, sorted, each ending in LF. Key ids
+        and file layout do not enter, so only a change of trusted keys changes it; a
+        witness pins it to detect a log re-signed under someone else's keyring."""
+        lines = sorted(f"{ALGORITHM} {_raw(public).hex()}\n" for public in self.keys.values())
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
 
     @classmethod
     def from_file(cls, path: Path) -> Keyring:

@@ -17,12 +17,17 @@ Each record is checked three ways, so a tampering is located, not just detected:
 
 Claimed hashes re-synchronise after each finding, so one tampering is one finding, not
 a cascade over the rest of the partition.
+
+What the log's own checkpoints cannot see (a forged tail no checkpoint covers, a deleted
+last checkpoint, a rollback to an older valid prefix, a log re-signed under another
+keyring) needs evidence kept outside the log: ``checks`` run on each partition's
+`PartitionFacts` after the checks above (witness.py: witnessed checkpoints, freshness).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -53,7 +58,7 @@ CHECKPOINT_GAP = "checkpoint_gap"
 @dataclass(frozen=True)
 class Finding:
     kind: str
-    partition: int
+    partition: int | None  # None: the whole log (e.g. a keyring the witness did not pin)
     offset: int | None  # the decisions offset it is located at (None: the checkpoint itself)
     detail: str
     checkpoint_offset: int | None = None  # the audit.checkpoints record involved
@@ -67,6 +72,7 @@ class PartitionReport:
     last_offset: int | None = None
     checkpoints: int = 0  # validly signed checkpoints the log was checked against
     covered: int = 0  # records covered by the latest valid checkpoint
+    witnessed: int | None = None  # records covered by the newest witnessed checkpoint
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -74,10 +80,11 @@ class PartitionReport:
 class VerifyReport:
     partitions: list[PartitionReport]
     seconds: float
+    log_findings: list[Finding] = field(default_factory=list)  # of no one partition
 
     @property
     def findings(self) -> list[Finding]:
-        return [f for p in self.partitions for f in p.findings]
+        return [*self.log_findings, *(f for p in self.partitions for f in p.findings)]
 
     @property
     def records(self) -> int:
@@ -97,6 +104,30 @@ class VerifyReport:
 
 
 Checkpoint = tuple[int, dict[str, Any]]  # (audit.checkpoints offset, AuditCheckpoint datum)
+
+
+@dataclass
+class PartitionFacts:
+    """What verifying one partition established, for checks against evidence from
+    outside the log (`PartitionCheck`)."""
+
+    partition: int
+    offsets: list[int]  # of the records, in log order
+    positions: list[bytes]  # the position chain: the Merkle tree's entries
+    valid: dict[int, Checkpoint]  # validly signed checkpoints by record count
+    covered: int  # records under the latest valid checkpoint (at most len(positions))
+    tail_timestamp_ms: int | None  # log time of the first record no valid checkpoint covers
+    _tree: Levels | None = None
+
+    def root(self, size: int) -> bytes:
+        """The Merkle root of the first ``size`` records."""
+        if self._tree is None:
+            self._tree = Levels(self.positions)
+        return self._tree.root(size)
+
+
+# Appends what it finds to the report's findings.
+PartitionCheck = Callable[[PartitionFacts, PartitionReport], None]
 
 
 def _valid_checkpoints(
@@ -142,10 +173,13 @@ def verify_partition(
     checkpoints: list[Checkpoint],
     keyring: Keyring,
     progress: Callable[[int], None] = lambda _n: None,
+    checks: Sequence[PartitionCheck] = (),
 ) -> PartitionReport:
     report = PartitionReport(partition)
     findings = report.findings
     valid = _valid_checkpoints(partition, checkpoints, keyring, report)
+    tail_index = max(valid, default=0)  # the first record no valid checkpoint covers
+    tail_timestamp_ms: int | None = None
     offsets: list[int] = []
     claimed: list[bytes] = []  # the hash each record claims (stored, or derived)
     positions: list[bytes] = []  # the position chain: the Merkle tree's entries
@@ -175,33 +209,36 @@ def verify_partition(
         claimed.append(mine)
         positions.append(position_head)
         claimed_head = mine
+        if index == tail_index:
+            tail_timestamp_ms = record.timestamp_ms
         if index % 100_000 == 99_999:
             progress(index + 1)
     report.records = len(offsets)
     if offsets:
         report.first_offset, report.last_offset = offsets[0], offsets[-1]
-    _check_checkpoints(partition, valid, positions, offsets, report)
+    facts = PartitionFacts(
+        partition, offsets, positions, valid, min(tail_index, len(offsets)), tail_timestamp_ms
+    )
+    _check_checkpoints(facts, report)
     _classify_breaks(partition, offsets, claimed, breaks, findings)
     _check_tail(partition, valid, claimed, offsets, report)
+    for check in checks:
+        check(facts, report)
     return report
 
 
-def _check_checkpoints(
-    partition: int,
-    valid: dict[int, Checkpoint],
-    positions: list[bytes],
-    offsets: list[int],
-    report: PartitionReport,
-) -> None:
+def _check_checkpoints(facts: PartitionFacts, report: PartitionReport) -> None:
     """The log's Merkle root and head at each validly signed size against the signature."""
-    sizes = sorted(size for size in valid if size <= len(positions))
-    if not sizes:
-        return
-    tree = Levels(positions)
-    for size in sizes:
+    partition, valid, positions, offsets = (
+        facts.partition,
+        facts.valid,
+        facts.positions,
+        facts.offsets,
+    )
+    for size in sorted(size for size in valid if size <= len(positions)):
         audit_offset, datum = valid[size]
         report.checkpoints += 1
-        if tree.root(size) == datum["merkle_root"] and positions[size - 1] == datum["chain_head"]:
+        if facts.root(size) == datum["merkle_root"] and positions[size - 1] == datum["chain_head"]:
             continue
         report.findings.append(
             Finding(
@@ -323,10 +360,12 @@ def verify_log(
     partitions: list[int] | None = None,
     offsets: tuple[int | None, int | None] = (None, None),
     progress: Callable[[str], None] = lambda _message: None,
+    checks: Sequence[PartitionCheck] = (),
 ) -> VerifyReport:
     """Verify every (or the given) decisions partition. The chain and the Merkle tree
     start at the partition's first record, so the whole partition is always hashed;
-    ``offsets`` (from, to) only limits which findings are reported."""
+    ``offsets`` (from, to) only limits which findings are reported; ``checks`` add
+    checks against evidence from outside the log (witness.py)."""
     started = time.perf_counter()
     topic = ensure_topics(log, prefix)[AGENT_DECISIONS].name
     checkpoints = read_checkpoints(log, prefix)
@@ -342,6 +381,7 @@ def verify_log(
             checkpoints.get(partition, []),
             keyring,
             hashed,
+            checks,
         )
         low, high = offsets
         report.findings = [
