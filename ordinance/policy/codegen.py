@@ -107,8 +107,18 @@ def nfkc_fragment(text: str, _method: str) -> str:
     return canon.nfkc(text)
 
 
+def _as_written(text: str, _method: str) -> str:
+    return text
+
+
 def canonicalising(t: Type) -> bool:
-    return t.is_stringlike and t.name != "string"
+    """Whether a plain-string operand compared with ``t`` must be put in ``t``'s form first:
+    the canonical types, and strings that fold case or are limited to an enum."""
+    return t.is_stringlike and (t.name != "string" or not t.is_plain_string)
+
+
+def _folded_fragment(text: str, _method: str) -> str:
+    return canon.nfkc(text).casefold()
 
 
 FRAGMENT: dict[str, Callable[[str, str], str]] = {
@@ -217,6 +227,10 @@ class ExprCompiler:
         if not (isinstance(node, Literal) and isinstance(node.value, str)):
             return self.compile(node, env)
         fragment = FRAGMENT.get(receiver.name, nfkc_fragment)
+        if receiver.name == "string" and receiver.norm == canon.NORMALIZE_FOLD:
+            fragment = _folded_fragment
+        elif receiver.name == "string" and receiver.norm == canon.NORMALIZE_NONE:
+            fragment = _as_written
         try:
             return repr(fragment(node.value, method))
         except canon.CanonError as exc:

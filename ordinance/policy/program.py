@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordinance.policy import canon
 from ordinance.policy.codegen import Constants
 from ordinance.policy.decision import Decision
 from ordinance.policy.schema import Field, Fields, Schema, Tool
-from ordinance.policy.types import ValueProblem, converter
+from ordinance.policy.types import Type, ValueProblem, converter
 
 # Tiers, in precedence order under deny-overrides.
 TIER_DENY, TIER_APPROVAL, TIER_ALLOW = 0, 1, 2
@@ -45,17 +46,40 @@ def missing(attribute: str) -> Any:
 # Inline fast paths for the common JSON shapes; anything else takes the full converter,
 # which validates and canonicalises (and raises ValueProblem).
 _FAST_PATH = {
-    "string": "v if type(v) is str and v.isascii() else {slow}(v)",
+    "string": (
+        f"v if type(v) is str and v.isascii() and len(v) <= {canon.MAX_STRING_CHARS}"
+        " else {slow}(v)"
+    ),
     "int": "v if type(v) is int else {slow}(v)",
     # An int is an exact decimal already: keep it, arithmetic and comparisons mix freely.
     "decimal": "v if type(v) is int else {slow}(v)",
     "bool": "v if type(v) is bool else {slow}(v)",
     # The same test as canon.canonical_path's own fast path, inlined to save two calls.
     "path": (
-        "v if type(v) is str and v[:1] == '/' and v.isascii() and not ('%' in v or '\\\\' in v"
-        " or '//' in v or '/.' in v or '\\x00' in v) and (len(v) == 1 or v[-1] != '/') else {slow}(v)"
+        f"v if type(v) is str and v[:1] == '/' and len(v) <= {canon.MAX_PATH_CHARS}"
+        " and v.isascii() and v.isprintable() and not ('\\\\' in v or '//' in v or '/.' in v)"
+        " and (len(v) == 1 or v[-1] != '/') else {slow}(v)"
     ),
 }
+
+
+def fast_path(t: Type) -> str:
+    """The inline conversion of a field of type ``t`` (``{slow}`` is its converter)."""
+    if t.name == "string" and not t.is_plain_string:
+        return "{slow}(v)"  # case folding or an enum: every value is converted
+    return _FAST_PATH.get(t.name, "{slow}(v)")
+
+
+def weigh(value: Any) -> int:
+    """canon.weigh for generated code: an over-long list is a ValueProblem of its field."""
+    try:
+        return canon.weigh(value)
+    except canon.CanonError as exc:
+        raise ValueProblem(str(exc)) from None
+
+
+def over_limit(total: int) -> RequestProblem:
+    return RequestProblem(str(canon.over_request_limit(total)))
 
 
 @dataclass
@@ -119,11 +143,23 @@ def _record(
         lines.append(f"        v = {raw}.get({name!r}, _M)")
         lines.append("        if v is not _M:")
         lines.append(f"            f = {name!r}")
+        # The request's size is counted before the field is normalised (canon.limits).
+        if spec.type.name in ("set", "list"):
+            lines.append("            n += _weigh(v)")
+        elif spec.type.name not in ("int", "bool"):
+            lines.append("            if type(v) is str:")
+            lines.append("                n += len(v)")
+        if spec.type.name not in ("int", "bool"):
+            lines.append(f"            if n > {canon.MAX_REQUEST_CHARS}:")
+            lines.append("                raise _over(n)")
         if spec.type.name == "set":
             # Lists of ASCII strings (the common shape of roles) are already canonical.
             lines.append("            if type(v) is list:")
             lines.append("                for s in v:")
-            lines.append("                    if type(s) is not str or not s.isascii():")
+            lines.append(
+                "                    if type(s) is not str or not s.isascii()"
+                f" or len(s) > {canon.MAX_STRING_CHARS}:"
+            )
             lines.append(f"                        {var} = {slow}(v)")
             lines.append("                        break")
             lines.append("                else:")
@@ -131,9 +167,7 @@ def _record(
             lines.append("            else:")
             lines.append(f"                {var} = {slow}(v)")
         else:
-            lines.append(
-                f"            {var} = {_FAST_PATH.get(spec.type.name, '{slow}(v)').format(slow=slow)}"
-            )
+            lines.append(f"            {var} = {fast_path(spec.type).format(slow=slow)}")
         lines.append("        else:")
         if (root, name) == ("agent", "roles"):
             lines.append(f"            {var} = _EMPTY_SET")
@@ -159,7 +193,7 @@ def _record(
 def prologue(layout: Layout, ns: Constants) -> list[str]:
     """Validation and canonicalisation of the whole request into locals."""
     schema = layout.schema
-    lines: list[str] = ["    args = action.get('args', _EMPTY_DICT)"]
+    lines: list[str] = ["    n = 0", "    args = action.get('args', _EMPTY_DICT)"]
     _record(
         lines,
         layout,
@@ -311,6 +345,8 @@ RUNTIME_NAMES: dict[str, Any] = {
     "_RequestProblem": RequestProblem,
     "_ValueProblem": ValueProblem,
     "_missing": missing,
+    "_weigh": weigh,
+    "_over": over_limit,
     "type": type,
     "_frozenset": frozenset,
     "list": list,

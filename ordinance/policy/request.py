@@ -27,6 +27,22 @@ class CanonicalRequest:
     context: dict[str, Any]
 
 
+def declared_size(fields: Fields, raw: Any) -> int:
+    """What a record's declared fields weigh toward ``canon.MAX_REQUEST_CHARS`` (strings of
+    int and bool fields are refused by their converters, so they weigh nothing here)."""
+    if not isinstance(raw, dict):
+        return 0
+    total = 0
+    for key, spec in fields.items():
+        if key not in raw or spec.type.name in ("int", "bool"):
+            continue
+        try:
+            total += canon.weigh(raw[key])
+        except canon.CanonError as exc:
+            raise RequestProblem(f"{key}: {exc}") from None
+    return total
+
+
 def canonical_record(fields: Fields, raw: Any, what: str, strict: bool) -> dict[str, Any]:
     """Declared fields converted to canonical form; undeclared ones rejected (``strict``)
     or dropped; a missing required field is an error."""
@@ -56,9 +72,21 @@ def canonical_request(schema: Schema, request: Mapping[str, Any]) -> CanonicalRe
     raw_tool = action["tool"]
     if not isinstance(raw_tool, str):
         raise RequestProblem("action.tool must be a string")
-    tool = canon.canonical_tool(raw_tool)
+    try:
+        tool = canon.canonical_tool(raw_tool)
+    except canon.CanonError as exc:
+        raise RequestProblem(str(exc)) from None
     if tool not in schema.tools:
         raise RequestProblem(f"tool {raw_tool!r} is not in the schema")
+    # Bounded before anything is normalised: the declared fields' sizes, all records.
+    total = (
+        declared_size(schema.tools[tool].args, action.get("args", {}))
+        + declared_size(schema.agent, request["agent"])
+        + declared_size(schema.resource, request.get("resource"))
+        + declared_size(schema.context, request.get("context"))
+    )
+    if total > canon.MAX_REQUEST_CHARS:
+        raise RequestProblem(str(canon.over_request_limit(total)))
     args = canonical_record(
         schema.tools[tool].args, action.get("args", {}), "action.args", strict=True
     )

@@ -48,6 +48,7 @@ from ordinance.policy.yamlsrc import closest
 BUNDLE_FORMAT = "ordinance.bundle/1"
 EFFECT_OF_TIER = ("deny", "require_approval", "allow")
 _TOOL_CACHE_LIMIT = 4096  # distinct raw spellings of tool names remembered
+_TOOL_CACHE_NAME_CHARS = 128  # longer raw names are canonicalised each time, never kept
 _DECISION_CACHE_LIMIT = 65536  # distinct multi-rule decisions remembered
 _DEFAULT_KEY = (-1, ())  # the cached default decision, beside the per-(tier, rules) ones
 
@@ -107,7 +108,13 @@ _IDENTITY = {"string": str, "int": int, "bool": bool}
 
 def _arg_converters(tool: Tool) -> dict[str, tuple[Callable[[Any], Any], type | None]]:
     return {
-        name: (converter(spec.type), _IDENTITY.get(spec.type.name))
+        # A folding or enum string converts every value, so it has no identity shortcut.
+        name: (
+            converter(spec.type),
+            _IDENTITY.get(spec.type.name)
+            if spec.type.name != "string" or spec.type.is_plain_string
+            else None,
+        )
         for name, spec in tool.args.items()
     }
 
@@ -167,8 +174,9 @@ class Ruleset:
     def canonical_tool(self, raw: str) -> str:
         cached = self._tool_cache.get(raw)
         if cached is None:
-            cached = canon.canonical_tool(raw)
-            if len(self._tool_cache) < _TOOL_CACHE_LIMIT:
+            cached = canon.canonical_tool(raw)  # bounded: CanonError past MAX_DOMAIN_CHARS
+            # Bounded by count and by key size: at most 4096 x 128 characters are kept.
+            if len(raw) <= _TOOL_CACHE_NAME_CHARS and len(self._tool_cache) < _TOOL_CACHE_LIMIT:
                 self._tool_cache[raw] = cached
         return cached
 
@@ -228,7 +236,7 @@ class Ruleset:
                 if program is None:
                     return self._deny(UNKNOWN_TOOL, f"tool {raw_tool!r} is not in the schema"), None
             outcome = program.run(request, action, windows)
-        except RequestProblem as exc:
+        except (RequestProblem, canon.CanonError) as exc:  # CanonError: an over-long tool name
             return self._deny(INVALID_REQUEST, str(exc)), None
         except (KeyError, TypeError, AttributeError) as exc:
             return self._deny(INVALID_REQUEST, f"malformed request: {_describe_error(exc)}"), None

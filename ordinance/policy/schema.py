@@ -14,6 +14,17 @@ Format (``schema.yaml``)::
     context:  {environment?: string}
     settings: {default_effect: deny, combining: deny-overrides}
 
+A field's type is a type name, or for strings (and lists of strings) a mapping that states
+how values are normalised and which are accepted::
+
+    country:     {type: string, normalize: nfkc_casefold_trim, enum: [de, fr, kp, ir]}
+    environment: {type: string, normalize: nfkc_casefold_trim, enum: [dev, staging, prod]}
+    body:        {type: string, normalize: none}
+
+``normalize`` is ``nfkc`` (the default), ``none`` or ``nfkc_casefold_trim``; a value not in
+``enum`` (after normalisation) is an invalid request, so ``"kp"`` is either matched (a
+case-folding field) or refused (an enum that does not hold it), never silently neither.
+
 A field name ending in ``?`` is optional: reading it without ``has(...)`` on a request
 that lacks it is an evaluation error (a deny), never a silent false. The built-in
 ``agent.roles`` is the one exception: absent roles are the empty set.
@@ -27,8 +38,9 @@ from typing import Any
 
 from ordinance.policy import canon
 from ordinance.policy.errors import SchemaProblem
-from ordinance.policy.types import SET_STRING, STRING, Type, parse_type
-from ordinance.policy.yamlsrc import Mapping, ScalarNode, SourceFile
+from ordinance.policy.types import SET_STRING, STRING, Type, ValueProblem, list_of, parse_type
+from ordinance.policy.types import converter as converter_of
+from ordinance.policy.yamlsrc import Mapping, MappingNode, Node, ScalarNode, SourceFile
 
 EFFECTS = ("allow", "deny", "require_approval")
 COMBINING = ("deny-overrides", "first-applicable")
@@ -107,17 +119,55 @@ def _fields(m: Mapping | None, what: str, builtin: Fields) -> Fields:
                 f"`{name}` is built into {what} and cannot be redeclared",
                 m.source.node_location(key),
             )
-        if not isinstance(value, ScalarNode):
-            raise SchemaProblem(
-                f"the type of `{what}.{name}` must be a type name such as `string`",
-                m.source.node_location(value),
-            )
-        try:
-            t = parse_type(str(value.value))
-        except ValueError as exc:
-            raise SchemaProblem(str(exc), m.source.node_location(value)) from None
-        result[name] = Field(t, optional)
+        result[name] = Field(_field_type(value, m.source, f"{what}.{name}"), optional)
     return result
+
+
+def _field_type(value: Node, source: SourceFile, what: str) -> Type:
+    if isinstance(value, MappingNode):
+        return _string_options(Mapping(value, source, f"the type of `{what}`"))
+    if not isinstance(value, ScalarNode):
+        raise SchemaProblem(
+            f"the type of `{what}` must be a type name such as `string`",
+            source.node_location(value),
+        )
+    try:
+        return parse_type(str(value.value))
+    except ValueError as exc:
+        raise SchemaProblem(str(exc), source.node_location(value)) from None
+
+
+def _string_options(spec: Mapping) -> Type:
+    """``{type: string | list<string>, normalize: ..., enum: [...]}``."""
+    spec.allow_only({"type", "normalize", "enum"})
+    base = spec.required_string("type").strip()
+    if base not in ("string", "list<string>"):
+        raise SchemaProblem(
+            "only `string` and `list<string>` take options (normalize, enum)",
+            spec.loc(spec.require("type")),
+        )
+    norm = spec.string("normalize", canon.NORMALIZE_NFKC) or canon.NORMALIZE_NFKC
+    if norm not in canon.NORMALIZATIONS:
+        raise SchemaProblem(
+            f"normalize must be one of {', '.join(canon.NORMALIZATIONS)}",
+            spec.key_location("normalize"),
+        )
+    enum: frozenset[str] | None = None
+    if spec.has("enum"):
+        plain = Type("string", norm=norm)
+        values = set()
+        for raw in spec.string_list("enum"):
+            try:
+                values.add(converter_of(plain)(raw))
+            except ValueProblem as exc:
+                raise SchemaProblem(
+                    f"enum value {raw!r}: {exc}", spec.key_location("enum")
+                ) from None
+        if not values:
+            raise SchemaProblem("an enum must list at least one value", spec.key_location("enum"))
+        enum = frozenset(values)
+    elem = Type("string", norm=norm, enum=enum)
+    return elem if base == "string" else list_of(elem)
 
 
 def _sub(m: Mapping, key: str, what: str) -> Mapping | None:

@@ -2,7 +2,11 @@
 
 Canonicalising types (``path``, ``url``, ``domain``, ``email``, and the internal ``tool``)
 are strings whose values are put in canonical form on the way in, so that comparisons are
-plain string comparisons with an exact meaning.
+plain string comparisons with an exact meaning. A ``string`` states its own normalisation
+(``norm``: NFKC by default, ``none``, or ``nfkc_casefold_trim``) and may be limited to an
+``enum`` of values (in that normal form): a value outside it is refused, never unmatched.
+Every converter bounds its input (:mod:`ordinance.policy.canon.limits`) before it
+normalises anything.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from ordinance.decimals import DecimalSyntaxError, parse_decimal
 from ordinance.policy import canon
 
 
@@ -22,9 +27,23 @@ from ordinance.policy import canon
 class Type:
     name: str
     elem: Type | None = None
+    norm: str = canon.NORMALIZE_NFKC  # strings only: see canon.NORMALIZATIONS
+    enum: frozenset[str] | None = None  # strings only: the values accepted, in normal form
 
     def __str__(self) -> str:
-        return f"{self.name}<{self.elem}>" if self.elem else self.name
+        if self.elem:
+            return f"{self.name}<{self.elem}>"
+        options = []
+        if self.norm != canon.NORMALIZE_NFKC:
+            options.append(f"normalize={self.norm}")
+        if self.enum is not None:
+            options.append("enum=" + "|".join(sorted(self.enum)))
+        return f"{self.name}({', '.join(options)})" if options else self.name
+
+    @property
+    def is_plain_string(self) -> bool:
+        """``string`` with the default normalisation and no enum: the type of literals."""
+        return self == STRING
 
     @property
     def is_numeric(self) -> bool:
@@ -100,7 +119,28 @@ class ValueProblem(ValueError):
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueProblem(f"expected a string, got {type(value).__name__}")
-    return canon.nfkc(value)
+    try:
+        return canon.bounded_nfkc(value)
+    except canon.CanonError as exc:
+        raise ValueProblem(str(exc)) from None
+
+
+def string_converter(norm: str, enum: frozenset[str] | None) -> Callable[[Any], str]:
+    """A string field's converter: its normalisation, then its enum (if any)."""
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueProblem(f"expected a string, got {type(value).__name__}")
+        try:
+            text = canon.normalize_string(value, norm)
+        except canon.CanonError as exc:
+            raise ValueProblem(str(exc)) from None
+        if enum is not None and text not in enum:
+            shown = ", ".join(sorted(enum)[:8]) + (", ..." if len(enum) > 8 else "")
+            raise ValueProblem(f"{text[:40]!r} is not one of {shown}")
+        return text
+
+    return convert
 
 
 def _int(value: Any) -> int:
@@ -122,9 +162,9 @@ def _decimal(value: Any) -> Decimal:
         result = Decimal(repr(value))  # the shortest decimal that reads back as this float
     elif isinstance(value, str):
         try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueProblem(f"expected a decimal, got {value!r}") from None
+            result = parse_decimal(value)  # the wire's grammar: no spaces, exponents, "+"
+        except DecimalSyntaxError as exc:
+            raise ValueProblem(str(exc)) from None
     else:
         raise ValueProblem(f"expected a decimal, got {type(value).__name__}")
     if not result.is_finite():
@@ -139,7 +179,7 @@ def _bool(value: Any) -> bool:
 
 
 def _canonical(fn: Callable[[str], str]) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
+    def convert_canonical(value: Any) -> str:
         if not isinstance(value, str):
             raise ValueProblem(f"expected a string, got {type(value).__name__}")
         try:
@@ -147,7 +187,7 @@ def _canonical(fn: Callable[[str], str]) -> Callable[[Any], str]:
         except canon.CanonError as exc:
             raise ValueProblem(str(exc)) from None
 
-    return convert
+    return convert_canonical
 
 
 _SCALAR_CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -175,19 +215,28 @@ def converter(t: Type) -> Callable[[Any], Any]:
         def convert_list(value: Any) -> tuple[Any, ...]:
             if not isinstance(value, list | tuple):
                 raise ValueProblem(f"expected a list, got {type(value).__name__}")
+            _check_items(value)
             return tuple(elem(v) for v in value)
 
         return convert_list
+    if t.name == "string" and not t.is_plain_string:
+        return string_converter(t.norm, t.enum)
     return _SCALAR_CONVERTERS[t.name]
+
+
+def _check_items(value: Any) -> None:
+    if len(value) > canon.MAX_LIST_ITEMS:
+        raise ValueProblem(f"a list of more than {canon.MAX_LIST_ITEMS} items ({len(value)})")
 
 
 def _set_of_strings(value: Any) -> frozenset[str]:
     if not isinstance(value, list | tuple | set | frozenset):
         raise ValueProblem(f"expected a list of strings, got {type(value).__name__}")
+    _check_items(value)
     for item in value:
-        if type(item) is not str or not item.isascii():
+        if type(item) is not str or not item.isascii() or len(item) > canon.MAX_STRING_CHARS:
             return frozenset(_string(v) for v in value)
-    return frozenset(value)  # all ASCII strings: already canonical
+    return frozenset(value)  # all short ASCII strings: already canonical
 
 
 def canonical_literal(value: Any, t: Type) -> Any:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
+from ordinance.decimals import parse_decimal
 from ordinance.streams.codegen import GeneratedNamespace, Unsupported
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
@@ -114,7 +114,7 @@ def read_value(data: bytes, pos: int) -> tuple[Any, int]:
         return read_long(data, pos)
     if branch == 4:
         text, pos = read_string(data, pos)
-        return Decimal(text), pos
+        return parse_decimal(text), pos
     if branch == 1:
         return read_boolean(data, pos)
     if branch == 0:
@@ -169,7 +169,7 @@ def read_value_map(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
                 if n < 0 or end > size:
                     raise ValueError("string runs past the end")
                 out[key] = (
-                    data[pos:end].decode() if branch == 6 else Decimal(data[pos:end].decode())
+                    data[pos:end].decode() if branch == 6 else parse_decimal(data[pos:end].decode())
                 )
                 pos = end
             elif branch == 4:  # long (branch 2)

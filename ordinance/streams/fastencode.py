@@ -31,6 +31,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ordinance.decimals import MAX_DECIMAL_CHARS
 from ordinance.streams.codegen import GeneratedNamespace, Unsupported
 from ordinance.streams.values import DECIMAL_TYPE, VALUE_TYPE
 
@@ -88,6 +89,14 @@ def _decimal(text: str) -> bytes:
     return b"\x08" + encode_size(len(data)) + data
 
 
+def _plain_decimal(value: Decimal) -> bytes:
+    """As ``values.decimal_text``: plain notation (the wire grammar has no exponent)."""
+    text = format(value, "f")
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise Unsure  # to_wire refuses it, with the reason
+    return _decimal(text)
+
+
 def write_value(out: bytearray, value: Any, depth: int = 0) -> None:
     """An ``ordinance.v1.Value`` from its Python form: the bytes fastavro writes for
     ``values.to_wire(value)``, or `Unsure` where ``to_wire`` would refuse or convert a
@@ -114,11 +123,11 @@ def write_value(out: bytearray, value: Any, depth: int = 0) -> None:
     elif kind is Decimal:
         if not value.is_finite():
             raise Unsure
-        out += _decimal(str(value))
+        out += _plain_decimal(value)
     elif kind is float:
         if not math.isfinite(value):
             raise Unsure
-        out += _decimal(repr(value))  # to_wire: the shortest repr, not the binary value
+        out += _plain_decimal(Decimal(repr(value)))  # to_wire: the shortest repr
     elif kind is list or kind is tuple:
         if depth >= _MAX_DEPTH:
             raise Unsure

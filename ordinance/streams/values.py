@@ -9,6 +9,10 @@ Floats are carried as exact decimals of their shortest repr (``0.1`` becomes
 ``Decimal("0.1")``, not 0.1000000000000000055...): a policy comparing amounts
 must not depend on binary rounding. Integers outside 64 bits become decimals
 too. NaN and infinities have no exact form and are refused.
+
+Decimal text on the wire follows :mod:`ordinance.decimals` (``-?digits(.digits)?``) both
+ways: written in plain notation (``1E+2`` goes out as ``100``) and read strictly, so a
+record holding ``"1e1"``, ``" 5"`` or ``"1_000"`` is undecodable, not read as a number.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from ordinance.decimals import MAX_DECIMAL_CHARS, parse_decimal
 from ordinance.streams.errors import SchemaError
 
 VALUE_TYPE = "ordinance.v1.Value"
@@ -36,15 +41,15 @@ def to_wire(value: object) -> dict[str, Any]:
     if isinstance(value, int):
         if _LONG_MIN <= value <= _LONG_MAX:
             return {"v": value}
-        return {"v": (DECIMAL_TYPE, {"text": str(value)})}
+        return {"v": (DECIMAL_TYPE, {"text": decimal_text(Decimal(value))})}
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SchemaError(f"{value!r} has no exact decimal form")
-        return {"v": (DECIMAL_TYPE, {"text": repr(value)})}
+        return {"v": (DECIMAL_TYPE, {"text": decimal_text(Decimal(repr(value)))})}
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise SchemaError(f"{value!r} has no exact decimal form")
-        return {"v": (DECIMAL_TYPE, {"text": str(value)})}
+        return {"v": (DECIMAL_TYPE, {"text": decimal_text(value)})}
     if isinstance(value, list | tuple):
         return {"v": [to_wire(item) for item in value]}
     if isinstance(value, Mapping):
@@ -57,6 +62,14 @@ def to_wire(value: object) -> dict[str, Any]:
     raise SchemaError(f"{type(value).__name__} is not a supported value: {value!r}")
 
 
+def decimal_text(value: Decimal) -> str:
+    """A finite decimal in the wire grammar: plain notation, never an exponent."""
+    text = format(value, "f")
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise SchemaError(f"{value!r} needs more than {MAX_DECIMAL_CHARS} characters")
+    return text
+
+
 def from_wire(datum: Mapping[str, Any]) -> Any:
     """The Python value of a decoded ``ordinance.v1.Value`` datum."""
     value = datum["v"]
@@ -67,7 +80,7 @@ def from_wire(datum: Mapping[str, Any]) -> Any:
         # always Value records (dicts), so the two cannot be confused.
         text = value.get("text")
         if len(value) == 1 and isinstance(text, str):
-            return Decimal(text)
+            return parse_decimal(text)  # DecimalSyntaxError: the record is undecodable
         return {key: from_wire(item) for key, item in value.items()}
     return value
 

@@ -6,9 +6,7 @@ from hypothesis import strategies as st
 
 from ordinance.policy import canon
 
-path_chars = st.sampled_from(
-    [*"ab./\\%2eE5cF0 ", "%2e", "%2f", "%25", "..", "／", "．", "é", "e\u0301"]
-)
+path_chars = st.sampled_from([*"ab./%2eE5cF0 ", "%2e", "%2f", "%25", "..", "é"])
 paths = st.lists(path_chars, max_size=16).map("".join)
 
 
@@ -37,11 +35,11 @@ def test_domain_canonicalisation_is_idempotent(raw: str) -> None:
 
 
 @given(
-    st.sampled_from(["http", "HTTPS", "ftp"]),
-    st.sampled_from(["Example.COM", "a.b.c", "bücher.de", "[::1]"]),
+    st.sampled_from(["http", "HTTPS", "Http"]),
+    st.sampled_from(["Example.COM", "a.b.c", "xn--bcher-kva.de", "[::1]", "10.0.0.1"]),
     st.sampled_from(["", ":80", ":443", ":8080"]),
-    st.lists(st.sampled_from(["a", ".", "..", "%7e", "%2F", "B"]), max_size=5).map("/".join),
-    st.sampled_from(["", "?q=%2f", "?x=1"]),
+    st.lists(st.sampled_from(["a", ".", "..", "%C3%BC", "ü", "B"]), max_size=5).map("/".join),
+    st.sampled_from(["", "?q=%3F", "?x=1"]),
 )
 def test_url_canonicalisation_is_idempotent(
     scheme: str, host: str, port: str, path: str, query: str
@@ -56,22 +54,23 @@ def test_url_canonicalisation_is_idempotent(
     [
         ("/etc/passwd", "/etc/passwd"),
         ("/workspace/../etc/passwd", "/etc/passwd"),
-        ("/workspace/%2e%2e/etc/passwd", "/etc/passwd"),
-        ("/workspace/%252e%252e/etc/passwd", "/etc/passwd"),
+        # The kernel never decodes: a percent-escape is three characters of a name.
+        ("/workspace/%2e%2e/etc/passwd", "/workspace/%2e%2e/etc/passwd"),
+        ("/workspace%2fevil.sh", "/workspace%2fevil.sh"),
         ("//etc///passwd", "/etc/passwd"),
         ("/etc/./passwd/", "/etc/passwd"),
-        ("\\etc\\passwd", "/etc/passwd"),
-        ("／etc／passwd", "/etc/passwd"),  # full-width solidus folds under NFKC
         ("/../../etc", "/etc"),  # never above the root
         ("a/../../b", "../b"),
-        ("", "."),
     ],
 )
 def test_path_vectors(raw: str, expected: str) -> None:
     assert canon.canonical_path(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["/etc/passwd\0.txt", "/a/%00", "%25252525252e", "/a/%ff"])
+@pytest.mark.parametrize(
+    "raw",
+    ["/etc/passwd\0.txt", "\\etc\\passwd", "／etc／passwd", "/a/e\u0301", "", "/a\nb", "/" * 4097],
+)
 def test_paths_without_safe_form_are_rejected(raw: str) -> None:
     with pytest.raises(canon.CanonError):
         canon.canonical_path(raw)
@@ -111,13 +110,23 @@ def test_domain_and_email_vectors() -> None:
 
 def test_url_vectors() -> None:
     assert (
-        canon.canonical_url("HTTPS://Example.COM:443/a/../b/%7euser")
+        canon.canonical_url("HTTPS://Example.COM:443/a/../b/~user#top")
         == "https://example.com/b/~user"
     )
     assert canon.canonical_url("http://a.com") == "http://a.com/"
-    assert canon.canonical_url("http://a.com:8080//x/./y/") == "http://a.com:8080/x/y/"
-    with pytest.raises(canon.CanonError):
-        canon.canonical_url("/relative/only")
+    # WHATWG keeps empty path segments (so do urllib3 and servers): no collapsing.
+    assert canon.canonical_url("http://a.com:8080//x/./y/") == "http://a.com:8080//x/y/"
+    for bad in (
+        "/relative/only",
+        "https://a.com/%7euser",  # a server decodes %7e: refused, not decoded for it
+        "https://user@a.com/",
+        "https://a.com./",
+        "https://a.com:0443/",
+        "https://2130706433/",
+        "file:///etc/passwd",
+    ):
+        with pytest.raises(canon.CanonError):
+            canon.canonical_url(bad)
 
 
 @given(

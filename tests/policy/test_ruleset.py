@@ -202,15 +202,15 @@ def test_canonical_forms_defeat_spelling_tricks() -> None:
       effect: allow
     """
     rs = compile_texts(policy(rules, '{actions: ["fs.read"]}'))
-    for sneaky in (
-        "/tmp/../etc/shadow",
-        "/tmp/%2e%2e/etc/shadow",
-        "//etc//shadow",
-        "／etc／shadow",
-        "/tmp/%252e%252e/etc",
-    ):
+    for sneaky in ("/tmp/../etc/shadow", "//etc//shadow", "/./etc/shadow"):
         d = rs.evaluate(request("FS.Read", {"path": sneaky}))
         assert d.effect == "deny", sneaky
+    # Spellings the kernel and other tools read differently are refused, not repaired.
+    for ambiguous in ("／etc／shadow", "\\etc\\shadow", "/etc/shad\u200bow\u0301"):
+        d = rs.evaluate(request("FS.Read", {"path": ambiguous}))
+        assert (d.effect, d.code) == ("deny", "invalid_request"), ambiguous
+    # The kernel never decodes: "%2e%2e" is a directory named so, under /tmp.
+    assert rs.evaluate(request("fs.read", {"path": "/tmp/%2e%2e/etc/shadow"})).effect == "allow"
     assert rs.evaluate(request("fs.read", {"path": "/tmp/etc"})).effect == "allow"
 
 
@@ -229,7 +229,7 @@ def test_list_and_email_semantics() -> None:
         == "allow"
     )
     assert (
-        rs.evaluate(request("email.send", {"to": ["CEO@corp.EXAMPLE."], "subject": "s"})).effect
+        rs.evaluate(request("email.send", {"to": ["CEO@corp.EXAMPLE"], "subject": "s"})).effect
         == "require_approval"
     )
     assert (
