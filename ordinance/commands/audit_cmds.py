@@ -111,7 +111,7 @@ def _guarded(as_json: bool, work: Callable[[], int]) -> int:
 
 
 def _stderr_progress() -> Callable[[str], None]:
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     return lambda message: err.print(f"[dim]{message}[/]")
 
 

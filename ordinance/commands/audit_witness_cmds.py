@@ -105,15 +105,19 @@ def cmd_anchor(args: argparse.Namespace, progress: Callable[[str], None]) -> int
             f"refused: {len(report.verify.findings)} findings; nothing anchored to "
             f"{report.witness}",
             markup=False,
+            soft_wrap=True,
         )
         return EXIT_FAILED
     if report.pinned:
-        out.print(f"keyring {report.fingerprint} pinned in {report.witness}", markup=False)
+        out.print(
+            f"keyring {report.fingerprint} pinned in {report.witness}", markup=False, soft_wrap=True
+        )
     if not report.anchored:
         out.print(
             f"nothing new to anchor: {report.witness} holds the newest checkpoint of every "
             f"partition ({report.witnessed_before} witnessed)",
             markup=False,
+            soft_wrap=True,
         )
         return EXIT_OK
     newest: dict[int, dict[str, Any]] = {}
@@ -124,6 +128,7 @@ def cmd_anchor(args: argparse.Namespace, progress: Callable[[str], None]) -> int
             f"partition {partition}: witnessed through {item['record_count']:,} records "
             f"(offset {item['last_offset']}, signed {item['signed_at']})",
             markup=False,
+            soft_wrap=True,
         )
     out.print(
         f"anchored {len(report.anchored)} checkpoints to {report.witness} "
@@ -146,4 +151,4 @@ def print_findings(findings: list[Finding]) -> None:
             if f.checkpoint_offset is not None
             else ""
         )
-        out.print(f"FINDING {f.kind}: {where}{extra}: {f.detail}", markup=False)
+        out.print(f"FINDING {f.kind}: {where}{extra}: {f.detail}", markup=False, soft_wrap=True)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
 
-from ordinance.processors.audit.checkpoint import message, signature_valid, signed
+from ordinance.processors.audit.checkpoint import message, parse_message, signature_valid, signed
 from ordinance.processors.audit.keys import KeyFileError, Keyring, Signer, generate
 
 
@@ -58,3 +59,32 @@ def test_bad_files_raise_one_clear_error(tmp_path: Path) -> None:
         Signer.from_file(tmp_path / "junk")
     with pytest.raises(KeyFileError, match="not a usable keyring"):
         Keyring.from_file(tmp_path / "junk")
+
+
+def test_the_keyring_fingerprint_is_its_set_of_public_keys(tmp_path: Path) -> None:
+    """What a witness pins: the same keys in another order or file give the same
+    fingerprint; adding a key changes it."""
+    ring = tmp_path / "ring.json"
+    generate(tmp_path / "a.pem", ring)
+    one = Keyring.from_file(ring).fingerprint()
+    generate(tmp_path / "b.pem", ring)
+    two = Keyring.from_file(ring)
+    assert two.fingerprint() != one and len(one) == 64
+    entries = json.loads(ring.read_text())["keys"]
+    reordered = tmp_path / "reordered.json"
+    reordered.write_text(json.dumps({"keys": list(reversed(entries))}, indent=4))
+    assert Keyring.from_file(reordered).fingerprint() == two.fingerprint()
+
+
+def test_a_checkpoint_text_parses_back_to_what_was_signed() -> None:
+    for prev in (None, b"\x03" * 32):
+        datum = dict(_unsigned(), prev_checkpoint_hash=prev)
+        assert parse_message(message(datum).decode()) == datum
+    text = message(_unsigned()).decode()
+    for bad in (
+        text.replace("record_count 42", "record_count 042"),
+        text.replace("ordinance checkpoint v1", "ordinance checkpoint v2"),
+        text + "extra 1\n",
+    ):
+        with pytest.raises(ValueError):
+            parse_message(bad)
