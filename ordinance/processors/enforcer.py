@@ -9,6 +9,11 @@ A decision and its input offset are committed together (one transaction on the e
 log). A new bundle is compiled and its id verified before it is used, and the swap is a
 ``RulesetSwap`` record between two decisions. Fail-closed: no verified bundle, an
 undecodable action, an evaluation error — each is a deny with a machine-readable code.
+So is an action that is not one agent's to judge here and now (`enforcer_state.decide`):
+an agent id not in canonical form, a key or partition that is not its agent id's
+(``wrong_partition``), an event time beyond ``max_clock_skew_s`` of the enforcer's clock
+(``clock_skew``). The takeover record names the partition count and the bound, so
+they are part of the fold and replay applies the ones this enforcer applied.
 
 Every record written to ``decisions[p]`` except the takeover marker carries the hash chain
 headers (`audit.chain`): the partition state follows the chain head as it folds.
@@ -65,6 +70,8 @@ Clock = Callable[[], float]
 TAKEOVER_TIMEOUT_S = 30.0
 ASSIGNMENT_WAIT_S = 30.0  # how long `until_idle` waits for a first partition
 CACHE_SAVE_INTERVAL_S = 5.0
+#: What ``ordinance serve`` allows between an action's event time and the enforcer's clock.
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
 
 
 def _at(seconds: float) -> dt.datetime:
@@ -122,7 +129,13 @@ class Enforcer:
         progress: Callable[[str], None] = lambda _message: None,
         state_dir: Path | None = None,
         masking: Masking | None = None,
+        max_clock_skew_s: float | None = None,
     ) -> None:
+        """``max_clock_skew_s``: deny (``clock_skew``) an action whose event time is further
+        than this from ``clock``; None for no bound (``serve`` defaults to
+        `DEFAULT_MAX_CLOCK_SKEW_S`)."""
+        if max_clock_skew_s is not None and not max_clock_skew_s >= 0:
+            raise ValueError(f"max_clock_skew_s must be >= 0, not {max_clock_skew_s}")
         self.log = log
         self.masking = masking
         self.enforcer_id = enforcer_id or f"enforcer-{uuid.uuid4().hex[:8]}"
@@ -133,6 +146,11 @@ class Enforcer:
         self.serde = Serde()
         specs = ensure_topics(log, prefix)
         self.actions = specs[AGENT_ACTIONS].name
+        # Where each agent id belongs: the same hashing the client and Kafka use.
+        self.agent_partitions = specs[AGENT_ACTIONS].partitions
+        self.max_clock_skew_ms = (
+            round(max_clock_skew_s * 1000) if max_clock_skew_s is not None else None
+        )
         self.decisions = specs[AGENT_DECISIONS].name
         # Keyed by agent id like the actions, so partition p of approvals belongs with p.
         self.approvals = specs[AGENT_APPROVALS].name
@@ -217,6 +235,9 @@ class Enforcer:
             "previous_enforcer_id": None,
             "nonce": nonce,
             "at": _at(self.clock()),
+            # The checks this enforcer applies, on the log so the fold (and replay) has them.
+            "agent_partitions": self.agent_partitions,
+            "max_clock_skew_ms": self.max_clock_skew_ms,
             "prev_hash": None,
             "hash": None,
         }

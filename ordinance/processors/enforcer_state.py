@@ -2,9 +2,24 @@
 both deterministic functions of what is on the log.
 
 The state is the fold of ``agent.decisions[p]``: which request ids have a decision
-(a re-delivered or re-sent action is not decided twice), the window state (every allowed
-decision carries its canonical action and event time), and the ruleset in force
-(``RulesetSwap`` control records). Nothing here reads a clock or talks to a broker.
+(a re-delivered or re-sent action is not decided twice; an undecodable action's id is its
+position, so its redelivery is not decided twice either), the window state (every allowed
+decision carries its canonical action and event time), the ruleset in force
+(``RulesetSwap`` control records), and the checks the current owner enforces
+(``EnforcerTakeover`` records carry them: the partition count and the clock-skew bound).
+Nothing here reads a clock or talks to a broker: the enforcer's clock enters as
+``evaluated_at``, which the decision records, so replay decides again with the same inputs.
+
+Before any policy runs, an action must be one agent's, exactly (budgets are per agent):
+- its agent id is in canonical form (``wire.agent_id_problem``; else ``invalid_request``),
+  and that one string is the record key, the partition key, the window key and the
+  decision's agent id;
+- it is keyed by that id and sits on the partition the id hashes to (else
+  ``wrong_partition``: another partition's state would hold a second budget);
+- its event time is within the skew bound of the evaluation time (else ``clock_skew``).
+  The bound is also the horizon of the DESIGN's staleness rule: an intent dated further
+  back (or ahead) than it is never judged, so state older than the bound plus the longest
+  window can be pruned without allowing anything twice.
 """
 
 from __future__ import annotations
@@ -13,16 +28,24 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordinance.policy.decision import DENY, Decision
+from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
-from ordinance.policy.window import InMemoryWindows
+from ordinance.policy.window import AgentWindows, InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
-from ordinance.processors.wire import content_ticket, decision_to_wire, request_from_wire
+from ordinance.processors.wire import (
+    agent_id_problem,
+    content_ticket,
+    decision_to_wire,
+    request_from_wire,
+)
 from ordinance.streams.log import Headers
+from ordinance.streams.partitioner import partition_for
 from ordinance.streams.serde import Decoded, UndecodableRecord
 
 UNDECODABLE = "undecodable"  # the action record did not decode
 NO_RULESET = "no_ruleset"  # no verified bundle is active for this enforcer's target
+WRONG_PARTITION = "wrong_partition"  # not keyed by its agent id, or not on that id's partition
+CLOCK_SKEW = "clock_skew"  # event time too far from the enforcer's clock
 # Codes of the follow-up decision an Approval record causes.
 APPROVED = "approved"
 APPROVAL_REJECTED = "approval_rejected"
@@ -40,6 +63,10 @@ class PartitionState:
     offset: int = -1  # the last decisions offset folded in
     now: float = 0.0  # the event time the window state is asked at
     chain_head: bytes = GENESIS  # chain hash of the last record of the partition (audit)
+    # Set by the owner's EnforcerTakeover record; None on records written before the
+    # checks existed (replay then decides as those enforcers did).
+    agent_partitions: int | None = None
+    max_clock_skew_ms: int | None = None
     windows: InMemoryWindows = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +106,9 @@ class PartitionState:
         elif name == "RulesetSwap":
             self.bundle_id = datum["bundle_id"]
             self.policy_offset = datum["policy_offset"]
+        elif name == "EnforcerTakeover":
+            self.agent_partitions = datum.get("agent_partitions")
+            self.max_clock_skew_ms = datum.get("max_clock_skew_ms")
         self.offset = offset
 
 
@@ -95,11 +125,15 @@ def decide(
     """The Decision datum for one action record, or None when its request id already has
     a decision in this partition (redelivery or a re-sent request). Never raises."""
     if isinstance(decoded, UndecodableRecord):
+        # Its position is its request id: a redelivered record is not decided twice.
+        request_id = f"{UNDECODABLE}@{state.partition}:{action_offset}"
+        if request_id in state.decided:
+            return None
         detail = f"{decoded.problem.value}: {decoded.detail}"
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", UNDECODABLE, detail)
         return decision_to_wire(
             decision,
-            request_id=f"{UNDECODABLE}@{state.partition}:{action_offset}",
+            request_id=request_id,
             agent_id=(agent_key or b"").decode(errors="replace"),
             enforcer_id=enforcer_id,
             evaluated_at=evaluated_at,
@@ -110,21 +144,28 @@ def decide(
     if datum["request_id"] in state.decided:
         return None
     event_time: dt.datetime = datum["event_time"]
-    request = request_from_wire(datum)
+    agent_id: str = datum["agent"]["id"]
     tool: str = ""
     args: dict[str, Any] = {}
-    if ruleset is None or ruleset.bundle_id != state.bundle_id:
+    refused = _refusal(state, agent_id, agent_key, event_time, evaluated_at)
+    if refused is not None:
+        code, detail = refused
+        decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
+    elif ruleset is None or ruleset.bundle_id != state.bundle_id:
         detail = "no verified policy bundle is active for this enforcer"
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", NO_RULESET, detail)
     else:
         state.now = event_time.timestamp()
         # The canonical tool and arguments are what the window counters fold; "" and {}
-        # for a request that does not fit the schema (nothing to count).
-        decision, tool, args = ruleset.evaluate_canonical(request, state.windows)
+        # for a request that does not fit the schema (nothing to count). The windows are
+        # the ones of the agent id the decision is recorded under (and folded under).
+        decision, tool, args = ruleset.evaluate_canonical(
+            request_from_wire(datum), AgentWindows(state.windows, agent_id)
+        )
     return decision_to_wire(
         decision,
         request_id=datum["request_id"],
-        agent_id=datum["agent"]["id"],
+        agent_id=agent_id,
         enforcer_id=enforcer_id,
         evaluated_at=evaluated_at,
         action_offset=action_offset,
@@ -134,6 +175,48 @@ def decide(
         event_time=event_time,
         approval_ticket=content_ticket(datum) if decision.effect == "require_approval" else None,
     )
+
+
+def _refusal(
+    state: PartitionState,
+    agent_id: str,
+    agent_key: bytes | None,
+    event_time: dt.datetime,
+    evaluated_at: dt.datetime,
+) -> tuple[str, str] | None:
+    """(code, detail) when the action is not one agent's to judge here and now; None when
+    it is. Only the record and the folded state decide: replay finds the same."""
+    problem = agent_id_problem(agent_id)
+    if problem is not None:
+        return INVALID_REQUEST, problem
+    partitions = state.agent_partitions
+    if partitions is not None:
+        if agent_key is None:
+            return WRONG_PARTITION, "the action has no key; it must be keyed by its agent id"
+        if agent_key != agent_id.encode():
+            return (
+                WRONG_PARTITION,
+                f"the action is keyed {agent_key[:64]!r}, not by its agent id {agent_id!r}",
+            )
+        home = partition_for(agent_key, partitions)
+        if home != state.partition:
+            return (
+                WRONG_PARTITION,
+                f"agent {agent_id!r} belongs on partition {home} of {partitions}, "
+                f"not {state.partition}",
+            )
+    bound_ms = state.max_clock_skew_ms
+    if bound_ms is not None:
+        skew = event_time - evaluated_at
+        if abs(skew) > dt.timedelta(milliseconds=bound_ms):
+            ahead = "ahead of" if skew > dt.timedelta(0) else "behind"
+            return (
+                CLOCK_SKEW,
+                f"event time {event_time.isoformat()} is {abs(skew).total_seconds():.3f}s "
+                f"{ahead} the enforcer's clock ({evaluated_at.isoformat()}); "
+                f"the bound is {bound_ms / 1000:g}s",
+            )
+    return None
 
 
 def answer_approval(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,49 @@ def request_from_wire(datum: Mapping[str, Any]) -> dict[str, Any]:
             "id": resource["id"],
         }
     return request
+
+
+#: Longest agent id, in UTF-8 bytes (it is the record key and a window key).
+MAX_AGENT_ID_BYTES = 256
+# Control and format characters, surrogates, private-use and unassigned code points, line
+# and paragraph separators: invisible or unstable in an identifier.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def agent_id_problem(agent_id: object) -> str | None:
+    """Why an agent id cannot be judged, or None when it is in canonical form.
+
+    An agent id is the record key, the partition key, the window key and the decision's
+    agent id: one string for all four. So an id that any normalisation would change —
+    NFKC (``ｂ1`` is ``b1``), case folding (``B1``), trimming — is refused, never
+    repaired: repairing it would give one agent two spellings, and budgets kept under
+    one spelling would not be seen under the other. The size is checked before any
+    normalisation runs (NFKC is superlinear on some inputs)."""
+    if not isinstance(agent_id, str):
+        return f"agent.id must be a string, not {type(agent_id).__name__}"
+    if not agent_id:
+        return "agent.id is empty"
+    if len(agent_id) > MAX_AGENT_ID_BYTES or len(agent_id.encode(errors="replace")) > (
+        MAX_AGENT_ID_BYTES
+    ):
+        return f"agent.id is longer than {MAX_AGENT_ID_BYTES} bytes"
+    if not agent_id.isascii():
+        for char in agent_id:
+            if unicodedata.category(char) in _REFUSED_CATEGORIES:
+                return f"agent.id {agent_id!r} holds the character U+{ord(char):04X}"
+        canonical = unicodedata.normalize(
+            "NFKC", unicodedata.normalize("NFKC", agent_id).casefold()
+        ).strip()
+    else:
+        if not agent_id.isprintable():
+            return f"agent.id {agent_id!r} holds a control character"
+        canonical = agent_id.lower().strip()
+    if canonical != agent_id:
+        return (
+            f"agent.id {agent_id!r} is not in canonical form (it would be {canonical!r}); "
+            "an agent id is refused, not normalised"
+        )
+    return None
 
 
 def request_to_wire(
