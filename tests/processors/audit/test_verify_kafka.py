@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,8 @@ from ordinance.processors.audit.verify import (
     TRUNCATED,
     verify_log,
 )
+from ordinance.processors.audit.witness import ROLLBACK, anchor, load, verify_witnessed
+from ordinance.processors.audit.witness_store import FileWitness
 from ordinance.streams import ConsumedRecord, Record, open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
 from ordinance.streams.serde import Decoded, Serde
@@ -148,3 +151,35 @@ def test_tampering_a_kafka_copy_is_located(
         assert located == {(FORGED_CHECKPOINT, None)}
     else:
         assert located == {(kind, expected_at)}
+
+
+def test_a_rolled_back_kafka_copy_is_found_by_the_witness(
+    audited_log: AuditedLog, broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Witnessed on the embedded log, then served from Kafka as an older valid prefix
+    (records and checkpoints through the partition's first checkpoint): plain verify is
+    clean, the witness names the rollback. The witness holds signed texts, not backend
+    positions, so it follows the log across backends."""
+    keyring = Keyring.from_file(audited_log.keyring)
+    witness = FileWitness(tmp_path / "witness.jsonl")
+    with open_log(f"sqlite:///{audited_log.db}") as source:
+        assert anchor(source, keyring, witness).ok
+        original = list(source.read_to_end(topic_specs()[AGENT_DECISIONS].name, [PARTITION]))
+        checkpoints = list(source.read_to_end(topic_specs()[AUDIT_CHECKPOINTS].name))
+    serde = Serde()
+    ours = [
+        (c, d.value)
+        for c in checkpoints
+        if isinstance(d := serde.decode_record(c), Decoded) and d.value["partition"] == PARTITION
+    ]
+    first, datum = ours[0]
+    prefix = "copy-rollback."
+    _copy(broker, prefix, original[: datum["record_count"]], [first])
+    state = load(witness)
+    with open_log(broker.url) as log:
+        plain = verify_log(log, keyring, prefix=prefix, partitions=[PARTITION])
+        witnessed = verify_witnessed(
+            log, keyring, witness=state, prefix=prefix, partitions=[PARTITION]
+        )
+    assert plain.findings == []
+    assert [(f.kind, f.partition) for f in witnessed.findings] == [(ROLLBACK, PARTITION)]
