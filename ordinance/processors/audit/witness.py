@@ -334,7 +334,9 @@ def verify_witnessed(
         checks=all_checks,
     )
     if witness is not None:
-        if pin and witness.fingerprint is not None:
+        # A witness that holds checkpoints but no pin (its keyring entry removed) must not
+        # turn the keyring check, and with it the check of its own entries, off.
+        if pin and (witness.fingerprint is not None or witness.count):
             report.log_findings.extend(keyring_findings(witness, keyring))
         present = {p.partition for p in report.partitions}
         for partition in sorted(witness.checkpoints):

@@ -362,6 +362,9 @@ def test_an_altered_witness_entry_is_reported(
     with pytest.raises(WitnessError, match="malformed"):
         load(witness)
 
+    witness.path.write_text("\n".join(original[1:]) + "\n")  # the keyring pin removed
+    assert _kinds(_verify(url, audited_log.keyring, witness)) == {KEYRING_MISMATCH}
+
 
 def test_git_witness_commits_each_anchoring(audited_log: AuditedLog, tmp_path: Path) -> None:
     url = audited_log.copy(tmp_path)
