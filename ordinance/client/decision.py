@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy.decision import ALLOW, DENY, REQUIRE_APPROVAL, Decision
@@ -32,6 +32,11 @@ class ClientDecision(Decision):
     action_partition: int | None = None
     action_offset: int | None = None
     approval_ticket: str | None = None  # on require_approval: what an Approval must name
+    # The tool and arguments the enforcer judged, in canonical form (empty when it judged
+    # none: client-side denies, invalid requests). "Enforce what you evaluated": a guard
+    # can run the tool on exactly these (``@guard(..., use_canonical_args=True)``).
+    canonical_tool: str = ""
+    canonical_args: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def client_side(self) -> bool:
@@ -49,6 +54,8 @@ class ClientDecision(Decision):
             "action_partition": self.action_partition,
             "action_offset": self.action_offset,
             "approval_ticket": self.approval_ticket,
+            "canonical_tool": self.canonical_tool,
+            "canonical_args": dict(self.canonical_args),
         }
 
 
@@ -98,4 +105,6 @@ def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -
         action_partition=action_partition,
         action_offset=datum.get("action_offset"),
         approval_ticket=datum.get("approval_ticket"),
+        canonical_tool=datum.get("tool") or "",
+        canonical_args=dict(datum.get("args") or {}),
     )

@@ -5,6 +5,10 @@ so the policy sees exactly what the body would receive (defaults included). The 
 on allow only; deny raises `ActionDenied`, require_approval raises `ApprovalRequired`, both
 carrying the decision. Failing to get an answer (timeout, broker down) is a client-side
 deny, so it raises `ActionDenied` too: an unanswered guard never runs the tool.
+
+With ``use_canonical_args=True`` the body runs on the arguments the decision was made on
+(`ClientDecision.canonical_args`: paths resolved, case folded where the schema says so,
+decimals exact) instead of the raw call's — "enforce what you evaluated".
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ def guard(
     resource: Part = None,
     context: Part = None,
     approval_timeout: float | None = None,
+    use_canonical_args: bool = False,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a sync or async tool function.
 
@@ -67,6 +72,9 @@ def guard(
     not tool arguments. ``resource``/``context`` are mappings, or functions of the
     arguments, added to the request. ``approval_timeout``: on require_approval, wait that
     long for a human's answer and run the body if approved (default: raise at once).
+    ``use_canonical_args``: run the body on the decision's canonical arguments (each tool
+    argument replaced by its canonical form; excluded parameters untouched); an allow that
+    carries no canonical arguments for them is refused (`ActionDenied`), never run raw.
 
     Argument mapping: every bound parameter by name, defaults applied — except a parameter
     left at a default of ``None``, which is absent (``has()`` is false), not null;
@@ -118,6 +126,39 @@ def guard(
                     built[key] = value
             return name, built
 
+        def call_args(
+            args: tuple[Any, ...], kwargs: dict[str, Any], decision: ClientDecision
+        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            """The call's arguments, with every tool argument the enforcer judged replaced by
+            its canonical form (the raw ones unless ``use_canonical_args``)."""
+            if not use_canonical_args:
+                return args, kwargs
+            canonical = decision.canonical_args
+            sent = arguments(args, kwargs)
+            missing = [name for name in sent if name not in canonical]
+            if missing:  # nothing judged to run on: fail closed rather than run raw values
+                refused = client_deny(
+                    CLIENT_INVALID_REQUEST,
+                    f"the decision carries no canonical form of {', '.join(sorted(missing))}",
+                    request_id=decision.request_id,
+                    client_id=_client(client).client_id,
+                )
+                raise ActionDenied(decision.canonical_tool, refused, decision.request_id or None)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, value in bound.arguments.items():
+                if name in exclude:
+                    continue
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    bound.arguments[name] = {k: canonical.get(k, v) for k, v in value.items()}
+                elif kind is inspect.Parameter.VAR_POSITIONAL:
+                    if name in canonical:
+                        bound.arguments[name] = tuple(canonical[name])
+                elif name in canonical:
+                    bound.arguments[name] = canonical[name]
+            return bound.args, bound.kwargs
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -135,7 +176,8 @@ def guard(
                     )
                     decision = _after_approval(decision, answered)
                 _outcome(name, decision)
-                return await cast(Callable[P, Awaitable[Any]], fn)(*args, **kwargs)
+                run_args, run_kwargs = call_args(args, kwargs, decision)
+                return await cast(Callable[..., Awaitable[Any]], fn)(*run_args, **run_kwargs)
 
             wrapped: Callable[..., Any] = guarded_async
         else:
@@ -155,7 +197,8 @@ def guard(
                     )
                     decision = _after_approval(decision, answered)
                 _outcome(name, decision)
-                return fn(*args, **kwargs)
+                run_args, run_kwargs = call_args(args, kwargs, decision)
+                return cast(Callable[..., R], fn)(*run_args, **run_kwargs)
 
             wrapped = guarded
         wrapped.__ordinance_tool__ = tool  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """@guard end to end: a simulated agent whose tools are guarded tries what an adversarial
-or confused model would — bypass spellings of tool names, `..` and percent-encoded paths,
+or confused model would — bypass spellings of tool names, `..`, percent-encoded and
+ambiguous paths,
 sanctioned transfers, exfiltrating mail — and the tool bodies run for the allowed calls
 only. Every decision comes through the log from the enforcer, none is faked."""
 
@@ -90,9 +91,9 @@ PAY = {"currency": "EUR", "iban": "DE89370400440532013000"}
 SCRIPT: list[tuple[str, dict[str, Any], str]] = [
     ("fs.read", {"path": "/workspace/src/main.py"}, "ran"),
     ("fs.read", {"path": "/workspace/../etc/shadow"}, "deny"),
-    ("fs.read", {"path": "/workspace/%2e%2e/etc/passwd"}, "deny"),
-    ("fs.read", {"path": "/workspace/%2e%2e/%252e%252e/etc/passwd"}, "deny"),
-    ("ＦＳ．ＲＥＡＤ", {"path": "\\workspace\\.ssh\\id_ed25519"}, "deny"),
+    ("fs.read", {"path": "/workspace%2f..%2fetc%2fpasswd"}, "deny"),  # a file in /, as Linux reads it
+    ("fs.read", {"path": "/workspace\\..\\etc／passwd"}, "deny"),  # ambiguous: refused
+    ("ＦＳ．ＲＥＡＤ", {"path": "/workspace/.ssh/id_ed25519"}, "deny"),
     ("FS.Read", {"path": "/workspace/./src/../.ssh/id_rsa"}, "deny"),
     ("FS.READ", {"path": "/workspace/notes.txt"}, "ran"),
     ("fs.read", {"path": Path("/workspace/notes.txt")}, "unsendable"),
@@ -238,3 +239,38 @@ def test_no_answer_means_the_body_never_runs(log_url: str) -> None:
 
     asyncio.run(run())
     assert ran == []
+
+
+def test_use_canonical_args_runs_the_body_on_what_was_judged(pipeline: Pipeline) -> None:
+    """Enforce what you evaluated: the body gets the canonical arguments the enforcer
+    decided on (dot segments resolved, the country code folded as the schema says), and
+    the decision carries them for callers that dispatch by hand."""
+    ran: list[tuple[str, ...]] = []
+
+    with SyncClient(pipeline.url, **AGENT) as client:
+
+        @guard(tool="fs.read", client=client, timeout=10, use_canonical_args=True)
+        def read(path: str) -> str:
+            ran.append((path,))
+            return path
+
+        @guard(tool="payments.transfer", client=client, timeout=10, use_canonical_args=True)
+        def transfer(amount: Decimal, currency: str, country: str, iban: str) -> str:
+            ran.append((str(amount), currency, country))
+            return country
+
+        @guard(tool="fs.read", client=client, timeout=10)
+        def read_raw(path: str) -> str:
+            return path
+
+        assert read("/workspace/a/../b//c.txt") == "/workspace/b/c.txt"
+        assert transfer(Decimal("5.00"), " EUR", "De", "DE89") == "de"
+        assert read_raw("/workspace/./x") == "/workspace/./x"  # the default: the raw call
+        decision = client.decide(
+            {"action": {"tool": "FS.Read", "args": {"path": "/workspace//y"}}}, timeout=10
+        )
+        assert (decision.canonical_tool, decision.canonical_args) == (
+            "fs.read",
+            {"path": "/workspace/y"},
+        )
+    assert ran == [("/workspace/b/c.txt",), ("5.00", "eur", "de")]
