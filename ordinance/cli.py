@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="RocksDB state cache: a restart folds only the tail of the decisions log",
     )
+    p.add_argument(
+        "--max-clock-skew",
+        type=_skew_seconds,
+        default=300.0,  # enforcer.DEFAULT_MAX_CLOCK_SKEW_S (the CLI imports processors lazily)
+        metavar="SECONDS",
+        help="deny (clock_skew) an action whose event time is further than this from the "
+        "enforcer's clock; 'off' for no bound (default: 300)",
+    )
 
     p = command(
         "approvals", "list require_approval decisions waiting for a human, approve or reject them"
@@ -162,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- formal analysis (ordinance.commands.analysis_cmds) ---------------------------------
+
+
+def _skew_seconds(text: str) -> float | None:
+    """``serve --max-clock-skew``: seconds >= 0, or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds or 'off': {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
+    return seconds
 
 
 def _analysis_check_options(p: argparse.ArgumentParser) -> None:
@@ -239,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_dir=args.state_dir,
             mask_config=args.mask_config,
             signing_key=args.signing_key,
+            max_clock_skew_s=args.max_clock_skew,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds

@@ -189,6 +189,7 @@ def cmd_serve(
     state_dir: str | None = None,
     mask_config: str | None = None,
     signing_key: str | None = None,
+    max_clock_skew_s: float | None = None,
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -202,6 +203,7 @@ def cmd_serve(
             state_dir=state_dir,
             mask_config=mask_config,
             signing_key=signing_key,
+            max_clock_skew_s=max_clock_skew_s,
         )
 
 
@@ -215,6 +217,7 @@ def _serve(
     state_dir: str | None,
     mask_config: str | None = None,
     signing_key: str | None = None,
+    max_clock_skew_s: float | None = None,
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
@@ -271,6 +274,7 @@ def _serve(
                 target=target,
                 progress=note,
                 masking=masking,
+                max_clock_skew_s=max_clock_skew_s,
             )
             err.print(
                 f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"

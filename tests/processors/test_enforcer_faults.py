@@ -55,7 +55,8 @@ def _produce_stream(url: str, done: threading.Event, interval_s: float) -> None:
 
 def _serve(url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ordinance.cli", "serve", "--log", url],
+        # The stream's event times are T0 + minutes (2026-01-01), not the enforcer's clock.
+        [sys.executable, "-m", "ordinance.cli", "serve", "--log", url, "--max-clock-skew", "off"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
