@@ -129,16 +129,24 @@ class _BatchDelivery:
     def report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             # Runs inside poll/flush on the caller's thread.
-            self.remaining -= 1
             if err is not None:
                 self.failures.append(f"{msg.topic()}: {err.str()}")
             else:
                 self.results[index] = _delivered_at(msg)
-            if self.remaining == 0:
-                ok = [] if self.failures else [r for r in self.results if r is not None]
-                self.done(ok, self.failures)
+            self._settled(1)
 
         return on_delivery
+
+    def refused(self, count: int, reason: str) -> None:
+        """``count`` records librdkafka refused outright: they will get no report."""
+        self.failures.append(reason)
+        self._settled(count)
+
+    def _settled(self, count: int) -> None:
+        self.remaining -= count
+        if self.remaining == 0:
+            ok = [] if self.failures else [r for r in self.results if r is not None]
+            self.done(ok, self.failures)
 
 
 def _produce_kwargs(record: Record, on_delivery: Any) -> dict[str, Any]:
@@ -172,8 +180,11 @@ class KafkaLog(Closing):
             "logger": logging.getLogger("ordinance.streams.librdkafka"),
             **(client_config or {}),
         }
-        self._admin: AdminClient | None = AdminClient(self.client_config)
-        self._producer: Producer | None = Producer({**PRODUCER_DEFAULTS, **self.client_config})
+        try:
+            self._admin: AdminClient | None = AdminClient(self.client_config)
+            self._producer: Producer | None = Producer({**PRODUCER_DEFAULTS, **self.client_config})
+        except (KafkaException, ValueError, TypeError) as exc:  # a setting librdkafka refuses
+            raise LogError(f"cannot create a Kafka client for {bootstrap}: {exc}") from exc
         self._partition_counts: dict[str, int] = {}
 
     @property
@@ -268,7 +279,18 @@ class KafkaLog(Closing):
         producer = self.producer
         batch = _BatchDelivery(len(outputs), done)
         for index, (topic, record) in enumerate(outputs):
-            _enqueue(producer, topic, _produce_kwargs(record, batch.report(index)))
+            try:
+                _enqueue(producer, topic, _produce_kwargs(record, batch.report(index)))
+            except ProduceError as exc:
+                # Whether librdkafka refuses a record here or in a delivery report is a
+                # race: an unknown partition is refused here only if the topic's metadata
+                # already arrived. Both must end the batch the same way, through ``done``;
+                # raising instead left the batch waiting for reports that never come, and
+                # whoever waited for it (an outbox settling on revoke) gave up only after
+                # the full timeout. The rest of the batch is not sent: it would land
+                # after a hole.
+                batch.refused(len(outputs) - index, str(exc))
+                return
 
     @property
     def producer(self) -> Producer:
@@ -374,10 +396,19 @@ class KafkaLog(Closing):
     def latest_by_key(self, topic: str) -> dict[bytes, ConsumedRecord]:
         return fold_latest(self.read_to_end(topic))
 
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(self._timeout)
+    def close(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` (at most the log's ``timeout_s``) for what is still
+        unacknowledged, then let go of it: its batches end with a failure (their ``done``
+        runs here), so no caller waits on a broker that is down or paused."""
+        producer, self._producer = self._producer, None
         # Dropping the clients ends their threads and broker connections now
         # rather than whenever the garbage collector gets to them.
-        self._producer = None
         self._admin = None
+        if producer is None:
+            return
+        wait = self._timeout if timeout is None else max(0.0, min(timeout, self._timeout))
+        if producer.flush(wait) > 0:
+            producer.purge()
+            # Serves the purged records' reports (their batches fail now); they are local
+            # events, so this returns at once, and never waits past the short cap.
+            producer.flush(0.1)

@@ -78,7 +78,6 @@ class KafkaOutbox(Closing):
     ) -> None:
         self._raise_failure()
         batch = _Batch(offsets)
-        self._batches.append(batch)
 
         def finished(delivered: list[Delivered], failures: list[str]) -> None:
             batch.done = True
@@ -89,6 +88,9 @@ class KafkaOutbox(Closing):
                 on_delivered(delivered)
 
         self._log.send_batch(outputs, finished)
+        # Queued only once handed over: a batch that was never sent must not be waited
+        # for (by `settle`, or by the consumer's close through `_before_revoke`).
+        self._batches.append(batch)
         self._log.serve_deliveries()  # the acknowledgements that have arrived meanwhile
         self._raise_failure()
         self._commit(force=False)

@@ -300,7 +300,10 @@ class Log(Protocol):
         """The last value of every key (tombstoned keys absent): a compact
         topic read as a table."""
 
-    def close(self) -> None: ...
+    def close(self, timeout: float | None = None) -> None:
+        """Release the log. ``timeout`` bounds the wait for work still in progress (records
+        not yet acknowledged, a write waiting for another process's lock); what has not
+        finished by then fails (`ProduceError` to its callback) instead of holding the caller."""
 
     def __enter__(self) -> Self: ...
 
