@@ -20,4 +20,13 @@ class Closing:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        # Leaving because of an error: that error is the one to report. A close that fails
+        # too (often for the same reason: a full disk, a read-only file, a broker gone)
+        # must not replace it, as it would by raising here; it is kept as a note.
+        try:
+            self.close()
+        except Exception as secondary:
+            exc.add_note(f"closing {type(self).__name__} also failed: {secondary!r}")

@@ -9,12 +9,18 @@
   broker's) and ``timeout_s`` (default 30: how long a produce or admin call may
   take before it fails) are read from the query; every other query parameter
   is passed to librdkafka as is (``security.protocol``, ``sasl.mechanism``...).
+
+Who creates an embedded log: `open_log` does (``create=True``), for the processes
+that own one (``serve``, ``topics``, ``demo``, ``publish``, the controller, tests).
+Whoever only uses an existing log — the agent client, ``submit``, the readers —
+opens with ``create=False`` (`open_existing_log`): a mistyped path is then a
+`LogError`, not a new empty database that waits forever or "verifies clean".
+Every failure to open raises `LogError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 from ordinance.streams.errors import LogError, UnsupportedLogUrlError
@@ -24,31 +30,34 @@ _SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
 _SQLITE_INT = ("max_record_bytes", "session_timeout_ms", "heartbeat_interval_ms")
 
 
-def open_log(url: str) -> Log:
+def open_log(url: str, *, create: bool = True, open_timeout_s: float | None = None) -> Log:
+    """The log at ``url``. ``create``: an embedded log that does not exist is created
+    (else `LogError`); ``open_timeout_s`` bounds how long opening may wait for a lock
+    another process holds (Kafka clients connect lazily: opening never waits)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise UnsupportedLogUrlError(f"not a log URL (expected sqlite:/// or kafka://): {url!r}")
     location, _, query = rest.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    try:
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError as exc:
+        raise UnsupportedLogUrlError(f"bad query in log URL {url!r}: {exc}") from exc
     if scheme == "sqlite":
-        return _open_sqlite(location, options)
+        return _open_sqlite(location, options, create, open_timeout_s)
     if scheme == "kafka":
         return _open_kafka(location, options)
     raise UnsupportedLogUrlError(f"no log backend for scheme {scheme!r} in {url!r}")
 
 
-def open_existing_log(url: str) -> Log:
+def open_existing_log(url: str, *, open_timeout_s: float | None = None) -> Log:
     """`open_log` for readers (verify, prove, replay): an embedded log that does not
     exist is an error, not a new empty database that then "verifies clean"."""
-    scheme, sep, rest = url.partition("://")
-    if scheme == "sqlite" and sep:
-        location = rest.partition("?")[0]
-        if location.startswith("/") and location != "/" and not Path(location[1:]).exists():
-            raise LogError(f"no embedded log at {location[1:]}")
-    return open_log(url)
+    return open_log(url, create=False, open_timeout_s=open_timeout_s)
 
 
-def _open_sqlite(location: str, options: Mapping[str, str]) -> Log:
+def _open_sqlite(
+    location: str, options: Mapping[str, str], create: bool, open_timeout_s: float | None
+) -> Log:
     from ordinance.streams.sqlite_log import SqliteLog
 
     if not location.startswith("/") or location == "/":
@@ -79,6 +88,8 @@ def _open_sqlite(location: str, options: Mapping[str, str]) -> Log:
         max_record_bytes=ints.get("max_record_bytes", 8 * 1024 * 1024),
         session_timeout_ms=ints.get("session_timeout_ms", 10_000),
         heartbeat_interval_ms=ints.get("heartbeat_interval_ms", 250),
+        create=create,
+        open_timeout_s=open_timeout_s,
     )
 
 
@@ -94,9 +105,12 @@ def _open_kafka(location: str, options: Mapping[str, str]) -> Log:
         timeout_s = float(config.pop("timeout_s", "30"))
     except ValueError as exc:
         raise UnsupportedLogUrlError(f"bad kafka log option: {exc}") from exc
-    return KafkaLog(
-        ",".join(hosts),
-        replication_factor=replication,
-        client_config=config,
-        timeout_s=timeout_s,
-    )
+    try:
+        return KafkaLog(
+            ",".join(hosts),
+            replication_factor=replication,
+            client_config=config,
+            timeout_s=timeout_s,
+        )
+    except LogError as exc:  # librdkafka refused a setting given in the URL
+        raise UnsupportedLogUrlError(f"bad kafka log option: {exc}") from exc

@@ -11,14 +11,15 @@ row, so a member that lost a partition cannot move its offset.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
@@ -34,6 +35,25 @@ from ordinance.streams.log import (
 from ordinance.streams.sqlite_log import SqliteLog
 
 _MAX_IDLE_SLEEP_S = 0.005
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _log_errors(
+    method: Callable[Concatenate[SqliteConsumer, _P], _R],
+) -> Callable[Concatenate[SqliteConsumer, _P], _R]:
+    """What SQLite raises (a lock held too long, a read-only or vanished file) leaves a
+    consumer as `LogError`, the documented error, naming the log."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteConsumer, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise LogError(f"{self.log.url}: {exc}") from exc
+
+    return wrapper
 
 
 def range_assign(
@@ -74,6 +94,7 @@ class SqliteConsumer(Closing):
     def group(self) -> str | None:
         return self._group
 
+    @_log_errors
     def subscribe(self, topics: Sequence[str]) -> None:
         if self._group is None:
             raise LogError("subscribe needs a consumer group")
@@ -83,6 +104,7 @@ class SqliteConsumer(Closing):
         self._positions.clear()
         self._rebalance()
 
+    @_log_errors
     def assign(self, assignment: Mapping[TopicPartition, StartAt]) -> None:
         if self._subscribed:
             self._leave()
@@ -92,6 +114,7 @@ class SqliteConsumer(Closing):
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._positions)
 
+    @_log_errors
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[ConsumedRecord]:
         deadline = time.monotonic() + timeout
         while True:
@@ -138,6 +161,7 @@ class SqliteConsumer(Closing):
                 out.extend(store.to_records(tp.topic, rows))
         return out
 
+    @_log_errors
     def seek(self, tp: TopicPartition, start: StartAt) -> None:
         if tp not in self._positions:
             raise LogError(f"{tp} is not assigned to this consumer")
@@ -148,6 +172,7 @@ class SqliteConsumer(Closing):
             raise LogError(f"{tp} is not assigned to this consumer")
         return self._positions[tp]
 
+    @_log_errors
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         with store.write_txn(self._conn) as conn:
             self.commit_in(conn, dict(self._positions) if offsets is None else offsets)
@@ -173,6 +198,7 @@ class SqliteConsumer(Closing):
                 (self._group, topic_id, tp.partition, offset),
             )
 
+    @_log_errors
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
         if self._group is None:
             return {tp: None for tp in tps}
@@ -266,6 +292,7 @@ class SqliteConsumer(Closing):
             )
         self._positions.clear()
 
+    @_log_errors
     def close(self) -> None:
         if self._closed:
             return

@@ -7,6 +7,7 @@ process sees a record as soon as its producer's `produce` has returned.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,10 @@ from ordinance.streams.partitioner import partition_for
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 
 
+class _StoreError(LogError):
+    """SQLite failed, or the log is closed: `_write` reports it as a `ProduceError`."""
+
+
 class SqliteLog(Closing):
     """`Log` on one SQLite database file.
 
@@ -41,6 +46,11 @@ class SqliteLog(Closing):
     crash but may lose the last commits on power loss, for more throughput.
     Retention runs at most every ``retention_interval_s`` during `produce`, and
     on demand with `enforce_retention`.
+
+    Without ``create`` the file must already be a log (a mistyped path is an error, not
+    a new empty database). ``open_timeout_s`` bounds how long opening may wait for
+    another process's lock (default: ``busy_timeout_s``). Every failure to open raises
+    `LogError`.
     """
 
     def __init__(
@@ -53,6 +63,8 @@ class SqliteLog(Closing):
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 250,
+        create: bool = True,
+        open_timeout_s: float | None = None,
     ) -> None:
         self._path = Path(path)
         self._synchronous = synchronous
@@ -61,8 +73,17 @@ class SqliteLog(Closing):
         self._max_record_bytes = max_record_bytes
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
-        self._conn = self.connect()
-        store.initialise(self._conn)
+        opening = busy_timeout_s if open_timeout_s is None else min(open_timeout_s, busy_timeout_s)
+        self._conn = store.connect(self._path, synchronous, opening, create=create)
+        try:
+            store.initialise(self._conn, create=create)
+            store.set_busy_timeout(self._conn, busy_timeout_s)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise store.open_error(self._path, exc, opening) from exc
+        except LogError as exc:
+            self._conn.close()
+            raise LogError(f"{self._path}: {exc}") from exc
         # One connection per log, shared by threads: sqlite3 connections are not
         # safe for concurrent use, and writes serialise on the file lock anyway.
         self._lock = threading.Lock()
@@ -82,29 +103,51 @@ class SqliteLog(Closing):
     def exactly_once(self) -> bool:
         return True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def connect(self) -> sqlite3.Connection:
         """A fresh connection to the same database (consumers read on their own)."""
         return store.connect(self._path, self._synchronous, self._busy_timeout_s)
 
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection, for one call; `LogError` for whatever SQLite raises.
+
+        A `close` that found the connection in use (a write waiting on another process's
+        lock) left the closing to whoever holds it: that is done here, on the way out.
+        """
+        with self._lock:
+            if self._closed:
+                raise _StoreError(f"{self.url}: log is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise _StoreError(f"{self.url}: {exc}") from exc
+            finally:
+                if self.closed:  # set by another thread meanwhile
+                    self._conn.close()
+
     def topic(self, name: str) -> store.TopicRow:
         row = self._topics.get(name)
         if row is None:
-            with self._lock:
-                row = store.load_topic(self._conn, name)
+            with self._using() as conn:
+                row = store.load_topic(conn, name)
             self._topics[name] = row
         return row
 
     def create_topic(self, spec: TopicSpec) -> None:
-        with self._lock:
-            self._topics[spec.name] = store.create_topic(self._conn, spec)
+        with self._using() as conn:
+            self._topics[spec.name] = store.create_topic(conn, spec)
 
     def partitions(self, topic: str) -> list[int]:
         return list(range(self.topic(topic).spec.partitions))
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         topic_id = self.topic(topic).id
-        with self._lock:
-            rows = self._conn.execute(
+        with self._using() as conn:
+            rows = conn.execute(
                 "SELECT partition, next_offset FROM partitions WHERE topic_id=?", (topic_id,)
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
@@ -112,8 +155,8 @@ class SqliteLog(Closing):
     def start_offsets(self, topic: str) -> dict[int, int]:
         """First retained offset per partition (moves forward with retention)."""
         topic_id = self.topic(topic).id
-        with self._lock:
-            rows = self._conn.execute(
+        with self._using() as conn:
+            rows = conn.execute(
                 "SELECT partition, start_offset FROM partitions WHERE topic_id=?", (topic_id,)
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
@@ -165,11 +208,15 @@ class SqliteLog(Closing):
                 raise ProduceError(f"compact topic {name!r} needs a key on every record")
         now = store.now_ms()
         try:
-            with self._lock, store.write_txn(self._conn) as conn:
+            with self._using() as shared, store.write_txn(shared) as conn:
+                if self.closed:
+                    # Closed while this write waited for the lock: its caller was told
+                    # the log is closed, so nothing may appear on the log after that.
+                    raise ProduceError(f"{self.url}: log closed before the write")
                 delivered = self._append(conn, topics, outputs, sizes, now)
                 if isinstance(consumer, SqliteConsumer):
                     consumer.commit_in(conn, offsets)
-        except sqlite3.Error as exc:
+        except _StoreError as exc:
             raise ProduceError(f"append to {self._path} failed: {exc}") from exc
         if now - self._last_retention_ms >= self._retention_interval_ms:
             self.enforce_retention()
@@ -258,8 +305,8 @@ class SqliteLog(Closing):
         row = self.topic(topic)
         if row.spec.cleanup != "compact":
             return fold_latest(self.read_to_end(topic))
-        with self._lock:
-            rows = self._conn.execute(
+        with self._using() as conn:
+            rows = conn.execute(
                 "SELECT r.partition, r.offset, r.key, r.value, r.headers, r.ts"
                 " FROM latest l JOIN records r ON r.topic_id=l.topic_id"
                 " AND r.partition=l.partition AND r.offset=l.offset"
@@ -277,12 +324,12 @@ class SqliteLog(Closing):
         """Apply time/size retention and compaction now; returns records removed."""
         self._last_retention_ms = store.now_ms()
         removed = 0
-        with self._lock:
-            topics = self._conn.execute(
+        with self._using() as shared:
+            topics = shared.execute(
                 "SELECT id, partitions, cleanup, retention_ms, retention_bytes FROM topics"
             ).fetchall()
             for topic_id, count, cleanup, retention_ms, retention_bytes in topics:
-                with store.write_txn(self._conn) as conn:
+                with store.write_txn(shared) as conn:
                     if cleanup == "compact":
                         removed += _compact(conn, topic_id)
                         continue
@@ -290,11 +337,20 @@ class SqliteLog(Closing):
                         removed += _expire(conn, topic_id, p, retention_ms, retention_bytes)
         return removed
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with self._lock:
+    def close(self, timeout: float | None = None) -> None:
+        """Close the shared connection, waiting at most ``timeout`` seconds for a call in
+        progress on another thread (a write may wait ``busy_timeout_s`` for another
+        process's lock). If it does not finish in time, that call closes the connection
+        when it ends, and writes nothing: the log is closed from now on either way."""
+        if self._closed:
+            return
+        self._closed = True
+        wait = -1 if timeout is None else max(0.0, timeout)
+        if self._lock.acquire(timeout=wait):
+            try:
                 self._conn.close()
+            finally:
+                self._lock.release()
 
 
 def _expire(

@@ -8,6 +8,7 @@ output records and its consumed offsets land in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import struct
 import time
@@ -95,22 +96,79 @@ class TopicRow:
     spec: TopicSpec
 
 
-def connect(path: Path, synchronous: str, busy_timeout_s: float) -> sqlite3.Connection:
-    """A connection in autocommit mode: every transaction is an explicit BEGIN."""
+def is_locked(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` is SQLite giving up on a lock another connection holds."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
+def open_error(path: Path, exc: sqlite3.Error, waited_s: float) -> LogError:
+    """The documented error for a database that could not be opened, saying why."""
+    if is_locked(exc):
+        return LogError(
+            f"the embedded log at {path} is locked by another process"
+            f" (gave up after {waited_s:g}s): {exc}"
+        )
+    return LogError(f"cannot open the embedded log at {path}: {exc}")
+
+
+def connect(
+    path: Path, synchronous: str, busy_timeout_s: float, *, create: bool = True
+) -> sqlite3.Connection:
+    """A connection in autocommit mode: every transaction is an explicit BEGIN.
+
+    Without ``create`` a missing file is an error rather than a new empty database: a
+    mistyped path must not quietly become a log nobody writes to.
+    """
     level = _SYNCHRONOUS.get(synchronous.lower())
     if level is None:
         raise LogError(f"synchronous must be one of {sorted(_SYNCHRONOUS)}, got {synchronous!r}")
-    conn = sqlite3.connect(
-        path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={level}")
-    conn.execute("PRAGMA foreign_keys=OFF")
+    if not create and not path.exists():
+        raise LogError(
+            f"no embedded log at {path}: create it first (`ordinance topics --log ...`,"
+            " `ordinance serve`), or pass create=True"
+        )
+    # A URI, so "mode=rw" can refuse to create the file (race-free, unlike the check
+    # above, which is only there for the clearer message).
+    uri = f"{path.absolute().as_uri()}?mode={'rwc' if create else 'rw'}"
+    try:
+        conn = sqlite3.connect(
+            uri, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False, uri=True
+        )
+    except sqlite3.Error as exc:
+        raise open_error(path, exc, busy_timeout_s) from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={level}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise open_error(path, exc, busy_timeout_s) from exc
     return conn
 
 
-def initialise(conn: sqlite3.Connection) -> None:
+def set_busy_timeout(conn: sqlite3.Connection, seconds: float) -> None:
+    conn.execute(f"PRAGMA busy_timeout={max(0, int(seconds * 1000))}")
+
+
+def initialise(conn: sqlite3.Connection, *, create: bool = True) -> None:
+    """Check the layout, creating it in an empty database when ``create``.
+
+    A database that already has the layout is only read: opening an existing log never
+    waits for the write lock, so a client can open it while another process writes.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    if not create:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise LogError("the database is not an Ordinance log (it has no log tables)")
+        raise LogError(
+            f"log database has layout version {version}; this Ordinance reads {SCHEMA_VERSION}"
+        )
     with write_txn(conn):
+        # Read again under the write lock: another process may have created it meanwhile.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise LogError(
@@ -138,9 +196,20 @@ class write_txn:  # noqa: N801 - used like a function: `with write_txn(conn):`
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()  # a failed COMMIT may leave the transaction open
+                raise
         else:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # The error already in flight is the one to report: SQLite may have rolled back
+        # by itself (a full disk, an I/O error), and a failing ROLLBACK must not hide why.
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
 
 def load_topic(conn: sqlite3.Connection, name: str) -> TopicRow:
