@@ -6,6 +6,11 @@ and the takeover continues the fold from there to the enforcer's own marker. A c
 from another log (different topic) is never used, and a cache whose offset lies beyond
 the partition's records is ignored (the topic was recreated): the fold starts from
 the beginning instead.
+
+RocksDB reports every failure (a full disk, a read-only directory, a lock held by
+another enforcer) as a bare ``Exception``; here each becomes a `StateCacheError` that
+says which cache and which operation failed, with RocksDB's message and the original
+chained.
 """
 
 from __future__ import annotations
@@ -15,22 +20,40 @@ from pathlib import Path
 
 from rocksdict import Rdict
 
+from ordinance.errors import OrdinanceError
 from ordinance.processors.enforcer_state import PartitionState
 
 FORMAT = 2  # bump when PartitionState's fields change: older snapshots are then ignored
 
 
+class StateCacheError(OrdinanceError):
+    """The enforcer's local state cache (``serve --state-dir``) could not be opened,
+    written or closed: out of space, read-only, or in use by another process. The log
+    is unaffected; restart with space (or without ``--state-dir``) and the takeover
+    refolds from the log."""
+
+
 class StateCache:
     def __init__(self, directory: Path, decisions_topic: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(directory))
+        self._directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._db = Rdict(str(directory))
+        except Exception as exc:  # rocksdict raises bare Exception; OSError from mkdir
+            raise StateCacheError(f"cannot open the state cache at {directory}: {exc}") from exc
         self._topic = decisions_topic
 
     def _key(self, partition: int) -> bytes:
         return f"{self._topic}/{partition}".encode()
 
     def load(self, partition: int) -> PartitionState | None:
-        raw = self._db.get(self._key(partition))
+        try:
+            raw = self._db.get(self._key(partition))
+        except Exception as exc:
+            raise StateCacheError(
+                f"cannot read partition {partition} from the state cache at {self._directory}:"
+                f" {exc}"
+            ) from exc
         if not isinstance(raw, bytes):
             return None
         try:
@@ -46,9 +69,19 @@ class StateCache:
         return state
 
     def save(self, state: PartitionState) -> None:
-        self._db[self._key(state.partition)] = pickle.dumps(
-            (FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL
-        )
+        value = pickle.dumps((FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self._db[self._key(state.partition)] = value
+        except Exception as exc:  # e.g. "IO error: No space left on device"
+            raise StateCacheError(
+                f"cannot write partition {state.partition} to the state cache at"
+                f" {self._directory}: {exc}"
+            ) from exc
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        except Exception as exc:
+            raise StateCacheError(
+                f"cannot close the state cache at {self._directory}: {exc}"
+            ) from exc
