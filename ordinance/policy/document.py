@@ -13,7 +13,8 @@ from typing import Any
 from ordinance.policy import canon
 from ordinance.policy.cel import ConditionSyntaxError, Expr, Literal, parse_condition, to_source
 from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SyntaxProblem
-from ordinance.policy.schema import EFFECTS
+from ordinance.policy.schema import BUILTIN_AGENT, BUILTIN_RESOURCE, EFFECTS, Field
+from ordinance.policy.types import ValueProblem, converter
 from ordinance.policy.yamlsrc import (
     Mapping,
     Node,
@@ -51,7 +52,12 @@ ALWAYS = Condition(Literal(True))
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    roles: tuple[str, ...] = ()
+    """Who and what a policy applies to. Every value is in the canonical form of the
+    request field it is compared with, so a target spelled with a compatibility character
+    still meets the request it names. An absent list restricts nothing; an empty one is
+    refused when the policy is parsed (it would read as "nobody" but used to mean "anyone")."""
+
+    roles: tuple[str, ...] = ()  # empty = no role restriction
     agent_ids: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()  # canonical tool-name globs; empty = every tool
     resources: tuple[str, ...] = ()  # resource kinds; empty = with or without a resource
@@ -196,7 +202,49 @@ def _effect(m: Mapping, key: str) -> str:
 
 
 def _globs(m: Mapping, key: str) -> tuple[str, ...]:
-    return tuple(canon.canonical_tool(g) for g in m.string_list(key))
+    return _target_list(m, key, canon.canonical_tool)
+
+
+def _field_converter(spec: Field) -> Any:
+    """The per-value canonicaliser of a built-in request field (of its elements, for the
+    ``set<string>`` of roles): a target value goes through exactly what the request does."""
+    return converter(spec.type.elem if spec.type.elem is not None else spec.type)
+
+
+def _target_list(m: Mapping, key: str, canonical: Any) -> tuple[str, ...]:
+    """A target list (``roles``, ``ids``, ``actions``, ``resources``) in canonical form.
+    Absent means unrestricted; present, it must name at least one non-empty string — an
+    empty list is refused, because ``roles: []`` on an allow rule used to allow everyone."""
+    node = m.node_of(key)
+    if node is None:
+        return ()
+    items = [node] if isinstance(node, ScalarNode) else None  # `roles: billing` is one role
+    if isinstance(node, SequenceNode):
+        items = list(node.value)
+    if items is None:
+        raise SyntaxProblem(f"`{key}` in {m.what} must be a list of strings", m.loc(node))
+    if not items:
+        raise SyntaxProblem(
+            f"`{key}: []` in {m.what} is empty",
+            m.loc(node),
+            f"an empty list would match nothing; remove `{key}` to apply to every {key[:-1]}"
+            if key != "ids"
+            else "an empty list would match nothing; remove `ids` to apply to every agent",
+        )
+    out: list[str] = []
+    for item in items:
+        value = scalar_value(item) if isinstance(item, ScalarNode) else None
+        if not isinstance(value, str) or not value.strip():
+            raise SyntaxProblem(
+                f"each entry of `{key}` in {m.what} must be a non-empty string", m.loc(item)
+            )
+        try:
+            out.append(canonical(value))
+        except (ValueProblem, canon.CanonError) as exc:
+            raise SyntaxProblem(
+                f"`{value}` in `{key}` has no canonical form: {exc}", m.loc(item)
+            ) from None
+    return tuple(out)
 
 
 def _sequence(node: Node | None, source: SourceFile, what: str) -> list[Node]:
@@ -218,10 +266,17 @@ def _target(node: Node | None, source: SourceFile) -> Target:
     if agents is not None:
         a = Mapping(agents, source, "target.agents")
         a.allow_only({"roles", "ids"})
-        roles = tuple(canon.nfkc(r) for r in a.string_list("roles"))
-        ids = tuple(canon.nfkc(i) for i in a.string_list("ids"))
+        if not a.entries:
+            raise SyntaxProblem(
+                "`agents` in target names no roles or ids",
+                m.loc(agents),
+                "remove `agents` to apply to every agent",
+            )
+        roles = _target_list(a, "roles", _field_converter(BUILTIN_AGENT["roles"]))
+        ids = _target_list(a, "ids", _field_converter(BUILTIN_AGENT["id"]))
+    resources = _target_list(m, "resources", _field_converter(BUILTIN_RESOURCE["kind"]))
     where = m.loc(m.require("actions")) if m.has("actions") else source.node_location(node)
-    return Target(roles, ids, _globs(m, "actions"), m.string_list("resources"), where)
+    return Target(roles, ids, _globs(m, "actions"), resources, where)
 
 
 def _rule(node: Node, source: SourceFile) -> Rule:

@@ -25,8 +25,15 @@ from ordinance.policy.decision import (
     UNKNOWN_TOOL,
     Decision,
 )
-from ordinance.policy.document import Policy, Rule, Target
-from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SchemaProblem
+from ordinance.policy.document import Assertion, Policy, Rule, Target
+from ordinance.policy.errors import (
+    UNKNOWN,
+    Location,
+    PolicyError,
+    PolicyErrors,
+    SchemaProblem,
+    TypeProblem,
+)
 from ordinance.policy.program import (
     RUNTIME_NAMES,
     TIER_OF_EFFECT,
@@ -294,6 +301,27 @@ def _check_globs(
     return errors
 
 
+def _too_complex(item: Rule | Assertion, exc: BaseException) -> PolicyError:
+    cond = item.condition
+    return TypeProblem(
+        f"this condition is too complex to compile ({type(exc).__name__})",
+        cond.location(0, max(1, len(cond.text))),
+        "split it into several rules",
+    )
+
+
+def _uncompilable(
+    codes: list[RuleCode], compiled: list[CompiledRule], exc: BaseException
+) -> list[PolicyError]:
+    found: list[PolicyError] = []
+    for rc in codes:
+        try:
+            compile(rc.condition, "<rule>", "eval")
+        except (SyntaxError, RecursionError, MemoryError) as own:
+            found.append(_too_complex(compiled[rc.index].rule, own))
+    return found or [TypeProblem(f"the compiled policy set is refused by Python: {exc}", UNKNOWN)]
+
+
 def first_applicable_order(cr: CompiledRule, index: int) -> tuple[int, int, int]:
     """Higher priority first; ties go to the stronger effect, then to policy id and file order
     (``index`` already follows policy id, then position in the file)."""
@@ -325,19 +353,39 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
         for r in p.rules:
             errors += _check_globs(r.actions, schema, p, f"rule `{r.id}` actions", r.location)
     reported: set[str] = set()
+
+    def report(exc: PolicyError) -> None:
+        if exc.render() not in reported:
+            reported.add(exc.render())
+            errors.append(exc)
+
     for index, cr in enumerate(compiled):
-        tools = tools_matching(cr.policy.target.actions, schema) & tools_matching(
-            cr.rule.actions, schema
-        )
+        rule_tools = tools_matching(cr.rule.actions, schema)
+        tools = tools_matching(cr.policy.target.actions, schema) & rule_tools
+        if not tools:
+            # The rule can never apply (the analysis reports it as dead), but it is still
+            # type-checked against the tools it names: an unchecked rule would compile
+            # `action.args.nonexistent > "x" + 5` and come alive when the target widens.
+            for tool_name in sorted(rule_tools):
+                try:
+                    check_condition(schema, schema.tools[tool_name], cr.rule.condition)
+                except PolicyError as exc:
+                    report(exc)
+                except (RecursionError, MemoryError) as exc:
+                    report(_too_complex(cr.rule, exc))
+            continue
         for tool_name in sorted(tools):
             tool: Tool = schema.tools[tool_name]
             try:
                 typed = check_condition(schema, tool, cr.rule.condition)
                 source = compile_condition(typed, cr.rule.condition, consts, layouts[tool_name])
             except PolicyError as exc:
-                if exc.render() not in reported:
-                    reported.add(exc.render())
-                    errors.append(exc)
+                report(exc)
+                continue
+            except (RecursionError, MemoryError) as exc:
+                # The parser's limits keep conditions far from the stack's end; this is
+                # the backstop that keeps a compile from ever ending in a traceback.
+                report(_too_complex(cr.rule, exc))
                 continue
             per_tool[tool_name].append(
                 RuleCode(index, TIER_OF_EFFECT[cr.rule.effect], source, guards[cr.policy.id])
@@ -348,9 +396,9 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
                 try:
                     check_condition(schema, schema.tools[tool_name], assertion.condition)
                 except PolicyError as exc:
-                    if exc.render() not in reported:
-                        reported.add(exc.render())
-                        errors.append(exc)
+                    report(exc)
+                except (RecursionError, MemoryError) as exc:
+                    report(_too_complex(assertion, exc))
     if errors:
         raise PolicyErrors(errors)
 
@@ -370,7 +418,13 @@ def compile_ruleset(schema: Schema, policies: Iterable[Policy]) -> Ruleset:
             decide = deny_overrides_body(codes)
         source = program_source(fn_name, layouts[tool_name], consts, decide)
         namespace.update(consts.values)
-        exec(compile(source, f"<ordinance tool {n}>", "exec"), namespace)
+        try:
+            code = compile(source, f"<ordinance tool {n}>", "exec")
+        except (SyntaxError, RecursionError, MemoryError) as exc:
+            # Python refuses code nested past its own limits (200 parentheses); name the
+            # rules of this tool whose code is refused on its own, never a traceback.
+            raise PolicyErrors(_uncompilable(codes, compiled, exc)) from None
+        exec(code, namespace)
         programs[tool_name] = ToolProgram(tool_name, namespace[fn_name], source)
     return Ruleset(
         bundle_id=bundle_id,
