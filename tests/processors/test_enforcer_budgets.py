@@ -201,9 +201,9 @@ def outcome(
         produce(url, attacks())
         first = enforce(url, "ordinance.enforcer")
         again = enforce(url, "ordinance.enforcer-redelivery")
-        source, log = open_source(url, None)
-        assert log is not None
-        with log:
+        source, opened = open_source(url, None)
+        assert opened is not None
+        with opened:
             report = verify(source)
         return Outcome(_decisions(url), first, again, report)
 
