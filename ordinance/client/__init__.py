@@ -10,7 +10,13 @@ def read_file(path: str) -> str: ...
 ```
 """
 
-from ordinance.client.client import DEFAULT_TIMEOUT_S, Client, SyncClient
+from ordinance.client.client import (
+    DEFAULT_CLOSE_TIMEOUT_S,
+    DEFAULT_OPEN_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    Client,
+    SyncClient,
+)
 from ordinance.client.decision import (
     CLIENT_CLOSED,
     CLIENT_CODES,
@@ -27,6 +33,8 @@ __all__ = [
     "CLIENT_CODES",
     "CLIENT_INVALID_REQUEST",
     "CLIENT_TIMEOUT",
+    "DEFAULT_CLOSE_TIMEOUT_S",
+    "DEFAULT_OPEN_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
     "TRANSPORT_ERROR",
     "ActionDenied",

@@ -35,6 +35,17 @@ publisher does not wait for a batch's acknowledgement before sending the next (o
 broker that wait held every request behind the previous batch); acknowledgements are
 served between batches, and a batch that fails is denied to its callers. The
 asyncio API wraps `concurrent.futures.Future`s, so the same engine serves `SyncClient`.
+
+Bounded by the caller
+---------------------
+A log call can block far longer than any caller wants to wait: a write waits up to the
+SQLite busy timeout (30 s) for another process's lock, a Kafka metadata request up to the
+log's ``timeout_s`` for a broker that is down or paused. So no caller waits on a log
+call: opening waits at most ``open_timeout`` (and an existing embedded log is opened
+without the write lock), ``decide`` at most its ``timeout``, and `close` at most its
+``timeout``. A thread still inside a log call when `close` gives up is left to finish on
+its own (the threads are daemons); whatever it was doing was already denied to its
+callers, and the closed log writes nothing more.
 """
 
 from __future__ import annotations
@@ -86,7 +97,8 @@ _BATCH = 500  # most requests one produce call carries
 # used partition is read (its answers are never missed, only picked up a little later).
 _POLL_S = 0.05
 _SERVE_S = 0.005  # while acknowledgements are outstanding, how often the publisher serves them
-_CLOSE_WAIT_S = 5.0  # how long close() lets outstanding publishes finish
+DEFAULT_OPEN_TIMEOUT_S = 5.0  # how long the constructor may wait for the log
+DEFAULT_CLOSE_TIMEOUT_S = 5.0  # how long close() may take, letting outstanding publishes finish
 _MAX_FOLLOW_UPS = 10_000  # unanswered approvals remembered; a human may never answer
 
 Request = Mapping[str, Any]
@@ -182,6 +194,7 @@ class _Engine:
         self._follow_ups: OrderedDict[str, _FollowUp] = OrderedDict()
         self._partitions: int | None = None
         self._closed = False
+        self._close_deadline = 0.0  # set by close() before it tells the publisher to stop
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._publisher = threading.Thread(
             target=self._publish_loop, name="ordinance-client-publisher", daemon=True
@@ -267,9 +280,8 @@ class _Engine:
                 unacknowledged = self._serve(0.0)
                 continue
             if first is None:
-                deadline = time.monotonic() + _CLOSE_WAIT_S
-                while unacknowledged and time.monotonic() < deadline:
-                    unacknowledged = self._serve(0.1)
+                while unacknowledged and time.monotonic() < self._close_deadline:
+                    unacknowledged = self._serve(min(0.1, self._remaining()))
                 return
             batch = [first]
             while len(batch) < _BATCH:
@@ -376,13 +388,20 @@ class _Engine:
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def _remaining(self) -> float:
+        return max(0.0, self._close_deadline - time.monotonic())
+
+    def close(self, timeout: float) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._close_deadline = time.monotonic() + max(0.0, timeout)
         self._queue.put(None)
-        self._publisher.join()
+        # Bounded: the publisher may be inside a log call that waits far longer (a held
+        # SQLite lock, a metadata request to a broker that does not answer).
+        self._publisher.join(self._remaining())
+        stopped = not self._publisher.is_alive()
         while True:  # submitted while closing, after the publisher's last batch
             try:
                 late = self._queue.get_nowait()
@@ -390,13 +409,15 @@ class _Engine:
                 break
             if late is not None:
                 self._deny(late, CLIENT_CLOSED, "the client is closed")
+        if not stopped:
+            self._queue.put(None)  # taken above: the stuck publisher stops when it returns
         with self._lock:
             reader, self._reader = self._reader, None
             waiting = list(self._pending.values())
             self._pending.clear()
         if reader is not None:
             reader.stop()
-            reader.thread.join()
+            reader.thread.join(self._remaining())
         for item in waiting:
             self._deny(item, CLIENT_CLOSED, "the client was closed before an answer arrived")
         with self._lock:
@@ -412,7 +433,8 @@ class _Engine:
                     client_id=self.client_id,
                 ),
             )
-        self.log.close()
+        # What is still unacknowledged fails (its callers were all answered above).
+        self.log.close(timeout=self._remaining())
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -428,7 +450,10 @@ class Client(Closing):
     ``agent_id`` (with ``roles``/``attributes``) is the agent that requests made with a bare
     action speak for; a full request names its own agent. ``clock`` gives event times
     (seconds since the epoch), injectable for tests and replays. Opening the log happens
-    here (a bad URL raises); nothing after that raises for transport reasons.
+    here, within ``open_timeout`` seconds: a bad URL, a missing or unusable log raises
+    `LogError`; nothing after that raises for transport reasons. An embedded log is
+    created only with ``create=True``: a mistyped path must not become an empty log
+    that no enforcer reads.
     """
 
     def __init__(
@@ -441,13 +466,16 @@ class Client(Closing):
         topic_prefix: str = DEFAULT_PREFIX,
         client_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        create: bool = False,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
     ) -> None:
         self.client_id = client_id or default_client_id()
         self.agent: dict[str, Any] | None = None
         if agent_id is not None:
             self.agent = {**(attributes or {}), "id": agent_id, "roles": list(roles)}
         self._clock = clock
-        self._engine = _Engine(open_log(log_url), topic_prefix, self.client_id)
+        log = open_log(log_url, create=create, open_timeout_s=open_timeout)
+        self._engine = _Engine(log, topic_prefix, self.client_id)
 
     @property
     def actions_topic(self) -> str:
@@ -508,7 +536,7 @@ class Client(Closing):
         self._engine.forget(item.request_id)
         return client_deny(
             CLIENT_TIMEOUT,
-            f"no decision within {timeout:g}s",
+            f"no decision within {timeout:.3g}s",
             request_id=item.request_id,
             client_id=self.client_id,
         )
@@ -603,12 +631,13 @@ class Client(Closing):
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop the threads and close the log; requests still waiting get client_closed."""
-        self._engine.close()
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Stop the threads and close the log, within ``timeout`` seconds whatever the log
+        is doing; requests still waiting get client_closed."""
+        self._engine.close(timeout)
 
-    async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
+    async def aclose(self, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        await asyncio.to_thread(self.close, timeout)
 
     async def __aenter__(self) -> Self:
         return self
@@ -640,5 +669,5 @@ class SyncClient(Closing):
     def wait_for_approval(self, decision: ClientDecision, *, timeout: float) -> ClientDecision:
         return self.client.wait_for_approval_sync(decision, timeout=timeout)
 
-    def close(self) -> None:
-        self.client.close()
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        self.client.close(timeout)

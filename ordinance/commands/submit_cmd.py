@@ -8,13 +8,19 @@ Exit codes (scripts can branch on the answer without parsing it):
   nothing was published
 * 5 deny (by a policy, or the enforcer failing closed)
 * 6 require_approval
-* 7 no decision: the client gave up (timeout, log unreachable) — a client-side deny
+* 7 no decision: the client gave up (timeout, log unreachable, locked, or missing: a path
+  that is not a log is never created) — a client-side deny
+
+``--timeout`` bounds the whole command, not only the wait for the answer: opening the
+log, publishing, waiting and closing together take at most the timeout plus a short
+grace for closing (a locked embedded log or a broker that is down cannot stretch it).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,10 @@ EXIT_APPROVAL = 6
 EXIT_NO_DECISION = 7
 
 _STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
+#: What closing may take beyond the timeout: when the answer took the whole timeout,
+#: closing still gets a moment to stop the threads cleanly (it takes milliseconds when
+#: the log is healthy, and gives up after this when it is not).
+CLOSE_GRACE_S = 0.5
 
 
 def exit_code(decision: ClientDecision) -> int:
@@ -59,16 +69,25 @@ def cmd_submit(
     except (OSError, ValueError) as exc:
         err.print(f"[red]cannot read request {request_file}:[/] {exc}", markup=True)
         return EXIT_USAGE
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        return max(0.0, deadline - time.monotonic())
+
     try:
-        client = SyncClient(log_url, topic_prefix=prefix)
+        # Never creates the log: submitting to a mistyped path must fail, not wait for an
+        # answer from an empty database no enforcer reads.
+        client = SyncClient(log_url, topic_prefix=prefix, open_timeout=timeout)
     except UnsupportedLogUrlError as exc:
         err.print(f"[red]bad log URL:[/] {exc}")
         return EXIT_USAGE
     except OrdinanceError as exc:
         err.print(f"[red]the log is not usable:[/] {exc}")
         return EXIT_NO_DECISION
-    with client:
-        decision = client.decide(request, timeout=timeout)
+    try:
+        decision = client.decide(request, timeout=remaining())
+    finally:
+        client.close(timeout=max(remaining(), CLOSE_GRACE_S))
     code = exit_code(decision)
     if as_json:
         emit_json({"decision": decision.to_json(), "exit_code": code})

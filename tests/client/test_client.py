@@ -223,7 +223,8 @@ def test_sync_timeout(log_url: str) -> None:
 
 
 def test_a_log_without_the_topics_is_a_transport_error(tmp_path: Path) -> None:
-    with SyncClient(f"sqlite:///{tmp_path / 'empty.db'}", **BILLING) as client:
+    # create=True: without it a log that does not exist is an error (test_timeouts.py).
+    with SyncClient(f"sqlite:///{tmp_path / 'empty.db'}", create=True, **BILLING) as client:
         decision = client.decide(transfer("50"))
     assert (decision.effect, decision.code, decision.client_side) == ("deny", TRANSPORT_ERROR, True)
     assert "does not exist" in decision.detail
