@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://host:port"
     )
     p.add_argument(
-        "--timeout", type=float, default=5.0, metavar="S", help="seconds to wait (default 5)"
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="bound on the whole command, opening and closing the log included (default 5)",
     )
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
     # --- end submit ---

@@ -158,11 +158,12 @@ def cmd_index(
 ) -> int:
     from ordinance.commands.lifecycle_cmds import _stop_on_signals
     from ordinance.processors.audit.indexer import index_log, remove_index
-    from ordinance.streams import open_log
+    from ordinance.streams import open_existing_log
 
     err = _stderr()
     try:
-        with _stop_on_signals() as stop, open_log(log_url) as log:
+        # A reader: a mistyped path is an error, never a new empty database.
+        with _stop_on_signals() as stop, open_existing_log(log_url) as log:
             if rebuild and remove_index(index):
                 err.print(f"deleted {index}; rebuilding it from {log_url}", markup=False)
             if follow:
@@ -282,10 +283,10 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
 
 def _refresh(log_url: str, index: str, prefix: str, err: Console) -> int:
     from ordinance.processors.audit.indexer import index_log
-    from ordinance.streams import open_log
+    from ordinance.streams import open_existing_log
 
     try:
-        with open_log(log_url) as log:
+        with open_existing_log(log_url) as log:
             report = index_log(
                 log, index, prefix=prefix, progress=_progress_printer(err, "refreshing")
             )

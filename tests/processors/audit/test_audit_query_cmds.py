@@ -272,3 +272,12 @@ def test_an_approved_request_has_both_decisions(tmp_path: Path) -> None:
         ("allow", APPROVED),
     ]
     assert history[0]["evaluated_at"] < history[1]["evaluated_at"]
+
+
+def test_index_and_query_never_create_a_log_at_a_mistyped_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nosuch.db"
+    index = str(tmp_path / "index")
+    assert main(["audit", "index", "--log", f"sqlite:///{missing}", "--index", index]) != 0
+    assert not missing.exists()
