@@ -148,7 +148,9 @@ def _record(
             lines.append("            n += _weigh(v)")
         elif spec.type.name not in ("int", "bool"):
             lines.append("            if type(v) is str:")
-            lines.append("                n += len(v)")
+            lines.append(
+                f"                n += len(v) if v.isascii() else {canon.NON_ASCII_WEIGHT} * len(v)"
+            )
         if spec.type.name not in ("int", "bool"):
             lines.append(f"            if n > {canon.MAX_REQUEST_CHARS}:")
             lines.append("                raise _over(n)")

@@ -77,8 +77,14 @@ def _necessary(t: Type, v: z3.ExprRef) -> z3.BoolRef | None:
     if t.name == "domain":
         return z3.InRe(v, DOMAIN_RE)  # exact
     if t.name == "email":
-        local = z3.Intersect(z3.Plus(z3.AllChar(_RE)), _no(_ASCII_UPPER), _no(_ASCII_WS))
+        # canon.emails: the local part is printable ASCII (dot-atom), case-folded
+        ascii_word = z3.Plus(char_class([(0x21, 0x7E)]))
+        local = z3.Intersect(ascii_word, _no(_ASCII_UPPER), _no(_lit("@")))
         return z3.InRe(v, z3.Concat(local, _lit("@"), DOMAIN_RE))
+    if t.name == "string" and t.enum is not None:  # exact: only the enum's values
+        return z3.Or([v == z3.StringVal(e) for e in sorted(t.enum)])
+    if t.name == "string" and t.norm == "nfkc_casefold_trim":
+        return z3.InRe(v, _no(_ASCII_UPPER))
     if t.name == "path":
         # resolved segments never leave "//", "/./", "\\", NUL or a trailing "/"
         bad = z3.Union(_lit("//"), _lit("\\"), _lit("\x00"), _lit("/./"))

@@ -18,11 +18,12 @@ import re
 from ordinance.policy.canon.limits import MAX_EMAIL_CHARS, CanonError, check_length
 from ordinance.policy.canon.text import canonical_domain, idna_labels, is_nfkc, nfkc
 
-# RFC 5322 atext, less "%" and "!" (source routing on some relays), plus non-ASCII
-# (RFC 6532) letters; dot-atom: atoms joined by single dots.
-_ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+# RFC 5322 atext, less "%" and "!" (source routing on some relays); ASCII only, because
+# Python's mailer refuses non-ASCII local parts (NonASCIILocalPartDefect); dot-atom: atoms
+# joined by single dots.
+_ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~\-]+"
 _LOCAL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
-_DOMAIN_CHARS_RE = re.compile(r"[A-Za-z0-9\-.\u0080-\U0010ffff]+")
+_DOMAIN_CHARS_RE = re.compile(r"[A-Za-z0-9_\-.\u0080-\U0010ffff]+")
 
 
 def canonical_email(raw: str) -> str:
