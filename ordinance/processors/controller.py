@@ -7,6 +7,12 @@ writes to ``policy.active`` is idempotent (last value per key). A change that fa
 validation never reaches ``policy.active``; it is reported on ``monitor.alerts`` with the
 reason.
 
+No change can stop the controller: a change that fails in any way — a compile error, or a
+hostile file that reaches some limit the compiler did not foresee (RecursionError,
+MemoryError, anything) — is a rejected change with the reason, and the fold goes on. A
+change that crashed the controller would crash it again on every restart (the record is
+still there), so "reject and go on" is the only safe answer.
+
 Keys in ``policy.active``: ``bundle:<id>`` -> PolicyBundle (contents of every validated
 bundle), ``target:<name>`` -> ActiveRollout (what a deployment target runs now).
 """
@@ -124,20 +130,46 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
 def apply_change(
     state: ControllerState, change: dict[str, Any], offset: int, now: dt.datetime
 ) -> list[Output]:
-    """Outputs for one change; a rejected change leaves ``state`` as it was and yields an alert."""
+    """Outputs for one change; a rejected change leaves ``state`` as it was and yields an
+    alert. Never raises (but for KeyboardInterrupt and SystemExit, which stop the process on
+    purpose): any failure is a rejection, so one poison record cannot stop the fold."""
+    bundles, rollouts = dict(state.bundles), dict(state.rollouts)
     try:
         return _apply(state, change, offset)
-    except Rejected as exc:
+    except Exception as exc:
+        # _apply changes state only once a change is valid; restoring the snapshot keeps
+        # "a rejected change leaves state as it was" true for failures it did not foresee.
+        state.bundles, state.rollouts = bundles, rollouts
+        reason = str(exc) if isinstance(exc, Rejected) else _unexpected(exc)
+        bundle_id = change.get("bundle_id") if isinstance(change, dict) else None
+        event = change.get("event") if isinstance(change, dict) else None
+        actor = change.get("actor") if isinstance(change, dict) else None
         return [
             rejection(
-                str(exc),
-                change.get("bundle_id"),
-                offset,
-                now,
-                change.get("event"),
-                change.get("actor"),
+                reason, bundle_id if isinstance(bundle_id, str) else None, offset, now, event, actor
             )
         ]
+
+
+def _unexpected(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError | MemoryError):
+        return (
+            f"the change could not be applied: it exhausted the controller ({type(exc).__name__})"
+        )
+    return f"the change could not be applied: {type(exc).__name__}: {exc}"
+
+
+MAX_REASON_CHARS = 2000  # an alert carries the reason, not a copy of a hostile file
+
+
+def _printable(text: str) -> str:
+    """The reason as valid UTF-8 text of bounded size: it is written to monitor.alerts,
+    and a reason quoting a lone surrogate from a policy would fail to encode — on every
+    restart, since the change that caused it is replayed."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_REASON_CHARS:
+        text = text[: MAX_REASON_CHARS - 1] + "…"
+    return text
 
 
 def rejection(
@@ -148,14 +180,19 @@ def rejection(
     event: object = None,
     actor: object = None,
 ) -> Output:
+    key = "unknown" if bundle_id is None else _printable(bundle_id)
     datum = {
         "alert_id": f"policy-change-rejected:{offset}",
         "kind": "policy_change_rejected",
         "severity": "warning",
         "policy_id": None,
-        "bundle_id": bundle_id,
-        "message": reason,
+        "bundle_id": None if bundle_id is None else key,
+        "message": _printable(reason),
         "at": now,
-        "details": {"change_offset": offset, "event": str(event), "actor": str(actor)},
+        "details": {
+            "change_offset": offset,
+            "event": _printable(str(event)),
+            "actor": _printable(str(actor)),
+        },
     }
-    return Output("alerts", (bundle_id or "unknown").encode(), "Alert", datum)
+    return Output("alerts", key.encode(), "Alert", datum)

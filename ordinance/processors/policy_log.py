@@ -150,10 +150,10 @@ def run_controller(
                             now,
                         )
                     ]
+                outputs, encoded = _encode_outputs(serde, topics, outputs, record.offset, now)
                 rejected = any(o.topic == "alerts" for o in outputs)
                 report.rejected += rejected
                 report.applied += not rejected
-                encoded = [(topics[o.topic], _record(serde, o, now)) for o in outputs]
                 log.produce_and_commit(encoded, consumer, {tp: record.offset + 1})
                 report.written += len(encoded)
                 next_offset = record.offset + 1
@@ -163,6 +163,20 @@ def run_controller(
                         + (f" — {o.datum['message']}" if o.topic == "alerts" else "")
                     )
     return report
+
+
+def _encode_outputs(
+    serde: Serde, topics: Mapping[str, str], outputs: list[Output], offset: int, now: dt.datetime
+) -> tuple[list[Output], list[tuple[str, Record]]]:
+    """The outputs of one change and their records. If any output cannot be encoded, the
+    change is rejected instead (one alert): an exception here would stop the controller
+    at this record on every restart."""
+    try:
+        return outputs, [(topics[o.topic], _record(serde, o, now)) for o in outputs]
+    except Exception as exc:
+        reason = f"the change's outputs could not be encoded for the log: {type(exc).__name__}"
+        alert = rejection(reason, None, offset, now)
+        return [alert], [(topics[alert.topic], _record(serde, alert, now))]
 
 
 def _record(serde: Serde, output: Output, now: dt.datetime) -> Record:
