@@ -147,7 +147,7 @@ def decide(
     agent_id: str = datum["agent"]["id"]
     tool: str = ""
     args: dict[str, Any] = {}
-    refused = _refusal(state, agent_id, agent_key, event_time, evaluated_at)
+    refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
     if refused is not None:
         code, detail = refused
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
@@ -177,7 +177,7 @@ def decide(
     )
 
 
-def _refusal(
+def refusal(
     state: PartitionState,
     agent_id: str,
     agent_key: bytes | None,
@@ -185,7 +185,8 @@ def _refusal(
     evaluated_at: dt.datetime,
 ) -> tuple[str, str] | None:
     """(code, detail) when the action is not one agent's to judge here and now; None when
-    it is. Only the record and the folded state decide: replay finds the same."""
+    it is. Only the record and the folded state decide: replay finds the same. No bundle
+    changes the answer, so a what-if over another bundle must keep these denies."""
     problem = agent_id_problem(agent_id)
     if problem is not None:
         return INVALID_REQUEST, problem
