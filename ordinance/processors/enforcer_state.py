@@ -25,6 +25,7 @@ Before any policy runs, an action must be one agent's, exactly (budgets are per 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,7 +210,7 @@ def refusal(
     bound_ms = state.max_clock_skew_ms
     if bound_ms is not None:
         skew = event_time - evaluated_at
-        if abs(skew) > dt.timedelta(milliseconds=bound_ms):
+        if abs(skew) > _milliseconds(bound_ms):
             ahead = "ahead of" if skew > dt.timedelta(0) else "behind"
             return (
                 CLOCK_SKEW,
@@ -218,6 +219,12 @@ def refusal(
                 f"the bound is {bound_ms / 1000:g}s",
             )
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _milliseconds(ms: int) -> dt.timedelta:
+    # One bound per enforcer: built once, not per decision (the check is on the hot path).
+    return dt.timedelta(milliseconds=ms)
 
 
 def answer_approval(
