@@ -27,6 +27,7 @@ AGENT_DECISIONS = "agent.decisions"
 AGENT_APPROVALS = "agent.approvals"
 AUDIT_CHECKPOINTS = "audit.checkpoints"
 MONITOR_ALERTS = "monitor.alerts"
+IDENTITY_REGISTRY = "identity.registry"
 
 
 def topic_specs(
@@ -42,6 +43,8 @@ def topic_specs(
         TopicSpec(AGENT_APPROVALS, agent_partitions, "delete", 30 * DAY_MS),
         TopicSpec(AUDIT_CHECKPOINTS, 1, "delete", None),
         TopicSpec(MONITOR_ALERTS, 1, "delete", 90 * DAY_MS),
+        # One record per principal (the latest); the decisions log keeps what applied when.
+        TopicSpec(IDENTITY_REGISTRY, 1, "compact"),
     ]
     return {spec.name: replace(spec, name=prefix + spec.name) for spec in specs}
 

@@ -302,6 +302,77 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "details": {"baseline": Decimal("0.02"), "canary": Decimal("0.31")},
         },
     ),
+    (
+        "PolicyChange",
+        3,  # v3: the checks the publisher ran and bypassed
+        {
+            "bundle_id": "sha256:" + "ef" * 32,
+            "event": "published",
+            "actor": "alice",
+            "at": T0,
+            "reason": "tighten payments",
+            "git_commit": None,
+            "target": None,
+            "canary_percent": None,
+            "previous_bundle_id": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "checks": {
+                "tests": 12,
+                "analysis": "passed",
+                "bypasses": [],
+                "acknowledgements": [
+                    {
+                        "finding": "conflict:43f70042d8a9",
+                        "kind": "conflict",
+                        "justification": "privacy-office's deny wins",
+                        "by": "privacy-office",
+                        "expires": "2026-12-31",
+                    }
+                ],
+            },
+        },
+    ),
+    (
+        "IdentityRecord",
+        1,
+        {
+            "principal_id": "billing-bot-7",
+            "kind": "agent",
+            "roles": ["billing"],
+            "attributes": {"team": "finance", "clearance": 2},
+            "owner": "finance-risk",
+            "status": "active",
+            "keys": [
+                {
+                    "key_id": "0123456789abcdef",
+                    "public_key": b"\x07" * 32,
+                    "not_before": T0,
+                    "not_after": None,
+                }
+            ],
+            "version": 3,
+            "at": T0,
+            "reason": "onboarding",
+        },
+    ),
+    (
+        "IdentityUpdate",
+        1,
+        {
+            "enforcer_id": "enf-1",
+            "partition": 2,
+            "principal_id": "billing-bot-7",
+            "registry_partition": 0,
+            "registry_offset": 41,
+            "record": b"\xc3\x01" + b"\x00" * 20,
+            "signer_id": "root-admin",
+            "key_id": "fedcba9876543210",
+            "signature": b"\x05" * 64,
+            "at": T0,
+            "prev_hash": None,
+            "hash": None,
+        },
+    ),
 ]
 
 
