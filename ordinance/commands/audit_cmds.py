@@ -26,11 +26,16 @@ Command = Callable[[str, str], argparse.ArgumentParser]
 
 
 def register(command: Command) -> None:
-    p = command("keys", "signing keys for audit checkpoints")
+    p = command("keys", "Ed25519 keys: audit checkpoints, agents, publishers, approvers, admins")
     keys = p.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
-    g = keys.add_parser("generate", help="a new Ed25519 signing key, added to a keyring")
+    g = keys.add_parser(
+        "generate", help="a new Ed25519 signing key (added to a keyring for audit keys)"
+    )
     g.add_argument("--key", required=True, type=Path, help="private key file to create (0600)")
-    g.add_argument("--keyring", required=True, type=Path, help="keyring JSON to add it to")
+    # A principal's public key goes into the identity registry (`identity add`), not a keyring.
+    g.add_argument(
+        "--keyring", type=Path, default=None, help="keyring JSON to add it to (audit keys)"
+    )
     m = keys.add_parser("mask-key", help="a new random key for masking tool arguments")
     m.add_argument("--out", required=True, type=Path, help="key file to create (0600)")
 
@@ -115,12 +120,21 @@ def _stderr_progress() -> Callable[[str], None]:
     return lambda message: err.print(f"[dim]{message}[/]")
 
 
-def cmd_keys_generate(key: Path, keyring: Path, as_json: bool) -> int:
+def cmd_keys_generate(key: Path, keyring: Path | None, as_json: bool) -> int:
     from ordinance.processors.audit.keys import generate
 
     key_id = generate(key, keyring)
     if as_json:
-        emit_json({"ok": True, "key_id": key_id, "key": str(key), "keyring": str(keyring)})
+        emit_json(
+            {
+                "ok": True,
+                "key_id": key_id,
+                "key": str(key),
+                "keyring": None if keyring is None else str(keyring),
+            }
+        )
+    elif keyring is None:
+        console().print(f"key {key_id}: private key {key}")
     else:
         console().print(f"key {key_id}: private key {key}, public key added to {keyring}")
     return EXIT_OK

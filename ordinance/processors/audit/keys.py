@@ -94,8 +94,9 @@ class Keyring:
         return cls(keys)
 
 
-def generate(private_path: Path, keyring_path: Path) -> str:
-    """Write a new private key and add its public key to the keyring; returns its id."""
+def generate(private_path: Path, keyring_path: Path | None) -> str:
+    """Write a new private key and add its public key to the keyring (None: a principal's
+    key, whose public half goes into the identity registry instead); returns its id."""
     if private_path.exists():
         raise KeyFileError(f"{private_path} exists; refusing to overwrite a signing key")
     key = Ed25519PrivateKey.generate()
@@ -109,6 +110,8 @@ def generate(private_path: Path, keyring_path: Path) -> str:
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
     public = key.public_key()
+    if keyring_path is None:
+        return key_id_of(public)
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     entries = orjson.loads(keyring_path.read_bytes())["keys"] if keyring_path.exists() else []
     key_id = key_id_of(public)
