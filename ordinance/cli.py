@@ -19,6 +19,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.replay_cmds",
     "ordinance.commands.policy_history_cmds",
     "ordinance.commands.topics_cmd",
+    "ordinance.commands.identity_cmds",
 )
 
 
