@@ -204,20 +204,40 @@ def _analysis_gate_options(p: argparse.ArgumentParser) -> None:
         default="cross-owner",
         help="which unacknowledged conflicts refuse the bundle (default: cross-owner)",
     )
-    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    _analysis_budget_options(p)
+    p.add_argument(
+        "--undecided",
+        choices=["refuse", "assertions", "allow"],
+        default="refuse",
+        help="which undecided checks refuse the bundle (default: refuse on every one)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+
+
+def _analysis_budget_options(p: argparse.ArgumentParser) -> None:
+    from ordinance.policy.analysis.bucket import DEFAULT_RLIMIT
+
+    p.add_argument(
+        "--rlimit",
+        type=int,
+        default=DEFAULT_RLIMIT,
+        help=f"per-check Z3 resource budget, the same on every machine (default {DEFAULT_RLIMIT})",
+    )
+    p.add_argument(
+        "--timeout", type=int, default=None, help="accepted for compatibility; ignored (--rlimit)"
+    )
 
 
 def _analysis_commands(command: Any) -> None:
     p = command("analyze", "formal analysis: conflicts, dead rules, assertions, gaps (Z3)")
     p.add_argument("directory")
-    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    _analysis_budget_options(p)
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     p = command("diff", "requests whose decision changes between two bundles (dirs or ids)")
     p.add_argument("old", help="policy directory, or bundle id (prefix) on --log")
     p.add_argument("new", help="policy directory, or bundle id (prefix) on --log")
     p.add_argument("--fail-on", choices=["new-allow", "new-access", "any"], default=None)
-    p.add_argument("--timeout", type=int, default=5000, help="per-check time limit in ms")
+    _analysis_budget_options(p)
     p.add_argument("--log", metavar="URL", default=None, help="the log holding bundle ids")
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
 
@@ -227,13 +247,26 @@ def _analysis_main(args: argparse.Namespace) -> int | None:
 
     if args.command == "check" and args.analyze:
         return ac.cmd_check_analyze(
-            args.directory, args.json, args.fail_on_conflicts, args.timeout, args.jobs
+            args.directory,
+            args.json,
+            args.fail_on_conflicts,
+            args.timeout,
+            args.jobs,
+            args.rlimit,
+            args.undecided,
         )
     if args.command == "analyze":
-        return ac.cmd_analyze(args.directory, args.json, args.timeout, args.jobs)
+        return ac.cmd_analyze(args.directory, args.json, args.timeout, args.jobs, args.rlimit)
     if args.command == "diff":
         return ac.cmd_diff(
-            args.old, args.new, args.json, args.fail_on, args.timeout, args.log, args.prefix
+            args.old,
+            args.new,
+            args.json,
+            args.fail_on,
+            args.timeout,
+            args.log,
+            args.prefix,
+            args.rlimit,
         )
     return None
 
@@ -295,7 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 as_json=args.json,
                 analysis=None
                 if args.skip_analysis
-                else (args.fail_on_conflicts, args.timeout, args.jobs),
+                else (
+                    args.fail_on_conflicts,
+                    args.timeout,
+                    args.jobs,
+                    args.rlimit,
+                    args.undecided,
+                ),
             )
         return lifecycle_cmds.cmd_controller(args.log, once=args.once, as_json=args.json)
     if args.command == "demo":

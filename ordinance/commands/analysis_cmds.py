@@ -24,7 +24,7 @@ from ordinance.commands.output import (
     emit_json,
 )
 from ordinance.commands.policy_cmds import _load, cmd_check
-from ordinance.policy.analysis.checks import Finding, Options
+from ordinance.policy.analysis.checks import DEFAULT_RLIMIT, Finding, Options
 from ordinance.policy.analysis.diff import semantic_diff
 from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, GateResult, gate, load_acks
 from ordinance.policy.analysis.run import Report, analyze
@@ -66,25 +66,30 @@ def print_report(report: Report, out: Console) -> None:
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no findings"
     out.print(
         f"{summary}; {len(report.proven)} assertion(s) proven; "
-        f"{report.checks} solver checks on {report.tools} tools in {report.seconds:.1f}s"
+        f"{report.checks} solver checks on {report.tools} tools in {report.seconds:.1f}s; "
+        f"budget rlimit {report.rlimit} per check (most used: {report.max_spent}), "
+        f"{len(report.by_kind('unknown'))} undecided"
     )
 
 
-def _run(directory: str, as_json: bool, timeout_ms: int, jobs: int) -> Report | int:
+def _run(directory: str, as_json: bool, rlimit: int, jobs: int) -> Report | int:
     loaded = _load(directory, as_json)
     if isinstance(loaded, int):
         return loaded
     return analyze(
         loaded,
-        Options(timeout_ms=timeout_ms),
+        Options(rlimit=rlimit),
         progress=sys.stderr.isatty() or jobs > 1,
         jobs=jobs,
         directory=Path(directory),
     )
 
 
-def cmd_analyze(directory: str, as_json: bool, timeout_ms: int, jobs: int) -> int:
-    report = _run(directory, as_json, timeout_ms, jobs)
+def cmd_analyze(
+    directory: str, as_json: bool, timeout_ms: int | None, jobs: int, rlimit: int = DEFAULT_RLIMIT
+) -> int:
+    """``timeout_ms`` is accepted for compatibility and ignored: the budget is ``rlimit``."""
+    report = _run(directory, as_json, rlimit, jobs)
     if isinstance(report, int):
         return report
     if as_json:
@@ -95,7 +100,13 @@ def cmd_analyze(directory: str, as_json: bool, timeout_ms: int, jobs: int) -> in
 
 
 def cmd_check_analyze(
-    directory: str, as_json: bool, conflicts: str, timeout_ms: int, jobs: int
+    directory: str,
+    as_json: bool,
+    conflicts: str,
+    timeout_ms: int | None,
+    jobs: int,
+    rlimit: int = DEFAULT_RLIMIT,
+    undecided: str = "refuse",
 ) -> int:
     """``check`` first (compile errors exit 3), then the gate (exit 5)."""
     if not as_json:
@@ -106,7 +117,7 @@ def cmd_check_analyze(
     if isinstance(loaded, int):
         return loaded
     try:
-        report, result = _gated(loaded, directory, conflicts, timeout_ms, jobs)
+        report, result = _gated(loaded, directory, conflicts, jobs, rlimit, undecided)
     except AckProblem as exc:
         console().print(f"[red]{exc}[/]")
         return EXIT_COMPILE
@@ -119,6 +130,15 @@ def cmd_check_analyze(
             out.print(f"acknowledged {f.id}: {ack.justification}", markup=False)
         for ack in result.stale_acks:
             out.print(f"[yellow]stale acknowledgement[/] {ack.id}: no such finding")
+        for f in result.failures:
+            if f.kind == "unknown":
+                check = f.details.get("check", "?")
+                out.print(
+                    f"[red]undecided[/] {check} check {escape(', '.join(f.subjects))}"
+                    f" [{escape(f.tool)}] refuses (--undecided {undecided}); raise --rlimit"
+                    f" or acknowledge {f.id}",
+                    highlight=False,
+                )
         if result.ok:
             out.print("[green]analysis gate passed[/]")
         else:
@@ -128,26 +148,33 @@ def cmd_check_analyze(
 
 
 def _gated(
-    ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
+    ruleset: Ruleset, directory: str, conflicts: str, jobs: int, rlimit: int, undecided: str
 ) -> tuple[Report, GateResult]:
     acks = load_acks(Path(directory) / ACK_FILE)
     report = analyze(
         ruleset,
-        Options(timeout_ms=timeout_ms),
+        Options(rlimit=rlimit),
         progress=sys.stderr.isatty(),
         jobs=jobs,
         directory=Path(directory),
     )
-    return report, gate(report, acks, conflicts)
+    return report, gate(report, acks, conflicts, undecided=undecided)
 
 
 def publish_gate(
-    ruleset: Ruleset, directory: str, conflicts: str, timeout_ms: int, jobs: int
+    ruleset: Ruleset,
+    directory: str,
+    conflicts: str,
+    timeout_ms: int | None,
+    jobs: int,
+    rlimit: int = DEFAULT_RLIMIT,
+    undecided: str = "refuse",
 ) -> GateResult:
     """The gate on publishing ``ruleset`` under the directory's acknowledgements — the
     same gate as ``check --analyze``: its failures refuse, and the acknowledgements it
-    used are published with the bundle. Raises AckProblem."""
-    return _gated(ruleset, directory, conflicts, timeout_ms, jobs)[1]
+    used are published with the bundle. ``timeout_ms`` is accepted for compatibility and
+    ignored (the budget is ``rlimit``). Raises AckProblem."""
+    return _gated(ruleset, directory, conflicts, jobs, rlimit, undecided)[1]
 
 
 def _fail(message: str, as_json: bool) -> int:
@@ -202,9 +229,10 @@ def cmd_diff(
     new_spec: str,
     as_json: bool,
     fail_on: str | None,
-    timeout_ms: int,
+    timeout_ms: int | None,
     log_url: str | None = None,
     prefix: str = "ordinance.",
+    rlimit: int = DEFAULT_RLIMIT,
 ) -> int:
     """``old_spec``/``new_spec``: policy directories, or bundle ids on ``log_url``."""
     store = None
@@ -218,7 +246,7 @@ def cmd_diff(
     new = _ruleset(new_spec, as_json, store)
     if isinstance(new, int):
         return new
-    report = semantic_diff(old, new, timeout_ms)
+    report = semantic_diff(old, new, rlimit)
     failing: list[Any] = []
     if fail_on == "new-allow":
         failing = report.new_allow()

@@ -50,11 +50,18 @@ def cmd_publish(
     reason: str | None,
     enforce: bool,
     as_json: bool,
-    analysis: tuple[str, int, int] | None = ("cross-owner", 5000, 1),
+    analysis: tuple[str, int | None, int, int, str] | None = (
+        "cross-owner",
+        None,
+        1,
+        5_000_000,
+        "refuse",
+    ),
 ) -> int:
     """Compile, test and (unless ``analysis`` is None) pass the Z3 analysis gate locally
     first: a bundle that fails here never reaches the log. ``analysis`` is (which
-    unacknowledged conflicts refuse, per-check ms, worker processes)."""
+    unacknowledged conflicts refuse, the ignored legacy per-check ms, worker processes,
+    the per-check Z3 resource budget, which undecided checks refuse)."""
     try:
         files = read_bundle_dir(Path(directory))
         ruleset = compile_bundle(files)

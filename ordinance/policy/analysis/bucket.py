@@ -29,7 +29,27 @@ from ordinance.policy.ruleset import Ruleset
 
 SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
 TRUE, FALSE = z3.BoolVal(True), z3.BoolVal(False)
-NICE_TIMEOUT_MS = 1000  # realisable witness values are a preference, not a requirement
+# Budgets are Z3 resource units (``rlimit``), not milliseconds: the count of solver steps
+# is the same on every machine and under any load, so which checks end undecided is a
+# property of the bundle, never of the host. In this Z3 the limit is relative to the
+# solver's count at each ``check`` (measured: consecutive checks each get the full budget).
+DEFAULT_RLIMIT = 5_000_000
+NICE_SHARE = 4  # realisable witness values are a preference: a quarter of the budget
+
+
+def budgeted(rlimit: int) -> z3.Solver:
+    """A solver whose every check is bounded by ``rlimit`` resource units."""
+    solver = z3.Solver()
+    solver.set("rlimit", rlimit)
+    return solver
+
+
+def spent(solver: z3.Solver) -> int:
+    """Resource units the solver has used so far (cumulative over its checks)."""
+    try:
+        return int(solver.statistics().get_key_value("rlimit count"))
+    except z3.Z3Exception:  # no check has run yet
+        return 0
 
 
 @dataclass(frozen=True)
@@ -42,12 +62,11 @@ class Prediction:
 class Bucket:
     """One tool: one solver, the base constraints asserted once."""
 
-    def __init__(self, model: ToolModel, timeout_ms: int):
+    def __init__(self, model: ToolModel, rlimit: int = DEFAULT_RLIMIT):
         self.model = model
-        self.timeout_ms = timeout_ms
+        self.rlimit = rlimit
         self.space = model.space
-        self.solver = z3.Solver()
-        self.solver.set("timeout", timeout_ms)
+        self.solver = budgeted(rlimit)
         self.fuse = Fuser()
         self.effect = model.effect()
         self.rules = {r.qualified_id: r for r in model.rules}
@@ -115,6 +134,8 @@ class Bucket:
             else None
         )
         self.checks = 0
+        self.undecided_reason = ""  # why the last undecided check stopped (Z3's words)
+        self.max_spent = 0  # the most resource units one check used (sizing the budget)
         self.alive: set[str] = set()  # shown to determine some decision
         self.matters: set[str] = set()  # shown to change some effect when removed
         # keyed by id(model); the model is kept so that its id is not reused
@@ -143,8 +164,7 @@ class Bucket:
         the raw model."""
         self.checks += 1
         if self.fresh:
-            solver = z3.Solver()
-            solver.set("timeout", self.timeout_ms)
+            solver = budgeted(self.rlimit)
             solver.add(*self._fused_base)
         else:
             solver = self.solver
@@ -154,18 +174,22 @@ class Bucket:
             # reads; so are sorted sets an assertion's encoding added to the space
             parts = [*formulas, *self.space.window_constraints(), *self.space.base[self._base]]
             solver.add(*[self.fuse(f) for f in parts])
+            before = spent(solver)
             status = str(solver.check())
+            self.max_spent = max(self.max_spent, spent(solver) - before)
             if status != SAT:
+                if status == UNKNOWN:
+                    self.undecided_reason = solver.reason_unknown()
                 return status, None, None
             raw = solver.model()
             if not nice:
                 return SAT, None, raw
             # Preferences under an assumption, not a nested push: a push right after a
-            # satisfiable string check can propagate for minutes with no time limit armed.
+            # satisfiable string check can propagate for minutes with no limit armed.
             solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self.space.nice))))
-            solver.set("timeout", min(NICE_TIMEOUT_MS, self.timeout_ms))
+            solver.set("rlimit", max(1, self.rlimit // NICE_SHARE))
             pretty = solver.check(self.nice_literal)
-            solver.set("timeout", self.timeout_ms)
+            solver.set("rlimit", self.rlimit)
             return SAT, (solver.model() if pretty == z3.sat else None), raw
         finally:
             if not self.fresh:
@@ -194,8 +218,7 @@ class Bucket:
             applies, errs = (self._read_flags(model, t) for t in self._direct)
             if applies is not None and errs is not None:
                 return self._from_flags(applies, errs)
-        solver = z3.Solver()
-        solver.set("timeout", self.timeout_ms)
+        solver = budgeted(self.rlimit)
         solver.set("solve_eqs", False)  # keep the proxies: eval cannot expand definitions
         solver.add(z3.And(*self.pins(model)), self.definitions)
         if solver.check() != z3.sat:

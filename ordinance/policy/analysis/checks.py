@@ -21,7 +21,14 @@ from typing import Any
 
 import z3
 
-from ordinance.policy.analysis.bucket import SAT, UNKNOWN, UNSAT, Bucket, RuleProbe
+from ordinance.policy.analysis.bucket import (
+    DEFAULT_RLIMIT,
+    SAT,
+    UNKNOWN,
+    UNSAT,
+    Bucket,
+    RuleProbe,
+)
 from ordinance.policy.analysis.combine import (
     RuleTerm,
     build_tool_model,
@@ -33,7 +40,16 @@ from ordinance.policy.decision import Decision
 from ordinance.policy.program import TIER_OF_EFFECT
 from ordinance.policy.ruleset import Ruleset, tools_matching
 
-__all__ = ["SAT", "UNKNOWN", "UNSAT", "Finding", "Options", "RuleProbe", "ToolReport"]
+__all__ = [
+    "DEFAULT_RLIMIT",
+    "SAT",
+    "UNKNOWN",
+    "UNSAT",
+    "Finding",
+    "Options",
+    "RuleProbe",
+    "ToolReport",
+]
 KINDS = ("conflict", "dead-rule", "redundant-rule", "assertion", "gap", "inexact", "unknown")
 
 
@@ -76,7 +92,12 @@ class Finding:
 
 @dataclass
 class Options:
-    timeout_ms: int = 5000  # per check; an expired check is reported as unknown
+    # Resource units per solver check (Z3 rlimit): a check that runs out is undecided and
+    # reported as `unknown`, the same on every machine whatever its load.
+    rlimit: int = DEFAULT_RLIMIT
+    # Accepted for compatibility (`--timeout`); no longer bounds anything: a wall-clock
+    # limit made which checks ended undecided depend on the machine's load.
+    timeout_ms: int | None = None
     conflicts: bool = True
     dead: bool = True
     redundant: bool = True
@@ -92,6 +113,7 @@ class ToolReport:
     alive: set[str] = field(default_factory=set)  # rules that determine some decision
     dead_candidates: dict[str, Finding] = field(default_factory=dict)  # if dead on all tools
     checks: int = 0
+    max_spent: int = 0  # the most resource units one check used
     seconds: dict[str, float] = field(default_factory=dict)  # per check family
 
     @contextmanager
@@ -110,6 +132,11 @@ def decision_json(d: Decision) -> dict[str, Any]:
 
 def _unknown(tool: str, subjects: tuple[str, ...], what: str, why: str) -> Finding:
     return Finding("unknown", tool, subjects, f"{what}: {why}", details={"check": what})
+
+
+def _gave_up(b: Bucket) -> str:
+    """Why a check is undecided, in deterministic terms (budget and Z3's reason)."""
+    return f"solver gave up within the budget (rlimit {b.rlimit}: {b.undecided_reason})"
 
 
 def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
@@ -131,7 +158,7 @@ def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
                             b.space.tool.name,
                             (a.qualified_id, d.qualified_id),
                             "conflict",
-                            "solver gave up (timeout)",
+                            _gave_up(b),
                         )
                     )
                 break
@@ -207,7 +234,7 @@ def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Option
             if options.redundant:
                 _redundant(b, probe, report, r)
         elif status == UNKNOWN:
-            report.findings.append(_unknown(tool, (r.qualified_id,), "dead-rule", "solver gave up"))
+            report.findings.append(_unknown(tool, (r.qualified_id,), "dead-rule", _gave_up(b)))
             report.alive.add(r.qualified_id)
         else:
             s2, nice, raw = b.solve(b.applies[r.qualified_id])
@@ -234,9 +261,7 @@ def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Option
                 )
             else:
                 report.alive.add(r.qualified_id)
-                report.findings.append(
-                    _unknown(tool, (r.qualified_id,), "dead-rule", "solver gave up")
-                )
+                report.findings.append(_unknown(tool, (r.qualified_id,), "dead-rule", _gave_up(b)))
 
 
 def _redundant(b: Bucket, probe: RuleProbe, report: ToolReport, r: RuleTerm) -> None:
@@ -265,10 +290,19 @@ def check_gap(b: Bucket, report: ToolReport) -> None:
     tool = b.space.tool.name
     status, nice, raw = b.solve(b.model.no_rule_applies())
     if status == UNKNOWN:
-        report.findings.append(_unknown(tool, (), "gap", "solver gave up"))
+        report.findings.append(_unknown(tool, (), "gap", _gave_up(b)))
     if status != SAT:
         return
-    found = b.witness(nice, raw)
+    # the evaluator must fall to the default on it: an invalid request is denied with no
+    # rule too, and is not a gap
+    found = next(
+        (
+            hit
+            for m in (nice, raw)
+            if m is not None and (hit := b.replayed(m)) is not None and hit[1].code == "default"
+        ),
+        None,
+    )
     if found is None:
         report.findings.append(_unknown(tool, (), "gap", "no witness the evaluator confirms"))
         return
@@ -303,7 +337,7 @@ def check_assertions(b: Bucket, report: ToolReport) -> None:
                 report.proven.append(name)
                 continue
             if status == UNKNOWN:
-                report.findings.append(_unknown(tool, (name,), "assertion", "solver gave up"))
+                report.findings.append(_unknown(tool, (name,), "assertion", _gave_up(b)))
                 continue
             found = b.witness(nice, raw)
             if found is None:
@@ -336,7 +370,7 @@ def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
     report = ToolReport(tool)
     with report.timed("encode"):
         model = build_tool_model(ruleset, tool)
-        bucket = Bucket(model, options.timeout_ms)
+        bucket = Bucket(model, options.rlimit)
     probe = RuleProbe(ruleset, tool)
     for r in model.rules:
         for note in r.notes:
@@ -356,4 +390,5 @@ def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
         with report.timed("gaps"):
             check_gap(bucket, report)
     report.checks = bucket.checks
+    report.max_spent = bucket.max_spent
     return report

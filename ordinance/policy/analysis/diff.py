@@ -14,7 +14,8 @@ from typing import Any
 
 import z3
 
-from ordinance.policy.analysis.checks import UNKNOWN, decision_json
+from ordinance.policy.analysis.bucket import NICE_SHARE, budgeted
+from ordinance.policy.analysis.checks import DEFAULT_RLIMIT, UNKNOWN, decision_json
 from ordinance.policy.analysis.combine import EFFECTS, build_tool_model
 from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
@@ -31,7 +32,7 @@ class Change:
     witness: Witness | None
     old_decision: dict[str, Any] | None = None
     new_decision: dict[str, Any] | None = None
-    status: str = "found"  # or "unknown" (time limit, or no witness the evaluators confirm)
+    status: str = "found"  # or "unknown" (out of budget, or no witness the evaluators confirm)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -53,6 +54,7 @@ class DiffReport:
     new_bundle: str
     changes: list[Change] = field(default_factory=list)
     not_compared: dict[str, str] = field(default_factory=dict)  # tool -> why
+    rlimit: int = DEFAULT_RLIMIT  # resource units per solver check
 
     def new_allow(self) -> list[Change]:
         return [c for c in self.changes if c.after == "allow"]
@@ -68,6 +70,7 @@ class DiffReport:
             "identical": not self.changes and not self.not_compared,
             "changes": [c.to_json() for c in self.changes],
             "not_compared": self.not_compared,
+            "budget": {"rlimit": self.rlimit},
         }
 
 
@@ -78,8 +81,9 @@ def _same_shape(old: Ruleset, new: Ruleset, tool: str) -> bool:
     )
 
 
-def semantic_diff(old: Ruleset, new: Ruleset, timeout_ms: int = 5000) -> DiffReport:
-    report = DiffReport(old.bundle_id, new.bundle_id)
+def semantic_diff(old: Ruleset, new: Ruleset, rlimit: int = DEFAULT_RLIMIT) -> DiffReport:
+    """``rlimit``: resource units per solver check (deterministic, unlike a time limit)."""
+    report = DiffReport(old.bundle_id, new.bundle_id, rlimit=rlimit)
     tools = sorted(set(old.schema.tools) | set(new.schema.tools))
     for tool in tools:
         in_old, in_new = tool in old.schema.tools, tool in new.schema.tools
@@ -94,7 +98,7 @@ def semantic_diff(old: Ruleset, new: Ruleset, timeout_ms: int = 5000) -> DiffRep
                 effects.append(build_tool_model(ruleset, tool, space).effect())
             else:
                 effects.append(z3.IntVal(UNKNOWN_TOOL))
-        report.changes += _tool_changes(old, new, space, effects[0], effects[1], timeout_ms)
+        report.changes += _tool_changes(old, new, space, effects[0], effects[1], rlimit)
     return report
 
 
@@ -108,11 +112,10 @@ def _tool_changes(
     space: ToolSpace,
     before: z3.ArithRef,
     after: z3.ArithRef,
-    timeout_ms: int,
+    rlimit: int,
 ) -> list[Change]:
     fuse = Fuser()
-    solver = z3.Solver()
-    solver.set("timeout", timeout_ms)
+    solver = budgeted(rlimit)
     solver.add(*[fuse(f) for f in [*space.base, *space.window_constraints()]])
     tool = space.tool.name
     out: list[Change] = []
@@ -128,11 +131,11 @@ def _tool_changes(
             if status == "sat":
                 models.append(solver.model())
                 solver.push()
-                solver.set("timeout", min(1000, timeout_ms))
+                solver.set("rlimit", max(1, rlimit // NICE_SHARE))
                 solver.add(*[fuse(f) for f in space.nice])
                 if solver.check() == z3.sat:
                     models.insert(0, solver.model())
-                solver.set("timeout", timeout_ms)
+                solver.set("rlimit", rlimit)
                 solver.pop()
             solver.pop()
             if status == "unsat":

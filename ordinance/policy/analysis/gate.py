@@ -26,6 +26,11 @@ from ordinance.policy.analysis.run import Report
 
 ACK_FILE = "acknowledgements.ack"
 CONFLICT_POLICIES = ("none", "cross-owner", "all")
+# What an undecided check (a finding of kind `unknown`: out of budget, or no witness the
+# evaluator confirms) does to the gate: `refuse` (default: an unchecked question is not a
+# passed one), `assertions` (only undecided assertions refuse, the behaviour before
+# budgets were deterministic), `allow` (report them, never refuse on them).
+UNDECIDED_POLICIES = ("refuse", "assertions", "allow")
 
 
 class AckProblem(ValueError):
@@ -87,13 +92,16 @@ class GateResult:
         }
 
 
-def blocking(f: Finding, conflicts: str) -> bool:
-    """Refuted assertions always block, and so do assertion checks that ended unknown (an
-    unproven assertion is not a proven one); conflicts block per ``conflicts``."""
+def blocking(f: Finding, conflicts: str, undecided: str = "refuse") -> bool:
+    """Refuted assertions always block; undecided checks per ``undecided`` (by default
+    every one: an unproven assertion is not a proven one, and an undecided conflict check
+    may hide a conflict); conflicts block per ``conflicts``."""
     if f.kind == "assertion":
         return True
-    if f.kind == "unknown" and f.details.get("check") == "assertion":
-        return True
+    if f.kind == "unknown":
+        return undecided == "refuse" or (
+            undecided == "assertions" and f.details.get("check") == "assertion"
+        )
     if f.kind == "conflict":
         return conflicts == "all" or (
             conflicts == "cross-owner" and bool(f.details.get("cross_owner"))
@@ -102,17 +110,23 @@ def blocking(f: Finding, conflicts: str) -> bool:
 
 
 def gate(
-    report: Report, acks: list[Ack], conflicts: str = "cross-owner", today: dt.date | None = None
+    report: Report,
+    acks: list[Ack],
+    conflicts: str = "cross-owner",
+    today: dt.date | None = None,
+    undecided: str = "refuse",
 ) -> GateResult:
     if conflicts not in CONFLICT_POLICIES:
         raise ValueError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)}")
+    if undecided not in UNDECIDED_POLICIES:
+        raise ValueError(f"undecided must be one of {', '.join(UNDECIDED_POLICIES)}")
     today = today or dt.date.today()
     by_id = {a.id: a for a in acks if a.active(today)}
     result = GateResult()
     seen: set[str] = set()
     for f in report.findings:
         seen.add(f.id)
-        if not blocking(f, conflicts):
+        if not blocking(f, conflicts, undecided):
             continue
         ack = by_id.get(f.id)
         if ack is not None:

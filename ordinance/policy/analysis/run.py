@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ class Report:
     tools: int = 0
     rules: int = 0
     checks: int = 0
+    rlimit: int = 0  # resource units per solver check (the budget)
+    max_spent: int = 0  # the most units one check used: the headroom under the budget
     seconds: float = 0.0
     # per check family, summed over tools (with --jobs, time spent in all workers)
     family_seconds: dict[str, float] = field(default_factory=dict)
@@ -41,6 +44,8 @@ class Report:
             "tools": self.tools,
             "rules": self.rules,
             "checks": self.checks,
+            "budget": {"rlimit": self.rlimit, "max_spent_per_check": self.max_spent},
+            "undecided": len(self.by_kind("unknown")),
             "seconds": round(self.seconds, 3),
             "family_seconds": {k: round(v, 3) for k, v in sorted(self.family_seconds.items())},
             "counts": counts,
@@ -59,6 +64,7 @@ def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
     proven: set[str] = set()
     for rep in reports:
         out.checks += rep.checks
+        out.max_spent = max(out.max_spent, rep.max_spent)
         for family, spent in rep.seconds.items():
             out.family_seconds[family] = out.family_seconds.get(family, 0.0) + spent
         alive |= rep.alive
@@ -110,10 +116,15 @@ def analyze(
     if jobs > 1 and directory is not None and len(tools) > 1:
         _LOADED.clear()
         _LOADED[str(directory)] = ruleset
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_worker, str(directory), t, options) for t in tools]
-            for n, fut in enumerate(futures, 1):
-                reports.append(fut.result())
+        # One forked process per tool (maxtasksperchild=1): every tool starts from the
+        # parent's Z3 state, whichever worker runs it after whichever other tool. Z3's
+        # search depends on term ids, which depend on what was built before; with shared
+        # workers the schedule (and so the machine's load) could change a check's path.
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(processes=jobs, maxtasksperchild=1) as pool:
+            work = partial(_worker, str(directory), options=options)
+            for n, rep in enumerate(pool.imap(work, tools, chunksize=1), 1):
+                reports.append(rep)
                 if progress:
                     _progress(n, len(tools), tools[n - 1], started)
     else:
@@ -122,6 +133,7 @@ def analyze(
             if progress:
                 _progress(n, len(tools), tool, started)
     report = merge(ruleset, reports)
+    report.rlimit = options.rlimit
     report.seconds = time.monotonic() - started
     return report
 

@@ -1,0 +1,71 @@
+"""Budgets are deterministic: the same bundle, analysed twice with the same ``--rlimit``,
+gives identical findings — witnesses and undecided checks included — whether the machine
+is idle or a busy process competes for the CPU. (With wall-clock timeouts, which checks
+ended ``unknown`` depended on the load.)
+
+The budget is chosen small so that some checks *do* end undecided: the test pins that the
+set of undecided checks is a property of the bundle and the budget, not of the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
+SMALL_RLIMIT = "100000"
+
+
+def _bundle(tmp: Path) -> Path:
+    d = tmp / "fs"
+    d.mkdir()
+    for name in ("schema.yaml", "filesystem.yaml", "web-fetch.yaml"):
+        shutil.copy(EXAMPLES / name, d / name)
+    return d
+
+
+def _analyze(d: Path, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ordinance.cli", "analyze", str(d), "--json", *extra],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    out: dict[str, Any] = json.loads(done.stdout)
+    for timing in ("seconds", "family_seconds"):  # wall time is the one thing that varies
+        out.pop(timing)
+    return out
+
+
+def _busy() -> subprocess.Popen[bytes]:
+    """A process spinning on the CPU for the duration of one analysis."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+
+
+def test_same_findings_idle_and_loaded(tmp_path: Path) -> None:
+    d = _bundle(tmp_path)
+    idle = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+    busy = [_busy() for _ in range(2)]  # one per core of the shared machine
+    try:
+        loaded = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+    finally:
+        for p in busy:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert idle["budget"]["rlimit"] == int(SMALL_RLIMIT)
+    assert idle["undecided"] > 0, "the budget should be small enough to leave checks open"
+    assert loaded == idle
+
+
+def test_same_findings_in_one_process_and_in_workers(tmp_path: Path) -> None:
+    """Each tool is analysed from the same Z3 state whichever worker runs it."""
+    d = _bundle(tmp_path)
+    one = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+    again = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "3")
+    assert one == again
