@@ -43,8 +43,10 @@ def topic_specs(
         TopicSpec(AGENT_APPROVALS, agent_partitions, "delete", 30 * DAY_MS),
         TopicSpec(AUDIT_CHECKPOINTS, 1, "delete", None),
         TopicSpec(MONITOR_ALERTS, 1, "delete", 90 * DAY_MS),
-        # One record per principal (the latest); the decisions log keeps what applied when.
-        TopicSpec(IDENTITY_REGISTRY, 1, "compact"),
+        # Every registry change, kept forever and never compacted: compaction keeps a key's
+        # last record, not its last accepted one, so a re-appended stale record (refused
+        # while the newer one is there) would survive it and bring a revoked principal back.
+        TopicSpec(IDENTITY_REGISTRY, 1, "delete", None),
     ]
     return {spec.name: replace(spec, name=prefix + spec.name) for spec in specs}
 
