@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import z3
 
+from ordinance.policy.analysis.abstract import Abstraction
 from ordinance.policy.analysis.combine import EFFECTS, ToolModel
 from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import Unrealisable, Witness
@@ -62,7 +63,20 @@ class Prediction:
 class Bucket:
     """One tool: one solver, the base constraints asserted once."""
 
-    def __init__(self, model: ToolModel, rlimit: int = DEFAULT_RLIMIT):
+    def __init__(
+        self, model: ToolModel, rlimit: int = DEFAULT_RLIMIT, abstraction: Abstraction | None = None
+    ):
+        self.abstraction = abstraction
+        if abstraction is not None:  # every rule over the string classes (abstract.py)
+            rewrite = abstraction.rewrite
+            model = replace(
+                model,
+                rules=[
+                    replace(r, applies=rewrite(r.applies), errs=rewrite(r.errs))
+                    for r in model.rules
+                ],
+                _cache={},
+            )
         self.model = model
         self.rlimit = rlimit
         self.space = model.space
@@ -112,8 +126,17 @@ class Bucket:
                 for d in (p.applies == r.applies, p.errs == r.errs)
             ]
         )
-        base = [*self.space.base, *self.space.window_constraints()]
+        base = [*map(self.rewrite, [*self.space.base, *self.space.window_constraints()])]
+        if abstraction is not None:
+            base += abstraction.constraints
         self._fused_base = [self.fuse(f) for f in base]
+        # representatives of string classes are already realisable where possible: the
+        # preferences on abstracted strings would read them as strings again
+        self._nice = [
+            f for f in self.space.nice if abstraction is None or not abstraction.mentions(f)
+        ]
+        if abstraction is not None:
+            self._nice += abstraction.preferences()
         self._base = slice(len(self.space.base), None)
         self.nice_literal = z3.Bool(f"{tag}:nice")
         terms_qf = quantifier_free([f for r in model.rules for f in (r.applies, r.errs)])
@@ -173,7 +196,7 @@ class Bucket:
             # window constraints are re-stated: an assertion may read a duration no rule
             # reads; so are sorted sets an assertion's encoding added to the space
             parts = [*formulas, *self.space.window_constraints(), *self.space.base[self._base]]
-            solver.add(*[self.fuse(f) for f in parts])
+            solver.add(*[self.fuse(self.rewrite(f)) for f in parts])
             before = spent(solver)
             status = str(solver.check())
             self.max_spent = max(self.max_spent, spent(solver) - before)
@@ -186,7 +209,7 @@ class Bucket:
                 return SAT, None, raw
             # Preferences under an assumption, not a nested push: a push right after a
             # satisfiable string check can propagate for minutes with no limit armed.
-            solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self.space.nice))))
+            solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self._nice))))
             solver.set("rlimit", max(1, self.rlimit // NICE_SHARE))
             pretty = solver.check(self.nice_literal)
             solver.set("rlimit", self.rlimit)
@@ -196,12 +219,19 @@ class Bucket:
                 solver.pop()
 
     # -- what the encoding says about a model's request -------------------------------------
+    def rewrite(self, f: z3.BoolRef) -> z3.BoolRef:
+        return f if self.abstraction is None else self.abstraction.rewrite(f)
+
     def pins(self, model: z3.ModelRef) -> list[z3.BoolRef]:
         """Every request variable fixed to its value in ``model``."""
         space = self.space
         consts: list[z3.ExprRef] = [space.resource_present, *space.windows.values()]
         for a in space.attrs.values():
-            consts += [a.var, a.present]
+            if self.abstraction is None or not self.abstraction.abstracted(a.var):
+                consts.append(a.var)
+            consts.append(a.present)
+        if self.abstraction is not None:
+            consts += self.abstraction.consts()
         return [c == model.eval(c, model_completion=True) for c in consts if not z3.is_true(c)]
 
     def predicted(self, model: z3.ModelRef) -> Prediction | None:
@@ -293,7 +323,8 @@ class Bucket:
             return hit[1]
         found: tuple[Witness, Decision] | None = None
         try:
-            w = self.space.witness(model)
+            view = model if self.abstraction is None else self.abstraction.view(model)
+            w = self.space.witness(view)
         except Unrealisable:
             w = None
         if w is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import z3
 
+from ordinance.policy.analysis.abstract import Abstraction
 from ordinance.policy.analysis.bucket import (
     DEFAULT_RLIMIT,
     SAT,
@@ -35,8 +36,9 @@ from ordinance.policy.analysis.combine import (
     encode_assertion_condition,
 )
 from ordinance.policy.analysis.encode import any_of
-from ordinance.policy.analysis.space import Witness
+from ordinance.policy.analysis.space import ToolSpace, Witness
 from ordinance.policy.decision import Decision
+from ordinance.policy.document import Assertion
 from ordinance.policy.program import TIER_OF_EFFECT
 from ordinance.policy.ruleset import Ruleset, tools_matching
 
@@ -98,6 +100,9 @@ class Options:
     # Accepted for compatibility (`--timeout`); no longer bounds anything: a wall-clock
     # limit made which checks ended undecided depend on the machine's load.
     timeout_ms: int | None = None
+    # Strings the policies only test against literals as finitely many classes
+    # (abstract.py); off: the exact string theory everywhere (the bench's "before").
+    abstract: bool = True
     conflicts: bool = True
     dead: bool = True
     redundant: bool = True
@@ -114,6 +119,7 @@ class ToolReport:
     dead_candidates: dict[str, Finding] = field(default_factory=dict)  # if dead on all tools
     checks: int = 0
     max_spent: int = 0  # the most resource units one check used
+    abstraction: dict[str, Any] = field(default_factory=dict)  # classes, and what stayed exact
     seconds: dict[str, float] = field(default_factory=dict)  # per check family
 
     @contextmanager
@@ -319,17 +325,37 @@ def check_gap(b: Bucket, report: ToolReport) -> None:
     )
 
 
-def check_assertions(b: Bucket, report: ToolReport) -> None:
-    tool = b.space.tool.name
-    ruleset = b.model.ruleset
+@dataclass(frozen=True)
+class EncodedAssertion:
+    name: str  # policy/assertion
+    owner: str
+    assertion: Assertion
+    holds: z3.BoolRef
+    notes: list[str]
+
+
+def encode_assertions(space: ToolSpace, ruleset: Ruleset) -> list[EncodedAssertion]:
+    """Every assertion that applies to the tool, encoded before the checks run: the
+    string abstraction is built from every formula the checks will ask about."""
+    tool = space.tool.name
+    out: list[EncodedAssertion] = []
     for policy in ruleset.policies:
         if tool not in tools_matching(policy.target.actions, ruleset.schema):
             continue
         for a in policy.assertions:
             name = f"{policy.id}/{a.name}"
             holds, notes = encode_assertion_condition(
-                b.space, ruleset.schema, a.condition, f"{id(ruleset)}:assert:{name}"
+                space, ruleset.schema, a.condition, f"{id(ruleset)}:assert:{name}"
             )
+            out.append(EncodedAssertion(name, policy.owner, a, holds, notes))
+    return out
+
+
+def check_assertions(b: Bucket, report: ToolReport, assertions: list[EncodedAssertion]) -> None:
+    tool = b.space.tool.name
+    if True:  # one level of nesting kept from the per-policy loop
+        for encoded in assertions:
+            name, a, holds, notes = encoded.name, encoded.assertion, encoded.holds, encoded.notes
             target = z3.IntVal(TIER_OF_EFFECT[a.effect])
             bad = b.effect == target if a.quantifier == "never" else b.effect != target
             status, nice, raw = b.solve(holds, bad)
@@ -359,7 +385,7 @@ def check_assertions(b: Bucket, report: ToolReport) -> None:
                         "quantifier": a.quantifier,
                         "effect": a.effect,
                         "when": a.condition.text,
-                        "owner": policy.owner,
+                        "owner": encoded.owner,
                         "notes": notes,
                     },
                 )
@@ -370,7 +396,15 @@ def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
     report = ToolReport(tool)
     with report.timed("encode"):
         model = build_tool_model(ruleset, tool)
-        bucket = Bucket(model, options.rlimit)
+        assertions = encode_assertions(model.space, ruleset) if options.assertions else []
+        abstraction = None
+        if options.abstract:
+            formulas = [f for r in model.rules for f in (r.applies, r.errs)]
+            formulas += [e.holds for e in assertions]
+            formulas += [*model.space.base, *model.space.window_constraints()]
+            abstraction = Abstraction(model.space, formulas, options.rlimit)
+            report.abstraction = abstraction.summary()
+        bucket = Bucket(model, options.rlimit, abstraction)
     probe = RuleProbe(ruleset, tool)
     for r in model.rules:
         for note in r.notes:
@@ -385,7 +419,7 @@ def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
             check_rules(bucket, probe, report, options)
     if options.assertions:
         with report.timed("assertions"):
-            check_assertions(bucket, report)
+            check_assertions(bucket, report, assertions)
     if options.gaps:
         with report.timed("gaps"):
             check_gap(bucket, report)

@@ -19,7 +19,7 @@ from typing import Any
 import z3
 
 from ordinance.policy import canon
-from ordinance.policy.analysis.space import ToolSpace, sort_of
+from ordinance.policy.analysis.space import ListQuantifier, ToolSpace, is_attribute, sort_of
 from ordinance.policy.analysis.zregex import (
     NotEncodable,
     lower_preimage,
@@ -453,12 +453,26 @@ class Encoder:
             return Term(result.val, any_of(target.err, result.err))
         seq = target.val
         i = self.bound(z3.IntSort())
-        body = self.compile(node.body, {**env, node.var: Term(seq[i])})
+        # The body is written over an element constant first: the string abstraction
+        # (abstract.py) reads it as "some/every element's class satisfies the body" and
+        # needs no quantifier; the exact term substitutes the indexed element back.
+        elem = z3.Const(f"{self.tag}#elem{self.fresh}", seq.sort().basis())
+        over_elem = self.compile(node.body, {**env, node.var: Term(elem)})
+        body = Term(
+            z3.substitute(over_elem.val, (elem, seq[i])),
+            z3.substitute(over_elem.err, (elem, seq[i])),
+        )
         in_range = z3.And(i >= 0, i < z3.Length(seq))
         if z3.is_false(z3.simplify(body.err)):
             if exists:
-                return Term(z3.Exists([i], z3.And(in_range, body.val)), target.err)
-            return Term(z3.ForAll([i], z3.Implies(in_range, body.val)), target.err)
+                term = z3.Exists([i], z3.And(in_range, body.val))
+            else:
+                term = z3.ForAll([i], z3.Implies(in_range, body.val))
+            if is_attribute(seq):
+                self.space.comprehensions[term.get_id()] = ListQuantifier(
+                    term, seq, elem, over_elem.val, exists
+                )
+            return Term(term, target.err)
         # The body can raise: which element is reached first decides. Sets iterate sorted.
         self.sorted_set(node.target)
         j = self.bound(z3.IntSort())

@@ -86,10 +86,11 @@ def _necessary(t: Type, v: z3.ExprRef) -> z3.BoolRef | None:
     if t.name == "string" and t.norm == "nfkc_casefold_trim":
         return z3.InRe(v, _no(_ASCII_UPPER))
     if t.name == "path":
-        # resolved segments never leave "//", "/./", "\\", NUL or a trailing "/"
+        # resolved segments never leave "//", "/./", "\\", NUL or a trailing "/"; never
+        # empty (a regex, not a length test: the string abstraction reads memberships only)
         bad = z3.Union(_lit("//"), _lit("\\"), _lit("\x00"), _lit("/./"))
         shape = z3.Intersect(_no(bad), z3.Complement(z3.Concat(z3.Plus(_ANY), _lit("/"))))
-        return z3.And(z3.Length(v) > 0, z3.InRe(v, shape))
+        return z3.InRe(v, z3.Intersect(shape, z3.Concat(z3.AllChar(_RE), _ANY)))
     if t.name == "url":
         scheme = z3.Concat(_LOWER, z3.Star(z3.Union(_LOWER, _DIGIT, char_class([(0x2B, 0x2E)]))))
         return z3.InRe(v, z3.Concat(scheme, _lit("://"), _ANY))
@@ -115,6 +116,23 @@ def _nice(t: Type, v: z3.ExprRef) -> z3.BoolRef | None:
     return None
 
 
+def is_attribute(e: z3.ExprRef) -> bool:
+    """An uninterpreted constant: a request attribute's variable (not a computed value)."""
+    return bool(z3.is_const(e) and e.decl().kind() == z3.Z3_OP_UNINTERPRETED)
+
+
+@dataclass(frozen=True)
+class ListQuantifier:
+    """``L.exists(e, body)`` / ``L.all(e, body)`` with a body that cannot raise: the exact
+    quantified ``term`` and the same body over an element constant ``elem``."""
+
+    term: z3.BoolRef  # kept alive: its AST id keys ToolSpace.comprehensions
+    seq: z3.ExprRef
+    elem: z3.ExprRef
+    body: z3.BoolRef
+    exists: bool
+
+
 @dataclass
 class Attr:
     root: str
@@ -135,6 +153,7 @@ class ToolSpace:
     nice: list[z3.BoolRef] = field(default_factory=list)
     windows: dict[tuple[str, int], z3.ExprRef] = field(default_factory=dict)
     sorted_sets: set[tuple[str, str]] = field(default_factory=set)
+    comprehensions: dict[int, ListQuantifier] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.resource_present = z3.Bool("has(resource)")
@@ -232,7 +251,8 @@ class ToolSpace:
         return out
 
     # -- from a model back to a request ---------------------------------------------
-    def witness(self, model: z3.ModelRef) -> Witness:
+    def witness(self, model: Any) -> Witness:
+        """``model``: a z3 model, or anything with its ``eval`` (abstract.ModelView)."""
         request: dict[str, Any] = {"agent": {}, "action": {"tool": self.tool.name, "args": {}}}
         has_resource = z3.is_true(model.eval(self.resource_present, model_completion=True))
         if has_resource:
@@ -255,7 +275,7 @@ class ToolSpace:
         history = self._history(model)
         return Witness(request, history)
 
-    def _history(self, model: z3.ModelRef) -> list[dict[str, Any]]:
+    def _history(self, model: Any) -> list[dict[str, Any]]:
         """Earlier allowed actions that give every window variable its model value."""
         durations = sorted({s for _, s in self.windows})
         args = sorted({a for a, _ in self.windows if a})
