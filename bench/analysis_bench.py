@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Formal analysis speed: wall time per check family on the example set and on generated
-sets of 100 and 1000 rules.
+"""Formal analysis speed: solver checks, wall time and undecided checks per set — the
+example set and generated sets of 100 and 1000 rules — before (exact string theory
+everywhere) and after the string abstraction, in one run.
 
-    python bench/analysis_bench.py              # 3 runs per set, markdown table
+    python bench/analysis_bench.py              # after: 3 runs per set; before: 1 run
     python bench/analysis_bench.py --quick      # the 100-rule set once (CI smoke)
-    python bench/analysis_bench.py --runs 5 --jobs 2 --timeout 5000
+    python bench/analysis_bench.py --runs 5 --jobs 2 --rlimit 5000000
 
 Each run is the full analysis (``ordinance analyze DIR --jobs N``: conflicts, dead and
-redundant rules, assertions, gaps) of a freshly loaded bundle; the table shows the median
-run. Per-family seconds are summed over tools, so with ``--jobs 2`` they add up to about
-twice the wall time; "wall" is the whole analysis as a user waits for it.
+redundant rules, assertions, gaps) of a freshly loaded bundle under the deterministic
+per-check budget ``--rlimit``; the table shows the median run. Per-family seconds are
+summed over tools, so with ``--jobs 2`` they add up to about twice the wall time; "wall"
+is the whole analysis as a user waits for it. The "incremental" row re-analyses the
+example set after an edit to one policy (``analyze --policy payments-guardrails``: only
+the buckets it touches).
 
 The generated sets (:func:`generate`) are 10 tools with ``amount: int`` and
 ``region: string`` arguments, policies of 10 rules each (one tool per policy, round
@@ -34,6 +38,8 @@ if str(ROOT) not in sys.path:  # `python bench/analysis_bench.py` without an ins
     sys.path.insert(0, str(ROOT))
 
 from ordinance.policy.analysis import Options, analyze  # noqa: E402
+from ordinance.policy.analysis.bucket import DEFAULT_RLIMIT  # noqa: E402
+from ordinance.policy.analysis.run import touched_tools  # noqa: E402
 from ordinance.policy.loader import load_ruleset  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "policies"
@@ -82,30 +88,46 @@ def generate(directory: Path, rules: int, seed: int = 7) -> None:
 @dataclass
 class Row:
     name: str
+    mode: str
     rules: int
     tools: int
     checks: int
     families: dict[str, float]
     wall: float
+    undecided: int
+    max_spent: int
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def measure(name: str, directory: Path, runs: int, jobs: int, timeout_ms: int) -> Row:
+def measure(
+    name: str,
+    directory: Path,
+    runs: int,
+    jobs: int,
+    rlimit: int,
+    abstract: bool,
+    policy: str | None = None,
+) -> Row:
     rows: list[Row] = []
     for _ in range(runs):
         ruleset = load_ruleset(directory)
-        report = analyze(ruleset, Options(timeout_ms=timeout_ms), jobs=jobs, directory=directory)
+        only = touched_tools(ruleset, {policy}) if policy else None
+        options = Options(rlimit=rlimit, abstract=abstract)
+        report = analyze(ruleset, options, jobs=jobs, directory=directory, only=only)
         counts: dict[str, int] = {}
         for f in report.findings:
             counts[f.kind] = counts.get(f.kind, 0) + 1
         rows.append(
             Row(
                 name,
+                "after" if abstract else "before",
                 report.rules,
                 report.tools,
                 report.checks,
                 report.family_seconds,
                 report.seconds,
+                counts.get("unknown", 0),
+                report.max_spent,
                 counts,
             )
         )
@@ -115,15 +137,13 @@ def measure(name: str, directory: Path, runs: int, jobs: int, timeout_ms: int) -
     return median
 
 
-def markdown(
-    rows: Sequence[Row], runs: int, jobs: int, timeout_ms: int, load: Sequence[float]
-) -> str:
+def markdown(rows: Sequence[Row], runs: int, jobs: int, rlimit: int, load: Sequence[float]) -> str:
     head = (
-        f"Median of {runs} run(s); `--jobs {jobs}`, `--timeout {timeout_ms}`; "
+        f"After: median of {runs} run(s); before: 1 run; `--jobs {jobs}`, `--rlimit {rlimit}`; "
         f"{os.cpu_count()} CPUs, load at start {[round(x, 2) for x in load]}.\n\n"
-        "| set | rules | tools | checks | "
+        "| set | rules | tools | strings | checks | undecided | max rlimit/check | "
         + " | ".join(f"{f} s" for f in FAMILIES)
-        + " | wall s | findings |\n|---|---:|---:|---:|"
+        + " | wall s | findings |\n|---|---:|---:|---|---:|---:|---:|"
         + "---:|" * len(FAMILIES)
         + "---:|---|"
     )
@@ -131,8 +151,10 @@ def markdown(
     for r in rows:
         found = ", ".join(f"{n} {k}" for k, n in sorted(r.counts.items()))
         fam = " | ".join(f"{r.families.get(f, 0.0):.1f}" for f in FAMILIES)
+        mode = "classes" if r.mode == "after" else "exact (before)"
         lines.append(
-            f"| {r.name} | {r.rules} | {r.tools} | {r.checks} | {fam} | {r.wall:.1f} | {found} |"
+            f"| {r.name} | {r.rules} | {r.tools} | {mode} | {r.checks} | {r.undecided} | "
+            f"{r.max_spent} | {fam} | {r.wall:.2f} | {found} |"
         )
     return "\n".join(lines)
 
@@ -142,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the 100-rule set once")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--timeout", type=int, default=5000, help="per-check limit in ms")
+    parser.add_argument("--rlimit", type=int, default=DEFAULT_RLIMIT, help="per-check budget")
+    parser.add_argument("--no-before", action="store_true", help="skip the exact-strings runs")
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
     load = os.getloadavg()  # the machine is shared: say how busy it was
@@ -156,8 +179,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             sets.append((f"generated-{size}", d))
         for name, directory in sets:
             print(f"analysing {name} ...", file=sys.stderr, flush=True)
-            rows.append(measure(name, directory, runs, args.jobs, args.timeout))
-    print(markdown(rows, runs, args.jobs, args.timeout, load))
+            if not (args.quick or args.no_before):
+                rows.append(measure(name, directory, 1, args.jobs, args.rlimit, False))
+            rows.append(measure(name, directory, runs, args.jobs, args.rlimit, True))
+        if not args.quick:
+            print("analysing examples after an edit ...", file=sys.stderr, flush=True)
+            rows.append(
+                measure(
+                    "examples, one policy changed (incremental)",
+                    EXAMPLES,
+                    runs,
+                    args.jobs,
+                    args.rlimit,
+                    True,
+                    "payments-guardrails",
+                )
+            )
+    print(markdown(rows, runs, args.jobs, args.rlimit, load))
     return 0
 
 

@@ -233,6 +233,13 @@ def _analysis_commands(command: Any) -> None:
     p.add_argument("directory")
     _analysis_budget_options(p)
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="analyse only the tool buckets this policy touches (repeatable; after an edit)",
+    )
     p = command("diff", "requests whose decision changes between two bundles (dirs or ids)")
     p.add_argument("old", help="policy directory, or bundle id (prefix) on --log")
     p.add_argument("new", help="policy directory, or bundle id (prefix) on --log")
@@ -256,7 +263,9 @@ def _analysis_main(args: argparse.Namespace) -> int | None:
             args.undecided,
         )
     if args.command == "analyze":
-        return ac.cmd_analyze(args.directory, args.json, args.timeout, args.jobs, args.rlimit)
+        return ac.cmd_analyze(
+            args.directory, args.json, args.timeout, args.jobs, args.rlimit, args.policy
+        )
     if args.command == "diff":
         return ac.cmd_diff(
             args.old,

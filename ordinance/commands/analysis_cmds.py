@@ -27,7 +27,7 @@ from ordinance.commands.policy_cmds import _load, cmd_check
 from ordinance.policy.analysis.checks import DEFAULT_RLIMIT, Finding, Options
 from ordinance.policy.analysis.diff import semantic_diff
 from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, GateResult, gate, load_acks
-from ordinance.policy.analysis.run import Report, analyze
+from ordinance.policy.analysis.run import Report, analyze, touched_tools
 from ordinance.policy.ruleset import Ruleset
 
 EXIT_GATE = 5
@@ -70,26 +70,48 @@ def print_report(report: Report, out: Console) -> None:
         f"budget rlimit {report.rlimit} per check (most used: {report.max_spent}), "
         f"{len(report.by_kind('unknown'))} undecided"
     )
+    exact = [
+        f"{tool} {attr} ({why})"
+        for tool, summary in sorted(report.abstraction.items())
+        for attr, why in summary.get("exact", {}).items()
+    ]
+    if exact:  # the string abstraction could not decide these: exact string theory
+        out.print("strings kept exact: " + "; ".join(exact), markup=False)
 
 
-def _run(directory: str, as_json: bool, rlimit: int, jobs: int) -> Report | int:
+def _run(
+    directory: str, as_json: bool, rlimit: int, jobs: int, policies: list[str] | None
+) -> Report | int:
     loaded = _load(directory, as_json)
     if isinstance(loaded, int):
         return loaded
+    only = None
+    if policies:
+        unknown = sorted(set(policies) - {p.id for p in loaded.policies})
+        if unknown:
+            return _fail(f"no such policy: {', '.join(unknown)}", as_json)
+        only = touched_tools(loaded, set(policies))
     return analyze(
         loaded,
         Options(rlimit=rlimit),
         progress=sys.stderr.isatty() or jobs > 1,
         jobs=jobs,
         directory=Path(directory),
+        only=only,
     )
 
 
 def cmd_analyze(
-    directory: str, as_json: bool, timeout_ms: int | None, jobs: int, rlimit: int = DEFAULT_RLIMIT
+    directory: str,
+    as_json: bool,
+    timeout_ms: int | None,
+    jobs: int,
+    rlimit: int = DEFAULT_RLIMIT,
+    policies: list[str] | None = None,
 ) -> int:
-    """``timeout_ms`` is accepted for compatibility and ignored: the budget is ``rlimit``."""
-    report = _run(directory, as_json, rlimit, jobs)
+    """``timeout_ms`` is accepted for compatibility and ignored: the budget is ``rlimit``.
+    ``policies``: analyse only the tool buckets these policies touch (after an edit)."""
+    report = _run(directory, as_json, rlimit, jobs, policies)
     if isinstance(report, int):
         return report
     if as_json:

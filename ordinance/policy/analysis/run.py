@@ -12,7 +12,7 @@ from typing import Any
 
 from ordinance.policy.analysis.checks import Finding, Options, ToolReport, analyze_tool
 from ordinance.policy.analysis.combine import rule_tools
-from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.ruleset import Ruleset, tools_matching
 
 ORDER = {"assertion": 0, "conflict": 1, "dead-rule": 2, "redundant-rule": 3, "gap": 4,
          "unknown": 5, "inexact": 6}  # fmt: skip
@@ -28,6 +28,8 @@ class Report:
     checks: int = 0
     rlimit: int = 0  # resource units per solver check (the budget)
     max_spent: int = 0  # the most units one check used: the headroom under the budget
+    # per tool: the classes of each abstracted string, and the strings left exact (why)
+    abstraction: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     # per check family, summed over tools (with --jobs, time spent in all workers)
     family_seconds: dict[str, float] = field(default_factory=dict)
@@ -50,13 +52,30 @@ class Report:
             "family_seconds": {k: round(v, 3) for k, v in sorted(self.family_seconds.items())},
             "counts": counts,
             "proven_assertions": sorted(self.proven),
+            "abstraction": self.abstraction,
             "findings": [f.to_json() for f in self.findings],
         }
 
 
-def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
+def touched_tools(ruleset: Ruleset, policy_ids: set[str]) -> set[str]:
+    """The tool buckets the given policies' rules and assertions reach: re-analysing only
+    these after an edit gives every finding the edit can change (a bucket's findings
+    depend on the rules in it alone)."""
+    schema = ruleset.schema
+    out: set[str] = set()
+    for cr in ruleset.rules:
+        if cr.policy.id in policy_ids:
+            out |= rule_tools(cr, schema)
+    for policy in ruleset.policies:
+        if policy.id in policy_ids and policy.assertions:
+            out |= tools_matching(policy.target.actions, schema)
+    return out
+
+
+def merge(ruleset: Ruleset, reports: list[ToolReport], only: set[str] | None = None) -> Report:
     """Per-tool results into bundle findings: a rule is dead only if it is dead on every
-    tool it targets; an assertion is proven only if it holds on every tool."""
+    tool it targets; an assertion is proven only if it holds on every tool. With
+    ``only`` (some tools analysed), a rule is judged dead only when all its tools were."""
     out = Report(ruleset.bundle_id, tools=len(reports), rules=len(ruleset.rules))
     alive: set[str] = set()
     candidates: dict[str, Finding] = {}
@@ -65,6 +84,8 @@ def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
     for rep in reports:
         out.checks += rep.checks
         out.max_spent = max(out.max_spent, rep.max_spent)
+        if rep.abstraction:
+            out.abstraction[rep.tool] = rep.abstraction
         for family, spent in rep.seconds.items():
             out.family_seconds[family] = out.family_seconds.get(family, 0.0) + spent
         alive |= rep.alive
@@ -85,7 +106,11 @@ def merge(ruleset: Ruleset, reports: list[ToolReport]) -> Report:
                     "dead-rule", "", (rid,), f"{rid} targets no tool", details={"reason": "no tool"}
                 )
             )
-        elif rid not in alive and rid in candidates:
+        elif (
+            rid not in alive
+            and rid in candidates
+            and (only is None or rule_tools(cr, ruleset.schema) <= only)
+        ):
             out.findings.append(candidates[rid])
     out.proven = sorted(proven - refuted)
     out.findings.sort(key=lambda f: (ORDER.get(f.kind, 9), f.tool, f.subjects))
@@ -106,12 +131,15 @@ def analyze(
     progress: bool = False,
     jobs: int = 1,
     directory: Path | None = None,
+    only: set[str] | None = None,
 ) -> Report:
-    """Analyse every tool of the bundle. ``jobs > 1`` needs ``directory`` (workers load
-    the bundle themselves: compiled rulesets and Z3 terms do not cross processes)."""
+    """Analyse every tool of the bundle (or the tools in ``only``: incremental analysis
+    of a changed policy, see ``touched_tools``). ``jobs > 1`` needs ``directory``
+    (workers load the bundle themselves: compiled rulesets and Z3 terms do not cross
+    processes)."""
     options = options or Options()
     started = time.monotonic()
-    tools = sorted(ruleset.schema.tools)
+    tools = sorted(t for t in ruleset.schema.tools if only is None or t in only)
     reports: list[ToolReport] = []
     if jobs > 1 and directory is not None and len(tools) > 1:
         _LOADED.clear()
@@ -132,7 +160,7 @@ def analyze(
             reports.append(analyze_tool(ruleset, tool, options))
             if progress:
                 _progress(n, len(tools), tool, started)
-    report = merge(ruleset, reports)
+    report = merge(ruleset, reports, None if only is None else set(tools))
     report.rlimit = options.rlimit
     report.seconds = time.monotonic() - started
     return report
