@@ -8,7 +8,8 @@ authority or host: no user info, an ASCII host written exactly as it will be con
 (no percent-escapes, no IPv4 shorthand, no trailing dot), no characters either parser
 strips or reinterprets (tab, newline, ``\\``, spaces, controls), and no percent-escape in
 the path or query that a server would decode into something else (``%2e``, ``%2F``, an
-escaped unreserved character, lower-case hex). The canonical form is the WHATWG
+escaped unreserved character, lower-case hex), and no raw character that clients send
+differently (``[ ] | ^ { } < > " ` `` in the path or query: one escapes it, the other not). The canonical form is the WHATWG
 serialisation without the fragment (which is never sent).
 """
 
@@ -45,7 +46,19 @@ def _refuse_characters(text: str) -> None:
             raise CanonError(f"URL holds {ch!r}, which URL parsers strip or read as a separator")
 
 
+# Characters one kind of client sends raw and the other percent-escapes (WHATWG keeps
+# "[" "]" "|" "^" in a path, urllib3 escapes them; the two escape "{" "}" "<" ">" '"' "`"
+# in different parts): the request line would differ, so the sender must escape them.
+_ESCAPED_DIFFERENTLY = frozenset('[]|^{}<>"`')
+
+
 def _check_escapes(text: str, where: str) -> None:
+    for ch in text:
+        if ch in _ESCAPED_DIFFERENTLY:
+            raise CanonError(
+                f"URL {where} holds {ch!r}, which HTTP clients escape differently:"
+                f" write it as %{ord(ch):02X}"
+            )
     for m in _ESCAPE_RE.finditer(text):
         hex2 = m.group(1)
         if len(hex2) != 2 or not all(c in "0123456789ABCDEF" for c in hex2):
