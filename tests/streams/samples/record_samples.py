@@ -373,6 +373,58 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "hash": None,
         },
     ),
+    (
+        # EnforcerTakeover 3 carries the trust root: identity is enforced on the partition.
+        "EnforcerTakeover",
+        3,
+        {
+            "enforcer_id": "enforcer-3",
+            "partition": 2,
+            "previous_enforcer_id": None,
+            "nonce": "c0ffee11",
+            "at": T0,
+            "agent_partitions": 4,
+            "max_clock_skew_ms": 300_000,
+            "trust_root": [
+                {
+                    "principal_id": "root-admin",
+                    "key_id": "fedcba9876543210",
+                    "public_key": b"\x09" * 32,
+                }
+            ],
+        },
+    ),
+    (
+        # Decision 5 names the agent key that signed the intent, who may approve and how many
+        # must, and (on a follow-up) the verified approvers.
+        "Decision",
+        5,
+        {
+            "request_id": "req-0005",
+            "agent_id": "billing-bot-7",
+            "effect": "allow",
+            "rule_ids": ["payments-guardrails/small-ok"],
+            "reasons": ["within limits"],
+            "code": "matched",
+            "detail": "",
+            "obligations": [],
+            "bundle_id": "sha256:" + "ab" * 32,
+            "policy_offset": 17,
+            "evaluated_at": T0,
+            "enforcer_id": "enforcer-3",
+            "action_offset": 4246,
+            "prev_hash": None,
+            "hash": None,
+            "tool": "payments.transfer",
+            "args": {"amount": Decimal("50"), "currency": "eur", "country": "de"},
+            "event_time": T0,
+            "approval_ticket": "sha256:" + "cd" * 32,
+            "key_id": "0123456789abcdef",
+            "approval_roles": ["approver:finance"],
+            "approvals_required": 2,
+            "approvers": ["alice", "bob"],
+        },
+    ),
 ]
 
 
