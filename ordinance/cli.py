@@ -20,6 +20,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.policy_history_cmds",
     "ordinance.commands.topics_cmd",
     "ordinance.commands.identity_cmds",
+    "ordinance.commands.schemas_cmd",
 )
 
 

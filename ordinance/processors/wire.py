@@ -1,4 +1,4 @@
-"""Between the wire contract (``schemas/``, decoded by ``ordinance.streams.serde``) and
+"""Between the wire contract (``ordinance/streams/schemas/``, decoded by ``ordinance.streams.serde``) and
 the policy engine's request and decision shapes.
 
 The wire keeps agent attributes apart from the built-in ``id``/``roles`` and resource

@@ -1,7 +1,7 @@
 """The log: topics, partitions, offsets, keys, headers and event time.
 
 `open_log(url)` gives a `Log` (the embedded SQLite log or Kafka); `serde`
-turns records into the Avro wire contract of ``schemas/``.
+turns records into the Avro wire contract of ``streams/schemas/``.
 """
 
 from ordinance.streams.backends import open_existing_log, open_log

@@ -1,4 +1,4 @@
-"""Avro single-object encoding of the wire contract in ``schemas/``.
+"""Avro single-object encoding of the wire contract in ``ordinance/streams/schemas/``.
 
 Every value on the log is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO
 (Rabin) fingerprint of the writer schema's parsing canonical form + the Avro

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from samples.record_samples import SAMPLES, from_json
 
+from ordinance.cli import main
 from ordinance.streams.errors import SchemaError
 from ordinance.streams.serde import (
     MAGIC,
@@ -44,12 +45,29 @@ def request(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_the_packaged_schemas_are_the_schemas_directory() -> None:
-    root = sorted(p.relative_to(REPO / "schemas") for p in (REPO / "schemas").rglob("*.avsc"))
+def test_the_schemas_live_once_and_export_byte_for_byte(tmp_path: Path) -> None:
+    assert not (REPO / "schemas").exists(), "one copy: ordinance/streams/schemas (docs/log.md)"
+    assert main(["schemas", "--export", str(tmp_path / "view")]) == 0
+    exported = sorted(p.relative_to(tmp_path / "view") for p in (tmp_path / "view").rglob("*.avsc"))
     packaged = sorted(p.relative_to(PACKAGED) for p in PACKAGED.rglob("*.avsc"))
-    assert root == packaged, "copy schemas/ to ordinance/streams/schemas/ (see docs/log.md)"
-    for rel in root:
-        assert (REPO / "schemas" / rel).read_bytes() == (PACKAGED / rel).read_bytes(), rel
+    assert exported == packaged and len(packaged) > 20
+    for rel in packaged:
+        assert (tmp_path / "view" / rel).read_bytes() == (PACKAGED / rel).read_bytes(), rel
+
+
+def test_the_listing_names_the_fingerprints_the_serde_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["schemas", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["schemas"]
+    serde = Serde()
+    current = {r["name"]: r["fingerprint"] for r in rows if r["current"]}
+    assert sorted(current) == serde.registry.names
+    for name, fingerprint in current.items():
+        assert serde.registry.current(name).fingerprint.hex() == fingerprint
+    for row in rows:
+        known = serde.registry.by_fingerprint(bytes.fromhex(row["fingerprint"]))
+        assert known is not None and known.name.endswith("." + row["name"]), row
 
 
 @pytest.mark.parametrize(

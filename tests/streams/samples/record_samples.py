@@ -5,7 +5,7 @@
 Writes ``<Schema>.<n>.bin`` (the exact bytes) and ``<Schema>.<n>.json`` (what
 they must decode to) for any sample below not yet recorded. Existing files are
 never rewritten: they stand for records already sitting in users' logs. When a
-schema changes, keep the old ``.avsc`` in ``schemas/history/`` and add a new
+schema changes, keep the old ``.avsc`` in ``ordinance/streams/schemas/history/`` and add a new
 sample here (next number) written with the new schema.
 """
 
