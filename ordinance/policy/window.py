@@ -12,6 +12,12 @@ time is later than ``now`` still counts. Otherwise a client that dates each requ
 little before the previous one sees none of them in any window and gets the budget
 again and again (the enforcer bounds how far an event time may be from its own clock,
 but any step inside that bound would do).
+
+History is bounded by :meth:`InMemoryWindows.prune`: events dated at or before a
+boundary are dropped, and a later question whose window reaches back to the boundary
+raises :class:`WindowHistoryPruned` (the rule errs, the action is denied) rather than
+answering from a history that is no longer complete. The enforcer's fold chooses the
+boundary so that no question it still judges reaches it (``enforcer_state``).
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ from __future__ import annotations
 import bisect
 import decimal
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
+from ordinance.policy.cel.ast import Call, Expr, Ident, Literal, children
+
 Number = int | Decimal
+
+
+class WindowHistoryPruned(ValueError):
+    """A window reaches back past the history the state still keeps."""
 
 
 class WindowState(Protocol):
@@ -72,6 +84,15 @@ class _Series:
         """Indexes [lo, hi) of the events with ``now - seconds < at`` (later ones too)."""
         return bisect.bisect_right(self.times, now - seconds), len(self.times)
 
+    def drop_through(self, boundary: float) -> int:
+        """Drop the events dated at or before ``boundary``; how many were dropped."""
+        cut = bisect.bisect_right(self.times, boundary)
+        if cut:
+            del self.times[:cut]
+            del self.args[:cut]
+            self.prefix = {}  # rebuilt on the next sum that asks
+        return cut
+
     def total(self, name: str, lo: int, hi: int) -> Number:
         sums = self.prefix.get(name) or self._rebuild(name)
         return (
@@ -104,23 +125,51 @@ class InMemoryWindows:
     def __init__(self, clock: Callable[[], float]):
         self.clock = clock
         self._series: dict[tuple[str, str], _Series] = defaultdict(_Series)
+        # Events at or before this time may have been dropped (-inf: nothing was).
+        self.pruned_through = float("-inf")
 
     def record(self, agent_id: str, tool: str, args: Mapping[str, Any], at: float) -> None:
         self._series[(agent_id, tool)].add(at, args)
 
-    def count(self, agent_id: str, tool: str, seconds: int) -> int:
+    def prune(self, boundary: float) -> int:
+        """Drop every event dated at or before ``boundary``; how many were dropped. Windows
+        that reach back to the boundary raise from now on (never a partial answer)."""
+        if boundary <= self.pruned_through:
+            return 0
+        self.pruned_through = boundary
+        dropped = 0
+        for key in list(self._series):
+            series = self._series[key]
+            dropped += series.drop_through(boundary)
+            if not series.times:
+                del self._series[key]
+        return dropped
+
+    def events(self) -> int:
+        """How many allowed actions the state holds (its size, for metrics and tests)."""
+        return sum(len(s.times) for s in self._series.values())
+
+    def _span(self, agent_id: str, tool: str, seconds: int) -> tuple[_Series, int, int] | None:
+        now = self.clock()
+        if now - seconds < self.pruned_through:
+            raise WindowHistoryPruned(
+                f"a {seconds}s window at {now} reaches back past the kept history "
+                f"(pruned through {self.pruned_through}): the dedupe horizon is shorter "
+                "than this window needs"
+            )
         series = self._series.get((agent_id, tool))
         if series is None:
-            return 0
-        lo, hi = series.span(self.clock(), seconds)
-        return hi - lo
+            return None
+        lo, hi = series.span(now, seconds)
+        return series, lo, hi
+
+    def count(self, agent_id: str, tool: str, seconds: int) -> int:
+        found = self._span(agent_id, tool, seconds)
+        return 0 if found is None else found[2] - found[1]
 
     def sum(self, agent_id: str, tool: str, arg: str, seconds: int) -> Number:
-        series = self._series.get((agent_id, tool))
-        if series is None:
-            return 0
-        lo, hi = series.span(self.clock(), seconds)
-        return series.total(arg, lo, hi)
+        found = self._span(agent_id, tool, seconds)
+        return 0 if found is None else found[0].total(arg, found[1], found[2])
 
 
 class AgentWindows:
@@ -150,3 +199,26 @@ class AgentWindows:
     def sum(self, agent_id: str, tool: str, arg: str, seconds: int) -> Number:
         self._check(agent_id)
         return self.windows.sum(agent_id, tool, arg, seconds)
+
+
+def longest_window_seconds(conditions: Iterable[Expr]) -> int:
+    """The longest duration any ``window.count``/``window.sum`` in ``conditions`` asks
+    for (0: none uses a window). Durations are literals (the type checker requires it),
+    so this is exact: how much history a bundle can ever need."""
+    from ordinance.policy.typecheck import parse_duration  # the checker's own parser
+
+    longest = 0
+    stack: list[Expr] = list(conditions)
+    while stack:
+        node = stack.pop()
+        if (
+            isinstance(node, Call)
+            and isinstance(node.target, Ident)
+            and node.target.name == "window"
+            and node.args
+            and isinstance(node.args[-1], Literal)
+            and isinstance(node.args[-1].value, str)
+        ):
+            longest = max(longest, parse_duration(node.args[-1].value) or 0)
+        stack.extend(children(node))
+    return longest

@@ -118,3 +118,20 @@ def attribute_path(expr: Expr) -> tuple[str, ...] | None:
         return None
     parts.append(node.name)
     return tuple(reversed(parts))
+
+
+def children(node: Expr) -> tuple[Expr, ...]:
+    """The direct subexpressions of ``node``, left to right."""
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Unary | Select):
+        return (node.operand,)
+    if isinstance(node, Conditional):
+        return (node.cond, node.then, node.otherwise)
+    if isinstance(node, Call):
+        return node.args if node.target is None else (node.target, *node.args)
+    if isinstance(node, Comprehension):
+        return (node.target, node.body)
+    if isinstance(node, ListLit):
+        return node.items
+    return ()

@@ -33,6 +33,7 @@ from ordinance.policy.cel.ast import (
     Literal,
     Select,
     Unary,
+    children,
 )
 
 # Limits on one condition (docs/policy-language.md, "Limits"). Every later stage — type
@@ -356,22 +357,6 @@ class _Parser:
         return t.pos + len(t.text)
 
 
-def _children(node: Expr) -> tuple[Expr, ...]:
-    if isinstance(node, Binary):
-        return (node.left, node.right)
-    if isinstance(node, Unary | Select):
-        return (node.operand,)
-    if isinstance(node, Conditional):
-        return (node.cond, node.then, node.otherwise)
-    if isinstance(node, Call):
-        return node.args if node.target is None else (node.target, *node.args)
-    if isinstance(node, Comprehension):
-        return (node.target, node.body)
-    if isinstance(node, ListLit):
-        return node.items
-    return ()
-
-
 def _check_shape(root: Expr) -> None:
     """Refuse trees taller than MAX_DEPTH or larger than MAX_NODES, without recursion (the
     tree may be a 4,000-term chain). The error points at the operand that crossed the
@@ -391,9 +376,9 @@ def _check_shape(root: Expr) -> None:
                     "split it into several rules",
                 )
             stack.append((node, True))
-            stack.extend((child, False) for child in _children(node))
+            stack.extend((child, False) for child in children(node))
             continue
-        height = 1 + max((heights.pop(id(c)) for c in _children(node)), default=0)
+        height = 1 + max((heights.pop(id(c)) for c in children(node)), default=0)
         if height > MAX_DEPTH:
             culprit = node.right if isinstance(node, Binary) else node
             raise ConditionSyntaxError(
