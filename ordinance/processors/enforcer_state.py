@@ -33,6 +33,7 @@ from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import AgentWindows, InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
+from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
 from ordinance.processors.wire import (
     agent_id_problem,
     content_ticket,
@@ -57,7 +58,9 @@ FOLLOW_UPS = (APPROVED, APPROVAL_REJECTED, APPROVAL_EXPIRED)
 @dataclass
 class PartitionState:
     partition: int
-    decided: set[str] = field(default_factory=set)
+    # request id -> its event time (an undecodable action's: its evaluation time), in
+    # arrival order; forgotten past the dedupe horizon (`state_horizon`)
+    decided: dict[str, float] = field(default_factory=dict)
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # awaiting approval
     bundle_id: str | None = None
     policy_offset: int | None = None
@@ -68,6 +71,7 @@ class PartitionState:
     # checks existed (replay then decides as those enforcers did).
     agent_partitions: int | None = None
     max_clock_skew_ms: int | None = None
+    horizon: Horizon = field(default_factory=Horizon)  # what may be forgotten, and when
     windows: InMemoryWindows = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,12 +95,13 @@ class PartitionState:
     def fold(self, name: str, datum: dict[str, Any], offset: int) -> None:
         """Apply one record of ``agent.decisions[partition]``."""
         if name == "Decision":
-            self.decided.add(datum["request_id"])
+            event_time = datum.get("event_time")
+            evaluated_at: dt.datetime = datum["evaluated_at"]
+            self.decided[datum["request_id"]] = (event_time or evaluated_at).timestamp()
             if datum["effect"] == "require_approval" and datum.get("approval_ticket"):
                 self.pending[datum["request_id"]] = datum
             elif datum.get("code") in FOLLOW_UPS:
                 self.pending.pop(datum["request_id"], None)
-            event_time = datum.get("event_time")
             if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
                 self.windows.record(
                     datum["agent_id"],
@@ -104,12 +109,15 @@ class PartitionState:
                     datum.get("args") or {},
                     event_time.timestamp(),
                 )
+            self.horizon.on_decision(evaluated_at, self.decided, self.windows)
         elif name == "RulesetSwap":
             self.bundle_id = datum["bundle_id"]
             self.policy_offset = datum["policy_offset"]
+            self.horizon.on_swap(datum)
         elif name == "EnforcerTakeover":
             self.agent_partitions = datum.get("agent_partitions")
             self.max_clock_skew_ms = datum.get("max_clock_skew_ms")
+            self.horizon.on_takeover(datum)
         self.offset = offset
 
 
@@ -218,6 +226,9 @@ def refusal(
                 f"{ahead} the enforcer's clock ({evaluated_at.isoformat()}); "
                 f"the bound is {bound_ms / 1000:g}s",
             )
+    stale = state.horizon.stale(event_time)
+    if stale is not None:
+        return STALE_REQUEST, stale
     return None
 
 
