@@ -39,13 +39,14 @@ from ordinance.policy.analysis.space import (
     _necessary,
     _nice,
 )
+from ordinance.policy.analysis.zctx import per_context
 from ordinance.policy.types import Type
 
 MAX_CELLS = 64  # beyond this a string keeps the exact theory (the solver handles it better)
-_STR = z3.StringSort()
-_RE = z3.ReSort(_STR)
-_FULL = z3.Full(_RE)
-_STRING_SEQ = z3.SeqSort(_STR)
+_STR = z3.StringSort  # sorts and terms of the current Z3 context (see zctx.py)
+_RE = per_context(lambda: z3.ReSort(z3.StringSort()))
+_FULL = per_context(lambda: z3.Full(_RE()))
+_STRING_SEQ = per_context(lambda: z3.SeqSort(z3.StringSort()))
 
 
 @dataclass
@@ -95,16 +96,18 @@ class Abstraction:
         for a in space.attrs.values():
             v = a.var
             label = f"{a.root}.{a.name}"
-            if v.sort() == _STR:
+            if v.sort() == _STR():
                 base = _regex_of(a.type, v, _necessary)
                 nice = _regex_of(a.type, v, _nice)
-                self.scalars[v.get_id()] = Subject(label, base if base is not None else _FULL, nice)
+                self.scalars[v.get_id()] = Subject(
+                    label, base if base is not None else _FULL(), nice
+                )
                 self._vars[v.get_id()] = v
-            elif v.sort() == _STRING_SEQ and a.type.elem is not None:
-                e = z3.Const(f"elem:{label}", _STR)
+            elif v.sort() == _STRING_SEQ() and a.type.elem is not None:
+                e = z3.Const(f"elem:{label}", _STR())
                 base = _regex_of(a.type.elem, e, _necessary)
                 nice = _regex_of(a.type.elem, e, _nice)
-                self.lists[v.get_id()] = Subject(label, base if base is not None else _FULL, nice)
+                self.lists[v.get_id()] = Subject(label, base if base is not None else _FULL(), nice)
                 self._vars[v.get_id()] = v
         for q in space.comprehensions.values():
             if q.seq.get_id() in self.lists:
@@ -496,7 +499,7 @@ class ModelView:
             while items and len(items) < n:
                 items.append(items[0])
             if not items:
-                return z3.Empty(_STRING_SEQ)
+                return z3.Empty(_STRING_SEQ())
             units = [z3.Unit(z3.StringVal(s)) for s in items]
             return units[0] if len(units) == 1 else z3.Concat(*units)
         return self.model.eval(e, model_completion=model_completion)

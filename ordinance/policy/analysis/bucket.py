@@ -29,7 +29,6 @@ from ordinance.policy.decision import Decision
 from ordinance.policy.ruleset import Ruleset
 
 SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
-TRUE, FALSE = z3.BoolVal(True), z3.BoolVal(False)
 # Budgets are Z3 resource units (``rlimit``), not milliseconds: the count of solver steps
 # is the same on every machine and under any load, so which checks end undecided is a
 # property of the bundle, never of the host. In this Z3 the limit is relative to the
@@ -270,14 +269,14 @@ class Bucket:
     def _from_flags(self, applies: set[str], errs: set[str]) -> Prediction | None:
         """The prediction from which rules apply and err, through the proxy formulas."""
         # z3.substitute re-checks every pair's sorts in Python: the C API directly
-        true, false = TRUE.as_ast(), FALSE.as_ast()
+        true, false = z3.BoolVal(True).as_ast(), z3.BoolVal(False).as_ast()
         to = [
             true if rid in chosen else false
             for rid in self.proxy_rules
             for chosen in (applies, errs)
         ]
         n = len(to)
-        ctx = TRUE.ctx
+        ctx = z3.main_ctx()
         targets = (z3.Ast * n)(*to)
 
         def value(term: z3.ExprRef | None) -> z3.ExprRef | None:

@@ -37,6 +37,7 @@ from ordinance.policy.analysis.combine import (
 )
 from ordinance.policy.analysis.encode import any_of
 from ordinance.policy.analysis.space import ToolSpace, Witness
+from ordinance.policy.analysis.zctx import fresh_context
 from ordinance.policy.decision import Decision
 from ordinance.policy.document import Assertion
 from ordinance.policy.program import TIER_OF_EFFECT
@@ -393,6 +394,13 @@ def check_assertions(b: Bucket, report: ToolReport, assertions: list[EncodedAsse
 
 
 def analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
+    """One tool's findings, in a Z3 context of its own: the same whatever the process
+    analysed before (see zctx.py)."""
+    with fresh_context():
+        return _analyze_tool(ruleset, tool, options)
+
+
+def _analyze_tool(ruleset: Ruleset, tool: str, options: Options) -> ToolReport:
     report = ToolReport(tool)
     with report.timed("encode"):
         model = build_tool_model(ruleset, tool)

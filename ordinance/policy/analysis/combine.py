@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from ordinance.policy.analysis.encode import FALSE, all_of, any_of, encode_condition
+from ordinance.policy.analysis.encode import all_of, any_of, encode_condition, false
 from ordinance.policy.analysis.space import ToolSpace
 from ordinance.policy.document import Condition, Target
 from ordinance.policy.program import TIER_OF_EFFECT
@@ -155,7 +155,7 @@ class ToolModel:
                 if r is rule:
                     return all_of(*[z3.Not(e) for e in earlier], any_of(r.applies, r.errs))
                 earlier.append(any_of(r.applies, r.errs))
-            return FALSE
+            return false()
         if rule.tier == DENY:
             return any_of(rule.applies, rule.errs)
         deny_tier, others_err, higher = self._shared(rule.tier)

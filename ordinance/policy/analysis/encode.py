@@ -20,6 +20,7 @@ import z3
 
 from ordinance.policy import canon
 from ordinance.policy.analysis.space import ListQuantifier, ToolSpace, is_attribute, sort_of
+from ordinance.policy.analysis.zctx import per_context
 from ordinance.policy.analysis.zregex import (
     NotEncodable,
     lower_preimage,
@@ -43,14 +44,21 @@ from ordinance.policy.codegen import FRAGMENT, canonicalising, nfkc_fragment
 from ordinance.policy.typecheck import Typed, parse_duration
 from ordinance.policy.types import DECIMAL, STRING, Type, canonical_literal
 
-FALSE = z3.BoolVal(False)
-TRUE = z3.BoolVal(True)
+
+@per_context
+def false() -> z3.BoolRef:
+    return z3.BoolVal(False)
+
+
+@per_context
+def true() -> z3.BoolRef:
+    return z3.BoolVal(True)
 
 
 @dataclass(frozen=True)
 class Term:
     val: z3.ExprRef
-    err: z3.BoolRef = FALSE
+    err: z3.BoolRef = field(default_factory=false)
 
 
 # These helpers build the combining formulas, O(rules^2) nodes per tool: comparing with the
@@ -64,18 +72,18 @@ def connective(make: Any, parts: list[z3.BoolRef]) -> z3.BoolRef:
 
 
 def any_of(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not p.eq(FALSE)]
+    live = [p for p in parts if not p.eq(false())]
     if not live:
-        return FALSE
+        return false()
     return live[0] if len(live) == 1 else connective(z3.Z3_mk_or, live)
 
 
 def all_of(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not p.eq(TRUE)]
+    live = [p for p in parts if not p.eq(true())]
     if not live:
-        return TRUE
-    if any(p.eq(FALSE) for p in live):
-        return FALSE
+        return true()
+    if any(p.eq(false()) for p in live):
+        return false()
     return live[0] if len(live) == 1 else connective(z3.Z3_mk_and, live)
 
 
@@ -115,7 +123,7 @@ def _lower_map() -> z3.ExprRef:
     )
 
 
-_LOWER = _lower_map()
+_LOWER = per_context(_lower_map)
 
 
 @dataclass
@@ -237,7 +245,7 @@ class Encoder:
         a = self.space.attr(root, name)
         if root == "resource" and name == "kind":
             return Term(a.var, z3.Not(self.space.resource_present))
-        return Term(a.var, z3.Not(a.present) if not z3.is_true(a.present) else FALSE)
+        return Term(a.var, z3.Not(a.present) if not z3.is_true(a.present) else false())
 
     def has(self, arg: Expr) -> Term:
         path = attribute_path(arg)
@@ -245,7 +253,7 @@ class Encoder:
         if path in (("resource",), ("resource", "kind")):
             return Term(self.space.resource_present)
         if path[0] == "action" and len(path) == 2:
-            return Term(TRUE)
+            return Term(true())
         root, name = path[0], (path[2] if path[0] == "action" else path[1])
         return Term(self.space.attr(root, name).present)
 
@@ -382,7 +390,7 @@ class Encoder:
         receiver = self.compile(node.target, env)
         if name == "lower":
             self.note("lower() is exact on ASCII; other characters are over-approximated")
-            return Term(z3.SeqMap(_LOWER, receiver.val), receiver.err)
+            return Term(z3.SeqMap(_LOWER(), receiver.val), receiver.err)
         if name == "matches":
             pattern = node.args[0]
             assert isinstance(pattern, Literal) and isinstance(pattern.value, str)
@@ -436,7 +444,7 @@ class Encoder:
         exists = node.kind == "exists"
         if isinstance(node.target, ListLit):
             # A literal list unrolls into the `or` / `and` chain that any()/all() evaluate.
-            result = Term(FALSE if exists else TRUE)
+            result = Term(false() if exists else true())
             items = [self.compile(i, env) for i in node.target.items]
             for item in items:
                 body = self.compile(node.body, {**env, node.var: item})

@@ -13,9 +13,10 @@ from __future__ import annotations
 import z3
 
 from ordinance.policy.analysis.encode import connective
+from ordinance.policy.analysis.zctx import per_context
 
-_RE = z3.ReSort(z3.StringSort())
-_FULL = z3.Full(_RE)
+_RE = per_context(lambda: z3.ReSort(z3.StringSort()))  # of the current context (zctx.py)
+_FULL = per_context(lambda: z3.Full(_RE()))
 
 Pure = tuple[int, z3.ExprRef, z3.ReRef]  # (subject id, subject, language)
 
@@ -31,11 +32,11 @@ def _atom(e: z3.ExprRef) -> Pure | None:
     if kind == z3.Z3_OP_SEQ_IN_RE and _subject(e.arg(0)) and not z3.is_var(e.arg(0)):
         return e.arg(0).get_id(), e.arg(0), e.arg(1)
     if kind == z3.Z3_OP_SEQ_PREFIX and z3.is_string_value(e.arg(0)) and _subject(e.arg(1)):
-        return e.arg(1).get_id(), e.arg(1), z3.Concat(z3.Re(e.arg(0)), _FULL)
+        return e.arg(1).get_id(), e.arg(1), z3.Concat(z3.Re(e.arg(0)), _FULL())
     if kind == z3.Z3_OP_SEQ_SUFFIX and z3.is_string_value(e.arg(0)) and _subject(e.arg(1)):
-        return e.arg(1).get_id(), e.arg(1), z3.Concat(_FULL, z3.Re(e.arg(0)))
+        return e.arg(1).get_id(), e.arg(1), z3.Concat(_FULL(), z3.Re(e.arg(0)))
     if kind == z3.Z3_OP_SEQ_CONTAINS and _subject(e.arg(0)) and z3.is_string_value(e.arg(1)):
-        return e.arg(0).get_id(), e.arg(0), z3.Concat(_FULL, z3.Re(e.arg(1)), _FULL)
+        return e.arg(0).get_id(), e.arg(0), z3.Concat(_FULL(), z3.Re(e.arg(1)), _FULL())
     if kind == z3.Z3_OP_EQ and e.arg(0).sort() == z3.StringSort():
         a, b = e.arg(0), e.arg(1)
         if _subject(a) and z3.is_string_value(b):

@@ -19,6 +19,7 @@ from typing import Any
 
 import z3
 
+from ordinance.policy.analysis.zctx import per_context
 from ordinance.policy.analysis.zregex import char_class
 from ordinance.policy.schema import Field, Fields, Schema, Tool
 from ordinance.policy.testing import TEST_NOW
@@ -26,13 +27,13 @@ from ordinance.policy.types import Type
 from ordinance.policy.window import InMemoryWindows
 
 ROOTS = ("agent", "action", "resource", "context")
-_STRING = z3.StringSort()
-_RE = z3.ReSort(_STRING)
+_STRING = z3.StringSort  # a sort or term of the current Z3 context (see zctx.py)
+_RE = per_context(lambda: z3.ReSort(z3.StringSort()))
 
 
 def sort_of(t: Type) -> z3.SortRef:
     if t.is_stringlike:
-        return _STRING
+        return _STRING()
     if t.name == "int":
         return z3.IntSort()
     if t.name == "decimal":
@@ -40,7 +41,7 @@ def sort_of(t: Type) -> z3.SortRef:
     if t.name == "bool":
         return z3.BoolSort()
     if t.name == "set":
-        return z3.SeqSort(_STRING)
+        return z3.SeqSort(_STRING())
     if t.name == "list" and t.elem is not None:
         return z3.SeqSort(sort_of(t.elem))
     raise TypeError(f"no sort for {t}")
@@ -54,62 +55,66 @@ def _plus(r: z3.ReRef) -> z3.ReRef:
     return z3.Plus(r)
 
 
-_LOWER = char_class([(0x61, 0x7A)])
-_DIGIT = char_class([(0x30, 0x39)])
-_LABEL = _plus(z3.Union(_LOWER, _DIGIT, _lit("_"), _lit("-")))
+_LOWER = per_context(lambda: char_class([(0x61, 0x7A)]))
+_DIGIT = per_context(lambda: char_class([(0x30, 0x39)]))
+_LABEL = per_context(lambda: _plus(z3.Union(_LOWER(), _DIGIT(), _lit("_"), _lit("-"))))
 # Exactly the image of canonical_domain (an ASCII-only regex, see canon._DOMAIN_RE).
-DOMAIN_RE = z3.Concat(_LABEL, z3.Star(z3.Concat(_lit("."), _LABEL)))
-_NICE_CHAR = char_class([(0x61, 0x7A), (0x30, 0x39), (0x5F, 0x5F), (0x2D, 0x2D)])
-_NICE_WORD = _plus(_NICE_CHAR)
-_NICE_PATH = z3.Union(_lit("/"), _plus(z3.Concat(_lit("/"), _NICE_WORD)))
-_PRINTABLE = z3.Star(char_class([(0x20, 0x7E)]))
-_ASCII_UPPER = char_class([(0x41, 0x5A)])
-_ANY = z3.Full(_RE)
-_ASCII_WS = char_class([(0x09, 0x0D), (0x1C, 0x20)])
+DOMAIN_RE = per_context(lambda: z3.Concat(_LABEL(), z3.Star(z3.Concat(_lit("."), _LABEL()))))
+_NICE_CHAR = per_context(
+    lambda: char_class([(0x61, 0x7A), (0x30, 0x39), (0x5F, 0x5F), (0x2D, 0x2D)])
+)
+_NICE_WORD = per_context(lambda: _plus(_NICE_CHAR()))
+_NICE_PATH = per_context(lambda: z3.Union(_lit("/"), _plus(z3.Concat(_lit("/"), _NICE_WORD()))))
+_PRINTABLE = per_context(lambda: z3.Star(char_class([(0x20, 0x7E)])))
+_ASCII_UPPER = per_context(lambda: char_class([(0x41, 0x5A)]))
+_ANY = per_context(lambda: z3.Full(_RE()))
+_ASCII_WS = per_context(lambda: char_class([(0x09, 0x0D), (0x1C, 0x20)]))
 
 
 def _no(sub: z3.ReRef) -> z3.ReRef:
-    return z3.Complement(z3.Concat(_ANY, sub, _ANY))
+    return z3.Complement(z3.Concat(_ANY(), sub, _ANY()))
 
 
 # Necessary conditions of each canonical form (supersets of the image of canon.*).
 def _necessary(t: Type, v: z3.ExprRef) -> z3.BoolRef | None:
     if t.name == "domain":
-        return z3.InRe(v, DOMAIN_RE)  # exact
+        return z3.InRe(v, DOMAIN_RE())  # exact
     if t.name == "email":
         # canon.emails: the local part is printable ASCII (dot-atom), case-folded
         ascii_word = z3.Plus(char_class([(0x21, 0x7E)]))
-        local = z3.Intersect(ascii_word, _no(_ASCII_UPPER), _no(_lit("@")))
-        return z3.InRe(v, z3.Concat(local, _lit("@"), DOMAIN_RE))
+        local = z3.Intersect(ascii_word, _no(_ASCII_UPPER()), _no(_lit("@")))
+        return z3.InRe(v, z3.Concat(local, _lit("@"), DOMAIN_RE()))
     if t.name == "string" and t.enum is not None:  # exact: only the enum's values
         return z3.Or([v == z3.StringVal(e) for e in sorted(t.enum)])
     if t.name == "string" and t.norm == "nfkc_casefold_trim":
-        return z3.InRe(v, _no(_ASCII_UPPER))
+        return z3.InRe(v, _no(_ASCII_UPPER()))
     if t.name == "path":
         # resolved segments never leave "//", "/./", "\\", NUL or a trailing "/"; never
         # empty (a regex, not a length test: the string abstraction reads memberships only)
         bad = z3.Union(_lit("//"), _lit("\\"), _lit("\x00"), _lit("/./"))
-        shape = z3.Intersect(_no(bad), z3.Complement(z3.Concat(z3.Plus(_ANY), _lit("/"))))
-        return z3.InRe(v, z3.Intersect(shape, z3.Concat(z3.AllChar(_RE), _ANY)))
+        shape = z3.Intersect(_no(bad), z3.Complement(z3.Concat(z3.Plus(_ANY()), _lit("/"))))
+        return z3.InRe(v, z3.Intersect(shape, z3.Concat(z3.AllChar(_RE()), _ANY())))
     if t.name == "url":
-        scheme = z3.Concat(_LOWER, z3.Star(z3.Union(_LOWER, _DIGIT, char_class([(0x2B, 0x2E)]))))
-        return z3.InRe(v, z3.Concat(scheme, _lit("://"), _ANY))
+        scheme = z3.Concat(
+            _LOWER(), z3.Star(z3.Union(_LOWER(), _DIGIT(), char_class([(0x2B, 0x2E)])))
+        )
+        return z3.InRe(v, z3.Concat(scheme, _lit("://"), _ANY()))
     return None
 
 
 def _nice(t: Type, v: z3.ExprRef) -> z3.BoolRef | None:
     if t.name in ("string", "tool"):
-        return z3.InRe(v, _PRINTABLE)
+        return z3.InRe(v, _PRINTABLE())
     if t.name == "domain":
-        return z3.InRe(v, DOMAIN_RE)
+        return z3.InRe(v, DOMAIN_RE())
     if t.name == "email":
-        return z3.InRe(v, z3.Concat(_NICE_WORD, _lit("@"), DOMAIN_RE))
+        return z3.InRe(v, z3.Concat(_NICE_WORD(), _lit("@"), DOMAIN_RE()))
     if t.name == "path":
-        return z3.InRe(v, _NICE_PATH)
+        return z3.InRe(v, _NICE_PATH())
     if t.name == "url":
         scheme = z3.Union(_lit("https"), _lit("http"))
-        path = z3.Option(z3.Concat(_NICE_WORD, z3.Star(z3.Concat(_lit("/"), _NICE_WORD))))
-        return z3.InRe(v, z3.Concat(scheme, _lit("://"), DOMAIN_RE, _lit("/"), path))
+        path = z3.Option(z3.Concat(_NICE_WORD(), z3.Star(z3.Concat(_lit("/"), _NICE_WORD()))))
+        return z3.InRe(v, z3.Concat(scheme, _lit("://"), DOMAIN_RE(), _lit("/"), path))
     if t.name == "decimal":  # a finite decimal with two places: representable in a request
         cents = z3.Int(f"cents({v})")
         return z3.ToReal(cents) == v * 100

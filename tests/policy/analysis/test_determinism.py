@@ -69,3 +69,30 @@ def test_same_findings_in_one_process_and_in_workers(tmp_path: Path) -> None:
     one = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
     again = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "3")
     assert one == again
+
+
+def _verdicts(report: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """What a finding says (witnesses may differ: any confirmed request will do)."""
+    return sorted(
+        (f["kind"], f["tool"], tuple(f["subjects"]), f["message"]) for f in report["findings"]
+    )
+
+
+def test_a_process_history_does_not_change_the_verdicts() -> None:
+    """Each tool is analysed in a Z3 context of its own: in a process that has already
+    analysed the whole bundle (and whatever the other tests asked Z3), every tool gets
+    the verdicts, checks and budget use a fresh process gives it. With one shared
+    context, term ids depended on what came before and a check could spend a different
+    share of its budget (seen: two http.fetch conflicts turned `unknown`)."""
+    from ordinance.policy.analysis.run import analyze
+    from ordinance.policy.loader import load_ruleset
+
+    fresh = _analyze(EXAMPLES, "--jobs", "1")
+    ruleset = load_ruleset(EXAMPLES)
+    analyze(ruleset)  # the history
+    for tool in sorted(ruleset.schema.tools):
+        analyze(ruleset, only={tool})
+    again = analyze(ruleset).to_json()
+    assert _verdicts(again) == _verdicts(fresh)
+    assert (again["checks"], again["budget"]) == (fresh["checks"], fresh["budget"])
+    assert again["undecided"] == fresh["undecided"] == 0
