@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check", "parse and type-check a policy directory against its schema")
     p.add_argument("directory", help="directory with schema.yaml and policy files")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a rule that can fail to evaluate (a silent deny) is an error, not a warning",
+    )
     _analysis_check_options(p)
 
     p = command(
@@ -291,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordinance.commands import policy_cmds
 
         if args.command == "check":
-            return policy_cmds.cmd_check(args.directory, args.json)
+            return policy_cmds.cmd_check(args.directory, args.json, args.strict)
         if args.command == "test":
             return policy_cmds.cmd_test(args.directory, args.json, args.verbose)
         if args.command == "eval":

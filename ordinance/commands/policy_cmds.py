@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from ordinance.commands.output import (
+    EXIT_COMPILE,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TESTS,
@@ -50,18 +52,44 @@ def summary(ruleset: Ruleset) -> dict[str, Any]:
     }
 
 
-def cmd_check(directory: str, as_json: bool) -> int:
+def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
+    """Compile errors exit 3; so do rules that can fail to evaluate under ``strict``
+    (otherwise they are warnings: each with a request that makes the rule err)."""
+    from ordinance.policy.analysis.errs import rule_errors
+
     loaded = _load(directory, as_json)
     if isinstance(loaded, int):
         return loaded
     info = summary(loaded)
+    can_err = rule_errors(loaded)
+    severity = "error" if strict else "warning"
+    problems = [f.problem(severity) for f in can_err.findings]
+    refused = strict and bool(problems)
     if as_json:
-        emit_json({"ok": True, **info})
-        return EXIT_OK
+        emit_json(
+            {
+                "ok": not refused,
+                **info,
+                "errors" if strict else "warnings": [p.to_json() for p in problems],
+                "rule_errors": can_err.to_json(),
+            }
+        )
+        return EXIT_COMPILE if refused else EXIT_OK
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for problem in problems:
+        err.print(problem.render(), markup=False)
+        err.print()
+    for u in can_err.undecided:
+        err.print(f"undecided: can rule {u['rule']} err on {u['tool']}? {u['why']}", markup=False)
+    if refused:
+        err.print(f"{len(problems)} error(s) (--strict)", style="bold red")
+        return EXIT_COMPILE
     out = console()
+    warned = f", {len(problems)} warning(s)" if problems else ""
     out.print(
         f"[green]ok[/] {len(info['policies'])} policies, {info['rules']} rules, "
         f"{len(info['tools'])} tools, {info['tests']} tests, {info['assertions']} assertions"
+        + warned
     )
     out.print(f"bundle {info['bundle_id']}")
     return EXIT_OK
