@@ -166,6 +166,9 @@ def cmd_eval(directory: str, request_file: str, as_json: bool) -> int:
         out.print(f"reason    {decision.reasons[0] if decision.reasons else '-'}", markup=False)
     for obligation in decision.obligations:
         out.print(f"obligation {canonical_json(obligation).decode()}", markup=False)
+    if decision.approvals_required is not None:
+        who = ", ".join(decision.approval_roles) or "any principal but the agent"
+        out.print(f"approvals {decision.approvals_required} distinct, by: {who}", markup=False)
     out.print(f"bundle    {decision.bundle_id}")
     return EXIT_OK
 

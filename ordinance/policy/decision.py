@@ -15,6 +15,8 @@ DEFAULT = "default"  # no rule applied; the configured default effect
 UNKNOWN_TOOL = "unknown_tool"  # the tool is not in the schema
 INVALID_REQUEST = "invalid_request"  # the request does not fit the schema
 EVALUATION_ERROR = "evaluation_error"  # a rule could not be evaluated (e.g. missing attribute)
+# Several require_approval rules applied and no one role set satisfies them all: deny.
+APPROVAL_CONFLICT = "approval_conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,10 @@ class Decision:
     bundle_id: str
     code: str = MATCHED
     detail: str = ""
+    # On require_approval only: an approver must hold one of these registry roles (empty:
+    # any principal other than the agent), and this many distinct approvers must approve.
+    approval_roles: tuple[str, ...] = ()
+    approvals_required: int | None = None
 
     @property
     def allowed(self) -> bool:
@@ -40,4 +46,6 @@ class Decision:
             "obligations": list(self.obligations),
             "bundle_id": self.bundle_id,
             "detail": self.detail,
+            "approval_roles": list(self.approval_roles),
+            "approvals_required": self.approvals_required,
         }

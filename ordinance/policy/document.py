@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy import canon
+from ordinance.policy.approvers import NO_REQUIREMENT, Requirement, parse_requirement
 from ordinance.policy.cel import ConditionSyntaxError, Expr, Literal, parse_condition, to_source
 from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SyntaxProblem
 from ordinance.policy.schema import BUILTIN_AGENT, BUILTIN_RESOURCE, EFFECTS, Field
@@ -82,9 +83,11 @@ class Rule:
     actions: tuple[str, ...] = ()  # narrows the policy target's tools for this rule
     obligations: tuple[Any, ...] = ()
     location: Location = field(default=Location("<rule>", 0, 0), compare=False)
+    # require_approval only: who may approve and how many (ordinance.policy.approvers)
+    approval: Requirement = NO_REQUIREMENT
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "effect": self.effect,
             "when": self.condition.text,
@@ -93,6 +96,13 @@ class Rule:
             "actions": sorted(self.actions),
             "obligations": list(self.obligations),
         }
+        # Only when stated, so a bundle without them keeps the id it always had; the
+        # default requirement (any approver, one approval) is the same bundle either way.
+        if self.approval.roles:
+            out["approvers"] = {"roles": sorted(self.approval.roles)}
+        if self.approval.approvals != 1:
+            out["approvals"] = self.approval.approvals
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +170,10 @@ _POLICY_KEYS = {
     "policy", "owner", "description", "justification", "impact", "target", "rules",
     "assertions", "tests",
 }  # fmt: skip
-_RULE_KEYS = {"id", "effect", "when", "reason", "priority", "actions", "obligations"}
+_RULE_KEYS = {
+    "id", "effect", "when", "reason", "priority", "actions", "obligations", "approvers",
+    "approvals",
+}  # fmt: skip
 
 
 def parse_when(node: Node | None, source: SourceFile) -> Condition:
@@ -291,15 +304,17 @@ def _rule(node: Node, source: SourceFile) -> Rule:
     obligations = tuple(
         plain(n) for n in _sequence(m.node_of("obligations"), source, "obligations")
     )
+    effect = _effect(m, "effect")
     return Rule(
         id=_ident(m, "id"),
-        effect=_effect(m, "effect"),
+        effect=effect,
         condition=parse_when(m.node_of("when"), source),
         reason=m.string("reason") or "",
         priority=priority,
         actions=_globs(m, "actions"),
         obligations=obligations,
         location=source.node_location(node),
+        approval=parse_requirement(m, effect),
     )
 
 

@@ -23,7 +23,10 @@ POLICY_ORDER = (
     "assertions", "tests",
 )  # fmt: skip
 TARGET_ORDER = ("agents", "actions", "resources")
-RULE_ORDER = ("id", "effect", "actions", "when", "reason", "priority", "obligations")
+RULE_ORDER = (
+    "id", "effect", "actions", "when", "approvers", "approvals", "reason", "priority",
+    "obligations",
+)  # fmt: skip
 ASSERTION_ORDER = ("name", "never", "always", "when")
 TEST_ORDER = ("name", "request", "history", "expect", "rules")
 REQUEST_ORDER = ("agent", "action", "resource", "context")

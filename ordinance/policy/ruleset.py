@@ -15,13 +15,16 @@ from typing import Any
 
 from ordinance.jsonutil import canonical_json
 from ordinance.policy import canon
+from ordinance.policy.approvers import combine
 from ordinance.policy.codegen import RUNTIME, Constants, compile_condition
 from ordinance.policy.decision import (
+    APPROVAL_CONFLICT,
     DEFAULT,
     DENY,
     EVALUATION_ERROR,
     INVALID_REQUEST,
     MATCHED,
+    REQUIRE_APPROVAL,
     UNKNOWN_TOOL,
     Decision,
 )
@@ -98,13 +101,31 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def _decision_of(tier: int, rules: list[CompiledRule], bundle_id: str) -> Decision:
+    effect = EFFECT_OF_TIER[tier]
+    ids = tuple(cr.qualified_id for cr in rules)
+    if effect != REQUIRE_APPROVAL:
+        reasons = tuple(cr.reason for cr in rules)
+        obligations = tuple(o for cr in rules for o in cr.rule.obligations)
+        return Decision(effect, ids, reasons, obligations, bundle_id, MATCHED)
+    requirement = combine(cr.rule.approval for cr in rules)
+    if requirement is None:
+        # Fail closed: no one role satisfies every applicable rule (ordinance.policy.approvers).
+        sets = "; ".join(
+            f"{cr.qualified_id}: {', '.join(cr.rule.approval.roles)}"
+            for cr in rules
+            if cr.rule.approval.roles
+        )
+        detail = f"the approval rules' approver roles have no role in common ({sets})"
+        return Decision(DENY, ids, (detail,), (), bundle_id, APPROVAL_CONFLICT, detail)
     return Decision(
-        EFFECT_OF_TIER[tier],
-        tuple(cr.qualified_id for cr in rules),
+        effect,
+        ids,
         tuple(cr.reason for cr in rules),
         tuple(o for cr in rules for o in cr.rule.obligations),
         bundle_id,
         MATCHED,
+        approval_roles=requirement.roles,
+        approvals_required=requirement.approvals,
     )
 
 
@@ -151,7 +172,13 @@ class Ruleset:
     def __post_init__(self) -> None:
         effect = self.default_effect
         self._decisions[_DEFAULT_KEY] = Decision(
-            effect, (), (f"no rule applies; default {effect}",), (), self.bundle_id, DEFAULT
+            effect,
+            (),
+            (f"no rule applies; default {effect}",),
+            (),
+            self.bundle_id,
+            DEFAULT,
+            approvals_required=1 if effect == REQUIRE_APPROVAL else None,
         )
 
     def _deny(self, code: str, detail: str) -> Decision:

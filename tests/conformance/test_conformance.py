@@ -30,10 +30,16 @@ DEFAULT_SCHEMA = HERE / "schema.yaml"
 MIN_CASES = 150
 
 EFFECTS = {"allow", "deny", "require_approval"}
-CODES = {"matched", "default", "unknown_tool", "invalid_request", "evaluation_error"}
+CODES = {
+    "matched", "default", "unknown_tool", "invalid_request", "evaluation_error",
+    "approval_conflict",
+}  # fmt: skip
 ERROR_KINDS = {"syntax", "type", "schema"}
 FILE_KEYS = {"description", "schema", "policies", "cases", "errors"}
-CASE_KEYS = {"name", "request", "history", "expect", "rules", "code", "xfail"}
+CASE_KEYS = {
+    "name", "request", "history", "expect", "rules", "code", "approval_roles",
+    "approvals_required", "xfail",
+}  # fmt: skip
 ERROR_CASE_KEYS = {"name", "policy", "error", "xfail"}
 ERROR_KEYS = {"kind", "line", "column", "contains"}
 
@@ -79,6 +85,11 @@ def _validate_case(where: str, case: dict[str, Any]) -> None:
         raise CorpusFormatError(f"{where}: code must be one of {sorted(CODES)}")
     if "rules" in case and not isinstance(case["rules"], list):
         raise CorpusFormatError(f"{where}: rules must be a list of policy/rule ids")
+    if "approval_roles" in case and not isinstance(case["approval_roles"], list):
+        raise CorpusFormatError(f"{where}: approval_roles must be a list of roles")
+    required = case.get("approvals_required")
+    if required is not None and (isinstance(required, bool) or not isinstance(required, int)):
+        raise CorpusFormatError(f"{where}: approvals_required must be an integer or null")
 
 
 def _validate_error(where: str, case: dict[str, Any]) -> None:
@@ -174,6 +185,15 @@ def run_case(entry: Entry) -> None:
         assert sorted(decision.rule_ids) == sorted(case["rules"]), f"rules differ: got {got}"
     if "code" in case:
         assert decision.code == case["code"], f"expected code {case['code']}, got {got}"
+    if "approval_roles" in case:
+        assert list(decision.approval_roles) == case["approval_roles"], (
+            f"approval_roles: expected {case['approval_roles']}, got {decision.approval_roles}"
+        )
+    if "approvals_required" in case:
+        assert decision.approvals_required == case["approvals_required"], (
+            f"approvals_required: expected {case['approvals_required']}, "
+            f"got {decision.approvals_required}"
+        )
 
 
 def run_error(entry: Entry) -> None:

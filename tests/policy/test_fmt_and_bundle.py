@@ -44,6 +44,10 @@ def policy_documents(draw: st.DrawFn) -> dict[str, Any]:
             rule["reason"] = draw(texts)
         if draw(st.booleans()):
             rule["priority"] = draw(st.integers(-5, 5))
+        if rule["effect"] == "require_approval" and draw(st.booleans()):
+            roles = draw(st.lists(st.sampled_from(["admin", "approver:finance"]), min_size=1))
+            rule["approvers"] = {"roles": roles}
+            rule["approvals"] = draw(st.integers(1, 10))
         rules.append(rule)
     doc: dict[str, Any] = {
         "rules": rules,
@@ -145,3 +149,46 @@ def test_bundle_id_changes_with_content(tmp_path: Path) -> None:
     target = tmp_path / "p" / "payments.yaml"
     target.write_text(target.read_text().replace("amount > 10000", "amount > 10001", 1))
     assert load_ruleset(tmp_path / "p").bundle_id != before
+
+
+_APPROVAL_POLICY = """\
+policy: p
+owner: o
+description: d
+target: {{actions: [payments.transfer]}}
+rules:
+  - id: r
+    effect: require_approval
+    when: action.args.amount > 10{extra}
+"""
+
+
+def _bundle_id(tmp_path: Path, extra: str) -> str:
+    shutil.copytree(EXAMPLES, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "zz-approval.yaml").write_text(_APPROVAL_POLICY.format(extra=extra))
+    return load_ruleset(tmp_path).bundle_id
+
+
+def test_approval_requirement_is_part_of_the_bundle_id(tmp_path: Path) -> None:
+    plain_id = _bundle_id(tmp_path / "a", "")
+    # `approvals: 1` is the default: the same content, the same bundle
+    assert _bundle_id(tmp_path / "b", "\n    approvals: 1") == plain_id
+    two = _bundle_id(tmp_path / "c", "\n    approvals: 2")
+    roles = _bundle_id(tmp_path / "d", "\n    approvers: {roles: [admin]}")
+    assert len({plain_id, two, roles}) == 3
+    # role order is not content
+    assert _bundle_id(tmp_path / "e", "\n    approvers: {roles: [b, a]}") == _bundle_id(
+        tmp_path / "f", "\n    approvers: {roles: [a, b, a]}"
+    )
+
+
+def test_fmt_puts_approval_keys_after_when() -> None:
+    text = (
+        "policy: p\nowner: o\ndescription: d\nrules:\n  - approvals: 2\n"
+        "    approvers: {roles: [approver:finance]}\n    id: r\n    effect: require_approval\n"
+        "    when: 'true'\n"
+    )
+    out = format_policy(text)
+    assert out.index("when:") < out.index("approvers:") < out.index("approvals:")
+    assert parse_policy(out) == parse_policy(text)
+    assert parse_policy(out).rules[0].approval.approvals == 2
