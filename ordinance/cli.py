@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="bound on the whole command, opening and closing the log included (default 5)",
     )
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
+    p.add_argument(
+        "--key",
+        metavar="PEM",
+        help="the agent's private key: sign the intent (default $ORDINANCE_AGENT_KEY)",
+    )
     # --- end submit ---
     _analysis_commands(command)
     for group in _groups():
@@ -360,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "submit":
         from ordinance.commands.submit_cmd import cmd_submit
 
-        return cmd_submit(args.request, args.log, args.timeout, args.json, args.prefix)
+        return cmd_submit(args.request, args.log, args.timeout, args.json, args.prefix, args.key)
     # --- end submit ---
     for group in _groups():
         code = group.run(args)

@@ -63,6 +63,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -76,7 +77,9 @@ from ordinance.client.decision import (
     decision_from_wire,
 )
 from ordinance.closing import Closing
+from ordinance.identity.signing import AGENT_KEY_ENV, PrincipalSigner
 from ordinance.policy.decision import REQUIRE_APPROVAL
+from ordinance.processors.audit.keys import Signer
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import (
     AtOffset,
@@ -88,6 +91,7 @@ from ordinance.streams import (
     partition_for,
 )
 from ordinance.streams.errors import ProduceError
+from ordinance.streams.log import Headers
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
 
@@ -114,6 +118,7 @@ class _Pending:
     key: bytes
     value: bytes
     event_time_ms: int
+    headers: Headers = ()
     future: concurrent.futures.Future[ClientDecision] = field(
         default_factory=concurrent.futures.Future
     )
@@ -350,7 +355,8 @@ class _Engine:
         if not batch:
             return
         records = [
-            Record(item.key, item.value, (), item.event_time_ms, item.partition) for item in batch
+            Record(item.key, item.value, item.headers, item.event_time_ms, item.partition)
+            for item in batch
         ]
 
         def done(result: list[Delivered] | ProduceError) -> None:
@@ -468,8 +474,21 @@ class Client(Closing):
         clock: Callable[[], float] = time.time,
         create: bool = False,
         open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+        key: str | Path | PrincipalSigner | None = None,
     ) -> None:
+        """``key``: the agent's private key (a PEM path, or a `PrincipalSigner`) — every
+        intent is signed with it over its exact value bytes; None reads the path in
+        ``$ORDINANCE_AGENT_KEY`` if set, else sends unsigned (an enforcer with a trust
+        root denies those: ``unsigned``). A path's key signs as the request's agent id."""
         self.client_id = client_id or default_client_id()
+        self._signer: Signer | None = None
+        self._principal: str | None = None
+        if isinstance(key, PrincipalSigner):
+            self._signer, self._principal = key.signer, key.principal_id
+        elif key is not None:
+            self._signer = Signer.from_file(Path(key))
+        elif os.environ.get(AGENT_KEY_ENV):
+            self._signer = Signer.from_file(Path(os.environ[AGENT_KEY_ENV]))
         self.agent: dict[str, Any] | None = None
         if agent_id is not None:
             self.agent = {**(attributes or {}), "id": agent_id, "roles": list(roles)}
@@ -521,6 +540,10 @@ class Client(Closing):
             )
             value = self._engine.serde.encode("ActionRequest", datum)
             key = str(datum["agent"]["id"]).encode()
+            headers: Headers = ()
+            if self._signer is not None:
+                principal = self._principal or str(datum["agent"]["id"])
+                headers = PrincipalSigner(principal, self._signer).headers(value)
         except Exception as exc:  # whatever cannot be sent is denied, never published
             return client_deny(
                 CLIENT_INVALID_REQUEST,
@@ -528,7 +551,7 @@ class Client(Closing):
                 request_id=request_id,
                 client_id=self.client_id,
             )
-        item = _Pending(request_id, key, value, int(now * 1000))
+        item = _Pending(request_id, key, value, int(now * 1000), headers)
         self._engine.submit(item)
         return item
 

@@ -31,6 +31,7 @@ from ordinance.client import CLIENT_INVALID_REQUEST, ClientDecision, SyncClient
 from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json
 from ordinance.errors import OrdinanceError
 from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL
+from ordinance.processors.audit.keys import KeyFileError
 from ordinance.streams.errors import UnsupportedLogUrlError
 
 EXIT_DENY = 5
@@ -61,8 +62,15 @@ def _read(source: str) -> Any:
 
 
 def cmd_submit(
-    request_file: str, log_url: str, timeout: float, as_json: bool, prefix: str = "ordinance."
+    request_file: str,
+    log_url: str,
+    timeout: float,
+    as_json: bool,
+    prefix: str = "ordinance.",
+    key: str | None = None,
 ) -> int:
+    """``key``: the agent's private key file; every intent is signed with it (None: the
+    file ``$ORDINANCE_AGENT_KEY`` names, if any)."""
     err = Console(stderr=True, highlight=False)
     try:
         request = _read(request_file)
@@ -77,9 +85,12 @@ def cmd_submit(
     try:
         # Never creates the log: submitting to a mistyped path must fail, not wait for an
         # answer from an empty database no enforcer reads.
-        client = SyncClient(log_url, topic_prefix=prefix, open_timeout=timeout)
+        client = SyncClient(log_url, topic_prefix=prefix, open_timeout=timeout, key=key)
     except UnsupportedLogUrlError as exc:
         err.print(f"[red]bad log URL:[/] {exc}")
+        return EXIT_USAGE
+    except KeyFileError as exc:
+        err.print(f"[red]cannot use the key:[/] {exc}")
         return EXIT_USAGE
     except OrdinanceError as exc:
         err.print(f"[red]the log is not usable:[/] {exc}")

@@ -100,12 +100,14 @@ def _key_text(record: ConsumedRecord) -> str | None:
 
 
 def fold_registry_record(
-    registry: Registry, serde: Serde, record: ConsumedRecord
+    registry: Registry, serde: Serde, record: ConsumedRecord, at: dt.datetime | None = None
 ) -> Principal | Refusal:
     """Install one ``identity.registry`` record into ``registry`` or say why not; never
     raises for anything the record holds. The change is judged at the record's own signed
-    ``at`` (so a replay judges it the same), and it must be keyed by the principal it
-    describes: on a compacted topic the key decides which record survives."""
+    ``at`` (so a replay judges it the same) unless the caller passes the time it judges
+    at (the enforcer: its own clock, recorded in the ``IdentityUpdate`` it writes), and it
+    must be keyed by the principal it describes: on a compacted topic the key decides
+    which record survives."""
     if record.value is None:
         return Refusal(UNDECODABLE, "no value (a tombstone)")
     decoded = serde.decode_record(record, expect={IDENTITY_RECORD})
@@ -121,7 +123,9 @@ def fold_registry_record(
             INVALID_RECORD,
             f"record key {_key_text(record)!r} is not its principal {datum['principal_id']!r}",
         )
-    return registry.apply(bytes(record.value), signature, datum, at=datum["at"])
+    return registry.apply(
+        bytes(record.value), signature, datum, at=datum["at"] if at is None else at
+    )
 
 
 def _claimed_signer(record: ConsumedRecord) -> str | None:

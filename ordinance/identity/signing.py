@@ -34,6 +34,9 @@ SIGNATURE_HEADER = "ordinance-sig"
 SIGNATURE_HEADERS = frozenset({SIGNER_HEADER, KEY_HEADER, SIGNATURE_HEADER})
 #: Environment variable naming a principal's private key file (``Client``, ``@guard``).
 KEY_ENV = "ORDINANCE_KEY"
+#: Environment variable naming an agent's private key file (``Client``, ``@guard``,
+#: ``submit``): apart from ``ORDINANCE_KEY`` so an admin's shell never signs intents.
+AGENT_KEY_ENV = "ORDINANCE_AGENT_KEY"
 
 
 class SignatureError(OrdinanceError):
@@ -72,15 +75,15 @@ class PrincipalSigner:
         return cls(principal_id, Signer.from_file(path))
 
     @classmethod
-    def from_env(cls, principal_id: str) -> PrincipalSigner | None:
-        """The key file ``$ORDINANCE_KEY`` names, or None when it names none."""
-        path = os.environ.get(KEY_ENV)
+    def from_env(cls, principal_id: str, env: str = KEY_ENV) -> PrincipalSigner | None:
+        """The key file ``$ORDINANCE_KEY`` (or ``env``) names, or None when it names none."""
+        path = os.environ.get(env)
         if not path:
             return None
         try:
             return cls.from_file(principal_id, Path(path))
         except KeyFileError as exc:
-            raise KeyFileError(f"${KEY_ENV}: {exc}") from exc
+            raise KeyFileError(f"${env}: {exc}") from exc
 
 
 def signature_of(headers: Headers) -> Signature | None:

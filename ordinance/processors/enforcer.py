@@ -22,6 +22,11 @@ Approvals: ``agent.approvals`` is keyed by agent id, so its partition p is read 
 enforcer of actions partition p; an Approval whose ticket matches a pending
 require_approval decision causes a follow-up decision for that request.
 
+Identity (``trust``, docs/identity.md): the takeover record carries the trust root, the
+enforcer tails ``identity.registry`` and writes an ``IdentityUpdate`` into each owned
+partition, between batches, for every registry record the registry installs at its clock;
+actions are then verified and decided with the registry's roles (`identity_gate`).
+
 With ``state_dir`` the partition states are snapshotted to RocksDB with the offset they
 reflect, and a takeover folds only the tail after it (`state_cache`).
 """
@@ -37,11 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
+from ordinance.processors.identity_gate import RegistryTail
 from ordinance.processors.masking import Masking
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
@@ -62,6 +69,7 @@ from ordinance.streams.topics import (
     AGENT_APPROVALS,
     AGENT_DECISIONS,
     DEFAULT_PREFIX,
+    IDENTITY_REGISTRY,
     POLICY_ACTIVE,
     ensure_topics,
 )
@@ -113,6 +121,7 @@ class EnforcerReport:
     swaps: int = 0
     takeovers: int = 0
     approvals: int = 0
+    identity_updates: int = 0
     replayed: int = 0  # decisions records folded during takeovers
 
 
@@ -130,10 +139,12 @@ class Enforcer:
         state_dir: Path | None = None,
         masking: Masking | None = None,
         max_clock_skew_s: float | None = None,
+        trust: TrustRoot | None = None,
     ) -> None:
         """``max_clock_skew_s``: deny (``clock_skew``) an action whose event time is further
         than this from ``clock``; None for no bound (``serve`` defaults to
-        `DEFAULT_MAX_CLOCK_SKEW_S`)."""
+        `DEFAULT_MAX_CLOCK_SKEW_S`). ``trust``: enforce identity with this trust root
+        (``serve --trust``); None decides with what requests claim, as before."""
         if max_clock_skew_s is not None and not max_clock_skew_s >= 0:
             raise ValueError(f"max_clock_skew_s must be >= 0, not {max_clock_skew_s}")
         self.log = log
@@ -155,6 +166,9 @@ class Enforcer:
         # Keyed by agent id like the actions, so partition p of approvals belongs with p.
         self.approvals = specs[AGENT_APPROVALS].name
         self.active_topic = specs[POLICY_ACTIVE].name
+        self.registry_topic = specs[IDENTITY_REGISTRY].name
+        self.trust = trust
+        self.registry_tail: RegistryTail | None = None
         self.states: dict[int, PartitionState] = {}
         self.cache = StateCache(state_dir, self.decisions) if state_dir is not None else None
         self._saved_at = time.monotonic()
@@ -220,6 +234,29 @@ class Enforcer:
             f"{self.enforcer_id}: partition {state.partition} swaps to {bundle_id[:19]}… at decisions offset {delivered.offset}"
         )
 
+    def _sync_identity(self, state: PartitionState) -> None:
+        """Write (and fold) an IdentityUpdate for each registry record this partition has
+        not judged yet and the registry installs now: between batches, so the change
+        takes effect at one decisions offset."""
+        if self.registry_tail is None or state.identity is None:
+            return
+        updates = self.registry_tail.updates_for(
+            state.partition, state.identity, enforcer_id=self.enforcer_id, at=_at(self.clock())
+        )
+        for datum in updates:
+            value = self.serde.encode("IdentityUpdate", datum)
+            record = Record(
+                None, value, state.link(None, value), int(self.clock() * 1000), state.partition
+            )
+            [delivered] = self.log.produce(self.decisions, [record])
+            state.fold("IdentityUpdate", datum, delivered.offset)
+            self.report.identity_updates += 1
+            self.progress(
+                f"{self.enforcer_id}: partition {state.partition} knows {datum['principal_id']} "
+                f"as of registry offset {datum['registry_offset']} from decisions offset "
+                f"{delivered.offset}"
+            )
+
     # -- partitions ----------------------------------------------------------------------
     def _control(self, partition: int, schema: str, datum: dict[str, Any]) -> Record:
         return Record(
@@ -238,6 +275,7 @@ class Enforcer:
             # The checks this enforcer applies, on the log so the fold (and replay) has them.
             "agent_partitions": self.agent_partitions,
             "max_clock_skew_ms": self.max_clock_skew_ms,
+            "trust_root": self.trust.to_wire() if self.trust is not None else None,
             "prev_hash": None,
             "hash": None,
         }
@@ -279,15 +317,21 @@ class Enforcer:
         # leaves the broker to the decision path.
         with (
             self.log.consumer(None, relaxed=True) as reader,
+            self.log.consumer(None, relaxed=True) as registry_reader,
             self.log.consumer(self.group) as consumer,
         ):
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
             table = ActiveTable(reader, self.serde)
+            if self.trust is not None:
+                registry_reader.assign({TopicPartition(self.registry_topic, 0): Position.BEGINNING})
+                self.registry_tail = RegistryTail(registry_reader)
             consumer.subscribe([self.actions, self.approvals])
             outbox = self.log.outbox(consumer)
             started = last_activity = time.monotonic()
             while not (stop is not None and stop.is_set()):
                 table.refresh()
+                if self.registry_tail is not None:
+                    self.registry_tail.refresh()
                 self.ruleset, self.policy_offset = self._wanted_ruleset(table)
                 records = consumer.poll(max_records=200, timeout=0.2)
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
@@ -296,8 +340,11 @@ class Enforcer:
                 for partition in list(self.states):
                     if partition not in owned:
                         del self.states[partition]  # another member owns it now
+                        if self.registry_tail is not None:
+                            self.registry_tail.forget(partition)
                 for state in self.states.values():
                     self._swap_if_needed(state)  # between two batches, never inside one
+                    self._sync_identity(state)
                 self._process(outbox, records)
                 if not records:
                     outbox.settle()  # idle: commit what the last batches answered
@@ -351,6 +398,8 @@ class Enforcer:
                         decoded.value,
                         enforcer_id=self.enforcer_id,
                         evaluated_at=evaluated_at,
+                        value=record.value,
+                        headers=record.headers,
                     )
                     if isinstance(decoded, Decoded)
                     else None  # an approval that does not decode answers nothing
@@ -365,6 +414,8 @@ class Enforcer:
                     agent_key=record.key,
                     enforcer_id=self.enforcer_id,
                     evaluated_at=evaluated_at,
+                    value=record.value,
+                    headers=record.headers,
                 )
                 if datum is None:
                     self.report.duplicates += 1

@@ -29,10 +29,19 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordinance.identity.registry import Refusal
 from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import AgentWindows, InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
+from ordinance.processors.identity_gate import (
+    APPROVAL_RECORDED,
+    APPROVAL_REFUSED,
+    PartitionIdentity,
+    answer_signed_approval,
+    judge_intent,
+    takeover_identity,
+)
 from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
 from ordinance.processors.wire import (
     agent_id_problem,
@@ -53,6 +62,9 @@ APPROVED = "approved"
 APPROVAL_REJECTED = "approval_rejected"
 APPROVAL_EXPIRED = "approval_expired"
 FOLLOW_UPS = (APPROVED, APPROVAL_REJECTED, APPROVAL_EXPIRED)
+# Every record an Approval causes: the follow-ups, and (identity enforced) the records of
+# an approval that does not end the request (`identity_gate`).
+APPROVAL_ANSWERS = (*FOLLOW_UPS, APPROVAL_RECORDED, APPROVAL_REFUSED)
 
 
 @dataclass
@@ -71,6 +83,9 @@ class PartitionState:
     # checks existed (replay then decides as those enforcers did).
     agent_partitions: int | None = None
     max_clock_skew_ms: int | None = None
+    # The registry this partition judges identities with (`identity_gate`); None when
+    # its owner enforces no identity (no trust root in its takeover).
+    identity: PartitionIdentity | None = None
     horizon: Horizon = field(default_factory=Horizon)  # what may be forgotten, and when
     windows: InMemoryWindows = field(init=False)
 
@@ -118,6 +133,9 @@ class PartitionState:
             self.agent_partitions = datum.get("agent_partitions")
             self.max_clock_skew_ms = datum.get("max_clock_skew_ms")
             self.horizon.on_takeover(datum)
+            self.identity = takeover_identity(self.identity, datum.get("trust_root"))
+        elif name == "IdentityUpdate" and self.identity is not None:
+            self.identity.fold_update(datum)
         self.offset = offset
 
 
@@ -130,9 +148,13 @@ def decide(
     agent_key: bytes | None,
     enforcer_id: str,
     evaluated_at: dt.datetime,
+    value: bytes | None = None,
+    headers: Headers = (),
 ) -> dict[str, Any] | None:
     """The Decision datum for one action record, or None when its request id already has
-    a decision in this partition (redelivery or a re-sent request). Never raises."""
+    a decision in this partition (redelivery or a re-sent request). Never raises.
+    ``value`` and ``headers`` are the action record's: where the partition enforces
+    identity, the signature in the headers must cover exactly ``value``."""
     if isinstance(decoded, UndecodableRecord):
         # Its position is its request id: a redelivered record is not decided twice.
         request_id = f"{UNDECODABLE}@{state.partition}:{action_offset}"
@@ -156,7 +178,14 @@ def decide(
     agent_id: str = datum["agent"]["id"]
     tool: str = ""
     args: dict[str, Any] = {}
+    key_id: str | None = None
     refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
+    if refused is None and state.identity is not None:
+        verified = judge_intent(state.identity, datum, value, headers)
+        if isinstance(verified, Refusal):
+            refused = verified.code, verified.detail
+        else:  # decided with the registry's roles and attributes, never the claims
+            datum, key_id = verified.datum, verified.key_id
     if refused is not None:
         code, detail = refused
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
@@ -171,7 +200,7 @@ def decide(
         decision, tool, args = ruleset.evaluate_canonical(
             request_from_wire(datum), AgentWindows(state.windows, agent_id)
         )
-    return decision_to_wire(
+    wire = decision_to_wire(
         decision,
         request_id=datum["request_id"],
         agent_id=agent_id,
@@ -184,6 +213,12 @@ def decide(
         event_time=event_time,
         approval_ticket=content_ticket(datum) if decision.effect == "require_approval" else None,
     )
+    wire["key_id"] = key_id
+    if decision.effect == "require_approval":
+        # Recorded with the decision: a later policy swap cannot change what it needs.
+        wire["approval_roles"] = list(decision.approval_roles)
+        wire["approvals_required"] = decision.approvals_required
+    return wire
 
 
 def refusal(
@@ -239,13 +274,35 @@ def _milliseconds(ms: int) -> dt.timedelta:
 
 
 def answer_approval(
-    state: PartitionState, approval: dict[str, Any], *, enforcer_id: str, evaluated_at: dt.datetime
+    state: PartitionState,
+    approval: dict[str, Any],
+    *,
+    enforcer_id: str,
+    evaluated_at: dt.datetime,
+    value: bytes | None = None,
+    headers: Headers = (),
 ) -> dict[str, Any] | None:
     """The follow-up decision an Approval causes, or None when it answers nothing pending
-    here (unknown or already answered request, or a ticket for different content)."""
+    here (unknown or already answered request, or a ticket for different content). Where
+    the partition enforces identity, the approval must be signed (``value``/``headers``
+    are its record's) and the answer may be a record that does not end the request
+    (`identity_gate.answer_signed_approval`)."""
     original = state.pending.get(approval["request_id"])
     if original is None or approval.get("ticket") != original["approval_ticket"]:
         return None
+    if state.identity is not None:
+        return answer_signed_approval(
+            state.identity,
+            original,
+            approval,
+            value,
+            headers,
+            enforcer_id=enforcer_id,
+            evaluated_at=evaluated_at,
+            expired=APPROVAL_EXPIRED,
+            approved=APPROVED,
+            rejected=APPROVAL_REJECTED,
+        )
     approver = approval["approver"]
     expires_at = approval.get("expires_at")
     if expires_at is not None and evaluated_at > expires_at:

@@ -35,7 +35,7 @@ from ordinance.streams.sqlite_store import write_txn
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
 SCHEMA_VERSION = 2  # 2: the decision's (possibly masked) arguments
-CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover"})
+CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover", "IdentityUpdate"})
 # A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
 # to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
 OFFSET_BITS = 40

@@ -1,0 +1,195 @@
+"""Verified intents at the enforcer (issue 12), on both backends: with a trust root the
+enforcer decides with the registry's roles and attributes, denies what its agent did not
+sign with a valid key, and registry changes take effect at one decisions offset."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordinance.cli import main
+from ordinance.client import ClientDecision, SyncClient
+from ordinance.identity.registry import BAD_SIGNATURE, IDENTITY_MISMATCH, KEY_NOT_VALID, UNSIGNED
+from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEADER, PrincipalSigner
+from ordinance.processors.audit.keys import generate
+from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
+from ordinance.streams import Record, open_log
+from tests.identity.helpers import new_signer
+
+from .identity_helpers import (
+    BEFORE,
+    Registry,
+    at,
+    by_request,
+    decisions,
+    enforce,
+    intent,
+    send_records,
+    signed,
+)
+from .test_enforcer import EXAMPLES, T0, publish
+
+BILLING_ATTRS = {"team": "finance"}
+
+
+def _swap_header(record: Record, name: str, value: bytes) -> Record:
+    headers = tuple((n, value if n == name else v) for n, v in record.headers)
+    return record._replace(headers=headers)
+
+
+def test_intents_are_verified_and_decided_with_the_registrys_roles(log_url: str) -> None:
+    url = log_url
+    publish(url, EXAMPLES)
+    registry = Registry(url)
+    bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
+    mallory = registry.put("mallory", roles=("support",), attributes={"team": "cx"})
+    registry.put("sleepy", roles=("billing",), attributes=BILLING_ATTRS, status="suspended")
+    gone = registry.put("gone", roles=("billing",), attributes=BILLING_ATTRS)
+    registry.put("gone", roles=("billing",), attributes=BILLING_ATTRS, status="revoked")
+    expired = registry.put(
+        "expired", roles=("billing",), attributes=BILLING_ATTRS, windows=[(BEFORE, at(-1))]
+    )
+    stranger = new_signer("billing-bot")  # a key nobody registered, claiming billing-bot
+    first = signed(intent("ok-empty", "billing-bot"), bot)
+    replayed_value = signed(intent("replayed", "billing-bot"), None).value
+    assert replayed_value is not None
+    altered = signed(intent("altered", "billing-bot", amount="9000"), None)
+    send_records(
+        url,
+        first,
+        signed(intent("ok-exact", "billing-bot", roles=["billing"], attributes=BILLING_ATTRS), bot),
+        # Role spoofing: mallory claims billing; without claims she is support and the
+        # payments policy does not apply to her.
+        signed(intent("spoof", "mallory", roles=["billing"], attributes=BILLING_ATTRS), mallory),
+        signed(intent("spoof-attr", "billing-bot", attributes={"team": "cx"}), bot),
+        signed(intent("mallory-plain", "mallory"), mallory),
+        signed(intent("unsigned", "billing-bot"), None),
+        signed(intent("as-other", "billing-bot"), mallory),  # mallory signs for billing-bot
+        signed(intent("forged-key", "billing-bot"), stranger),
+        _swap_header(
+            signed(intent("forged-sig", "billing-bot"), bot), SIGNATURE_HEADER, b"\0" * 64
+        ),
+        # The first request's signature on another request id, and on altered content.
+        Record(b"billing-bot", replayed_value, first.headers, int(T0 * 1000)),
+        Record(altered.key, altered.value, first.headers, int(T0 * 1000)),
+        signed(intent("ghost", "ghost"), new_signer("ghost")),
+        signed(intent("sleepy", "sleepy"), registry.keys["sleepy"]),
+        signed(intent("gone", "gone"), gone),
+        signed(intent("expired", "expired"), expired),
+        _swap_header(signed(intent("bad-header", "billing-bot"), bot), KEY_HEADER, b"\xff"),
+    )
+    enforcer = enforce(url, registry.trust)
+    got = {rid: (d["effect"], d["code"]) for rid, d in by_request(url).items()}
+    assert got == {
+        "ok-empty": ("allow", "matched"),
+        "ok-exact": ("allow", "matched"),
+        "spoof": ("deny", IDENTITY_MISMATCH),
+        "spoof-attr": ("deny", IDENTITY_MISMATCH),
+        "mallory-plain": got["mallory-plain"],
+        "unsigned": ("deny", UNSIGNED),
+        "as-other": ("deny", IDENTITY_MISMATCH),
+        "forged-key": ("deny", KEY_NOT_VALID),
+        "forged-sig": ("deny", BAD_SIGNATURE),
+        "replayed": ("deny", BAD_SIGNATURE),
+        "altered": ("deny", BAD_SIGNATURE),
+        "ghost": ("deny", UNKNOWN_AGENT),
+        "sleepy": ("deny", AGENT_SUSPENDED),
+        "gone": ("deny", AGENT_REVOKED),
+        "expired": ("deny", KEY_NOT_VALID),
+        "bad-header": ("deny", BAD_SIGNATURE),
+    }
+    # Mallory's own request is judged as support: the billing policy never allows it.
+    assert got["mallory-plain"][0] == "deny" and "payments" not in str(
+        by_request(url)["mallory-plain"]["rule_ids"]
+    )
+    decided = by_request(url)
+    assert decided["ok-empty"]["key_id"] == bot.key_id
+    assert decided["unsigned"]["key_id"] is None
+    # Every installed registry record reached each owned partition once, before any decision.
+    updates = [(p, o, d) for p, o, n, d in decisions(url) if n == "IdentityUpdate"]
+    partitions = {p for p, _, n, _ in decisions(url) if n == "EnforcerTakeover"}
+    assert enforcer.report.identity_updates == len(updates) == 6 * len(partitions)
+    for p in partitions:
+        first_decision = min(
+            (o for q, o, n, _ in decisions(url) if q == p and n == "Decision"), default=None
+        )
+        if first_decision is not None:
+            assert all(o < first_decision for q, o, _ in updates if q == p)
+
+
+def test_without_a_trust_root_claims_decide_as_before(log_url: str) -> None:
+    url = log_url
+    publish(url, EXAMPLES)
+    send_records(
+        url,
+        signed(intent("claimed", "billing-bot", roles=["billing"], attributes=BILLING_ATTRS), None),
+    )
+    enforce(url, None)
+    assert by_request(url)["claimed"]["effect"] == "allow"
+    assert not [n for _, _, n, _ in decisions(url) if n == "IdentityUpdate"]
+
+
+def test_client_guard_and_submit_sign_with_the_agents_key(
+    log_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``Client(key=...)``, ``$ORDINANCE_AGENT_KEY`` (what ``@guard``'s client picks up) and
+    ``submit --key`` sign intents the enforcer accepts; the same client without a key is
+    denied ``unsigned``."""
+    url = log_url
+    publish(url, EXAMPLES)
+    pem = tmp_path / "bot.pem"
+    generate(pem, None)
+    registry = Registry(url)
+    registry.put(
+        "billing-bot",
+        roles=("billing",),
+        attributes=BILLING_ATTRS,
+        signers=[PrincipalSigner.from_file("billing-bot", pem)],
+    )
+    stop = threading.Event()
+    now = time.time()
+
+    def serve() -> None:
+        with open_log(url) as log:
+            Enforcer(log, clock=time.time, trust=registry.trust).run(stop=stop)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    action = {"tool": "payments.transfer",
+              "args": {"amount": "50", "currency": "EUR", "country": "DE", "iban": "X"}}  # fmt: skip
+    try:
+        # Registry keys are valid from an hour before T0; the client's clock is now.
+        assert now > T0
+        assert _decide_once(url, action, key=pem).effect == "allow"
+        monkeypatch.setenv(AGENT_KEY_ENV, str(pem))
+        assert _decide_once(url, action).effect == "allow"
+        monkeypatch.delenv(AGENT_KEY_ENV)
+        denied = _decide_once(url, action)
+        assert (denied.effect, denied.code) == ("deny", UNSIGNED)
+        request = tmp_path / "request.json"
+        request.write_text(json.dumps({"agent": {"id": "billing-bot"}, "action": action}))
+        capsys.readouterr()
+        code = main(["submit", str(request), "--log", url, "--key", str(pem), "--json",
+                     "--timeout", "60"])  # fmt: skip
+        assert json.loads(capsys.readouterr().out)["decision"]["effect"] == "allow"
+        assert code == 0
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _decide_once(url: str, action: dict[str, Any], **options: Any) -> ClientDecision:
+    client = SyncClient(url, agent_id="billing-bot", **options)
+    try:
+        return client.decide(action, timeout=60)
+    finally:
+        client.close()
