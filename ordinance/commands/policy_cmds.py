@@ -22,7 +22,7 @@ from ordinance.commands.output import (
 )
 from ordinance.jsonutil import canonical_json, parse_request_json
 from ordinance.policy import canon
-from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.errors import PolicyError, PolicyErrors
 from ordinance.policy.fmt import format_policy
 from ordinance.policy.loader import load_ruleset, policy_files
 from ordinance.policy.ruleset import Ruleset
@@ -53,9 +53,11 @@ def summary(ruleset: Ruleset) -> dict[str, Any]:
 
 
 def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
-    """Compile errors exit 3; so do rules that can fail to evaluate under ``strict``
-    (otherwise they are warnings: each with a request that makes the rule err)."""
+    """Compile errors exit 3; so, under ``strict``, do rules that can fail to evaluate
+    and suspicious regexes (otherwise they are warnings; a rule that can err comes with a
+    request that makes it err)."""
     from ordinance.policy.analysis.errs import rule_errors
+    from ordinance.policy.regexlint import lint_condition
 
     loaded = _load(directory, as_json)
     if isinstance(loaded, int):
@@ -63,7 +65,10 @@ def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
     info = summary(loaded)
     can_err = rule_errors(loaded)
     severity = "error" if strict else "warning"
-    problems = [f.problem(severity) for f in can_err.findings]
+    problems: list[PolicyError] = [f.problem(severity) for f in can_err.findings]
+    for policy in loaded.policies:
+        for cond in [r.condition for r in policy.rules] + [a.condition for a in policy.assertions]:
+            problems += lint_condition(cond, severity)
     refused = strict and bool(problems)
     if as_json:
         emit_json(

@@ -40,9 +40,10 @@ MAX_CODE_POINT = 0x10FFFF
 
 
 class RegexProblem(ValueError):
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, pos: int | None = None):
         super().__init__(message)
         self.hint = hint
+        self.pos = pos  # where in the pattern, when the parser says (regexlint.span_of)
 
 
 _ALLOWED = {
@@ -203,7 +204,8 @@ def parse_pattern(pattern: str) -> Any:
     try:
         parsed = sre_parse.parse(pattern, re.ASCII)
     except (re.error, OverflowError, RecursionError) as exc:
-        raise RegexProblem(f"invalid pattern: {exc}") from None
+        pos = getattr(exc, "pos", None)
+        raise RegexProblem(f"invalid pattern: {exc}", pos=pos) from None
     if parsed.state.flags & ~(re.ASCII | re.UNICODE):
         raise RegexProblem("inline flags such as (?i) are not supported", "use lower() first")
     _check_anchors(list(parsed))

@@ -351,6 +351,12 @@ class _Checker:
         try:
             check_regex(node.value)
         except RegexProblem as exc:
+            from ordinance.policy.regexlint import literal_location, span_of
+
+            span = span_of(node.value, exc)  # the caret on the construct, in the literal
+            where = literal_location(self.condition, node, *span) if span else None
+            if where is not None:
+                raise TypeProblem(f"unsupported pattern: {exc}", where, exc.hint) from None
             raise self.fail(node, f"unsupported pattern: {exc}", exc.hint) from None
 
     def size(self, arg: Expr, env: dict[str, Type]) -> Type:
