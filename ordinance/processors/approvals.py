@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ordinance.errors import OrdinanceError
+from ordinance.identity.signing import PrincipalSigner
 from ordinance.processors.enforcer_state import PartitionState
 from ordinance.streams import Log, Record
 from ordinance.streams.serde import Decoded, Serde
@@ -43,8 +44,11 @@ def answer(
     expires_in_s: float | None = None,
     prefix: str = DEFAULT_PREFIX,
     clock: Callable[[], float] = time.time,
+    signer: PrincipalSigner | None = None,
 ) -> dict[str, Any]:
-    """Publish an Approval bound to the pending decision's ticket; returns its datum."""
+    """Publish an Approval bound to the pending decision's ticket; returns its datum.
+    ``signer``: the approver's key, signing the record's exact value bytes (an enforcer
+    that enforces identity counts only signed approvals, by ``approver``'s own key)."""
     waiting = {d["request_id"]: d for d in pending_approvals(log, prefix)}
     decision = waiting.get(request_id)
     if decision is None:
@@ -64,7 +68,7 @@ def answer(
     }
     key = decision["agent_id"].encode()  # the agent's partition: its enforcer answers
     topic = ensure_topics(log, prefix)[AGENT_APPROVALS].name
-    log.produce(
-        topic, [Record(key, Serde().encode("Approval", datum), (), int(now.timestamp() * 1000))]
-    )
+    value = Serde().encode("Approval", datum)
+    headers = signer.headers(value) if signer is not None else ()
+    log.produce(topic, [Record(key, value, headers, int(now.timestamp() * 1000))])
     return datum

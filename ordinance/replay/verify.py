@@ -24,7 +24,12 @@ from collections.abc import Collection
 from typing import Any
 
 from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.enforcer_state import FOLLOW_UPS, PartitionState, answer_approval, decide
+from ordinance.processors.enforcer_state import (
+    APPROVAL_ANSWERS,
+    PartitionState,
+    answer_approval,
+    decide,
+)
 from ordinance.replay.bundles import BundleProblem, BundleStore
 from ordinance.replay.findings import (
     Finding,
@@ -37,6 +42,7 @@ from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time
 from ordinance.replay.walk import ActionCursor, ObservedWindows, Step, new_state, walk
+from ordinance.streams.log import ConsumedRecord, Headers
 from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
 
 _ACTION = frozenset({"ActionRequest"})
@@ -50,6 +56,8 @@ def decide_again(
     action_offset: int,
     agent_key: bytes | None,
     recorded: dict[str, Any],
+    value: bytes | None = None,
+    headers: Headers = (),
 ) -> dict[str, Any] | None:
     """``decide`` with the recorded inputs that are not on the log as data (evaluation time,
     enforcer id). Stored content whose hash is not its id is evaluated as if it were
@@ -68,6 +76,8 @@ def decide_again(
             agent_key=agent_key,
             enforcer_id=recorded["enforcer_id"],
             evaluated_at=recorded["evaluated_at"],
+            value=value,
+            headers=headers,
         )
     finally:
         state.bundle_id = claimed
@@ -100,13 +110,14 @@ class PartitionVerifier:
         self.state = new_state(partition)
         self.counts = PartitionCounts()
         self.findings: list[Finding] = []
-        self.actions = ActionCursor(iter(source.read("agent.actions", partition, headers=False)))
-        self._approvals: dict[str, list[dict[str, Any]]] | None = None
+        # With headers: where identity is enforced, an intent's signature is in them.
+        self.actions = ActionCursor(iter(source.read("agent.actions", partition)))
+        self._approvals: dict[str, list[ConsumedRecord]] | None = None
         # request id -> the action offset its (original) decision names
         self.claimed: dict[str, int] = {}
 
     @property
-    def approvals(self) -> dict[str, list[dict[str, Any]]]:
+    def approvals(self) -> dict[str, list[ConsumedRecord]]:
         """Read at the first follow-up, after the decisions read began: on a live log the
         approvals snapshot then holds every approval a replayed decision answered."""
         if self._approvals is None:
@@ -114,9 +125,7 @@ class PartitionVerifier:
             for record in self.source.read("agent.approvals", self.partition):
                 approval = self.serde.decode_record(record, expect={"Approval"})
                 if isinstance(approval, Decoded):
-                    self._approvals.setdefault(approval.value["request_id"], []).append(
-                        approval.value
-                    )
+                    self._approvals.setdefault(approval.value["request_id"], []).append(record)
         return self._approvals
 
     def _wanted(self, agent_id: str | None, at: dt.datetime) -> bool:
@@ -138,7 +147,7 @@ class PartitionVerifier:
                     windows.reads = []
                     self._verify_decision(step, datum, windows.reads)
                     windows.reads = None
-                elif datum["code"] not in FOLLOW_UPS and datum["action_offset"] is not None:
+                elif datum["code"] not in APPROVAL_ANSWERS and datum["action_offset"] is not None:
                     # Not verified, but its action is accounted for: the gap check below
                     # then decodes only actions that no decision names.
                     self._claim_unverified(datum)
@@ -178,7 +187,7 @@ class PartitionVerifier:
         self, step: Step, recorded: dict[str, Any], reads: list[dict[str, Any]]
     ) -> None:
         self.counts.decisions += 1
-        if recorded["code"] in FOLLOW_UPS:
+        if recorded["code"] in APPROVAL_ANSWERS:
             self.counts.follow_ups += 1
             recomputed = self._answer_again(recorded)
             if recomputed is None:
@@ -218,6 +227,8 @@ class PartitionVerifier:
                 action_offset=action.offset,
                 agent_key=action.key,
                 recorded=recorded,
+                value=action.value,
+                headers=action.headers,
             )
             if recomputed is None:
                 self._finding(
@@ -243,12 +254,16 @@ class PartitionVerifier:
 
     def _answer_again(self, recorded: dict[str, Any]) -> dict[str, Any] | None:
         candidates = self.approvals.get(recorded["request_id"], [])
-        for index, approval in enumerate(candidates):
+        for index, record in enumerate(candidates):
+            approval = self.serde.decode_record(record, expect={"Approval"})
+            assert isinstance(approval, Decoded)  # only decoded records were kept
             answer = answer_approval(
                 self.state,
-                approval,
+                approval.value,
                 enforcer_id=recorded["enforcer_id"],
                 evaluated_at=recorded["evaluated_at"],
+                value=record.value,
+                headers=record.headers,
             )
             if answer is not None:
                 del candidates[index]  # one approval answers once

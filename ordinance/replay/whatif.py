@@ -20,8 +20,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordinance.identity.registry import Refusal
 from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.enforcer_state import FOLLOW_UPS
+from ordinance.processors.enforcer_state import APPROVAL_ANSWERS
+from ordinance.processors.identity_gate import judge_intent
 from ordinance.processors.wire import request_from_wire
 from ordinance.replay.findings import Tick, jsonable
 from ordinance.replay.parallel import Opener, map_partitions
@@ -218,7 +220,8 @@ def _partition(
     tick: Tick,
 ) -> None:
     state = new_state(partition)
-    actions = ActionCursor(iter(source.read("agent.actions", partition, headers=False)))
+    # With headers: where identity is enforced, an intent's signature is in them.
+    actions = ActionCursor(iter(source.read("agent.actions", partition)))
     walked = 0
     for step in walk(source, partition, state, serde):
         walked += 1
@@ -231,7 +234,9 @@ def _partition(
         # Every original decision takes its action, in or out of the window, so the
         # cursor never holds actions it has passed.
         action = (
-            actions.take(offset) if offset is not None and old["code"] not in FOLLOW_UPS else None
+            actions.take(offset)
+            if offset is not None and old["code"] not in APPROVAL_ANSWERS
+            else None
         )
         if decision_time(old) not in window or (
             agents is not None and old["agent_id"] not in agents
@@ -243,7 +248,17 @@ def _partition(
         if not isinstance(decoded, Decoded):
             report.skipped += 1
             continue
-        request = request_from_wire(decoded.value)
+        datum = decoded.value
+        if state.identity is not None:
+            # Judged with the registry's roles, as the enforcer did; an intent its agent
+            # did not sign is denied whatever the bundle says.
+            assert action is not None
+            verified = judge_intent(state.identity, datum, action.value, action.headers)
+            if isinstance(verified, Refusal):
+                report.skipped += 1
+                continue
+            datum = verified.datum
+        request = request_from_wire(datum)
         state.now = decoded.value["event_time"].timestamp()  # as decide() asks the windows
         new = candidate.evaluate(request, state.windows)
         report.evaluated += 1

@@ -152,8 +152,10 @@ def approval(
     approver: str | None = None,
     verdict: str = "approved",
     minute: float = 1,
-) -> None:
-    """An Approval bound to the pending decision's ticket, signed by ``signer``."""
+    produce: bool = True,
+) -> Record:
+    """An Approval bound to the pending decision's ticket, signed by ``signer``, produced
+    to ``agent.approvals`` (unless not ``produce``); returns the record."""
     pending = by_request(url)[request_id]
     datum = {
         "request_id": request_id,
@@ -167,8 +169,8 @@ def approval(
     }
     value = SERDE.encode("Approval", datum)
     headers = signer.headers(value) if signer is not None else ()
-    with open_log(url) as log:
-        log.produce(
-            SPECS[AGENT_APPROVALS].name,
-            [Record(pending["agent_id"].encode(), value, headers, int(T0 * 1000))],
-        )
+    record = Record(pending["agent_id"].encode(), value, headers, int(T0 * 1000))
+    if produce:
+        with open_log(url) as log:
+            log.produce(SPECS[AGENT_APPROVALS].name, [record])
+    return record

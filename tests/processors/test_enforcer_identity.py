@@ -4,6 +4,7 @@ sign with a valid key, and registry changes take effect at one decisions offset.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -19,11 +20,16 @@ from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEAD
 from ordinance.processors.audit.keys import generate
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
+from ordinance.replay.findings import VerifyReport
+from ordinance.replay.source import open_source
+from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
+from ordinance.streams.serde import Decoded
 from tests.identity.helpers import new_signer
 
 from .identity_helpers import (
     BEFORE,
+    SERDE,
     Registry,
     at,
     by_request,
@@ -193,3 +199,82 @@ def _decide_once(url: str, action: dict[str, Any], **options: Any) -> ClientDeci
         return client.decide(action, timeout=60)
     finally:
         client.close()
+
+
+def _verify(url: str) -> VerifyReport:
+    source, log = open_source(url, None)
+    assert log is not None
+    with log:
+        return verify(source)
+
+
+def test_rotation_and_revocation_take_effect_at_one_offset_and_replay_agrees(
+    log_url: str,
+) -> None:
+    url = log_url
+    publish(url, EXAMPLES)
+    registry = Registry(url)
+    k1, k2, k3 = (new_signer("billing-bot") for _ in range(3))
+    put = functools.partial(
+        registry.put, "billing-bot", roles=("billing",), attributes=BILLING_ATTRS
+    )
+    put(signers=[k1])
+    send_records(url, signed(intent("k1-before", "billing-bot"), k1))
+    enforce(url, registry.trust)
+    # Rotation without overlap: k1 is gone from the next registry version.
+    put(signers=[k2])
+    send_records(
+        url,
+        signed(intent("k1-after", "billing-bot", minute=1), k1),  # a revoked key
+        signed(intent("k2", "billing-bot", minute=1), k2),
+    )
+    enforce(url, registry.trust, now=T0 + 60)
+    # Rotation with an overlap: k2 stays valid until minute 5.
+    put(signers=[k2, k3], windows=[(BEFORE, at(5)), (BEFORE, None)])
+    send_records(
+        url,
+        signed(intent("k2-overlap", "billing-bot", minute=2), k2),
+        signed(intent("k2-late", "billing-bot", minute=6), k2),
+        signed(intent("k3", "billing-bot", minute=6), k3),
+    )
+    enforce(url, registry.trust, now=T0 + 360)
+    put(signers=[k3], status="revoked")
+    send_records(url, signed(intent("k3-revoked", "billing-bot", minute=7), k3))
+    enforce(url, registry.trust, now=T0 + 420)
+    got = {rid: (d["effect"], d["code"], d["key_id"]) for rid, d in by_request(url).items()}
+    assert got == {
+        "k1-before": ("allow", "matched", k1.key_id),
+        "k1-after": ("deny", KEY_NOT_VALID, None),
+        "k2": ("allow", "matched", k2.key_id),
+        "k2-overlap": ("allow", "matched", k2.key_id),
+        "k2-late": ("deny", KEY_NOT_VALID, None),
+        "k3": ("allow", "matched", k3.key_id),
+        "k3-revoked": ("deny", AGENT_REVOKED, None),
+    }
+    # On the agent's partition, each change sits at one offset between the decisions
+    # judged before it and those judged after it.
+    records = [(o, n, d) for p, o, n, d in decisions(url) if p == _partition_of(url, "k1-before")]
+    order = [
+        d["request_id"] if n == "Decision" else f"v{_version(d)}"
+        for _, n, d in records
+        if n in ("Decision", "IdentityUpdate")
+    ]
+    assert order == [
+        "v1", "k1-before", "v2", "k1-after", "k2", "v3", "k2-overlap", "k2-late", "k3", "v4",
+        "k3-revoked",
+    ]  # fmt: skip
+    report = _verify(url)
+    assert report.ok, [f.to_json() for f in report.findings]
+    assert sum(c.agreed for c in report.partitions.values()) == 7
+
+
+def _partition_of(url: str, request_id: str) -> int:
+    return next(
+        p for p, _, n, d in decisions(url) if n == "Decision" and d["request_id"] == request_id
+    )
+
+
+def _version(update: dict[str, Any]) -> int:
+    decoded = SERDE.decode(update["record"])
+    assert isinstance(decoded, Decoded)
+    return int(decoded.value["version"])
