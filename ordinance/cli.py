@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default=None, help="why, recorded with the change")
     p.add_argument("--no-enforce", action="store_true", help="publish only; enforce later")
     p.add_argument(
+        "--key",
+        metavar="PEM",
+        help="sign the changes as --actor with this private key (default $ORDINANCE_KEY)",
+    )
+    p.add_argument(
         "--skip-analysis",
         action="store_true",
         help="publish without the Z3 analysis gate (it runs by default; exit 5 if it refuses)",
@@ -106,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
     p.add_argument("--log", required=True, metavar="URL")
+    p.add_argument(
+        "--trust",
+        metavar="FILE",
+        help="trust file: the controller accepts only signed, authorised policy changes "
+        "(default $ORDINANCE_TRUST)",
+    )
     p.add_argument("--target", default="default", help="deployment target whose bundle to enforce")
     p.add_argument(
         "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
@@ -155,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("controller", "validate policy.changes into the policy.active table")
     p.add_argument("--log", required=True, metavar="URL")
     p.add_argument("--once", action="store_true", help="process pending changes, then exit")
+    p.add_argument(
+        "--trust",
+        metavar="FILE",
+        help="trust file: accept only changes signed by registry principals allowed to "
+        "make them (default $ORDINANCE_TRUST; neither: changes are not authenticated)",
+    )
 
     # --- submit (agent client; ordinance/commands/submit_cmd.py) ---
     p = command(
@@ -319,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mask_config=args.mask_config,
             signing_key=args.signing_key,
             max_clock_skew_s=args.max_clock_skew,
+            trust=args.trust,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds
@@ -355,8 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.rlimit,
                     args.undecided,
                 ),
+                key=args.key,
             )
-        return lifecycle_cmds.cmd_controller(args.log, once=args.once, as_json=args.json)
+        return lifecycle_cmds.cmd_controller(
+            args.log, once=args.once, as_json=args.json, trust=args.trust
+        )
     if args.command == "demo":
         from ordinance.commands.demo import cmd_demo
 

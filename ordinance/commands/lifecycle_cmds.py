@@ -41,6 +41,30 @@ def _actor(explicit: str | None) -> str:
         return "unknown"
 
 
+def _change_signer(actor: str, key: str | None) -> Any:
+    """The principal signing policy changes as ``actor``: ``--key`` or ``$ORDINANCE_KEY``;
+    None (unsigned) when neither names a key. The signature header names the actor, so
+    the two cannot differ; a controller with a trust root refuses a key that is not one
+    of the actor's (``key_not_valid``)."""
+    from ordinance.identity.signing import PrincipalSigner
+
+    if key is not None:
+        return PrincipalSigner.from_file(actor, Path(key))
+    return PrincipalSigner.from_env(actor)
+
+
+def _trust_root(path: str | None) -> Any:
+    """``--trust`` or ``$ORDINANCE_TRUST``; None when neither is given (legacy: changes
+    are not authenticated)."""
+    import os
+
+    from ordinance.commands.identity_cmds import TRUST_ENV
+    from ordinance.identity.trust import TrustRoot
+
+    named = path or os.environ.get(TRUST_ENV)
+    return TrustRoot.from_file(Path(named)) if named else None
+
+
 def cmd_publish(
     directory: str,
     log_url: str,
@@ -57,6 +81,7 @@ def cmd_publish(
         5_000_000,
         "refuse",
     ),
+    key: str | None = None,
 ) -> int:
     """Compile, test and (unless ``analysis`` is None) pass the Z3 analysis gate locally
     first: a bundle that fails here never reaches the log. ``analysis`` is (which
@@ -112,6 +137,7 @@ def cmd_publish(
                 emit_json({"ok": False, "refused": [f.to_json() for f in refused]})
             return EXIT_GATE
     try:
+        signer = _change_signer(_actor(actor), key)
         with open_log(log_url) as log:
             published = publish_bundle(
                 log,
@@ -122,6 +148,7 @@ def cmd_publish(
                 reason=reason,
                 enforce=enforce,
                 checks=checks,
+                signer=signer,
             )
     except OrdinanceError as exc:
         err.print(f"[red]could not publish:[/] {exc}")
@@ -166,12 +193,17 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def cmd_controller(log_url: str, *, once: bool, as_json: bool) -> int:
+def cmd_controller(log_url: str, *, once: bool, as_json: bool, trust: str | None = None) -> int:
     err = Console(stderr=True, highlight=False)
     try:
+        root = _trust_root(trust)
         with _stop_on_signals() as stop, open_log(log_url) as log:
             report = run_controller(
-                log, once=once, stop=stop, progress=lambda m: err.print(f"[dim]{m}[/]")
+                log,
+                once=once,
+                stop=stop,
+                progress=lambda m: err.print(f"[dim]{m}[/]"),
+                trust=root,
             )
     except OrdinanceError as exc:
         err.print(f"[red]controller stopped:[/] {exc}")
@@ -197,6 +229,7 @@ def cmd_serve(
     mask_config: str | None = None,
     signing_key: str | None = None,
     max_clock_skew_s: float | None = None,
+    trust: str | None = None,
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -211,6 +244,7 @@ def cmd_serve(
             mask_config=mask_config,
             signing_key=signing_key,
             max_clock_skew_s=max_clock_skew_s,
+            trust=trust,
         )
 
 
@@ -225,6 +259,7 @@ def _serve(
     mask_config: str | None = None,
     signing_key: str | None = None,
     max_clock_skew_s: float | None = None,
+    trust: str | None = None,
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
@@ -240,6 +275,7 @@ def _serve(
     try:
         masking = Masking.from_file(Path(mask_config)) if mask_config else None
         signer = Signer.from_file(Path(signing_key)) if signing_key else None
+        root = _trust_root(trust)
     except OrdinanceError as exc:
         err.print(f"[red]cannot serve:[/] {exc}")
         return EXIT_USAGE
@@ -260,7 +296,8 @@ def _serve(
 
     threads = [
         beside_the_enforcer(
-            "ordinance-controller", lambda log: run_controller(log, stop=stop, progress=note)
+            "ordinance-controller",
+            lambda log: run_controller(log, stop=stop, progress=note, trust=root),
         )
     ]
     if signer is not None:

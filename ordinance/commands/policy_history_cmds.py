@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,9 @@ def run(args: argparse.Namespace) -> int | None:
         if args.policy_command == "at":
             return _at(args, source, store)
         if args.policy_command == "history":
-            return _history(args, store)
+            return _history(args, store, Signing.load(source))
         if args.policy_command == "show":
-            return _show(args, store)
+            return _show(args, store, Signing.load(source))
         return _diff(args, store)
     except (TimeArgumentError, LogError) as exc:
         return report_failure(str(exc), args.json)
@@ -111,6 +112,8 @@ def replaced_bundles(store: Any) -> dict[int, str | None]:
     state = ControllerState()
     out: dict[int, str | None] = {}
     for change in store.changes:
+        if change.rejected is not None:
+            continue  # refused by the controller (not authorised, say): it changed nothing
         target = change.datum.get("target") or DEFAULT_TARGET
         before = state.rollouts.get(target)
         apply_change(state, change.datum, change.offset, change.at)
@@ -130,7 +133,51 @@ def _checks_json(checks: Any) -> dict[str, Any] | None:
     }
 
 
-def _change_json(change: Any, replaced: dict[int, str | None] | None = None) -> dict[str, Any]:
+@dataclass
+class Signing:
+    """Who signed each change (its headers), and the code of each the controller refused
+    (its alert): with a trust root, a change it accepted was signed by that principal
+    with that key, verified by the controller (docs/identity.md, "Policy changes")."""
+
+    signatures: dict[int, Any] = field(default_factory=dict)  # offset -> Signature | None
+    codes: dict[int, str] = field(default_factory=dict)  # offset -> refusal code
+
+    @classmethod
+    def load(cls, source: Any) -> Signing:
+        from ordinance.identity.signing import SignatureError, signature_of
+        from ordinance.streams.serde import Decoded, Serde
+
+        out, serde = cls(), Serde()
+        for partition in source.partitions("policy.changes"):
+            for record in source.read("policy.changes", partition):
+                try:
+                    out.signatures[record.offset] = signature_of(record.headers)
+                except SignatureError:
+                    out.signatures[record.offset] = None
+        for partition in source.partitions("monitor.alerts"):
+            for record in source.read("monitor.alerts", partition):
+                alert = serde.decode_record(record, expect={"Alert"})
+                if not isinstance(alert, Decoded):
+                    continue
+                details = alert.value["details"]
+                offset, code = details.get("change_offset"), details.get("code")
+                rejected = alert.value["kind"] == "policy_change_rejected"
+                if rejected and isinstance(offset, int) and isinstance(code, str):
+                    out.codes[offset] = code
+        return out
+
+    def json(self, offset: int) -> dict[str, Any]:
+        signature = self.signatures.get(offset)
+        return {
+            "signer": None if signature is None else signature.signer_id,
+            "key_id": None if signature is None else signature.key_id,
+            "rejected_code": self.codes.get(offset),
+        }
+
+
+def _change_json(
+    change: Any, replaced: dict[int, str | None] | None = None, signing: Signing | None = None
+) -> dict[str, Any]:
     from ordinance.replay.times import iso
 
     d = change.datum
@@ -151,6 +198,7 @@ def _change_json(change: Any, replaced: dict[int, str | None] | None = None) -> 
         "checks": _checks_json(d.get("checks")),
         "outcome": "rejected" if change.rejected is not None else "accepted",
         "rejected_because": change.rejected,
+        **(signing or Signing()).json(change.offset),
     }
 
 
@@ -249,13 +297,13 @@ def _at(args: argparse.Namespace, source: Any, store: Any) -> int:
     return EXIT_OK
 
 
-def _history(args: argparse.Namespace, store: Any) -> int:
+def _history(args: argparse.Namespace, store: Any, signing: Signing) -> int:
     wanted = store.resolve(args.bundle) if args.bundle else None
     if args.bundle and wanted is None:
         return report_failure(f"no single bundle id starts with {args.bundle!r}", args.json)
     replaced = replaced_bundles(store)
     events = [
-        _change_json(c, replaced)
+        _change_json(c, replaced, signing)
         for c in store.changes
         if wanted is None or c.datum["bundle_id"] == wanted
     ]
@@ -271,6 +319,7 @@ def _history(args: argparse.Namespace, store: Any) -> int:
         "target",
         "replaces",
         "actor",
+        "signed by",
         "reason",
         "checks",
         "outcome",
@@ -290,12 +339,19 @@ def _history(args: argparse.Namespace, store: Any) -> int:
             e["target"] or "-",
             (e["previous_bundle_id"] or "-")[:19],
             escape(e["actor"]),
+            _signed_text(e),
             escape(e["reason"] or "-"),
             _checks_text(e["checks"]),
             outcome,
         )
     console().print(table)
     return EXIT_OK
+
+
+def _signed_text(event: dict[str, Any]) -> str:
+    if event["signer"] is None:
+        return "unsigned"
+    return escape(f"{event['signer']} (key {event['key_id']})")
 
 
 def _checks_text(checks: dict[str, Any] | None) -> str:
@@ -311,7 +367,7 @@ def _checks_text(checks: dict[str, Any] | None) -> str:
     return text
 
 
-def _show(args: argparse.Namespace, store: Any) -> int:
+def _show(args: argparse.Namespace, store: Any, signing: Signing) -> int:
     bundle_id = store.resolve(args.bundle)
     if bundle_id is None:
         return report_failure(
@@ -336,7 +392,9 @@ def _show(args: argparse.Namespace, store: Any) -> int:
             for p in (ruleset.policies if ruleset is not None else ())
         ],
         "lifecycle": [
-            _change_json(c, replaced) for c in store.changes if c.datum["bundle_id"] == bundle_id
+            _change_json(c, replaced, signing)
+            for c in store.changes
+            if c.datum["bundle_id"] == bundle_id
         ],
     }
     if args.files:
@@ -368,7 +426,14 @@ def _show(args: argparse.Namespace, store: Any) -> int:
     out.print(
         "\nlifecycle: "
         + ", ".join(
-            f"{e['event']} by {e['actor']} at {e['at']} ({e['outcome']})" for e in data["lifecycle"]
+            escape(
+                f"{e['event']} by {e['actor']} at {e['at']}"
+                + (f", signed by {e['signer']} key {e['key_id']}" if e["signer"] else ", unsigned")
+                + f" ({e['outcome']}"
+                + (f": {e['rejected_code']}" if e["rejected_code"] else "")
+                + ")"
+            )
+            for e in data["lifecycle"]
         )
     )
     if args.files:

@@ -179,8 +179,14 @@ def rejection(
     now: dt.datetime,
     event: object = None,
     actor: object = None,
+    code: str | None = None,
 ) -> Output:
+    """The alert recording a rejected change. ``code`` is the machine-readable refusal
+    (an identity code such as ``not_authorised``, docs/identity.md); it leads the message
+    and is in ``details`` as ``code``."""
     key = "unknown" if bundle_id is None else _printable(bundle_id)
+    if code is not None:
+        reason = f"{code}: {reason}"
     datum = {
         "alert_id": f"policy-change-rejected:{offset}",
         "kind": "policy_change_rejected",
@@ -193,6 +199,7 @@ def rejection(
             "change_offset": offset,
             "event": _printable(str(event)),
             "actor": _printable(str(actor)),
+            **({} if code is None else {"code": code}),
         },
     }
     return Output("alerts", key.encode(), "Alert", datum)

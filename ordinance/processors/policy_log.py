@@ -14,8 +14,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ordinance.processors.controller import ControllerState, Output, apply_change, rejection
+from ordinance.errors import OrdinanceError
+from ordinance.identity.registry import Refusal
+from ordinance.identity.signing import PrincipalSigner
+from ordinance.identity.trust import TrustRoot
+from ordinance.processors.change_auth import (
+    DEFAULT_MAX_SKEW,
+    RegistryFollower,
+    judge_change,
+)
+from ordinance.processors.controller import (
+    ControllerState,
+    Output,
+    apply_change,
+    bundle_key,
+    rejection,
+    target_key,
+)
 from ordinance.streams import Log, Record, TopicPartition
+from ordinance.streams.log import ConsumedRecord
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
     DEFAULT_PREFIX,
@@ -26,6 +43,10 @@ from ordinance.streams.topics import (
 )
 
 Clock = Callable[[], float]
+
+
+class ChangeSignerError(OrdinanceError):
+    """A change that would be signed by someone other than its actor."""
 
 
 def _at(clock: Clock) -> dt.datetime:
@@ -52,9 +73,17 @@ def publish_bundle(
     prefix: str = DEFAULT_PREFIX,
     clock: Clock = time.time,
     checks: Mapping[str, Any] | None = None,
+    signer: PrincipalSigner | None = None,
 ) -> Published:
     """Append ``published`` (with the files and the ``checks`` the publisher ran or
-    bypassed: a ``PublishChecks`` datum) and, unless told not to, ``enforced`` events."""
+    bypassed: a ``PublishChecks`` datum) and, unless told not to, ``enforced`` events,
+    each signed by ``signer`` (headers over its exact value bytes) when given — who must
+    be the ``actor``: a controller with a trust root refuses a change whose signer is not
+    its actor."""
+    if signer is not None and signer.principal_id != actor:
+        raise ChangeSignerError(
+            f"the actor {actor!r} is not the signing principal {signer.principal_id!r}"
+        )
     serde = Serde()
     topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
     at = _at(clock)
@@ -79,12 +108,59 @@ def publish_bundle(
     ]
     if enforce:
         events.append({**base, "event": "enforced", "target": target})
+    values = [serde.encode("PolicyChange", e) for e in events]
     records = [
-        Record(bundle_id.encode(), serde.encode("PolicyChange", e), (), int(at.timestamp() * 1000))
-        for e in events
+        Record(
+            bundle_id.encode(),
+            value,
+            () if signer is None else signer.headers(value),
+            int(at.timestamp() * 1000),
+        )
+        for value in values
     ]
     delivered = log.produce(topic, records)
     return Published(bundle_id, delivered[0].offset, delivered[1].offset if enforce else None)
+
+
+def append_change(
+    log: Log,
+    event: str,
+    bundle_id: str,
+    *,
+    actor: str,
+    signer: PrincipalSigner | None = None,
+    target: str | None = None,
+    previous_bundle_id: str | None = None,
+    reason: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    clock: Clock = time.time,
+) -> int:
+    """Append one lifecycle event without files (``enforced``, ``rolled_back``,
+    ``approved``, ``retired``...), signed by ``signer`` (who must be ``actor``) when
+    given; returns its offset on ``policy.changes``."""
+    if signer is not None and signer.principal_id != actor:
+        raise ChangeSignerError(
+            f"the actor {actor!r} is not the signing principal {signer.principal_id!r}"
+        )
+    at = _at(clock)
+    datum = {
+        "bundle_id": bundle_id,
+        "event": event,
+        "actor": actor,
+        "at": at,
+        "target": target,
+        "reason": reason,
+        "git_commit": None,
+        "canary_percent": None,
+        "previous_bundle_id": previous_bundle_id,
+        "files": [],
+        "checks": None,
+    }
+    value = Serde().encode("PolicyChange", datum)
+    headers = () if signer is None else signer.headers(value)
+    topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
+    record = Record(bundle_id.encode(), value, headers, int(at.timestamp() * 1000))
+    return log.produce(topic, [record])[0].offset
 
 
 @dataclass
@@ -103,11 +179,20 @@ def run_controller(
     stop: threading.Event | None = None,
     clock: Clock = time.time,
     progress: Callable[[str], None] = lambda _message: None,
+    trust: TrustRoot | None = None,
+    max_skew: dt.timedelta = DEFAULT_MAX_SKEW,
 ) -> ControllerReport:
     """Process ``policy.changes`` from the group's committed offset. The state is first
-    rebuilt by folding what was already processed (its outputs are in ``policy.active``
-    already); each change's outputs are then written together with its offset commit.
-    ``once`` stops when the changes present at start are processed."""
+    rebuilt (its outputs are in ``policy.active`` already); each change's outputs are then
+    written together with its offset commit. ``once`` stops when the changes present at
+    start are processed.
+
+    With a ``trust`` root every change must be signed by a registry principal allowed to
+    sign it, and come in order (`ordinance.processors.change_auth`); any other is
+    rejected with its code like an invalid change. The state is then rebuilt from
+    ``policy.active`` — what was accepted — rather than by folding the changes again: a
+    change accepted under the registry of its day stays accepted when a key has since
+    expired. Without one, every well-formed change is believed (the legacy behaviour)."""
     serde = Serde()
     specs = ensure_topics(log, prefix)
     changes, topics = (
@@ -117,15 +202,23 @@ def run_controller(
     tp = TopicPartition(changes, 0)
     state = ControllerState()
     report = ControllerReport()
+    follower = None if trust is None else RegistryFollower.start(trust, prefix)
     with log.consumer(group, relaxed=True) as consumer:
         committed = consumer.committed([tp]).get(tp) or 0
         last = -1
         for record in log.read_to_end(changes):
             last = record.offset
-            if record.offset < committed:
+            if record.offset < committed and follower is None:
                 decoded = serde.decode_record(record, expect={"PolicyChange"})
                 if isinstance(decoded, Decoded):
                     apply_change(state, decoded.value, record.offset, _at(clock))
+        if follower is not None:
+            state = state_from_active(log, topics["active"], serde)
+            follower.refresh(log)
+            progress(
+                f"controller: changes must be signed; identity.registry folded to offset "
+                f"{follower.end_offset} ({len(follower.registry.principals)} principal(s))"
+            )
         progress(
             f"controller: state rebuilt from {committed} change(s); {max(0, last + 1 - committed)} pending"
         )
@@ -134,13 +227,19 @@ def run_controller(
         while not (stop is not None and stop.is_set()):
             if once and next_offset > last:
                 break
-            for record in consumer.poll(max_records=100, timeout=0.5):
+            batch = consumer.poll(max_records=100, timeout=0.5)
+            if follower is not None and batch:
+                # Whatever was on the registry before these changes were appended is known.
+                follower.refresh(log)
+            for record in batch:
                 if record.offset < next_offset:
                     continue  # redelivered after a rebalance: already applied
                 decoded = serde.decode_record(record, expect={"PolicyChange"})
                 now = _at(clock)
                 if isinstance(decoded, Decoded):
-                    outputs = apply_change(state, decoded.value, record.offset, now)
+                    outputs = _judge_and_apply(
+                        state, follower, record, decoded.value, now, max_skew, progress
+                    )
                 else:
                     outputs = [
                         rejection(
@@ -163,6 +262,63 @@ def run_controller(
                         + (f" — {o.datum['message']}" if o.topic == "alerts" else "")
                     )
     return report
+
+
+def _judge_and_apply(
+    state: ControllerState,
+    follower: RegistryFollower | None,
+    record: ConsumedRecord,
+    change: dict[str, Any],
+    now: dt.datetime,
+    max_skew: dt.timedelta,
+    progress: Callable[[str], None],
+) -> list[Output]:
+    if follower is None:
+        return apply_change(state, change, record.offset, now)
+    verdict = judge_change(
+        follower.registry,
+        state.rollouts,
+        bytes(record.value or b""),
+        record.headers,
+        change,
+        record.offset,
+        now,
+        max_skew,
+    )
+    if isinstance(verdict, Refusal):
+        bundle_id = change.get("bundle_id")
+        return [
+            rejection(
+                verdict.detail,
+                bundle_id if isinstance(bundle_id, str) else None,
+                record.offset,
+                now,
+                change.get("event"),
+                change.get("actor"),
+                code=verdict.code,
+            )
+        ]
+    progress(
+        f"controller: change {record.offset} signed by {verdict.principal.id} "
+        f"(key {verdict.key_id})"
+    )
+    return apply_change(state, change, record.offset, now)
+
+
+def state_from_active(log: Log, topic: str, serde: Serde) -> ControllerState:
+    """The controller's state as ``policy.active`` holds it: every validated bundle and
+    the rollout in force per target (records under a key that is not theirs ignored)."""
+    state = ControllerState()
+    for key, record in log.latest_by_key(topic).items():
+        decoded = serde.decode_record(record, expect={"PolicyBundle", "ActiveRollout"})
+        if not isinstance(decoded, Decoded):
+            continue
+        value = decoded.value
+        if decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]):
+            state.bundles[value["bundle_id"]] = [dict(f) for f in value["files"]]
+        elif decoded.name == "ActiveRollout" and key == target_key(value["target"]):
+            state.rollouts[value["target"]] = dict(value)
+    return state
 
 
 def _encode_outputs(

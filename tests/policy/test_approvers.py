@@ -79,9 +79,7 @@ def test_errors_are_located_with_a_caret() -> None:
     assert "^" in rendered
 
 
-def test_eval_reports_the_requirement(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_eval_reports_the_requirement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "schema.yaml").write_text(SCHEMA)
     (tmp_path / "p.yaml").write_text(POLICY)
     request = tmp_path / "r.json"

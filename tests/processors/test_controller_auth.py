@@ -1,0 +1,235 @@
+"""Authenticated policy changes end to end, on the embedded log and on Kafka: principals
+registered with ``ordinance identity``, changes signed by ``ordinance publish --key`` (and
+written around it by hand), ``ordinance controller --trust`` refusing each bad change with
+its code on monitor.alerts, and ``policy history`` / ``show`` naming signers and codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ordinance.cli import main
+from ordinance.commands.identity_cmds import TRUST_ENV
+from ordinance.identity.signing import KEY_ENV, PrincipalSigner
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.audit.keys import Signer
+from ordinance.processors.controller import target_key
+from ordinance.processors.policy_log import append_change, publish_bundle
+from ordinance.streams import Record, open_log
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import MONITOR_ALERTS, POLICY_ACTIVE, POLICY_CHANGES, topic_specs
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+FILES = read_bundle_dir(EXAMPLES)
+BUNDLE = compile_bundle(FILES).bundle_id
+
+
+@dataclass
+class Setup:
+    dir: Path
+    log: str
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *argv: str) -> tuple[int, Any]:
+        self.capsys.readouterr()
+        code = main([*argv, "--json"])
+        out = self.capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else None
+
+    def key(self, name: str) -> Path:
+        path = self.dir / f"{name}.pem"
+        if not path.exists():
+            code, out = self("keys", "generate", "--key", str(path))
+            assert code == 0, out
+        return path
+
+    def signer(self, name: str) -> PrincipalSigner:
+        return PrincipalSigner(name, Signer.from_file(self.key(name)))
+
+    @property
+    def trust(self) -> Path:
+        return self.dir / "trust.json"
+
+    def add(self, pid: str, roles: str) -> None:
+        code, out = self(
+            "identity", "add", pid, "--kind", "person", "--roles", roles,
+            "--public-key", str(self.key(pid)), "--log", self.log,
+            "--trust", str(self.trust), "--as", "root-admin", "--key", str(self.key("root-admin")),
+        )  # fmt: skip
+        assert code == 0, out
+
+    def publish(self, actor: str, *extra: str) -> tuple[int, Any]:
+        return self(
+            "publish", str(EXAMPLES), "--log", self.log, "--skip-analysis", "--actor", actor, *extra
+        )
+
+    def controller(self) -> dict[str, int]:
+        code, out = self("controller", "--log", self.log, "--once", "--trust", str(self.trust))
+        assert code == 0, out
+        return dict(out)
+
+    def alerts(self) -> dict[int, dict[str, Any]]:
+        """Rejected changes by offset: their details (with ``code``) and message."""
+        serde, out = Serde(), {}
+        with open_log(self.log) as log:
+            for record in log.read_to_end(topic_specs()[MONITOR_ALERTS].name):
+                alert = serde.decode_record(record)
+                assert isinstance(alert, Decoded)
+                details = alert.value["details"]
+                out[details["change_offset"]] = {**details, "message": alert.value["message"]}
+        return out
+
+    def in_force(self, target: str = "default") -> dict[str, Any] | None:
+        with open_log(self.log) as log:
+            found = log.latest_by_key(topic_specs()[POLICY_ACTIVE].name).get(target_key(target))
+        if found is None:
+            return None
+        decoded = Serde().decode_record(found)
+        assert isinstance(decoded, Decoded)
+        return dict(decoded.value)
+
+    def produce(self, *records: Record) -> list[int]:
+        with open_log(self.log) as log:
+            delivered = log.produce(topic_specs()[POLICY_CHANGES].name, list(records))
+        return [d.offset for d in delivered]
+
+    def change_record(self, offset: int) -> Record:
+        with open_log(self.log) as log:
+            for record in log.read_to_end(topic_specs()[POLICY_CHANGES].name):
+                if record.offset == offset:
+                    return Record(record.key, record.value, record.headers)
+        raise AssertionError(offset)
+
+
+@pytest.fixture
+def setup(
+    tmp_path: Path,
+    log_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Setup]:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    s = Setup(tmp_path, log_url, capsys)
+    code, out = s(
+        "identity", "trust-init", "--trust", str(s.trust), "--principal", "root-admin",
+        "--key", str(s.key("root-admin")),
+    )  # fmt: skip
+    assert code == 0, out
+    s.add("alice", "policy-author")
+    s.add("bob", "policy-approver")
+    yield s
+
+
+def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
+    s = setup
+    # mallory holds a key but no registry record; alice publishes without signing
+    code, _ = s.publish("mallory", "--key", str(s.key("mallory")), "--no-enforce")
+    assert code == 0
+    code, _ = s.publish("alice", "--no-enforce")
+    assert code == 0
+    # alice signs with her key, but as bob: the key is not one of bob's
+    code, _ = s.publish("bob", "--key", str(s.key("alice")), "--no-enforce")
+    assert code == 0
+    # alice publishes (she may) and asks to enforce (she may not)
+    code, published = s.publish("alice", "--key", str(s.key("alice")))
+    assert code == 0, published
+    # bob signs a change that names alice as its actor
+    value = s.change_record(published["enforced_offset"]).value
+    assert value is not None
+    [mismatch] = s.produce(Record(BUNDLE.encode(), value, s.signer("bob").headers(value)))
+    with open_log(s.log) as log:
+        enforced = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
+    assert s.controller() == {"applied": 2, "rejected": 5, "written": 7}
+
+    alerts = s.alerts()
+    assert {offset: a["code"] for offset, a in alerts.items()} == {
+        0: "unknown_principal",
+        1: "unsigned",
+        2: "key_not_valid",
+        published["enforced_offset"]: "not_authorised",
+        mismatch: "identity_mismatch",
+    }
+    assert alerts[1]["message"].startswith("unsigned: ")
+    assert "policy-approver" in alerts[published["enforced_offset"]]["message"]
+    rollout = s.in_force()
+    assert rollout is not None and rollout["stable_bundle_id"] == BUNDLE
+    assert rollout["change_offset"] == enforced
+
+    # Replays: bob's enforce appended again is refused; alice's publish again changes nothing.
+    replayed = s.produce(s.change_record(enforced), s.change_record(published["published_offset"]))
+    assert s.controller() == {"applied": 1, "rejected": 1, "written": 1}
+    assert s.alerts()[replayed[0]]["code"] == "stale_change"
+    assert s.in_force() == rollout
+
+    # history and show name the signer and key of each event, and each refusal's code
+    code, history = s("policy", "history", "--log", s.log)
+    assert code == 0
+    events = {e["offset"]: e for e in history["events"]}
+    assert events[enforced]["signer"] == "bob" and events[enforced]["outcome"] == "accepted"
+    assert events[enforced]["key_id"] == s.signer("bob").key_id
+    assert events[enforced]["rejected_code"] is None
+    assert (events[1]["signer"], events[1]["rejected_code"]) == (None, "unsigned")
+    assert events[mismatch]["actor"] == "alice" and events[mismatch]["signer"] == "bob"
+    assert events[mismatch]["rejected_code"] == "identity_mismatch"
+    assert events[replayed[0]]["rejected_code"] == "stale_change"
+    code, shown = s("policy", "show", BUNDLE[:20], "--log", s.log)
+    assert code == 0
+    lifecycle = {e["offset"]: e for e in shown["lifecycle"]}
+    assert lifecycle[published["enforced_offset"]]["rejected_code"] == "not_authorised"
+    assert lifecycle[enforced]["signer"] == "bob"
+
+
+def test_a_signed_publish_and_enforce_by_one_principal_with_both_roles(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = setup
+    s.add("carol", "policy-author,policy-approver")
+    monkeypatch.setenv(KEY_ENV, str(s.key("carol")))  # the key from the environment
+    code, published = s.publish("carol", "--target", "prod")
+    assert code == 0, published
+    monkeypatch.setenv(TRUST_ENV, str(s.trust))  # and the trust file
+    code, report = s("controller", "--log", s.log, "--once")
+    assert code == 0 and report == {"applied": 2, "rejected": 0, "written": 2}
+    rollout = s.in_force("prod")
+    assert rollout is not None and rollout["change_offset"] == published["enforced_offset"]
+    assert s.alerts() == {}
+
+
+def test_a_restarted_controller_keeps_what_it_accepted_and_refuses_older_rollouts(
+    setup: Setup,
+) -> None:
+    """The state comes back from policy.active: the rollout in force is still the one a
+    later replay is ordered against, after a restart."""
+    s = setup
+    with open_log(s.log) as log:
+        publish_bundle(log, FILES, BUNDLE, actor="alice", enforce=False, signer=s.signer("alice"))
+        first = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
+        second = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
+    assert s.controller() == {"applied": 3, "rejected": 0, "written": 3}
+    [again] = s.produce(s.change_record(first))
+    assert s.controller() == {"applied": 0, "rejected": 1, "written": 1}
+    assert s.alerts()[again]["code"] == "stale_change"
+    rollout = s.in_force()
+    assert rollout is not None and rollout["change_offset"] == second
+
+
+def test_without_a_trust_root_changes_are_not_authenticated(setup: Setup) -> None:
+    s = setup
+    code, _ = s.publish("mallory")
+    assert code == 0
+    code, report = s("controller", "--log", s.log, "--once")
+    assert code == 0 and report == {"applied": 2, "rejected": 0, "written": 2}
+
+
+def test_publish_refuses_a_bad_key_file(setup: Setup) -> None:
+    s = setup
+    bad = s.dir / "not-a-key.pem"
+    bad.write_text("nope")
+    code, _ = s.publish("alice", "--key", str(bad))
+    assert code == 1
