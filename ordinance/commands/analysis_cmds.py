@@ -148,10 +148,12 @@ def cmd_check_analyze(
     else:
         out = console()
         print_report(report, out)
-        for f, ack in result.acknowledged:
-            out.print(f"acknowledged {f.id}: {ack.justification}", markup=False)
+        for ack, covered in result.by_acknowledgement():
+            out.print(f"acknowledged by {ack.name}: {ack.justification}", markup=False)
+            for f in covered:
+                out.print(f"  covers {f.id}: {' vs '.join(f.subjects)} on {f.tool}", markup=False)
         for ack in result.stale_acks:
-            out.print(f"[yellow]stale acknowledgement[/] {ack.id}: no such finding")
+            out.print(f"[yellow]unused acknowledgement[/] {escape(ack.name)}: covers no finding")
         for f in result.failures:
             if f.kind == "unknown":
                 check = f.details.get("check", "?")
