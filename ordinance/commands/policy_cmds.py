@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ordinance.commands.output import (
@@ -119,17 +120,18 @@ def cmd_test(directory: str, as_json: bool, verbose: bool) -> int:
         return EXIT_TESTS if failed else EXIT_OK
     out = console()
     table = Table(title=f"policy tests against the combined set ({loaded.bundle_id[:19]}…)")
-    for column in ("policy", "test", "expected", "got", "result"):
+    for column in ("policy", "test", "expected", "got", "code", "result"):
         table.add_column(column)
     for r in results:
         if r.passed and not verbose:
             continue
         table.add_row(
-            r.policy,
-            r.name,
+            escape(r.policy),
+            escape(r.name),
             r.expected,
             f"[{_EFFECT_STYLE.get(r.decision.effect, 'white')}]{r.decision.effect}[/]",
-            "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.problem} ({r.location})",
+            escape(r.code),
+            "[green]pass[/]" if r.passed else f"[red]FAIL[/] {escape(r.problem)} ({r.location})",
         )
     if table.row_count:
         out.print(table)

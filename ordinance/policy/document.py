@@ -18,6 +18,7 @@ from ordinance.policy.schema import BUILTIN_AGENT, BUILTIN_RESOURCE, EFFECTS, Fi
 from ordinance.policy.types import ValueProblem, converter
 from ordinance.policy.yamlsrc import (
     Mapping,
+    MappingNode,
     Node,
     ScalarNode,
     SequenceNode,
@@ -336,6 +337,38 @@ def _assertion(node: Node, source: SourceFile) -> Assertion:
     )
 
 
+HISTORY_ENTRY_KEYS = {"ago", "tool", "args"}
+HISTORY_COMPACT_KEYS = {"count", "sum", "within", "tool", "args"}
+
+
+def history_problem(entry: Any) -> str:
+    """Why a test's history entry is malformed ("" if it is fine): an action (``ago``,
+    optional ``tool`` and ``args``), or a compact run of them — ``count`` actions and/or
+    arguments summing to ``sum`` (``{amount: 5000}``) spread over the last ``within``
+    (expanded by :func:`ordinance.policy.testing.expand_history`)."""
+    if isinstance(entry, dict) and "ago" in entry and set(entry) <= HISTORY_ENTRY_KEYS:
+        return ""
+    if isinstance(entry, dict) and "within" in entry and set(entry) <= HISTORY_COMPACT_KEYS:
+        count = entry.get("count")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            return "history `count` must be a whole number of actions"
+        if isinstance(count, int) and not 1 <= count <= MAX_HISTORY_COUNT:
+            return f"history `count` must be between 1 and {MAX_HISTORY_COUNT}"
+        total = entry.get("sum")
+        if total is not None and (not isinstance(total, dict) or not total):
+            return "history `sum` must map argument names to totals, e.g. {amount: 5000}"
+        if count is None and total is None:
+            return "a compact history entry needs `count` and/or `sum` with `within`"
+        return ""
+    return (
+        "each history entry needs `ago` (e.g. `2h`), and may give `tool` and `args`; or is"
+        " compact: `count` and/or `sum` ({arg: total}) `within` a duration (e.g. 1h)"
+    )
+
+
+MAX_HISTORY_COUNT = 100_000
+
+
 def _test(node: Node, source: SourceFile) -> TestCase:
     m = Mapping(node, source, "test")
     m.allow_only({"name", "request", "expect", "rules", "history"})
@@ -343,13 +376,14 @@ def _test(node: Node, source: SourceFile) -> TestCase:
     if not isinstance(request, dict):
         raise SyntaxProblem("`request` must be a mapping", m.loc(m.require("request")))
     history = []
-    for item in _sequence(m.node_of("history"), source, "history"):
+    given = m.node_of("history")
+    # `history: {count: 100, within: 1h}` (one compact entry) or a list of entries
+    items = [given] if isinstance(given, MappingNode) else _sequence(given, source, "history")
+    for item in items:
         entry = plain(item)
-        if not isinstance(entry, dict) or "ago" not in entry:
-            raise SyntaxProblem(
-                "each history entry needs `ago` (e.g. `2h`), and may give `tool` and `args`",
-                source.node_location(item),
-            )
+        problem = history_problem(entry)
+        if problem:
+            raise SyntaxProblem(problem, source.node_location(item))
         history.append(entry)
     return TestCase(
         name=m.required_string("name"),

@@ -7,6 +7,8 @@ team whose expectations are broken by another team's policy finds out before enf
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from ordinance.policy import canon
@@ -45,11 +47,24 @@ class TestResult:
             return ""
         if self.error:
             return f"broken test: {self.error}"
-        got = f"{self.decision.effect} by {', '.join(self.decision.rule_ids) or self.decision.code}"
+        rules = ", ".join(self.decision.rule_ids)
+        got = self.decision.effect + (f" by {rules}" if rules else "")
         want = self.expected
         if self.expected_rules is not None:
             want += f" by {', '.join(self.expected_rules) or '(no rule)'}"
-        return f"expected {want}, got {got}"
+        return f"expected {want}, got {got} ({self.code}: {self.why})"
+
+    @property
+    def code(self) -> str:
+        """The decision's reason code (matched, default, invalid_request, ...)."""
+        return self.decision.code
+
+    @property
+    def why(self) -> str:
+        """The decision's reason: the detail (e.g. what makes the request invalid), else
+        the determining rules' reasons."""
+        d = self.decision
+        return d.detail or "; ".join(d.reasons) or "no rule applied"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,12 +75,60 @@ class TestResult:
             "expected": self.expected,
             "expected_rules": None if self.expected_rules is None else list(self.expected_rules),
             "decision": self.decision.to_json(),
+            "code": self.code,
+            "why": self.why,
             "problem": self.problem,
         }
 
 
 class HistoryProblem(ValueError):
     """A test's history that does not fit the schema (reported as a failing test)."""
+
+
+def _split(total: Any, n: int) -> list[Any]:
+    """``total`` as ``n`` parts that add up to it exactly (equal but for the last)."""
+    if isinstance(total, bool) or not isinstance(total, int | float | str | Decimal):
+        raise HistoryProblem(f"history `sum` totals must be numbers, not {total!r}")
+    if isinstance(total, int):
+        base = total // n
+        return [base] * (n - 1) + [total - base * (n - 1)]
+    try:
+        exact = Decimal(str(total))
+    except ArithmeticError:
+        raise HistoryProblem(f"history `sum` total {total!r} is not a number") from None
+    exponent = int(exact.as_tuple().exponent)
+    units = int(exact.scaleb(-exponent))
+    base = units // n
+    parts = [base] * (n - 1) + [units - base * (n - 1)]
+    return [str(Decimal(u).scaleb(exponent)) for u in parts]
+
+
+def expand_history(history: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Compact entries as the literal actions they stand for: ``{count: N, within: D}``
+    is N actions spread evenly inside the last D (none on its edge), and ``sum: {arg:
+    total}`` gives those actions (one if no ``count``) arguments adding up to ``total``
+    exactly; ``tool`` and ``args`` apply to each. Literal entries pass unchanged."""
+    out: list[dict[str, Any]] = []
+    for entry in history:
+        if "within" not in entry:
+            out.append(entry)
+            continue
+        within = parse_duration(str(entry["within"]))
+        if within is None:
+            raise HistoryProblem(
+                f"history `within` must be a duration such as 1h, not {entry['within']!r}"
+            )
+        n = int(entry.get("count") or 1)
+        sums = {k: _split(v, n) for k, v in dict(entry.get("sum") or {}).items()}
+        for k in range(n):
+            args = dict(entry.get("args") or {})
+            args.update({name: parts[k] for name, parts in sums.items()})
+            # strictly inside (now - within, now]: k+1 of n+1 equal steps back
+            literal: dict[str, Any] = {"ago": Fraction(within * (k + 1), n + 1), "args": args}
+            if "tool" in entry:
+                literal["tool"] = entry["tool"]
+            out.append(literal)
+    return out
 
 
 def history_windows(ruleset: Ruleset, test: TestCase) -> InMemoryWindows:
@@ -77,8 +140,9 @@ def history_windows(ruleset: Ruleset, test: TestCase) -> InMemoryWindows:
     action = request.get("action")
     agent_id = str(agent.get("id", "")) if isinstance(agent, dict) else ""
     default_tool = str(action.get("tool", "")) if isinstance(action, dict) else ""
-    for entry in test.history:
-        seconds = parse_duration(str(entry["ago"]))
+    for entry in expand_history(test.history):
+        ago = entry["ago"]  # a duration, or seconds (a Fraction) from a compact entry
+        seconds = ago if isinstance(ago, Fraction) else parse_duration(str(ago))
         if seconds is None:
             raise HistoryProblem(
                 f"history `ago` must be a duration such as 2h, not {entry['ago']!r}"
@@ -95,7 +159,7 @@ def history_windows(ruleset: Ruleset, test: TestCase) -> InMemoryWindows:
                 args[name] = converter(spec.args[name].type)(value)
             except ValueProblem as exc:
                 raise HistoryProblem(f"history argument {name!r}: {exc}") from None
-        windows.record(agent_id, tool, args, TEST_NOW - seconds)
+        windows.record(agent_id, tool, args, TEST_NOW - float(seconds))
     return windows
 
 
