@@ -6,6 +6,11 @@ them (`kafka_echo.py`). Each Kafka row gets a fresh broker and shows the broker'
 
     python bench/pipeline_bench.py [--backlog 20000] [--rate 1000] [--seconds 5] [--skip-kafka]
 
+The embedded backlog runs twice in the same run: without identity, and with identity
+enforced (issue 12: a trust root, the agents in the registry, every intent signed by its
+agent's key and verified before it is evaluated), beside the cost of that verification
+per decision measured alone.
+
 Targets (issue 4): embedded >= 10k decisions/s sustained; Kafka round trip p99 <= 20 ms at
 1k actions/s. A script that prints a table, not a test: no timing assertions anywhere.
 """
@@ -26,15 +31,29 @@ from pathlib import Path
 from typing import Any
 
 import kafka_echo
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ordinance.client import Client
+from ordinance.identity.records import identity_datum, key_entry, signed_identity_record
+from ordinance.identity.registry import Refusal
+from ordinance.identity.registry_log import fold_registry_record
+from ordinance.identity.signing import PrincipalSigner, signature_valid
+from ordinance.identity.trust import TrustedKey, TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.audit.keys import Signer, key_id_of
 from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.enforcer_state import PartitionState
+from ordinance.processors.identity_gate import judge_intent
 from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
-from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics
+from ordinance.streams.topics import (
+    AGENT_ACTIONS,
+    AGENT_DECISIONS,
+    IDENTITY_REGISTRY,
+    ensure_topics,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 AGENTS = [{"id": f"billing-bot-{i}", "roles": ["billing"], "team": "finance"} for i in range(8)]
@@ -53,9 +72,85 @@ def _prepare(url: str) -> None:
         run_controller(log, once=True)
 
 
-def sustained(url: str, backlog: int) -> float:
-    """Decisions per second of one enforcer over a backlog produced beforehand."""
+OUTCOMES: dict[bool, list[tuple[str, str, str]]] = {}  # identity on/off -> every decision
+
+
+def _identity(url: str) -> tuple[TrustRoot, dict[str, PrincipalSigner]]:
+    """A trust root, and the bench's agents in the registry with one key each."""
+    root = _new_signer("root-admin")
+    trust = TrustRoot((TrustedKey("root-admin", root.key_id, root.signer.key.public_key()),))
+    keys = {a["id"]: _new_signer(a["id"]) for a in AGENTS}
+    since = dt.datetime.fromtimestamp(time.time() - 3600, dt.UTC)
+    serde = Serde()
+    records = [
+        signed_identity_record(
+            serde,
+            identity_datum(
+                agent["id"],
+                kind="agent",
+                version=1,
+                at=since,
+                keys=[key_entry(keys[agent["id"]].signer.key.public_key(), since)],
+                roles=agent["roles"],
+                attributes={"team": agent["team"]},
+            ),
+            root,
+        )
+        for agent in AGENTS
+    ]
+    with open_log(url) as log:
+        log.produce(ensure_topics(log)[IDENTITY_REGISTRY].name, records)
+    return trust, keys
+
+
+def _new_signer(principal_id: str) -> PrincipalSigner:
+    key = Ed25519PrivateKey.generate()
+    return PrincipalSigner(principal_id, Signer(key, key_id_of(key.public_key())))
+
+
+def verification_cost(n: int = 5000) -> tuple[float, float]:
+    """(µs per intent for the whole identity check, µs per bare Ed25519 verify), alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'v.db'}"
+        with open_log(url, create=True) as log:
+            ensure_topics(log)
+        trust, keys = _identity(url)
+        state = PartitionState(0)
+        state.fold("EnforcerTakeover", {"trust_root": trust.to_wire()}, 0)
+        assert state.identity is not None
+        now = dt.datetime.now(dt.UTC)
+        with open_log(url) as log:
+            for record in log.read_to_end(ensure_topics(log)[IDENTITY_REGISTRY].name):
+                installed = fold_registry_record(state.identity.registry, Serde(), record, at=now)
+                assert not isinstance(installed, Refusal), installed
+    serde = Serde()
+    inputs = []
+    for i in range(n):
+        datum = request_to_wire(_request(i), request_id=f"v{i}", event_time=now, client_id="b")
+        value = serde.encode("ActionRequest", datum)
+        decoded = serde.decode(value)
+        assert isinstance(decoded, Decoded)
+        inputs.append((decoded.value, value, keys[datum["agent"]["id"]].headers(value)))
+    identity = state.identity
+    started = time.perf_counter()
+    for datum, value, headers in inputs:
+        assert not isinstance(judge_intent(identity, datum, value, headers), Refusal)
+    whole = (time.perf_counter() - started) / n * 1e6
+    public = keys[AGENTS[0]["id"]].signer.key.public_key()
+    value, headers = inputs[0][1], inputs[0][2]
+    signature = dict(headers)["ordinance-sig"]
+    started = time.perf_counter()
+    for _ in range(n):
+        signature_valid(public, value, signature)
+    bare = (time.perf_counter() - started) / n * 1e6
+    return whole, bare
+
+
+def sustained(url: str, backlog: int, *, identity: bool = False) -> float:
+    """Decisions per second of one enforcer over a backlog produced beforehand; with
+    ``identity``, every intent signed and verified against the registry."""
     _prepare(url)
+    trust, keys = _identity(url) if identity else (None, {})
     serde = Serde()
     now = time.time()
     with open_log(url) as log:
@@ -68,31 +163,32 @@ def sustained(url: str, backlog: int) -> float:
                 event_time=dt.datetime.fromtimestamp(now, dt.UTC),
                 client_id="bench",
             )
-            batch.append(
-                Record(
-                    datum["agent"]["id"].encode(),
-                    serde.encode("ActionRequest", datum),
-                    (),
-                    int(now * 1000),
-                )
-            )
+            value = serde.encode("ActionRequest", datum)
+            signer = keys.get(datum["agent"]["id"])
+            headers = signer.headers(value) if signer is not None else ()
+            batch.append(Record(datum["agent"]["id"].encode(), value, headers, int(now * 1000)))
             if len(batch) == 1000:
                 log.produce(topic, batch)
                 batch = []
         if batch:
             log.produce(topic, batch)
     with open_log(url) as log:
-        enforcer = Enforcer(log, enforcer_id="bench")
+        enforcer = Enforcer(log, enforcer_id="bench", trust=trust)
         # Generous: on Kafka the first fetch after a group join can take seconds.
         enforcer.run(until_idle=True, idle_s=5.0)
         assert enforcer.report.decided == backlog, enforcer.report
         # From the first decision to the last, by the decisions' own evaluation times:
         # start-up (takeover, compiling the bundle) and the idle wait are not decisions.
-        times = [
-            decoded.value["evaluated_at"].timestamp()
+        decided = [
+            decoded.value
             for record in log.read_to_end(ensure_topics(log)[AGENT_DECISIONS].name)
             if isinstance(decoded := serde.decode_record(record, expect={"Decision"}), Decoded)
         ]
+        times = [d["evaluated_at"].timestamp() for d in decided]
+        # Both runs decide the same (the registry gives the roles the requests carry):
+        # the outcomes are checked equal in main().
+        assert all((d["key_id"] is not None) == identity for d in decided)
+        OUTCOMES[identity] = sorted((d["request_id"], d["effect"], d["code"]) for d in decided)
     return float((len(times) - 1) / (max(times) - min(times)))
 
 
@@ -159,14 +255,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args(argv)
     rows: list[tuple[str, float | None, float, float, float, int, float | None]] = []
+    signed_rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("a", "b"):
+        for name in ("a", "b", "c"):
             url = f"sqlite:///{Path(tmp) / f'{name}.db'}"
             if name == "a":
                 rate = sustained(url, args.backlog)
+            elif name == "c":
+                signed_rows.append(
+                    (
+                        "embedded (sqlite), identity enforced",
+                        sustained(url, args.backlog, identity=True),
+                    )
+                )
             else:
                 p50, p99, achieved, answered, _ = round_trip(url, args.rate, args.seconds)
         rows.append(("embedded (sqlite)", rate, p50, p99, achieved, answered, None))
+    assert OUTCOMES[True] == OUTCOMES[False], "identity changed a decision"
+    whole_us, bare_us = verification_cost()
     if not args.skip_kafka:
         from ordinance.streams.kafka_broker import start_broker
 
@@ -203,8 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {sustained_cell} | {p50:.2f} | {p99:.2f} | {achieved:,.0f} | {answered} | {cpu_cell} |"
         )
+    for name, decisions_per_s in signed_rows:
+        print(f"| {name} | {decisions_per_s:,.0f} | — | — | — | — | — |")
     print(
-        "\ntargets: embedded >= 10,000 decisions/s sustained; Kafka round trip p99 <= 20 ms at 1k actions/s"
+        f"\nidentity check per intent, alone: {whole_us:.1f} µs (of which one Ed25519 verify: {bare_us:.1f} µs)"
+    )
+    print(
+        "\ntargets: embedded >= 10,000 decisions/s sustained (with identity too); Kafka round trip p99 <= 20 ms at 1k actions/s"
     )
     return 0
 

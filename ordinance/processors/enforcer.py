@@ -34,6 +34,7 @@ reflect, and a takeover folds only the tail after it (`state_cache`).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 import uuid
@@ -42,13 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ordinance.identity.signing import signature_valid
 from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
-from ordinance.processors.identity_gate import RegistryTail
+from ordinance.processors.identity_gate import PreVerifier, RegistryTail
 from ordinance.processors.masking import Masking
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
@@ -169,6 +171,8 @@ class Enforcer:
         self.registry_topic = specs[IDENTITY_REGISTRY].name
         self.trust = trust
         self.registry_tail: RegistryTail | None = None
+        # Signatures of a batch verified on all cores before it is decided (`PreVerifier`).
+        self.pre_verifier = PreVerifier(os.cpu_count() or 1) if trust is not None else None
         self.states: dict[int, PartitionState] = {}
         self.cache = StateCache(state_dir, self.decisions) if state_dir is not None else None
         self._saved_at = time.monotonic()
@@ -362,6 +366,8 @@ class Enforcer:
             outbox.close()
         if self.cache is not None:
             self.cache.close()
+        if self.pre_verifier is not None:
+            self.pre_verifier.close()
         return self.report
 
     def _save_states(self, outbox: Outbox) -> None:
@@ -384,6 +390,18 @@ class Enforcer:
         outputs: list[tuple[str, Record]] = []
         folded: list[tuple[PartitionState, dict[str, Any]]] = []
         offsets: dict[TopicPartition, int] = {}
+        verify = signature_valid
+        if self.pre_verifier is not None and records:
+            self.pre_verifier.prepare(
+                [
+                    (state.identity, record.value, record.headers)
+                    for record in records
+                    if record.topic == self.actions
+                    and (state := self.states.get(record.partition)) is not None
+                    and state.identity is not None
+                ]
+            )
+            verify = self.pre_verifier.verify
         for record in records:
             state = self.states.get(record.partition)
             if state is None:
@@ -416,6 +434,7 @@ class Enforcer:
                     evaluated_at=evaluated_at,
                     value=record.value,
                     headers=record.headers,
+                    verify=verify,
                 )
                 if datum is None:
                     self.report.duplicates += 1

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.identity.registry import Refusal
+from ordinance.identity.signing import signature_valid
 from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import AgentWindows, InMemoryWindows
@@ -38,6 +39,7 @@ from ordinance.processors.identity_gate import (
     APPROVAL_RECORDED,
     APPROVAL_REFUSED,
     PartitionIdentity,
+    Verify,
     answer_signed_approval,
     judge_intent,
     takeover_identity,
@@ -150,6 +152,7 @@ def decide(
     evaluated_at: dt.datetime,
     value: bytes | None = None,
     headers: Headers = (),
+    verify: Verify = signature_valid,
 ) -> dict[str, Any] | None:
     """The Decision datum for one action record, or None when its request id already has
     a decision in this partition (redelivery or a re-sent request). Never raises.
@@ -181,7 +184,7 @@ def decide(
     key_id: str | None = None
     refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
     if refused is None and state.identity is not None:
-        verified = judge_intent(state.identity, datum, value, headers)
+        verified = judge_intent(state.identity, datum, value, headers, verify)
         if isinstance(verified, Refusal):
             refused = verified.code, verified.detail
         else:  # decided with the registry's roles and attributes, never the claims

@@ -35,8 +35,12 @@ the approvers so far; a refused one is a ``require_approval`` record with code
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ordinance.identity.records import IDENTITY_RECORD
 from ordinance.identity.registry import (
@@ -74,6 +78,8 @@ APPROVAL_RECORDED = "approval_recorded"
 APPROVAL_REFUSED = "approval_refused"
 
 _SERDE = Serde()
+#: How a signature is checked: `signature_valid`, or a `PreVerifier`'s answer.
+Verify = Callable[[Ed25519PublicKey, bytes, bytes], bool]
 
 
 @dataclass
@@ -152,7 +158,11 @@ class VerifiedIntent:
 
 
 def judge_intent(
-    identity: PartitionIdentity, datum: dict[str, Any], value: bytes | None, headers: Headers
+    identity: PartitionIdentity,
+    datum: dict[str, Any],
+    value: bytes | None,
+    headers: Headers,
+    verify: Verify = signature_valid,
 ) -> VerifiedIntent | Refusal:
     """Whether an ActionRequest was signed by the agent it names with a key valid at its
     event time, and claims no roles or attributes other than the registry's."""
@@ -184,7 +194,7 @@ def judge_intent(
         return Refusal(
             KEY_NOT_VALID, f"key {key.key_id} of {agent_id!r} is not valid at {at.isoformat()}"
         )
-    if not signature_valid(key.public, value, signature.signature):
+    if not verify(key.public, value, signature.signature):
         return Refusal(BAD_SIGNATURE, f"the signature does not verify with key {key.key_id}")
     roles = agent.get("roles") or []
     if roles and sorted(set(roles)) != sorted(set(principal.roles)):
@@ -382,3 +392,58 @@ class RegistryTail:
                 }
             )
         return updates
+
+
+class PreVerifier:
+    """Checks the signatures of a batch of intents on worker threads before the batch is
+    decided (Ed25519 verification releases the GIL, and dominates the cost of identity).
+
+    Only an optimisation, never a judgement: `verify` answers from the batch's results
+    only for the very key object (the registry does not change inside a batch) and the
+    same value bytes and signature; anything else is verified on the spot. Which key a
+    signature is checked with, and whether that key may be used, stays `judge_intent`'s
+    decision, so replay — which verifies everything itself — decides the same."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
+        self.results: dict[bytes, tuple[Ed25519PublicKey, bytes, bool]] = {}
+
+    def prepare(self, items: list[tuple[PartitionIdentity, bytes | None, Headers]]) -> None:
+        """Verify, in parallel, each signature whose signer and key the registry knows."""
+        jobs: list[tuple[Ed25519PublicKey, bytes, bytes]] = []
+        for identity, value, headers in items:
+            try:
+                signature = signature_of(headers)
+            except SignatureError:
+                continue
+            if signature is None or value is None:
+                continue
+            principal = identity.registry.get(signature.signer_id)
+            key = principal.key(signature.key_id) if principal is not None else None
+            if key is not None:
+                jobs.append((key.public, value, signature.signature))
+        self.results = {}
+        if not jobs:
+            return
+        chunks = [jobs[i :: self.workers] for i in range(self.workers)]
+        # The workers' shares are submitted at once; the calling thread does the first.
+        pending = self.pool.map(_verify_all, chunks[1:]) if self.pool is not None else iter(())
+        verdicts_by_chunk = [_verify_all(chunks[0]), *pending]
+        for chunk, verdicts in zip(chunks, verdicts_by_chunk, strict=True):
+            for (public, signed, raw), ok in zip(chunk, verdicts, strict=True):
+                self.results[raw] = (public, signed, ok)
+
+    def verify(self, public: Ed25519PublicKey, value: bytes, signature: bytes) -> bool:
+        hit = self.results.get(signature)
+        if hit is not None and hit[0] is public and hit[1] == value:
+            return hit[2]
+        return signature_valid(public, value, signature)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def _verify_all(jobs: list[tuple[Ed25519PublicKey, bytes, bytes]]) -> list[bool]:
+    return [signature_valid(public, value, signature) for public, value, signature in jobs]

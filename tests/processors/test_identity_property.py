@@ -10,15 +10,19 @@ import datetime as dt
 import functools
 from typing import Any
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordinance.identity.records import identity_datum, key_entry
 from ordinance.identity.registry import IDENTITY_MISMATCH
-from ordinance.identity.signing import PrincipalSigner, signature_of
+from ordinance.identity.signing import PrincipalSigner, signature_of, signature_valid
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.ruleset import Ruleset
+from ordinance.processors import identity_gate
 from ordinance.processors.enforcer_state import PartitionState, decide
+from ordinance.processors.identity_gate import PreVerifier
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams.serde import Decoded, Serde
 from tests.identity.helpers import World, new_signer
@@ -154,3 +158,39 @@ def test_the_decision_never_depends_on_claimed_roles_or_attributes(
     else:
         assert outcome(got) == outcome(legacy)
         assert got["key_id"] == world()[1].key_id and legacy["key_id"] is None
+
+
+def test_the_pre_verifier_answers_only_for_the_same_key_object_value_and_signature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The enforcer's parallel pre-verification is an optimisation: an answer is reused
+    only for the very key object, value bytes and signature it was computed for."""
+    state = state_with(["billing"], {"team": "finance"}, True)
+    assert state.identity is not None
+    signer = world()[1]
+    value = b"an intent"
+    headers = signer.headers(value)
+    signature = dict(headers)["ordinance-sig"]
+    verifier = PreVerifier(2)
+    try:
+        verifier.prepare([(state.identity, value, headers)] * 3)
+        principal = state.identity.registry.get(AGENT)
+        assert principal is not None
+        public = principal.keys[0].public
+        calls: list[bytes] = []
+
+        def counted(key: Any, signed: bytes, sig: bytes) -> bool:
+            calls.append(signed)
+            return signature_valid(key, signed, sig)
+
+        monkeypatch.setattr(identity_gate, "signature_valid", counted)
+        assert verifier.verify(public, value, signature) is True
+        assert calls == []  # answered from the batch
+        # The same signature over other bytes is verified on the spot (and fails), as is
+        # the same key under another object.
+        assert verifier.verify(public, b"other", signature) is False
+        twin = Ed25519PublicKey.from_public_bytes(public.public_bytes_raw())
+        assert verifier.verify(twin, value, signature) is True
+        assert calls == [b"other", value]
+    finally:
+        verifier.close()

@@ -40,20 +40,27 @@ from .test_enforcer import EXAMPLES, SPECS, T0, publish
 BILLING = {"roles": ("billing",), "attributes": {"team": "finance"}}
 
 
-def two_approver_bundle(tmp_path: Path) -> Path:
-    """The examples, with large transfers needing two approver:finance approvals."""
-    bundle = tmp_path / "policies"
-    shutil.copytree(EXAMPLES, bundle)
-    payments = bundle / "payments.yaml"
-    text = payments.read_text()
+def bundle(tmp_path: Path, requirement: str = "") -> Path:
+    """The examples, with large transfers needing exactly ``requirement`` (rule lines;
+    empty: one approval by anyone but the agent), whatever the examples say today."""
+    out = tmp_path / "policies"
+    shutil.copytree(EXAMPLES, out)
+    payments = out / "payments.yaml"
+    lines = [
+        line
+        for line in payments.read_text().splitlines(keepends=True)
+        if not line.startswith(("    approvers:", "    approvals:"))
+    ]
+    text = "".join(lines)
     marker = "    reason: transfers above 10k need a human\n"
     assert marker in text
-    payments.write_text(
-        text.replace(
-            marker, marker + "    approvers: {roles: [approver:finance]}\n    approvals: 2\n"
-        )
-    )
-    return bundle
+    payments.write_text(text.replace(marker, marker + requirement))
+    return out
+
+
+def two_approver_bundle(tmp_path: Path) -> Path:
+    """Large transfers need two distinct approver:finance approvals."""
+    return bundle(tmp_path, "    approvers: {roles: [approver:finance]}\n    approvals: 2\n")
 
 
 def history(url: str, request_id: str) -> list[tuple[str, str | None, str, list[str]]]:
@@ -134,9 +141,9 @@ def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
     assert sum(c.agreed for c in report.partitions.values()) == 13  # every record above
 
 
-def test_a_forged_signature_on_an_approval_is_refused(log_url: str) -> None:
+def test_a_forged_signature_on_an_approval_is_refused(log_url: str, tmp_path: Path) -> None:
     url = log_url
-    publish(url, EXAMPLES)  # one approval needed, by anyone but the agent
+    publish(url, bundle(tmp_path))  # one approval needed, by anyone but the agent
     registry = Registry(url)
     bot = registry.put("billing-bot", **BILLING)  # type: ignore[arg-type]
     alice = registry.put("alice", kind="person", roles=("approver",))
