@@ -20,6 +20,7 @@ from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEAD
 from ordinance.processors.audit.keys import generate
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
+from ordinance.processors.state_cache import StateCache
 from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
@@ -278,3 +279,50 @@ def _version(update: dict[str, Any]) -> int:
     decoded = SERDE.decode(update["record"])
     assert isinstance(decoded, Decoded)
     return int(decoded.value["version"])
+
+
+def test_the_registry_survives_the_state_cache(tmp_path: Path) -> None:
+    """A partition state snapshotted with its registry (public keys do not pickle: the
+    installed records are re-folded on load) judges as the state it was saved from, and
+    a restart from the snapshot folds only the tail."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    publish(url, EXAMPLES)
+    registry = Registry(url)
+    bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
+    send_records(url, signed(intent("before", "billing-bot"), bot))
+    cache = tmp_path / "state"
+
+    def run(now: float) -> Enforcer:
+        with open_log(url) as log:
+            enforcer = Enforcer(
+                log,
+                clock=lambda: now,
+                trust=registry.trust,
+                state_dir=cache,
+                max_clock_skew_s=86_400,
+            )
+            enforcer.run(until_idle=True, idle_s=1.0)
+        return enforcer
+
+    first = run(T0)
+    partition = _partition_of(url, "before")
+    loaded = StateCache(cache, first.decisions).load(partition)
+    assert loaded is not None and loaded.identity is not None
+    principal = loaded.identity.registry.get("billing-bot")
+    assert principal is not None and principal.key(bot.key_id) is not None
+    assert loaded.identity.registry_offset == 0
+    send_records(
+        url,
+        signed(intent("after", "billing-bot", minute=1), bot),
+        signed(intent("spoof", "billing-bot", minute=1, roles=["admin"]), bot),
+    )
+    second = run(T0 + 60)
+    # Each partition folded only the snapshot's tail: its own new takeover marker.
+    assert second.report.replayed == len(second.states)
+    assert second.report.identity_updates == 0  # the registry came back with the snapshot
+    got = {rid: (d["effect"], d["code"]) for rid, d in by_request(url).items()}
+    assert got == {
+        "before": ("allow", "matched"),
+        "after": ("allow", "matched"),
+        "spoof": ("deny", IDENTITY_MISMATCH),
+    }
