@@ -17,6 +17,7 @@ from ordinance.cli import main
 from ordinance.client import ClientDecision, SyncClient
 from ordinance.identity.registry import BAD_SIGNATURE, IDENTITY_MISMATCH, KEY_NOT_VALID, UNSIGNED
 from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEADER, PrincipalSigner
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.keys import generate
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
@@ -24,6 +25,7 @@ from ordinance.processors.state_cache import StateCache
 from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
+from ordinance.replay.whatif import whatif
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded
 from tests.identity.helpers import new_signer
@@ -267,6 +269,13 @@ def test_rotation_and_revocation_take_effect_at_one_offset_and_replay_agrees(
     report = _verify(url)
     assert report.ok, [f.to_json() for f in report.findings]
     assert sum(c.agreed for c in report.partitions.values()) == 7
+    # What-if with the bundle in force changes nothing: it judges with the registry's
+    # roles too (these requests claim none), and skips the intents identity denied.
+    source, log = open_source(url, None)
+    assert log is not None
+    with log:
+        same = whatif(source, compile_bundle(read_bundle_dir(EXAMPLES)))
+    assert (same.evaluated, same.changes, same.skipped) == (4, [], 3)
 
 
 def _partition_of(url: str, request_id: str) -> int:
