@@ -55,6 +55,8 @@ class Cell:
     singleton: bool  # inside an equality atom: exactly one string
     rep: str = ""
     nice: bool = False  # rep is a realisable value (see space._nice)
+    # no realisable value in a language containing this one: do not ask again
+    no_nice: bool = False
 
 
 @dataclass
@@ -273,13 +275,18 @@ class Abstraction:
 
     def _sample(self, subject: Subject, language: z3.ReRef) -> tuple[str, str | None, bool]:
         """Status and a member of ``language``, a realisable ("nice") one where there is
-        one; asking for a nice member first saves the second check in most cells."""
-        if subject.nice is not None:
-            status, found = self._status(z3.Intersect(language, subject.nice))
-            if found is not None:
-                return status, found, True
+        one. The plain language first: most parts a split leaves are empty, and an empty
+        part then costs one check, not two (nice, then plain); a member is often nice
+        already (a ground membership test, no search)."""
         status, found = self._status(language)
-        return status, found, found is not None and subject.nice is None
+        if found is None or subject.nice is None:
+            return status, found, found is not None
+        if self._member(found, subject.nice):
+            return status, found, True
+        _, pretty = self._status(z3.Intersect(language, subject.nice))
+        if pretty is not None:
+            return status, pretty, True
+        return status, found, False
 
     def _partition(self, subject: Subject) -> bool:
         """Split the type's language by every atom, keeping the nonempty parts. Each cell
@@ -288,7 +295,7 @@ class Abstraction:
         status, rep, nice = self._sample(subject, subject.base)
         if rep is None:
             return False  # an empty type, or undecided: stay exact
-        cells = [Cell(subject.base, False, rep, nice)]
+        cells = [Cell(subject.base, False, rep, nice, no_nice=not nice)]
         for lang in subject.atoms.values():
             singleton_atom = z3.is_app_of(lang, z3.Z3_OP_SEQ_TO_RE)
             split: list[Cell] = []
@@ -301,10 +308,10 @@ class Abstraction:
                     return False
                 same = z3.Intersect(cell.language, lang if inside else z3.Complement(lang))
                 single = cell.singleton or (inside and singleton_atom)
-                split.append(Cell(same, single, cell.rep, cell.nice))
+                split.append(Cell(same, single, cell.rep, cell.nice, cell.no_nice))
                 if found is not None:
                     single = cell.singleton or (not inside and singleton_atom)
-                    split.append(Cell(other, single, found, nice))
+                    split.append(Cell(other, single, found, nice, no_nice=not nice))
             cells = split
             if len(cells) > MAX_CELLS:
                 return False
@@ -312,8 +319,8 @@ class Abstraction:
             if cell.nice or subject.nice is None:
                 cell.nice = True
                 continue
-            if self._member(cell.rep, subject.nice):
-                cell.nice = True
+            if cell.no_nice or self._member(cell.rep, subject.nice):
+                cell.nice = not cell.no_nice
                 continue
             _, found = self._status(z3.Intersect(cell.language, subject.nice))
             if found is not None:

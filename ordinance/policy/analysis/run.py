@@ -144,6 +144,14 @@ def analyze(
     if jobs > 1 and directory is not None and len(tools) > 1:
         _LOADED.clear()
         _LOADED[str(directory)] = ruleset
+        # Built once here rather than in every forked worker that encodes a lower().
+        from ordinance.policy.codegen import lower_table
+
+        lower_table()
+        # The largest buckets first (longest-processing-time scheduling): the wall time
+        # is not left to whichever big tool comes last. Only the order of work changes;
+        # reports are merged in tool order, each tool in its own process as before.
+        order = sorted(tools, key=lambda t: (-_weight(ruleset, t), t))
         # One forked process per tool (maxtasksperchild=1): every tool starts from the
         # parent's Z3 state, whichever worker runs it after whichever other tool. Z3's
         # search depends on term ids, which depend on what was built before; with shared
@@ -151,10 +159,11 @@ def analyze(
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(processes=jobs, maxtasksperchild=1) as pool:
             work = partial(_worker, str(directory), options=options)
-            for n, rep in enumerate(pool.imap(work, tools, chunksize=1), 1):
+            for n, rep in enumerate(pool.imap(work, order, chunksize=1), 1):
                 reports.append(rep)
                 if progress:
-                    _progress(n, len(tools), tools[n - 1], started)
+                    _progress(n, len(tools), order[n - 1], started)
+        reports.sort(key=lambda r: r.tool)
     else:
         for n, tool in enumerate(tools, 1):
             reports.append(analyze_tool(ruleset, tool, options))
@@ -164,6 +173,20 @@ def analyze(
     report.rlimit = options.rlimit
     report.seconds = time.monotonic() - started
     return report
+
+
+def _weight(ruleset: Ruleset, tool: str) -> int:
+    """A deterministic guess at a bucket's analysis cost: the length of the conditions
+    that reach it (regex-heavy string conditions dominate the string abstraction)."""
+    schema = ruleset.schema
+    total = 0
+    for cr in ruleset.rules:
+        if tool in rule_tools(cr, schema):
+            total += 10 + len(cr.rule.condition.text)
+    for policy in ruleset.policies:
+        if tool in tools_matching(policy.target.actions, schema):
+            total += sum(10 + len(a.condition.text) for a in policy.assertions)
+    return total
 
 
 # Bundles by directory, so that a worker loads (compiles) a bundle once rather than once
