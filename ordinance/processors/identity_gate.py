@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -394,9 +394,25 @@ class RegistryTail:
         return updates
 
 
+#: Signatures per unit of work a worker takes (or the deciding thread takes back).
+VERIFY_CHUNK = 16
+
+
+@dataclass
+class _Chunk:
+    jobs: list[tuple[Ed25519PublicKey, bytes, bytes]]
+    future: Future[list[bool]] | None
+    verdicts: list[bool] | None = None
+
+
 class PreVerifier:
-    """Checks the signatures of a batch of intents on worker threads before the batch is
+    """Checks the signatures of a batch of intents on worker threads while the batch is
     decided (Ed25519 verification releases the GIL, and dominates the cost of identity).
+
+    `prepare` queues the batch's signatures in small chunks to ``workers - 1`` threads and
+    returns at once; the deciding thread then asks `verify` in order, and a chunk no worker
+    has started yet it takes back and verifies itself — so with two cores one thread
+    decides while both verify, and on one core nothing is done twice.
 
     Only an optimisation, never a judgement: `verify` answers from the batch's results
     only for the very key object (the registry does not change inside a batch) and the
@@ -407,11 +423,18 @@ class PreVerifier:
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self.pool = ThreadPoolExecutor(self.workers - 1) if self.workers > 1 else None
-        self.results: dict[bytes, tuple[Ed25519PublicKey, bytes, bool]] = {}
+        self.chunks: list[_Chunk] = []
+        # signature -> (key object, value, chunk index, position in the chunk)
+        self.index: dict[bytes, tuple[Ed25519PublicKey, bytes, int, int]] = {}
 
     def prepare(self, items: list[tuple[PartitionIdentity, bytes | None, Headers]]) -> None:
-        """Verify, in parallel, each signature whose signer and key the registry knows."""
+        """Queue each signature whose signer and key the registry knows."""
+        for chunk in self.chunks:  # the last batch's leftovers (intents never verified)
+            if chunk.future is not None:
+                chunk.future.cancel()
+        self.chunks, self.index = [], {}
         jobs: list[tuple[Ed25519PublicKey, bytes, bytes]] = []
+        seen: set[bytes] = set()
         for identity, value, headers in items:
             try:
                 signature = signature_of(headers)
@@ -421,28 +444,34 @@ class PreVerifier:
                 continue
             principal = identity.registry.get(signature.signer_id)
             key = principal.key(signature.key_id) if principal is not None else None
-            if key is not None:
+            if key is not None and signature.signature not in seen:
+                seen.add(signature.signature)  # a copy in the same batch: verified once
                 jobs.append((key.public, value, signature.signature))
-        self.results = {}
-        if not jobs:
-            return
-        chunks = [jobs[i :: self.workers] for i in range(self.workers)]
-        # The workers' shares are submitted at once; the calling thread does the first.
-        pending = self.pool.map(_verify_all, chunks[1:]) if self.pool is not None else iter(())
-        verdicts_by_chunk = [_verify_all(chunks[0]), *pending]
-        for chunk, verdicts in zip(chunks, verdicts_by_chunk, strict=True):
-            for (public, signed, raw), ok in zip(chunk, verdicts, strict=True):
-                self.results[raw] = (public, signed, ok)
+        for start in range(0, len(jobs), VERIFY_CHUNK):
+            part = jobs[start : start + VERIFY_CHUNK]
+            future = self.pool.submit(_verify_all, part) if self.pool is not None else None
+            for position, (public, signed, raw) in enumerate(part):
+                self.index[raw] = (public, signed, len(self.chunks), position)
+            self.chunks.append(_Chunk(part, future))
+
+    def _verdicts(self, n: int) -> list[bool]:
+        chunk = self.chunks[n]
+        if chunk.verdicts is None:
+            if chunk.future is not None and not chunk.future.cancel():
+                chunk.verdicts = chunk.future.result()  # a worker has it: wait for it
+            else:
+                chunk.verdicts = _verify_all(chunk.jobs)  # nobody started it: take it back
+        return chunk.verdicts
 
     def verify(self, public: Ed25519PublicKey, value: bytes, signature: bytes) -> bool:
-        hit = self.results.get(signature)
+        hit = self.index.get(signature)
         if hit is not None and hit[0] is public and hit[1] == value:
-            return hit[2]
+            return self._verdicts(hit[2])[hit[3]]
         return signature_valid(public, value, signature)
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _verify_all(jobs: list[tuple[Ed25519PublicKey, bytes, bytes]]) -> list[bool]:

@@ -171,26 +171,32 @@ def test_the_pre_verifier_answers_only_for_the_same_key_object_value_and_signatu
     value = b"an intent"
     headers = signer.headers(value)
     signature = dict(headers)["ordinance-sig"]
+    principal = state.identity.registry.get(AGENT)
+    assert principal is not None
+    public = principal.keys[0].public
+    calls: list[bytes] = []
+
+    def counted(key: Any, signed: bytes, sig: bytes) -> bool:
+        calls.append(signed)
+        return signature_valid(key, signed, sig)
+
+    monkeypatch.setattr(identity_gate, "signature_valid", counted)
     verifier = PreVerifier(2)
     try:
+        # Three copies in one batch: verified once, by a worker or taken back.
         verifier.prepare([(state.identity, value, headers)] * 3)
-        principal = state.identity.registry.get(AGENT)
-        assert principal is not None
-        public = principal.keys[0].public
-        calls: list[bytes] = []
-
-        def counted(key: Any, signed: bytes, sig: bytes) -> bool:
-            calls.append(signed)
-            return signature_valid(key, signed, sig)
-
-        monkeypatch.setattr(identity_gate, "signature_valid", counted)
         assert verifier.verify(public, value, signature) is True
-        assert calls == []  # answered from the batch
+        assert verifier.verify(public, value, signature) is True
+        assert calls == [value]
         # The same signature over other bytes is verified on the spot (and fails), as is
         # the same key under another object.
         assert verifier.verify(public, b"other", signature) is False
         twin = Ed25519PublicKey.from_public_bytes(public.public_bytes_raw())
         assert verifier.verify(twin, value, signature) is True
-        assert calls == [b"other", value]
+        assert calls == [value, b"other", value]
+        # A new batch forgets the last one's answers.
+        verifier.prepare([])
+        assert verifier.verify(public, value, signature) is True
+        assert calls == [value, b"other", value, value]
     finally:
         verifier.close()
