@@ -21,6 +21,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.topics_cmd",
     "ordinance.commands.identity_cmds",
     "ordinance.commands.schemas_cmd",
+    "ordinance.commands.change_cmds",
 )
 
 

@@ -32,7 +32,7 @@ from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import Log, open_log
 
 
-def _actor(explicit: str | None) -> str:
+def default_actor(explicit: str | None) -> str:
     if explicit:
         return explicit
     try:
@@ -41,7 +41,7 @@ def _actor(explicit: str | None) -> str:
         return "unknown"
 
 
-def _change_signer(actor: str, key: str | None) -> Any:
+def change_signer(actor: str, key: str | None) -> Any:
     """The principal signing policy changes as ``actor``: ``--key`` or ``$ORDINANCE_KEY``;
     None (unsigned) when neither names a key. The signature header names the actor, so
     the two cannot differ; a controller with a trust root refuses a key that is not one
@@ -137,13 +137,13 @@ def cmd_publish(
                 emit_json({"ok": False, "refused": [f.to_json() for f in refused]})
             return EXIT_GATE
     try:
-        signer = _change_signer(_actor(actor), key)
+        signer = change_signer(default_actor(actor), key)
         with open_log(log_url) as log:
             published = publish_bundle(
                 log,
                 files,
                 ruleset.bundle_id,
-                actor=_actor(actor),
+                actor=default_actor(actor),
                 target=target,
                 reason=reason,
                 enforce=enforce,
@@ -398,7 +398,7 @@ def cmd_approvals(
                 log,
                 request_id,
                 approve=action == "approve",
-                approver=_actor(approver),
+                approver=default_actor(approver),
                 reason=reason,
                 expires_in_s=expires_in_s,
             )

@@ -233,3 +233,45 @@ def test_publish_refuses_a_bad_key_file(setup: Setup) -> None:
     bad.write_text("nope")
     code, _ = s.publish("alice", "--key", str(bad))
     assert code == 1
+
+
+def test_an_author_publishes_and_an_approver_enforces_and_rolls_back(setup: Setup) -> None:
+    """Separation of duties with the commands: `publish --no-enforce` by the author,
+    `lifecycle enforce` / `rollback` by the approver; the author's own enforce is refused."""
+    s = setup
+    code, first = s.publish("alice", "--key", str(s.key("alice")), "--no-enforce")
+    assert code == 0, first
+    other = s.dir / "other"
+    other.mkdir()
+    for name, text in FILES.items():
+        (other / name).write_text(
+            text.replace("transfers above 10k need a human", "large transfers need a person")
+        )
+    code, second = s(
+        "publish", str(other), "--log", s.log, "--skip-analysis", "--actor", "alice",
+        "--key", str(s.key("alice")), "--no-enforce",
+    )  # fmt: skip
+    assert code == 0, second
+    old, new = first["bundle_id"], second["bundle_id"]
+    assert old != new
+
+    def lifecycle(actor: str, *argv: str) -> dict[str, Any]:
+        code, out = s(
+            "lifecycle", *argv, "--log", s.log, "--actor", actor, "--key", str(s.key(actor))
+        )
+        assert code == 0, out
+        return dict(out)
+
+    refused = lifecycle("alice", "enforce", old)
+    enforced = lifecycle("bob", "enforce", new, "--reason", "reviewed")
+    assert enforced["signed"] and enforced["key_id"] == s.signer("bob").key_id
+    rolled = lifecycle("bob", "rollback", new, "--to", old)
+    assert s.controller() == {"applied": 4, "rejected": 1, "written": 5}
+    assert s.alerts()[refused["offset"]]["code"] == "not_authorised"
+    rollout = s.in_force()
+    assert rollout is not None and rollout["stable_bundle_id"] == old
+    assert rollout["change_offset"] == rolled["offset"]
+    # usage errors exit 2 and write nothing
+    for argv in (("enforce", "sha256:abc"), ("rollback", new), ("enforce", new, "--to", old)):
+        code, out = s("lifecycle", *argv, "--log", s.log, "--actor", "bob")
+        assert code == 2 and out["ok"] is False, argv
