@@ -60,6 +60,29 @@ def parse_requirement(m: Mapping, effect: str) -> Requirement:
     return Requirement(_roles(m), _count(m))
 
 
+def parse_expected(m: Mapping, expect: str) -> tuple[tuple[str, ...] | None, int | None]:
+    """A policy test's expected requirement: ``approvers: [roles]`` (compared as a set,
+    ``[]`` for "anyone") and ``approvals: N``, each None when not stated."""
+    present = [key for key in APPROVAL_KEYS if m.has(key)]
+    if present and expect != "require_approval":
+        raise SyntaxProblem(
+            f"`{present[0]}` in a test is only meaningful when it expects require_approval",
+            m.key_location(present[0]),
+        )
+    roles = None
+    if m.has("approvers"):
+        node = m.require("approvers")
+        if not isinstance(node, SequenceNode) or not all(
+            isinstance(scalar_value(n) if isinstance(n, ScalarNode) else None, str)
+            for n in node.value
+        ):
+            raise SyntaxProblem(
+                "`approvers` in a test is the list of roles the decision names", m.loc(node)
+            )
+        roles = tuple(str(n.value) for n in node.value)
+    return roles, (_count(m) if m.has("approvals") else None)
+
+
 def _count(m: Mapping) -> int:
     node = m.node_of("approvals")
     if node is None:

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy import canon
-from ordinance.policy.approvers import NO_REQUIREMENT, Requirement, parse_requirement
+from ordinance.policy.approvers import (
+    APPROVAL_KEYS,
+    NO_REQUIREMENT,
+    Requirement,
+    parse_expected,
+    parse_requirement,
+)
 from ordinance.policy.cel import ConditionSyntaxError, Expr, Literal, parse_condition, to_source
 from ordinance.policy.errors import Location, PolicyError, PolicyErrors, SyntaxProblem
 from ordinance.policy.schema import BUILTIN_AGENT, BUILTIN_RESOURCE, EFFECTS, Field
@@ -128,6 +134,9 @@ class TestCase:
     rules: tuple[str, ...] | None = None  # expected determining rule ids, if given
     history: tuple[dict[str, Any], ...] = ()  # earlier allowed actions, for window functions
     location: Location = field(default=Location("<test>", 0, 0), compare=False)
+    # the decision's approval requirement, when the test states it (require_approval)
+    approvers: tuple[str, ...] | None = None
+    approvals: int | None = None
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "request": self.request, "expect": self.expect}
@@ -135,6 +144,10 @@ class TestCase:
             out["rules"] = list(self.rules)
         if self.history:
             out["history"] = list(self.history)
+        if self.approvers is not None:
+            out["approvers"] = sorted(self.approvers)
+        if self.approvals is not None:
+            out["approvals"] = self.approvals
         return out
 
 
@@ -371,7 +384,7 @@ MAX_HISTORY_COUNT = 100_000
 
 def _test(node: Node, source: SourceFile) -> TestCase:
     m = Mapping(node, source, "test")
-    m.allow_only({"name", "request", "expect", "rules", "history"})
+    m.allow_only({"name", "request", "expect", "rules", "history", *APPROVAL_KEYS})
     request = plain(m.require("request"))
     if not isinstance(request, dict):
         raise SyntaxProblem("`request` must be a mapping", m.loc(m.require("request")))
@@ -385,13 +398,17 @@ def _test(node: Node, source: SourceFile) -> TestCase:
         if problem:
             raise SyntaxProblem(problem, source.node_location(item))
         history.append(entry)
+    expect = _effect(m, "expect")
+    approvers, approvals = parse_expected(m, expect)
     return TestCase(
         name=m.required_string("name"),
         request=request,
-        expect=_effect(m, "expect"),
+        expect=expect,
         rules=m.string_list("rules") if m.has("rules") else None,
         history=tuple(history),
         location=source.node_location(node),
+        approvers=approvers,
+        approvals=approvals,
     )
 
 

@@ -28,7 +28,7 @@ RULE_ORDER = (
     "obligations",
 )  # fmt: skip
 ASSERTION_ORDER = ("name", "never", "always", "when")
-TEST_ORDER = ("name", "request", "history", "expect", "rules")
+TEST_ORDER = ("name", "request", "history", "expect", "rules", "approvers", "approvals")
 REQUEST_ORDER = ("agent", "action", "resource", "context")
 
 

@@ -32,14 +32,24 @@ class TestResult:
     expected_rules: tuple[str, ...] | None
     decision: Decision
     error: str = ""  # the test itself is broken (e.g. its history does not fit the schema)
+    expected_approvers: tuple[str, ...] | None = None  # roles, as a set; None: not stated
+    expected_approvals: int | None = None
 
     @property
     def passed(self) -> bool:
-        if self.error or self.decision.effect != self.expected:
+        if self.error or self.decision.effect != self.expected or not self.approval_matches:
             return False
         if self.expected_rules is None:
             return True
         return sorted(self.expected_rules) == sorted(self.decision.rule_ids)
+
+    @property
+    def approval_matches(self) -> bool:
+        """The decision's approval requirement is the one the test states (if it does)."""
+        roles, count = self.expected_approvers, self.expected_approvals
+        if roles is not None and sorted(set(roles)) != sorted(self.decision.approval_roles):
+            return False
+        return count is None or count == self.decision.approvals_required
 
     @property
     def problem(self) -> str:
@@ -52,6 +62,9 @@ class TestResult:
         want = self.expected
         if self.expected_rules is not None:
             want += f" by {', '.join(self.expected_rules) or '(no rule)'}"
+        if self.decision.effect == self.expected and not self.approval_matches:
+            want = _requirement(self.expected_approvers, self.expected_approvals)
+            got = _requirement(self.decision.approval_roles, self.decision.approvals_required)
         return f"expected {want}, got {got} ({self.code}: {self.why})"
 
     @property
@@ -74,11 +87,20 @@ class TestResult:
             "passed": self.passed,
             "expected": self.expected,
             "expected_rules": None if self.expected_rules is None else list(self.expected_rules),
+            "expected_approvers": None
+            if self.expected_approvers is None
+            else sorted(set(self.expected_approvers)),
+            "expected_approvals": self.expected_approvals,
             "decision": self.decision.to_json(),
             "code": self.code,
             "why": self.why,
             "problem": self.problem,
         }
+
+
+def _requirement(roles: tuple[str, ...] | None, count: int | None) -> str:
+    who = "any roles" if roles is None else ", ".join(sorted(set(roles))) or "anyone"
+    return f"{'some' if count is None else count} approval(s) by {who}"
 
 
 class HistoryProblem(ValueError):
@@ -189,6 +211,8 @@ def run_tests(ruleset: Ruleset) -> list[TestResult]:
                     _qualify(policy, test.rules),
                     decision,
                     error,
+                    test.approvers,
+                    test.approvals,
                 )
             )
     return results

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from ordinance.cli import main
+from ordinance.policy import testing
 from ordinance.policy.approvers import Requirement, combine
 from ordinance.policy.decision import Decision
 from ordinance.policy.document import parse_policy
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import compile_ruleset
 from ordinance.policy.schema import parse_schema
+from ordinance.policy.testing import run_tests
 
 SCHEMA = "tools:\n  pay:\n    args: {amount: int}\n"
 POLICY = """\
@@ -90,3 +92,44 @@ def test_eval_reports_the_requirement(tmp_path: Path, capsys: pytest.CaptureFixt
     decision = json.loads(capsys.readouterr().out)["decision"]
     assert decision["approval_roles"] == ["admin", "approver:finance"]
     assert decision["approvals_required"] == 2
+
+
+def _with_tests(tests: str) -> str:
+    return POLICY + "tests:\n" + tests
+
+
+BIG_TEST = """\
+  - name: big
+    request: {agent: {id: a1}, action: {tool: pay, args: {amount: 500}}}
+    expect: require_approval
+"""
+
+
+def _results(tests: str) -> list[testing.TestResult]:
+    policy = parse_policy(_with_tests(tests))
+    return run_tests(compile_ruleset(parse_schema(SCHEMA), [policy]))
+
+
+def test_policy_tests_can_state_the_approval_requirement() -> None:
+    [ok] = _results(BIG_TEST + "    approvers: [approver:finance, admin]\n    approvals: 2\n")
+    assert ok.passed and ok.to_json()["expected_approvers"] == ["admin", "approver:finance"]
+    [wrong_count] = _results(BIG_TEST + "    approvals: 3\n")
+    assert not wrong_count.passed
+    assert wrong_count.problem.startswith(
+        "expected 3 approval(s) by any roles, got 2 approval(s) by admin, approver:finance"
+    )
+    [wrong_roles] = _results(BIG_TEST + "    approvers: []\n")
+    assert not wrong_roles.passed and "by anyone" in wrong_roles.problem
+    [unstated] = _results(BIG_TEST)
+    assert unstated.passed
+
+
+def test_a_test_may_state_approvals_only_when_it_expects_require_approval() -> None:
+    tests = BIG_TEST.replace("expect: require_approval", "expect: allow") + "    approvals: 2\n"
+    with pytest.raises(PolicyErrors) as info:
+        parse_policy(_with_tests(tests), "p.yaml")
+    [error] = info.value.errors
+    assert "only meaningful when it expects require_approval" in error.message
+    assert (error.location.line, error.location.column) == (20, 5)
+    with pytest.raises(PolicyErrors):
+        parse_policy(_with_tests(BIG_TEST + "    approvers: admin\n"))
