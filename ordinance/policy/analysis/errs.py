@@ -24,7 +24,7 @@ import z3
 from ordinance.policy.analysis.abstract import Abstraction
 from ordinance.policy.analysis.bucket import DEFAULT_RLIMIT, SAT, UNSAT, Bucket, RuleProbe
 from ordinance.policy.analysis.combine import build_tool_model
-from ordinance.policy.analysis.space import Witness
+from ordinance.policy.analysis.space import Unrealisable, Witness
 from ordinance.policy.analysis.zctx import fresh_context
 from ordinance.policy.cel.ast import Binary, Expr, Select, attribute_path, children
 from ordinance.policy.decision import EVALUATION_ERROR, Decision
@@ -181,7 +181,7 @@ def _witness(bucket: Bucket, probe: RuleProbe, rid: str, *models: Any) -> Witnes
         try:
             view = m if bucket.abstraction is None else bucket.abstraction.view(m)
             w = bucket.space.witness(view)
-        except Exception:
+        except Unrealisable:  # a model no request realises: try the next
             continue
         if _fails(probe, rid)(w):
             return w
