@@ -161,6 +161,8 @@ def cmd_publish(
                 "enforced_offset": published.enforced_offset,
                 "target": target if enforce else None,
                 "checks": checks,
+                "signer": None if signer is None else signer.principal_id,
+                "key_id": None if signer is None else signer.key_id,
             }
         )
         return EXIT_OK
@@ -168,6 +170,10 @@ def cmd_publish(
     out.print(
         f"published {published.bundle_id} at policy.changes offset {published.published_offset}"
     )
+    if signer is not None:
+        out.print(f"signed as {signer.principal_id} with key {signer.key_id}", markup=False)
+    else:
+        out.print("unsigned: a controller with a trust root refuses it (--key or $ORDINANCE_KEY)")
     for bypass in checks["bypasses"]:
         out.print(f"[yellow]bypassed with {bypass}[/] (recorded on the published event)")
     if published.enforced_offset is not None:

@@ -139,6 +139,7 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     # alice publishes (she may) and asks to enforce (she may not)
     code, published = s.publish("alice", "--key", str(s.key("alice")))
     assert code == 0, published
+    assert (published["signer"], published["key_id"]) == ("alice", s.signer("alice").key_id)
     # bob signs a change that names alice as its actor
     value = s.change_record(published["enforced_offset"]).value
     assert value is not None
