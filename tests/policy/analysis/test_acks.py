@@ -129,3 +129,25 @@ def test_examples_gate_passes_with_two_acknowledgements(capsys: pytest.CaptureFi
     used = {a["acknowledgement"] for a in gate_json["acknowledged"]}
     assert len(used) == 2 < len(gate_json["acknowledged"])
     assert len(load_acks(EXAMPLES / ACK_FILE)) == 2
+
+
+def test_publish_records_each_finding_a_pattern_let_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The published event lists every finding the gate let pass with the justification
+    and author of the acknowledgement (here a pattern) that covered it."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    publish = ["publish", str(EXAMPLES), "--log", url, "--actor", "alice", "--jobs", "2"]
+    assert main([*publish, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["policy", "history", "--log", url, "--json"]) == 0
+    [event] = [
+        e for e in json.loads(capsys.readouterr().out)["events"] if e["event"] == "published"
+    ]
+    used = event["checks"]["acknowledgements"]
+    acks = load_acks(EXAMPLES / ACK_FILE)
+    assert {a["kind"] for a in used} == {"conflict"}
+    assert {(a["justification"], a["by"]) for a in used} == {(a.justification, a.by) for a in acks}
+    assert main(["check", str(EXAMPLES), "--analyze", "--json", "--jobs", "2"]) == 0
+    gated = json.loads(capsys.readouterr().out)["gate"]["acknowledged"]
+    assert sorted(a["finding"] for a in used) == sorted(a["id"] for a in gated)
