@@ -15,7 +15,9 @@ import pytest
 
 from ordinance.cli import main
 from ordinance.client import ClientDecision, SyncClient
+from ordinance.identity.records import identity_datum, key_entry, signed_identity_record
 from ordinance.identity.registry import BAD_SIGNATURE, IDENTITY_MISMATCH, KEY_NOT_VALID, UNSIGNED
+from ordinance.identity.registry_log import load_registry
 from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEADER, PrincipalSigner
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.keys import generate
@@ -28,6 +30,7 @@ from ordinance.replay.verify import verify
 from ordinance.replay.whatif import whatif
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded
+from ordinance.streams.topics import IDENTITY_REGISTRY
 from tests.identity.helpers import new_signer
 
 from .identity_helpers import (
@@ -335,3 +338,32 @@ def test_the_registry_survives_the_state_cache(tmp_path: Path) -> None:
         "after": ("allow", "matched"),
         "spoof": ("deny", IDENTITY_MISMATCH),
     }
+
+
+def test_a_back_dated_registry_change_is_judged_at_the_enforcers_clock(log_url: str) -> None:
+    """A registry admin whose key window has ended signs a change dated inside the old
+    window: a reader judging at the record's ``at`` installs it, the enforcer — judging at
+    its own clock — does not, and the agent it would create stays unknown."""
+    url = log_url
+    publish(url, EXAMPLES)
+    registry = Registry(url)
+    ops = registry.put("ops", kind="person", roles=("admin",), windows=[(BEFORE, at(1))])
+    sneaky = new_signer("sneaky")
+    datum = identity_datum(
+        "sneaky",
+        kind="agent",
+        version=1,
+        at=BEFORE,  # back-dated into ops's window
+        keys=[key_entry(sneaky.signer.key.public_key(), BEFORE)],
+        roles=["billing"],
+        attributes=BILLING_ATTRS,
+    )
+    with open_log(url) as log:
+        log.produce("ordinance." + IDENTITY_REGISTRY, [signed_identity_record(SERDE, datum, ops)])
+        assert load_registry(log, registry.trust).get("sneaky") is not None  # judged at `at`
+    send_records(url, signed(intent("sneaky", "sneaky", minute=10), sneaky))
+    enforce(url, registry.trust, now=T0 + 600)  # ops's key ended at minute 1
+    decided = by_request(url)["sneaky"]
+    assert (decided["effect"], decided["code"]) == ("deny", UNKNOWN_AGENT)
+    installed = {d["principal_id"] for _, _, n, d in decisions(url) if n == "IdentityUpdate"}
+    assert installed == {"ops"}
