@@ -200,3 +200,48 @@ def test_the_pre_verifier_answers_only_for_the_same_key_object_value_and_signatu
         assert calls == [value, b"other", value, value]
     finally:
         verifier.close()
+
+
+def test_the_fold_judges_an_identity_update_again_never_trusting_it() -> None:
+    """An IdentityUpdate installs its record only if the registry's own rules accept the
+    signed record it carries: a forged signature, a record signed by a non-admin, or a
+    principal id other than the record's installs nothing."""
+    w, key = world()
+    state = state_with(["billing"], {"team": "finance"}, True)
+    assert state.identity is not None
+    record = identity_datum(
+        "intruder",
+        kind="agent",
+        version=1,
+        at=EVENT,
+        keys=[key_entry(key.signer.key.public_key(), EVENT)],
+        roles=["admin"],
+    )
+    value, signature, _ = w.sign(record)
+    genuine = {
+        "principal_id": "intruder",
+        "registry_offset": 7,
+        "record": value,
+        "signer_id": signature.signer_id,
+        "key_id": signature.key_id,
+        "signature": signature.signature,
+        "at": EVENT,
+    }
+    not_admin = PrincipalSigner("a1", key.signer).headers(value)
+    forged = [
+        {**genuine, "signature": bytes(64)},
+        {
+            **genuine,
+            "signer_id": "a1",
+            "key_id": key.key_id,
+            "signature": dict(not_admin)["ordinance-sig"],
+        },
+        {**genuine, "principal_id": "a1"},
+        {**genuine, "record": b"\xc3\x01garbage"},
+    ]
+    for offset, update in enumerate(forged, start=3):
+        state.fold("IdentityUpdate", update, offset)
+        assert state.identity.registry.get("intruder") is None
+    state.fold("IdentityUpdate", genuine, 10)
+    assert state.identity.registry.get("intruder") is not None
+    assert state.identity.registry_offset == 7
