@@ -20,7 +20,8 @@ from ordinance.identity.registry import BAD_SIGNATURE, IDENTITY_MISMATCH, KEY_NO
 from ordinance.identity.registry_log import load_registry
 from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEADER, PrincipalSigner
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.audit.keys import generate
+from ordinance.processors.audit.keys import Keyring, generate
+from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
 from ordinance.processors.state_cache import StateCache
@@ -279,6 +280,10 @@ def test_rotation_and_revocation_take_effect_at_one_offset_and_replay_agrees(
     with log:
         same = whatif(source, compile_bundle(read_bundle_dir(EXAMPLES)))
     assert (same.evaluated, same.changes, same.skipped) == (4, [], 3)
+    # audit verify is unchanged: the IdentityUpdate records are links of the hash chain.
+    with open_log(url) as log:
+        audited = verify_log(log, Keyring({}))
+    assert audited.findings == [] and audited.records == len(decisions(url))
 
 
 def _partition_of(url: str, request_id: str) -> int:
