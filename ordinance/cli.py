@@ -22,6 +22,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.identity_cmds",
     "ordinance.commands.schemas_cmd",
     "ordinance.commands.change_cmds",
+    "ordinance.commands.monitor_cmd",
 )
 
 

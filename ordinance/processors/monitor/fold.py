@@ -1,0 +1,299 @@
+"""The monitor's state: a deterministic fold of ``agent.decisions``, record by record.
+
+Counts (what Prometheus scrapes) are sums, so they do not depend on the order partitions
+are read in. Alerts are judged per partition, at the record that makes a condition true
+or false, with time taken from the decisions themselves (``evaluated_at``), never from a
+clock: folding the same partition again yields the same alerts, with the same ids, at
+the same offsets — a monitor restarted from its committed position, or a replay by an
+auditor, agrees with the one that wrote them.
+
+Two conditions are judged on a sliding window of each partition's decisions (the last
+``window_s`` seconds of evaluation time) against the trailing baseline before it
+(``baseline_s``):
+
+* ``drift``: the window's deny rate differs from the baseline's by at least
+  ``drift.threshold``, and a two-proportion z-test (pooled) says so with p < ``alpha``,
+  on at least ``min_samples`` / ``min_baseline`` decisions. The evidence carries both
+  rates, both sample sizes, z and p, so a reviewer can recompute it.
+* ``fail_closed_spike``: at least ``fail_closed.min_count`` denies in the window that no
+  policy decided (no bundle, undecodable, wrong partition, clock skew, stale, identity
+  failures, invalid requests, evaluation errors), making at least ``fraction`` of it.
+
+An alert opens once and stays open until its condition clears with hysteresis (half the
+threshold), which writes a ``<kind>_resolved`` alert: one alert per episode, not per
+record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ordinance.processors.monitor.config import MonitorConfig
+
+# Codes of decisions a policy (or a person) made; every other deny failed closed.
+JUDGED_CODES = frozenset(
+    {
+        "matched",
+        "default",
+        "approved",
+        "approval_rejected",
+        "approval_expired",
+        "approval_recorded",
+        "approval_refused",
+        "approval_conflict",
+    }
+)
+DRIFT = "drift"
+FAIL_CLOSED_SPIKE = "fail_closed_spike"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def failed_closed(datum: dict[str, Any]) -> bool:
+    return datum["effect"] == "deny" and datum.get("code") not in JUDGED_CODES
+
+
+@dataclass
+class _Counts:
+    n: int = 0
+    deny: int = 0
+    fail_closed: int = 0
+
+    def add(self, deny: bool, fail_closed: bool, sign: int) -> None:
+        self.n += sign
+        self.deny += sign * deny
+        self.fail_closed += sign * fail_closed
+
+
+@dataclass
+class PartitionWindow:
+    """One partition's decisions in the observed window and the baseline before it."""
+
+    observed: deque[tuple[float, bool, bool]] = field(default_factory=deque)
+    baseline: deque[tuple[float, bool, bool]] = field(default_factory=deque)
+    obs: _Counts = field(default_factory=_Counts)
+    base: _Counts = field(default_factory=_Counts)
+    now: float = float("-inf")  # latest evaluation time seen
+
+    def add(self, at: float, deny: bool, fail_closed: bool, config: MonitorConfig) -> None:
+        self.now = max(self.now, at)
+        self.observed.append((at, deny, fail_closed))
+        self.obs.add(deny, fail_closed, 1)
+        window_start = self.now - config.window_s
+        while self.observed and self.observed[0][0] <= window_start:
+            item = self.observed.popleft()
+            self.obs.add(item[1], item[2], -1)
+            self.baseline.append(item)
+            self.base.add(item[1], item[2], 1)
+        baseline_start = window_start - config.baseline_s
+        while self.baseline and self.baseline[0][0] <= baseline_start:
+            item = self.baseline.popleft()
+            self.base.add(item[1], item[2], -1)
+
+
+def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
+    """(z, two-sided p) of H0: the two rates are equal (pooled standard error)."""
+    pooled = (x1 + x2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    diff = x1 / n1 - x2 / n2
+    if se == 0:
+        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+    z = diff / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def _dec(x: float) -> Decimal:
+    """A float as an exact decimal for an Alert's details (Value has no float)."""
+    if math.isinf(x):
+        return Decimal("1e9") if x > 0 else Decimal("-1e9")
+    return Decimal(repr(round(x, 9)))
+
+
+@dataclass
+class MonitorState:
+    config: MonitorConfig = field(default_factory=MonitorConfig)
+    # (bundle, tool, effect, code) -> decisions
+    decisions: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    # (bundle, policy, rule, effect) -> decisions that rule decided
+    rule_hits: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    latency_count: int = 0
+    latency_sum: float = 0.0
+    windows: dict[int, PartitionWindow] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # next offset per partition
+    decided_through: dict[int, int] = field(default_factory=dict)  # action offset + 1
+    bundles: dict[int, str] = field(default_factory=dict)  # bundle in force per partition
+    open_alerts: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    alerts_written: dict[str, int] = field(default_factory=dict)  # kind -> alerts
+
+    def fold(
+        self, partition: int, offset: int, name: str, datum: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Apply one record of ``agent.decisions[partition]``; the Alerts it raises."""
+        self.positions[partition] = offset + 1
+        if name == "RulesetSwap":
+            self.bundles[partition] = datum["bundle_id"]
+            return []
+        if name != "Decision":
+            return []
+        bundle = datum.get("bundle_id") or ""
+        tool = datum.get("tool") or ""
+        effect, code = datum["effect"], datum.get("code") or ""
+        key = (bundle, tool, effect, code)
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+        for rule_id in datum.get("rule_ids") or ():
+            policy, _, rule = rule_id.partition("/")
+            hit = (bundle, policy, rule, effect)
+            self.rule_hits[hit] = self.rule_hits.get(hit, 0) + 1
+        evaluated_at: dt.datetime = datum["evaluated_at"]
+        event_time = datum.get("event_time")
+        if event_time is not None:
+            self._observe_latency(max(0.0, (evaluated_at - event_time).total_seconds()))
+        action_offset = datum.get("action_offset")
+        if action_offset is not None:
+            seen = self.decided_through.get(partition, 0)
+            self.decided_through[partition] = max(seen, action_offset + 1)
+        window = self.windows.setdefault(partition, PartitionWindow())
+        fail_closed = failed_closed(datum)
+        window.add(evaluated_at.timestamp(), effect == "deny", fail_closed, self.config)
+        return self._judge(partition, offset, evaluated_at, bundle, window)
+
+    def _observe_latency(self, seconds: float) -> None:
+        self.latency_count += 1
+        self.latency_sum += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[i] += 1
+                break
+
+    def _judge(
+        self, partition: int, offset: int, at: dt.datetime, bundle: str, w: PartitionWindow
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        drift = self.config.drift
+        obs, base = w.obs, w.base
+        if obs.n >= drift.min_samples and base.n >= drift.min_baseline:
+            observed, baseline = obs.deny / obs.n, base.deny / base.n
+            z, p = two_proportion_z(obs.deny, obs.n, base.deny, base.n)
+            evidence = {
+                "observed_deny_rate": _dec(observed),
+                "baseline_deny_rate": _dec(baseline),
+                "sample": obs.n,
+                "baseline_sample": base.n,
+                "z": _dec(z),
+                "p_value": _dec(p),
+                "threshold": _dec(drift.threshold),
+                "alpha": _dec(drift.alpha),
+            }
+            change = abs(observed - baseline)
+            firing = change >= drift.threshold and p < drift.alpha
+            clear = change < drift.threshold / 2
+            message = (
+                f"partition {partition}: deny rate {observed:.1%} over the last "
+                f"{self.config.window_s:g}s against {baseline:.1%} before it "
+                f"(n={obs.n} vs {base.n}, z={z:.2f}, p={p:.2g})"
+            )
+            out += self._transition(
+                partition, DRIFT, offset, at, bundle, firing, clear, message, evidence
+            )
+        spike = self.config.fail_closed
+        if obs.n:
+            fraction = obs.fail_closed / obs.n
+            evidence = {
+                "fail_closed": obs.fail_closed,
+                "sample": obs.n,
+                "observed_fraction": _dec(fraction),
+                "baseline_fraction": _dec(base.fail_closed / base.n if base.n else 0.0),
+                "baseline_sample": base.n,
+                "min_count": spike.min_count,
+                "fraction": _dec(spike.fraction),
+            }
+            firing = obs.fail_closed >= spike.min_count and fraction >= spike.fraction
+            clear = obs.fail_closed < spike.min_count / 2 or fraction < spike.fraction / 2
+            message = (
+                f"partition {partition}: {obs.fail_closed} of {obs.n} decisions in the last "
+                f"{self.config.window_s:g}s failed closed (no policy decided them)"
+            )
+            out += self._transition(
+                partition, FAIL_CLOSED_SPIKE, offset, at, bundle, firing, clear, message, evidence
+            )
+        return out
+
+    def _transition(
+        self,
+        partition: int,
+        kind: str,
+        offset: int,
+        at: dt.datetime,
+        bundle: str,
+        firing: bool,
+        clear: bool,
+        message: str,
+        evidence: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        key = (partition, kind)
+        opened = self.open_alerts.get(key)
+        if opened is None and firing:
+            alert = self._alert(kind, "critical", partition, offset, at, bundle, message, evidence)
+            self.open_alerts[key] = alert
+            return [alert]
+        if opened is not None and clear:
+            del self.open_alerts[key]
+            evidence = {**evidence, "opened_by": opened["alert_id"]}
+            resolved = f"{kind}_resolved"
+            return [self._alert(resolved, "info", partition, offset, at, bundle, message, evidence)]
+        return []
+
+    def _alert(
+        self,
+        kind: str,
+        severity: str,
+        partition: int,
+        offset: int,
+        at: dt.datetime,
+        bundle: str,
+        message: str,
+        evidence: dict[str, Any],
+    ) -> dict[str, Any]:
+        self.alerts_written[kind] = self.alerts_written.get(kind, 0) + 1
+        window = {
+            "window_s": _dec(self.config.window_s),
+            "baseline_s": _dec(self.config.baseline_s),
+        }
+        return {
+            "alert_id": f"{kind}:{partition}:{offset}",
+            "kind": kind,
+            "severity": severity,
+            "policy_id": None,
+            "bundle_id": bundle or None,
+            "message": message,
+            "at": at,
+            "details": {"partition": partition, "offset": offset, **window, **evidence},
+        }
+
+    def open(self) -> list[dict[str, Any]]:
+        return sorted(self.open_alerts.values(), key=lambda a: str(a["alert_id"]))
+
+    def totals(self) -> dict[str, int]:
+        """Decisions per effect, and fail-closed denies."""
+        out: dict[str, int] = {}
+        for (_, _, effect, code), n in self.decisions.items():
+            out[effect] = out.get(effect, 0) + n
+            if effect == "deny" and code not in JUDGED_CODES:
+                out["fail_closed"] = out.get("fail_closed", 0) + n
+        return out
+
+
+def fold_all(
+    state: MonitorState, records: Iterable[tuple[int, int, str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Fold (partition, offset, schema name, datum) records; every alert raised."""
+    alerts: list[dict[str, Any]] = []
+    for partition, offset, name, datum in records:
+        alerts += state.fold(partition, offset, name, datum)
+    return alerts

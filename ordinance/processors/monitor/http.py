@@ -1,0 +1,212 @@
+"""What the monitor serves: Prometheus ``/metrics``, ``/healthz``, ``/readyz`` and a JSON
+report (``/v1/report``), on starlette, run by uvicorn in a thread beside the loop.
+
+Metrics are read from the fold (`MonitorState`) at scrape time by a custom collector, so
+every value is a count of records in the log — a test recomputes them from the log and
+compares. Names follow Prometheus conventions (``_total`` counters, ``_seconds``
+histograms, base units):
+
+* ``ordinance_decisions_total{bundle,tool,effect,code}``
+* ``ordinance_rule_decisions_total{bundle,policy,rule,effect}`` — per rule in rule_ids
+* ``ordinance_fail_closed_total{code}`` — denies no policy decided
+* ``ordinance_decision_latency_seconds`` — intent event time to decision evaluation time
+* ``ordinance_alerts_open{kind}``, ``ordinance_alerts_total{kind}``
+* ``ordinance_consumer_lag_records{group}``, ``ordinance_monitor_records_total``,
+  ``ordinance_monitor_position{partition}`` (next decisions offset)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ordinance.jsonutil import canonical_json
+from ordinance.processors.monitor.fold import JUDGED_CODES, LATENCY_BUCKETS
+from ordinance.processors.monitor.runner import Monitor
+
+#: Seconds without a successful poll after which the monitor reports itself unhealthy.
+STUCK_AFTER_S = 30.0
+
+
+class MonitorCollector(Collector):
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.monitor
+        with m.lock:
+            state, health = m.state, m.health
+            decisions = CounterMetricFamily(
+                "ordinance_decisions",
+                "Decisions on the decisions log",
+                labels=["bundle", "tool", "effect", "code"],
+            )
+            fail_closed: dict[str, int] = {}
+            for (bundle, tool, effect, code), n in sorted(state.decisions.items()):
+                decisions.add_metric([bundle, tool, effect, code], n)
+                if effect == "deny" and code not in JUDGED_CODES:
+                    fail_closed[code] = fail_closed.get(code, 0) + n
+            rules = CounterMetricFamily(
+                "ordinance_rule_decisions",
+                "Decisions each rule took part in (one per rule id of a decision)",
+                labels=["bundle", "policy", "rule", "effect"],
+            )
+            for (bundle, policy, rule, effect), n in sorted(state.rule_hits.items()):
+                rules.add_metric([bundle, policy, rule, effect], n)
+            closed = CounterMetricFamily(
+                "ordinance_fail_closed", "Denies no policy decided", labels=["code"]
+            )
+            for code, n in sorted(fail_closed.items()):
+                closed.add_metric([code], n)
+            cumulative, buckets = 0, []
+            for bound, n in zip(LATENCY_BUCKETS, state.latency_buckets, strict=True):
+                cumulative += n
+                buckets.append((repr(bound), float(cumulative)))
+            buckets.append(("+Inf", float(state.latency_count)))
+            latency = HistogramMetricFamily(
+                "ordinance_decision_latency_seconds",
+                "Intent event time to decision evaluation time",
+                buckets=buckets,
+                sum_value=state.latency_sum,
+            )
+            open_alerts = GaugeMetricFamily(
+                "ordinance_alerts_open", "Alerts open now", labels=["kind"]
+            )
+            counts: dict[str, int] = {}
+            for alert in m.open_alerts_unlocked():
+                counts[alert["kind"]] = counts.get(alert["kind"], 0) + 1
+            for kind, n in sorted(counts.items()):
+                open_alerts.add_metric([kind], n)
+            written = CounterMetricFamily(
+                "ordinance_alerts", "Alerts the fold raised", labels=["kind"]
+            )
+            for kind, n in sorted(state.alerts_written.items()):
+                written.add_metric([kind], n)
+            lag = GaugeMetricFamily(
+                "ordinance_consumer_lag_records",
+                "Records a processor group has yet to commit",
+                labels=["group"],
+            )
+            for group, behind in sorted(health.lag.items()):
+                lag.add_metric([group], behind)
+            folded = CounterMetricFamily(
+                "ordinance_monitor_records", "Decisions-log records this monitor folded"
+            )
+            folded.add_metric([], health.records)
+            position = GaugeMetricFamily(
+                "ordinance_monitor_position",
+                "Next decisions offset per partition",
+                labels=["partition"],
+            )
+            for partition, offset in sorted(state.positions.items()):
+                position.add_metric([str(partition)], offset)
+        yield from (decisions, rules, closed, latency, open_alerts, written, lag, folded, position)
+
+
+def health_problems(monitor: Monitor) -> list[str]:
+    with monitor.lock:
+        health = monitor.health
+        problems = []
+        if health.error:
+            problems.append(f"failing: {health.error}")
+        since = monitor.clock() - (health.last_poll or health.started)
+        if since > STUCK_AFTER_S:
+            problems.append(f"stuck: no successful poll for {since:.0f}s")
+        return problems
+
+
+def report(monitor: Monitor) -> dict[str, Any]:
+    """The JSON report: totals, per bundle/tool/effect counts, open alerts, health."""
+    with monitor.lock:
+        state, health = monitor.state, monitor.health
+        rows = [
+            {"bundle_id": b, "tool": t, "effect": e, "code": c, "decisions": n}
+            for (b, t, e, c), n in sorted(state.decisions.items())
+        ]
+        out = {
+            "totals": state.totals(),
+            "decisions": rows,
+            "positions": {str(p): o for p, o in sorted(state.positions.items())},
+            "records": health.records,
+            "undecodable": health.undecodable,
+            "lag": dict(health.lag),
+            "ready": health.ready,
+            "config": monitor.config.to_json(),
+            "open_alerts": monitor.open_alerts_unlocked(),
+        }
+    parsed: dict[str, Any] = orjson.loads(canonical_json(out))  # decimals, times as text
+    return parsed
+
+
+def build_app(monitor: Monitor) -> Starlette:
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector(monitor))
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(_: Request) -> Response:
+        problems = health_problems(monitor)
+        return JSONResponse(
+            {"healthy": not problems, "problems": problems}, 503 if problems else 200
+        )
+
+    async def readyz(_: Request) -> Response:
+        with monitor.lock:
+            ready = monitor.health.ready
+        return JSONResponse({"ready": ready}, 200 if ready else 503)
+
+    async def report_json(_: Request) -> Response:
+        return JSONResponse(report(monitor))
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/v1/report", report_json),
+        ]
+    )
+
+
+class HttpServer:
+    """uvicorn in a daemon thread; ``port`` 0 picks a free one (see ``bound_port``)."""
+
+    def __init__(self, monitor: Monitor, host: str, port: int) -> None:
+        config = uvicorn.Config(build_app(monitor), host=host, port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="monitor-http", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.05)):
+            if self.server.started:
+                return
+            deadline.wait(0.05)
+        raise TimeoutError("the monitor's HTTP server did not start")
+
+    @property
+    def bound_port(self) -> int:
+        sockets = [s for server in self.server.servers for s in server.sockets]
+        return int(sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

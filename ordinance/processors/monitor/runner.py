@@ -1,0 +1,293 @@
+"""The monitor process: fold ``agent.decisions``, write alerts, watch the other processors.
+
+One monitor reads every partition of the decisions topic (it is cheap: a fold of counters)
+as the consumer group ``ordinance.monitor``. On start it folds each partition from the
+beginning of retention up to the group's committed position *quietly* — the alerts those
+records raise were written before — and from there on writes the alerts each batch raises
+together with the batch's offsets (one transaction on the embedded log; on Kafka a
+replayed batch rewrites alerts with the same ids, which readers deduplicate).
+
+Liveness is judged on the injected clock, not on the log, so it is not part of the
+replayable fold: every ``check_every_s`` the monitor compares each processor group's
+committed offsets with its input's end offsets (``lag``), and each decisions partition's
+decided-through action offset with the actions written (``silence``: actions waiting
+longer than ``silence.after_s`` with no decision). Those alerts open and resolve like the
+others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordinance.processors.monitor.config import MonitorConfig
+from ordinance.processors.monitor.fold import MonitorState
+from ordinance.streams import Log, Record
+from ordinance.streams.log import AtOffset, Consumer, TopicPartition
+from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.topics import (
+    AGENT_ACTIONS,
+    AGENT_DECISIONS,
+    DEFAULT_PREFIX,
+    MONITOR_ALERTS,
+    POLICY_CHANGES,
+    ensure_topics,
+)
+
+MONITOR_GROUP = "ordinance.monitor"
+LAG = "lag"
+SILENCE = "silence"
+#: The processor groups whose lag the monitor watches, and the topic each consumes.
+WATCHED_GROUPS = (
+    ("ordinance.enforcer", AGENT_ACTIONS),
+    ("ordinance.controller", POLICY_CHANGES),
+    (MONITOR_GROUP, AGENT_DECISIONS),
+)
+_SCHEMAS = frozenset({"Decision", "RulesetSwap", "EnforcerTakeover", "IdentityUpdate"})
+
+
+@dataclass
+class Health:
+    """What ``/healthz`` and ``/readyz`` answer."""
+
+    ready: bool = False  # caught up with what was committed before this process started
+    last_poll: float = 0.0  # clock time of the last successful poll
+    error: str | None = None  # the last failure of the loop, if it is failing
+    records: int = 0  # records folded by this process
+    undecodable: int = 0  # records of the decisions topic that did not decode
+    lag: dict[str, int] = field(default_factory=dict)  # group -> records behind
+    started: float = 0.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        config: MonitorConfig | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] = time.time,
+        check_every_s: float = 5.0,
+        progress: Callable[[str], None] = lambda _message: None,
+        read_only: bool = False,
+    ) -> None:
+        """``read_only``: fold and judge, but write no alert and commit nothing (a report
+        of the log as it stands, beside a running monitor)."""
+        self.log = log
+        self.read_only = read_only
+        self.config = config or MonitorConfig()
+        self.clock = clock
+        self.check_every_s = check_every_s
+        self.progress = progress
+        self.state = MonitorState(self.config)
+        self.health = Health(started=clock())
+        self.lock = threading.Lock()  # the HTTP thread reads what the loop writes
+        self.serde = Serde()
+        specs = ensure_topics(log, prefix)
+        self.prefix = prefix
+        self.decisions = specs[AGENT_DECISIONS].name
+        self.actions = specs[AGENT_ACTIONS].name
+        self.alerts_topic = specs[MONITOR_ALERTS].name
+        self._specs = specs
+        self._quiet_until: dict[int, int] = {}
+        self._live_open: dict[tuple[str, str], dict[str, Any]] = {}
+        self._waiting_since: dict[int, float] = {}
+        self._next_check = 0.0
+        self.alerts_written = 0
+
+    # -- the loop -----------------------------------------------------------------
+
+    def fold_to_end(self) -> None:
+        """Fold every decisions record present now (`Log.read_to_end`), writing nothing:
+        the one-shot report of ``ordinance monitor --report``."""
+        with self.lock:
+            for record in self.log.read_to_end(self.decisions):
+                decoded = self.serde.decode_record(record, expect=_SCHEMAS)
+                if isinstance(decoded, Decoded):
+                    self.health.records += 1
+                    self.state.fold(record.partition, record.offset, decoded.name, decoded.value)
+                else:
+                    self.health.undecodable += 1
+                    self.state.positions[record.partition] = record.offset + 1
+            self.health.ready = True
+        self._check_liveness()  # the groups' lag as it stands (nothing is written)
+
+    def run(
+        self, stop: threading.Event, *, until: Callable[[MonitorState], bool] | None = None
+    ) -> None:
+        """Fold until ``stop`` is set (or ``until`` holds of the state after a batch).
+
+        A failure (the log unreachable, a write refused) is reported in health and the
+        session starts over after a pause: a fresh state folded quietly up to what was
+        committed, so an alert whose write failed is raised and written again — never
+        lost, never written beside a commit that skipped it."""
+        while not stop.is_set():
+            try:
+                self._session(stop, until)
+                return
+            except Exception as exc:
+                with self.lock:
+                    self.health.error = f"{type(exc).__name__}: {exc}"
+                    self.health.ready = False
+                    self.state = MonitorState(self.config)
+                self.progress(f"monitor: {self.health.error}; starting over in 1s")
+                stop.wait(1.0)
+
+    def _session(self, stop: threading.Event, until: Callable[[MonitorState], bool] | None) -> None:
+        group = None if self.read_only else MONITOR_GROUP
+        with self.log.consumer(group, relaxed=True) as consumer:
+            tps = [TopicPartition(self.decisions, p) for p in self.log.partitions(self.decisions)]
+            committed = consumer.committed(tps)
+            self._quiet_until = {tp.partition: committed[tp] or 0 for tp in tps}
+            consumer.assign({tp: AtOffset(0) for tp in tps})
+            outbox = None if self.read_only else self.log.outbox(consumer)
+            try:
+                while not stop.is_set():
+                    self._step(consumer, outbox)
+                    if until is not None and until(self.state):
+                        break
+            finally:
+                if outbox is not None:
+                    outbox.close()
+
+    def _step(self, consumer: Consumer, outbox: Any) -> None:
+        records = consumer.poll(max_records=2000, timeout=0.2)
+        outputs: list[tuple[str, Record]] = []
+        offsets: dict[TopicPartition, int] = {}
+        with self.lock:
+            self.health.last_poll = self.clock()
+            self.health.error = None
+            for record in records:
+                offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                decoded = self.serde.decode_record(record, expect=_SCHEMAS)
+                if not isinstance(decoded, Decoded):
+                    self.health.undecodable += 1
+                    self.state.positions[record.partition] = record.offset + 1
+                    continue
+                self.health.records += 1
+                raised = self.state.fold(
+                    record.partition, record.offset, decoded.name, decoded.value
+                )
+                if record.offset >= self._quiet_until.get(record.partition, 0):
+                    outputs += [self._record(alert) for alert in raised]
+            # Ready once every partition is folded up to what was committed before.
+            self.health.ready = self.health.ready or all(
+                self.state.positions.get(p, 0) >= end for p, end in self._quiet_until.items()
+            )
+        # Only offsets past what was committed before: never move a commit backwards.
+        fresh = {tp: o for tp, o in offsets.items() if o > self._quiet_until.get(tp.partition, 0)}
+        if outbox is not None and (outputs or fresh):
+            outbox.send(outputs, fresh)
+            self.alerts_written += len(outputs)
+        if self.clock() >= self._next_check:
+            self._next_check = self.clock() + self.check_every_s
+            self._check_liveness()
+
+    def _record(self, alert: dict[str, Any]) -> tuple[str, Record]:
+        value = self.serde.encode("Alert", alert)
+        return self.alerts_topic, Record(str(alert["kind"]).encode(), value, (), _ms(alert["at"]))
+
+    # -- liveness (clock-based, outside the fold) ---------------------------------
+
+    def _check_liveness(self) -> None:
+        now = self.clock()
+        lag: dict[str, int] = {}
+        for group, topic_key in WATCHED_GROUPS:
+            topic = self._specs[topic_key].name
+            ends = self.log.end_offsets(topic)
+            with self.log.consumer(group, relaxed=True) as reader:
+                committed = reader.committed([TopicPartition(topic, p) for p in ends])
+            if all(c is None for c in committed.values()):
+                continue  # the group never ran here
+            lag[group] = sum(max(0, ends[tp.partition] - (c or 0)) for tp, c in committed.items())
+        action_ends = self.log.end_offsets(self.actions)
+        with self.lock:
+            self.health.lag = lag
+            decided = dict(self.state.decided_through)
+        alerts: list[dict[str, Any]] = []
+        for group, behind in sorted(lag.items()):
+            firing = behind > self.config.lag.max_records
+            clear = behind <= self.config.lag.max_records // 2
+            message = f"consumer group {group} is {behind} records behind its input"
+            alerts += self._live(
+                LAG, group, firing, clear, now, message, {"records_behind": behind}
+            )
+        for partition, end in sorted(action_ends.items()):
+            waiting = end > decided.get(partition, 0)
+            if waiting:
+                self._waiting_since.setdefault(partition, now)
+            else:
+                self._waiting_since.pop(partition, None)
+            waited = now - self._waiting_since.get(partition, now)
+            firing = waiting and waited >= self.config.silence.after_s
+            message = (
+                f"partition {partition}: {end - decided.get(partition, 0)} actions have waited "
+                f"{waited:.0f}s with no decision: is its enforcer running?"
+            )
+            evidence = {
+                "partition": partition,
+                "actions_end": end,
+                "decided_through": decided.get(partition, 0),
+                "waited_ms": int(waited * 1000),
+            }
+            alerts += self._live(
+                SILENCE, str(partition), firing, not waiting, now, message, evidence
+            )
+        if alerts and not self.read_only:
+            self.log.produce(self.alerts_topic, [self._record(a)[1] for a in alerts])
+            self.alerts_written += len(alerts)
+
+    def _live(
+        self,
+        kind: str,
+        subject: str,
+        firing: bool,
+        clear: bool,
+        now: float,
+        message: str,
+        evidence: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        key = (kind, subject)
+        opened = self._live_open.get(key)
+        at = dt.datetime.fromtimestamp(now, dt.UTC)
+        if opened is None and firing:
+            alert = _live_alert(kind, "critical", subject, at, message, evidence)
+            self._live_open[key] = alert
+            return [alert]
+        if opened is not None and clear:
+            del self._live_open[key]
+            evidence = {**evidence, "opened_by": opened["alert_id"]}
+            return [_live_alert(f"{kind}_resolved", "info", subject, at, message, evidence)]
+        return []
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return self.open_alerts_unlocked()
+
+    def open_alerts_unlocked(self) -> list[dict[str, Any]]:
+        """Open alerts of the fold and of the liveness checks; the caller holds ``lock``."""
+        live = sorted(self._live_open.values(), key=lambda a: str(a["alert_id"]))
+        return self.state.open() + live
+
+
+def _live_alert(
+    kind: str, severity: str, subject: str, at: dt.datetime, message: str, evidence: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "alert_id": f"{kind}:{subject}:{_ms(at)}",
+        "kind": kind,
+        "severity": severity,
+        "policy_id": None,
+        "bundle_id": None,
+        "message": message,
+        "at": at,
+        "details": {"subject": subject, **evidence},
+    }
+
+
+def _ms(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1000)
