@@ -148,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="deny (clock_skew) an action whose event time is further than this from the "
         "enforcer's clock; 'off' for no bound (default: 300)",
     )
+    p.add_argument(
+        "--dedupe-horizon",
+        type=_horizon_seconds,
+        default=7 * 86400.0,  # state_horizon.DEFAULT_DEDUPE_HORIZON_S
+        metavar="DURATION",
+        help="how long request ids and window history are remembered (e.g. 7d, 12h; 'off':"
+        " forever); an intent dated further back is denied stale_request (default: 7d)",
+    )
 
     p = command(
         "approvals", "list require_approval decisions waiting for a human, approve or reject them"
@@ -156,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("request_id", nargs="?", help="the request to answer (approve / reject)")
     p.add_argument("--log", required=True, metavar="URL")
     p.add_argument("--approver", default=None, help="who answers (default: the OS user)")
+    p.add_argument(
+        "--key",
+        metavar="PEM",
+        help="sign the answer as --approver with this private key (default $ORDINANCE_KEY);"
+        " an enforcer that enforces identity counts only signed answers",
+    )
     p.add_argument("--reason", default=None)
     p.add_argument(
         "--expires-in",
@@ -218,6 +232,18 @@ def _skew_seconds(text: str) -> float | None:
     if not seconds >= 0 or seconds == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
     return seconds
+
+
+def _horizon_seconds(text: str) -> float | None:
+    """``serve --dedupe-horizon``: a duration such as ``7d`` or ``90m``, or ``off``."""
+    from ordinance.policy.typecheck import parse_duration
+
+    if text.strip().lower() == "off":
+        return None
+    seconds = parse_duration(text.strip())
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"not a duration such as 7d, 12h, 90m or 'off': {text!r}")
+    return float(seconds)
 
 
 def _analysis_check_options(p: argparse.ArgumentParser) -> None:
@@ -339,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signing_key=args.signing_key,
             max_clock_skew_s=args.max_clock_skew,
             trust=args.trust,
+            dedupe_horizon_s=args.dedupe_horizon,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds
@@ -353,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason=args.reason,
             expires_in_s=args.expires_in,
             as_json=args.json,
+            key=args.key,
         )
     if args.command in ("publish", "controller"):
         from ordinance.commands import lifecycle_cmds

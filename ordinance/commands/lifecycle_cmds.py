@@ -236,6 +236,7 @@ def cmd_serve(
     signing_key: str | None = None,
     max_clock_skew_s: float | None = None,
     trust: str | None = None,
+    dedupe_horizon_s: float | None = None,
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -251,6 +252,7 @@ def cmd_serve(
             signing_key=signing_key,
             max_clock_skew_s=max_clock_skew_s,
             trust=trust,
+            dedupe_horizon_s=dedupe_horizon_s,
         )
 
 
@@ -266,6 +268,7 @@ def _serve(
     signing_key: str | None = None,
     max_clock_skew_s: float | None = None,
     trust: str | None = None,
+    dedupe_horizon_s: float | None = None,
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
@@ -325,6 +328,8 @@ def _serve(
                 progress=note,
                 masking=masking,
                 max_clock_skew_s=max_clock_skew_s,
+                trust=root,
+                dedupe_horizon_s=dedupe_horizon_s,
             )
             err.print(
                 f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"
@@ -363,7 +368,9 @@ def cmd_approvals(
     reason: str | None,
     expires_in_s: float | None,
     as_json: bool,
+    key: str | None = None,
 ) -> int:
+    from ordinance.identity.signing import PrincipalSigner
     from ordinance.processors.approvals import answer, pending_approvals
 
     err = Console(stderr=True, highlight=False)
@@ -400,13 +407,18 @@ def cmd_approvals(
                 out.print(f"{len(pending)} request(s) waiting for approval")
                 return EXIT_OK
             assert request_id is not None
+            who = default_actor(approver)
+            signer = (
+                PrincipalSigner.from_file(who, Path(key)) if key else PrincipalSigner.from_env(who)
+            )
             datum = answer(
                 log,
                 request_id,
                 approve=action == "approve",
-                approver=default_actor(approver),
+                approver=who,
                 reason=reason,
                 expires_in_s=expires_in_s,
+                signer=signer,
             )
     except OrdinanceError as exc:
         err.print(f"[red]{exc}[/]")

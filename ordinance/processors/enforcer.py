@@ -48,6 +48,7 @@ from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
+from ordinance.policy.window import longest_window_seconds
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail
@@ -142,11 +143,20 @@ class Enforcer:
         masking: Masking | None = None,
         max_clock_skew_s: float | None = None,
         trust: TrustRoot | None = None,
+        dedupe_horizon_s: float | None = None,
     ) -> None:
         """``max_clock_skew_s``: deny (``clock_skew``) an action whose event time is further
         than this from ``clock``; None for no bound (``serve`` defaults to
         `DEFAULT_MAX_CLOCK_SKEW_S`). ``trust``: enforce identity with this trust root
-        (``serve --trust``); None decides with what requests claim, as before."""
+        (``serve --trust``); None decides with what requests claim, as before.
+        ``dedupe_horizon_s``: how long the partitions remember request ids and window
+        history (`state_horizon`; ``serve`` defaults to `DEFAULT_DEDUPE_HORIZON_S`); an
+        intent dated further back is denied ``stale_request``. None: state grows unbounded."""
+        if dedupe_horizon_s is not None and not dedupe_horizon_s > 0:
+            raise ValueError(f"dedupe_horizon_s must be > 0, not {dedupe_horizon_s}")
+        self.dedupe_horizon_ms = (
+            round(dedupe_horizon_s * 1000) if dedupe_horizon_s is not None else None
+        )
         if max_clock_skew_s is not None and not max_clock_skew_s >= 0:
             raise ValueError(f"max_clock_skew_s must be >= 0, not {max_clock_skew_s}")
         self.log = log
@@ -223,6 +233,8 @@ class Enforcer:
             "bundle_id": bundle_id,
             "previous_bundle_id": state.bundle_id,
             "policy_offset": self.policy_offset if self.policy_offset is not None else -1,
+            # How much window history this bundle can ask for: the partition keeps it.
+            "longest_window_ms": _longest_window_ms(self.ruleset),
             "at": _at(self.clock()),
             "prev_hash": None,
             "hash": None,
@@ -280,6 +292,7 @@ class Enforcer:
             "agent_partitions": self.agent_partitions,
             "max_clock_skew_ms": self.max_clock_skew_ms,
             "trust_root": self.trust.to_wire() if self.trust is not None else None,
+            "dedupe_horizon_ms": self.dedupe_horizon_ms,
             "prev_hash": None,
             "hash": None,
         }
@@ -461,3 +474,10 @@ class Enforcer:
 
         if outputs or offsets:
             outbox.send(outputs, offsets, on_delivered)
+
+
+def _longest_window_ms(ruleset: Ruleset | None) -> int:
+    """Computed at each swap (swaps are rare; a walk over the rules' conditions)."""
+    if ruleset is None:
+        return 0
+    return 1000 * longest_window_seconds(cr.rule.condition.expr for cr in ruleset.rules)

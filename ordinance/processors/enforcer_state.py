@@ -16,10 +16,10 @@ Before any policy runs, an action must be one agent's, exactly (budgets are per 
   decision's agent id;
 - it is keyed by that id and sits on the partition the id hashes to (else
   ``wrong_partition``: another partition's state would hold a second budget);
-- its event time is within the skew bound of the evaluation time (else ``clock_skew``).
-  The bound is also the horizon of the DESIGN's staleness rule: an intent dated further
-  back (or ahead) than it is never judged, so state older than the bound plus the longest
-  window can be pruned without allowing anything twice.
+- its event time is within the skew bound of the evaluation time (else ``clock_skew``),
+  and not older than the partition's dedupe horizon (else ``stale_request``): state older
+  than the horizon (plus the longest window) is pruned, and an intent that old is never
+  judged, so pruning never lets anything be judged twice (`state_horizon`).
 """
 
 from __future__ import annotations

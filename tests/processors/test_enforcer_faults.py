@@ -55,8 +55,20 @@ def _produce_stream(url: str, done: threading.Event, interval_s: float) -> None:
 
 def _serve(url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        # The stream's event times are T0 + minutes (2026-01-01), not the enforcer's clock.
-        [sys.executable, "-m", "ordinance.cli", "serve", "--log", url, "--max-clock-skew", "off"],
+        # The stream's event times are T0 + minutes (2026-01-01), not the enforcer's clock:
+        # no skew bound, and no horizon (they would all be older than a week).
+        [
+            sys.executable,
+            "-m",
+            "ordinance.cli",
+            "serve",
+            "--log",
+            url,
+            "--max-clock-skew",
+            "off",
+            "--dedupe-horizon",
+            "off",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -395,6 +395,38 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # EnforcerTakeover 4 bounds the partition's memory: the dedupe horizon.
+        "EnforcerTakeover",
+        4,
+        {
+            "enforcer_id": "enforcer-4",
+            "partition": 1,
+            "previous_enforcer_id": "enforcer-3",
+            "nonce": "c0ffee12",
+            "at": T0,
+            "agent_partitions": 4,
+            "max_clock_skew_ms": 300_000,
+            "trust_root": None,
+            "dedupe_horizon_ms": 7 * 86_400_000,
+        },
+    ),
+    (
+        # RulesetSwap 2 says how much window history the bundle can ask for.
+        "RulesetSwap",
+        2,
+        {
+            "enforcer_id": "enforcer-4",
+            "partition": 1,
+            "bundle_id": "sha256:" + "ef" * 32,
+            "previous_bundle_id": None,
+            "policy_offset": 19,
+            "longest_window_ms": 86_400_000,
+            "at": T0,
+            "prev_hash": None,
+            "hash": None,
+        },
+    ),
+    (
         # Decision 5 names the agent key that signed the intent, who may approve and how many
         # must, and (on a follow-up) the verified approvers.
         "Decision",
