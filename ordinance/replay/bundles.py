@@ -201,11 +201,14 @@ class BundleStore:
 
     def state_at(self, at: dt.datetime) -> tuple[ControllerState, list[Change]]:
         """The controller's state after the changes with event time <= ``at``, folded by
-        the controller's own code, and those changes."""
+        the controller's own code, and those changes. A change the controller rejected
+        (an unauthorised signer, an invalid bundle...) changed nothing, so it is listed
+        but not folded: an unauthorised enforce never shows as in force."""
         state = ControllerState()
         applied = [c for c in self.changes if c.at <= at]
         for change in applied:
-            apply_change(state, change.datum, change.offset, change.at)
+            if change.rejected is None:
+                apply_change(state, change.datum, change.offset, change.at)
         return state, applied
 
 

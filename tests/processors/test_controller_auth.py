@@ -167,6 +167,13 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     assert s.controller() == {"applied": 1, "rejected": 1, "written": 1}
     assert s.alerts()[replayed[0]]["code"] == "stale_change"
     assert s.in_force() == rollout
+    # `policy at` folds what the controller accepted, not what was written: the refused
+    # replay of bob's enforce is not "in force since" its own offset.
+    code, at = s("policy", "at", "now", "--log", s.log)
+    assert code == 0
+    assert [(r["stable_bundle_id"], r["change_offset"]) for r in at["rollouts"]] == [
+        (BUNDLE, enforced)
+    ]
 
     # history and show name the signer and key of each event, and each refusal's code
     code, history = s("policy", "history", "--log", s.log)
