@@ -148,3 +148,4 @@ def test_demo_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert re.search(r"test: \d+ passed", out) and "failed" not in out
     assert "every attack was denied" in out and "hot swap to sha256:" in out
+    assert "impersonation denied" in out and "identity_mismatch" in out

@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ordinance.commands.demo_pipeline import ATTACKS, SWAP_COUNTRY, PipelineRun, run_pipeline
+from ordinance.commands.demo_pipeline import (
+    ATTACKS,
+    IMPERSONATIONS,
+    SWAP_COUNTRY,
+    PipelineRun,
+    run_pipeline,
+)
 from ordinance.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -35,6 +41,7 @@ from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 
 INTENTS_PER_PHASE = 120
+IMPERSONATION_LABELS = frozenset(label for label, _, _ in IMPERSONATIONS)
 
 
 def default_policies() -> Path:
@@ -66,6 +73,14 @@ def _report(run: PipelineRun) -> dict[str, Any]:
         "phases": phases,
         "enforcer": run.enforcer,
         "audit": run.audit,
+        "identity": {
+            "trust_file": str(run.trust_file) if run.trust_file is not None else None,
+            "impersonations": [
+                {"label": o.label, "phase": o.phase, "effect": o.effect, "code": o.code}
+                for o in run.outcomes
+                if o.label in IMPERSONATION_LABELS
+            ],
+        },
     }
 
 
@@ -78,7 +93,7 @@ def _execute(
     err: Console,
     quiet: bool,
 ) -> PipelineRun:
-    total = 2 * (INTENTS_PER_PHASE + len(ATTACKS))
+    total = 2 * (INTENTS_PER_PHASE + len(ATTACKS) + len(IMPERSONATIONS))
     with Progress(
         TextColumn("agents deciding"),
         BarColumn(),
@@ -226,6 +241,18 @@ def cmd_demo(
             else f"; [red]{report['client_side_denies']} requests got no answer[/]"
         )
     )
+    denied = sorted(
+        {
+            f"{i['label']} ({i['code']})"
+            for i in report["identity"]["impersonations"]
+            if i["effect"] == "deny"
+        }
+    )
+    out.print(
+        "identity enforced: every agent and the publisher sign with registry keys; "
+        f"impersonation denied: {'; '.join(denied)}",
+        markup=False,
+    )
     out.print(
         f"audit: {audit['records']} chained records verified against {audit['checkpoints']} signed "
         + (
@@ -238,6 +265,13 @@ def cmd_demo(
         out.print(
             f"keyring: {keyring} — verify later with "
             f"`ordinance audit verify --log {run.url} --keyring {keyring}`",
+            markup=False,
+        )
+    trust_file = report["identity"]["trust_file"]
+    if left_behind and trust_file is not None:
+        out.print(
+            f"identities: agent keys and the trust file in {Path(trust_file).parent} — go on with "
+            f"`ordinance serve --log {run.url} --trust {trust_file}`",
             markup=False,
         )
     out.print(

@@ -9,6 +9,7 @@ Everything goes through the log: bundles on ``policy.changes``, the table on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.client import Client
+from ordinance.commands.demo_identity import DEMO_PUBLISHER, demo_identities
 from ordinance.policy.bundle import compile_bundle
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.keys import Keyring, Signer, generate
@@ -48,6 +50,13 @@ ATTACKS: list[tuple[str, dict[str, Any]]] = [
     ("an argument the tool does not declare", {"agent": BILLING[0], "action": {"tool": "payments.refund", "args": {"amount": "5", "currency": "EUR", "charge_id": "ch_1", "override": True}}}),
     ("a malformed amount", {"agent": BILLING[1], "action": {"tool": "payments.refund", "args": {"amount": "five", "currency": "EUR", "charge_id": "ch_1"}}}),
     ("payments by a support agent", {"agent": SUPPORT[0], "action": {"tool": "payments.transfer", "args": {"amount": "20", "currency": "EUR", "country": "DE", "iban": "DE00"}}}),
+]  # fmt: skip
+
+# Identity is enforced: an agent that signs as another, or claims a role the registry
+# does not give it, is denied before any policy runs (signed by: the third element).
+IMPERSONATIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("support bot signs a transfer as billing-bot-1", {"agent": BILLING[0], "action": {"tool": "payments.transfer", "args": {"amount": "20", "currency": "EUR", "country": "DE", "iban": "DE00"}}}, str(SUPPORT[0]["id"])),
+    ("support bot claims the billing role", {"agent": {**SUPPORT[0], "roles": ["billing"]}, "action": {"tool": "payments.transfer", "args": {"amount": "20", "currency": "EUR", "country": "DE", "iban": "DE00"}}}, str(SUPPORT[0]["id"])),
 ]  # fmt: skip
 
 SWAP_COUNTRY = "RU"  # the stricter bundle adds it to the sanctioned destinations
@@ -120,25 +129,29 @@ class PipelineRun:
     swap_offsets: dict[int, int] = field(default_factory=dict)  # decisions partition -> offset
     enforcer: dict[str, int] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
+    trust_file: Path | None = None  # the demo's trust root, kept beside the log's keys
 
     def latency(self, q: float) -> float:
         values = sorted(o.latency_ms for o in self.outcomes)
         return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
+Intent = tuple[str, bool, dict[str, Any], str]  # label, attack?, request, signed by
+
+
 async def _drive(
-    client: Client,
+    clients: Mapping[str, Client],
     run: PipelineRun,
     phase: str,
-    intents: list[tuple[str, bool, dict[str, Any]]],
+    intents: list[Intent],
     tick: Callable[[], None],
 ) -> None:
     gate = asyncio.Semaphore(16)  # agents in flight at once
 
-    async def one(label: str, attack: bool, request: dict[str, Any]) -> None:
+    async def one(label: str, attack: bool, request: dict[str, Any], signer: str) -> None:
         async with gate:
             started = time.perf_counter()
-            decision = await client.decide(request, timeout=10.0)
+            decision = await clients[signer].decide(request, timeout=10.0)
             elapsed = (time.perf_counter() - started) * 1000
         country = (
             request["action"]["args"].get("country")
@@ -159,14 +172,16 @@ async def _drive(
         )
         tick()
 
-    await asyncio.gather(*(one(label, attack, req) for label, attack, req in intents))
+    await asyncio.gather(*(one(*intent) for intent in intents))
 
 
-def _intents(rng: random.Random, count: int) -> list[tuple[str, bool, dict[str, Any]]]:
-    out: list[tuple[str, bool, dict[str, Any]]] = [
-        (label, False, req) for label, req in (routine(rng) for _ in range(count))
+def _intents(rng: random.Random, count: int) -> list[Intent]:
+    out: list[Intent] = [
+        (label, False, req, req["agent"]["id"])
+        for label, req in (routine(rng) for _ in range(count))
     ]
-    out += [(label, True, req) for label, req in ATTACKS]
+    out += [(label, True, req, req["agent"]["id"]) for label, req in ATTACKS]
+    out += [(label, True, req, signer) for label, req, signer in IMPERSONATIONS]
     rng.shuffle(out)
     return out
 
@@ -189,17 +204,29 @@ def run_pipeline(
     stop = threading.Event()
     rng = random.Random(2026)
     with open_log(url) as publisher:
-        publish_bundle(publisher, files, old_id, actor="demo", reason="the example policies")
+        ids = demo_identities(publisher, [*BILLING, *OPS, *SUPPORT], keys_dir)
+        run.trust_file = ids.trust_file
+        publish_bundle(
+            publisher,
+            files,
+            old_id,
+            actor=DEMO_PUBLISHER,
+            reason="the example policies",
+            signer=ids.signers[DEMO_PUBLISHER],
+        )
 
     def controller() -> None:
         with open_log(url) as log:
-            run_controller(log, stop=stop)
+            run_controller(log, stop=stop, trust=ids.trust)
 
     enforcer_report: dict[str, int] = {}
 
     def enforcer() -> None:
         with open_log(url) as log:
-            report = Enforcer(log, enforcer_id="demo-enforcer", progress=progress).run(stop=stop)
+            enforcer = Enforcer(
+                log, enforcer_id="demo-enforcer", progress=progress, trust=ids.trust
+            )
+            report = enforcer.run(stop=stop)
             enforcer_report.update(vars(report))
 
     threads = [
@@ -222,17 +249,28 @@ def run_pipeline(
         # Agents start once the first bundle is in force (before that every answer is a
         # fail-closed deny with code no_ruleset, which is correct but not the point here).
         _wait_for_swap(url, old_id)
-        with Client(url, client_id="demo-fleet") as client:
-            asyncio.run(_drive(client, run, "before", _intents(rng, intents_per_phase), tick))
+        with contextlib.ExitStack() as stack:
+            # One client per agent, each signing with that agent's key.
+            clients = {
+                aid: stack.enter_context(Client(url, client_id=f"demo-{aid}", key=signer))
+                for aid, signer in ids.signers.items()
+                if aid != DEMO_PUBLISHER
+            }
+            asyncio.run(_drive(clients, run, "before", _intents(rng, intents_per_phase), tick))
             progress(
                 f"hot swap: publishing a stricter bundle ({SWAP_COUNTRY} becomes a sanctioned destination)"
             )
             with open_log(url) as publisher:
                 publish_bundle(
-                    publisher, new_files, new_id, actor="demo", reason=f"sanction {SWAP_COUNTRY}"
+                    publisher,
+                    new_files,
+                    new_id,
+                    actor=DEMO_PUBLISHER,
+                    reason=f"sanction {SWAP_COUNTRY}",
+                    signer=ids.signers[DEMO_PUBLISHER],
                 )
             run.swap_offsets = _wait_for_swap(url, new_id)
-            asyncio.run(_drive(client, run, "after", _intents(rng, intents_per_phase), tick))
+            asyncio.run(_drive(clients, run, "after", _intents(rng, intents_per_phase), tick))
     finally:
         stop.set()
         for thread in threads:

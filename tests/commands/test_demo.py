@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ordinance.cli import main
-from ordinance.commands.demo_pipeline import SWAP_COUNTRY
+from ordinance.commands.demo_pipeline import IMPERSONATIONS, SWAP_COUNTRY
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import topic_specs
@@ -41,6 +41,10 @@ def _check(report: dict[str, Any]) -> None:
     assert audit["records"] > decisions and audit["checkpoints"] >= 4
     assert audit["findings"] == [] and audit["proof_problems"] == []
     assert audit["proved_request"]
+    # Identity is enforced: agents and the publisher sign; impersonation is denied.
+    impersonations = report["identity"]["impersonations"]
+    assert len(impersonations) == 2 * len(IMPERSONATIONS)
+    assert {(i["effect"], i["code"]) for i in impersonations} == {("deny", "identity_mismatch")}
 
 
 def test_demo_on_the_embedded_log(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,6 +76,17 @@ def test_a_demo_log_left_behind_verifies_with_the_keyring_beside_it(
     assert replayed["ok"] and replayed["decisions"] > 0
     mail = [d for d in _decisions(url) if d["tool"] == "email.send"]
     assert mail and all(isinstance(d["args"]["to"], list) for d in mail)
+    decided = _decisions(url)
+    assert all(d["key_id"] for d in decided if d["code"] != "identity_mismatch")
+    # A rerun on the same log reuses the identities the first run registered.
+    trust = Path(report["identity"]["trust_file"])
+    assert trust == tmp_path / "x.db.keys" / "identity" / "trust.json"
+    again = _run(capsys, "--log", url)
+    assert all(p["attacks"] == p["attacks_denied"] > 0 for p in again["phases"].values())
+    assert {(i["effect"], i["code"]) for i in again["identity"]["impersonations"]} == {
+        ("deny", "identity_mismatch")
+    }
+    assert main(["replay", "verify", "--log", url]) == 0
 
 
 def _decisions(url: str) -> list[dict[str, Any]]:
