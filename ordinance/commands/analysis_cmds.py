@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from ordinance.commands.output import (
     EXIT_COMPILE,
-    EXIT_FAILED,
+    EXIT_GATE,
     EXIT_OK,
     EXIT_USAGE,
     console,
@@ -30,7 +30,6 @@ from ordinance.policy.analysis.gate import ACK_FILE, AckProblem, GateResult, gat
 from ordinance.policy.analysis.run import Report, analyze, touched_tools
 from ordinance.policy.ruleset import Ruleset
 
-EXIT_GATE = 5
 _STYLE = {
     "assertion": "bold red",
     "conflict": "yellow",
@@ -313,4 +312,4 @@ def cmd_diff(
                 f"[red]{len(uncompared)} tool(s) not compared: --fail-on {fail_on} cannot pass "
                 "what it did not check[/]"
             )
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_GATE if failed else EXIT_OK

@@ -17,6 +17,7 @@ from rich.console import Console
 from ordinance.commands.output import (
     EXIT_COMPILE,
     EXIT_FAILED,
+    EXIT_GATE,
     EXIT_OK,
     EXIT_TESTS,
     EXIT_USAGE,
@@ -106,7 +107,7 @@ def cmd_publish(
             err.print(f"[red]FAIL[/] {r.policy}/{r.name}: {r.problem} ({r.location})", markup=True)
         return EXIT_TESTS
     if analysis is not None:
-        from ordinance.commands.analysis_cmds import EXIT_GATE, publish_gate
+        from ordinance.commands.analysis_cmds import publish_gate
         from ordinance.policy.analysis.gate import AckProblem
 
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from typing import Any
 
@@ -10,12 +11,28 @@ from rich.console import Console
 from ordinance.jsonutil import pretty_json
 from ordinance.policy.errors import PolicyErrors
 
-# Exit codes, as Cerbos uses them: scripts can tell a broken bundle from failing tests.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_COMPILE = 3
-EXIT_TESTS = 4
+
+class ExitCode(enum.IntEnum):
+    """Every command's exit status, one meaning per number, so a script can branch on it
+    without parsing output (README, "Exit codes"; a test keeps the two equal)."""
+
+    OK = 0  # done; `submit`: allowed
+    FAILED = 1  # ran but could not finish or found a problem (log, verification, fmt --check)
+    USAGE = 2  # the command line or an input file is wrong; nothing was changed
+    COMPILE = 3  # the policy bundle does not compile
+    TESTS = 4  # policy tests failed
+    GATE = 5  # a gate refused: the analysis gate (check --analyze, publish), diff --fail-on
+    DENIED = 6  # `submit`: denied (by a policy, or the enforcer failing closed)
+    APPROVAL = 7  # `submit`: require_approval
+    NO_DECISION = 8  # `submit`: no decision reached the client (timeout, log unreachable)
+
+
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_COMPILE = ExitCode.COMPILE
+EXIT_TESTS = ExitCode.TESTS
+EXIT_GATE = ExitCode.GATE
 
 
 def emit_json(value: Any) -> None:

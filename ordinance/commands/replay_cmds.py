@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ordinance.commands.output import (
     EXIT_FAILED,
+    EXIT_GATE,
     EXIT_OK,
     console,
     emit_json,
@@ -361,7 +362,7 @@ def _whatif(args: argparse.Namespace, source: Any, window: Any, agents: Any) -> 
     if args.html:
         Path(args.html).write_text(render_html(report), encoding="utf-8")
     data = report.to_json()
-    code = EXIT_FAILED if args.fail_on_change and report.changes else EXIT_OK
+    code = EXIT_GATE if args.fail_on_change and report.changes else EXIT_OK
     if args.json:
         emit_json({**data, "html": args.html})
         return code

@@ -6,9 +6,9 @@ Exit codes (scripts can branch on the answer without parsing it):
 * 2 usage: the request file is unreadable or not JSON, the log URL is not understood, or
   the request cannot be sent (not a request, no agent, a value with no wire form) —
   nothing was published
-* 5 deny (by a policy, or the enforcer failing closed)
-* 6 require_approval
-* 7 no decision: the client gave up (timeout, log unreachable, locked, or missing: a path
+* 6 deny (by a policy, or the enforcer failing closed)
+* 7 require_approval
+* 8 no decision: the client gave up (timeout, log unreachable, locked, or missing: a path
   that is not a log is never created) — a client-side deny
 
 ``--timeout`` bounds the whole command, not only the wait for the answer: opening the
@@ -28,15 +28,15 @@ from typing import Any
 from rich.console import Console
 
 from ordinance.client import CLIENT_INVALID_REQUEST, ClientDecision, SyncClient
-from ordinance.commands.output import EXIT_OK, EXIT_USAGE, console, emit_json
+from ordinance.commands.output import EXIT_OK, EXIT_USAGE, ExitCode, console, emit_json
 from ordinance.errors import OrdinanceError
 from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL
 from ordinance.processors.audit.keys import KeyFileError
 from ordinance.streams.errors import UnsupportedLogUrlError
 
-EXIT_DENY = 5
-EXIT_APPROVAL = 6
-EXIT_NO_DECISION = 7
+EXIT_DENY = ExitCode.DENIED
+EXIT_APPROVAL = ExitCode.APPROVAL
+EXIT_NO_DECISION = ExitCode.NO_DECISION
 
 _STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
 #: What closing may take beyond the timeout: when the answer took the whole timeout,

@@ -39,12 +39,12 @@ def test_exit_code_is_the_effect(
     assert code == 0 and report["decision"]["effect"] == "allow"
     assert report["decision"]["rule_ids"] == ["payments-guardrails/small-ok"]
     code, report = submit_json(capsys, [request_file(tmp_path, "50", "KP"), "--log", log_url])
-    assert (code, report["decision"]["effect"]) == (5, "deny")
+    assert (code, report["decision"]["effect"]) == (6, "deny")
     code, report = submit_json(capsys, [request_file(tmp_path, "10000.01"), "--log", log_url])
-    assert (code, report["decision"]["effect"]) == (6, "require_approval")
-    assert report["exit_code"] == 6
+    assert (code, report["decision"]["effect"]) == (7, "require_approval")
+    assert report["exit_code"] == 7
     # The human form names the effect and the rule.
-    assert main(["submit", request_file(tmp_path, "50", "KP"), "--log", log_url]) == 5
+    assert main(["submit", request_file(tmp_path, "50", "KP"), "--log", log_url]) == 6
     out = capsys.readouterr().out
     assert "deny" in out and "payments-guardrails/block-sanctioned" in out
 
@@ -54,7 +54,7 @@ def test_no_decision_and_usage_errors(
 ) -> None:
     args = [request_file(tmp_path, "50"), "--log", log_url, "--timeout", "0.2"]
     code, report = submit_json(capsys, args)
-    assert code == 7
+    assert code == 8
     assert report["decision"]["code"] == "client_timeout" and report["decision"]["client_side"]
     assert main(["submit", str(tmp_path / "missing.json"), "--log", log_url]) == 2
     (tmp_path / "bad.json").write_text('{"action": {"tool": "fs.read"}}')  # no agent

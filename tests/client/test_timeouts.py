@@ -118,7 +118,7 @@ def test_submit_on_a_locked_log_exits_within_its_timeout(
     code = main(["submit", _request(tmp_path), "--log", log_url, "--timeout", "1", "--json"])
     assert time.monotonic() - started < BOUND_S  # was 30.7 s, exit 1, a raw traceback
     report = json.loads(capsys.readouterr().out)
-    assert code == 7 and report["decision"]["code"] == CLIENT_TIMEOUT
+    assert code == 8 and report["decision"]["code"] == CLIENT_TIMEOUT
 
 
 def test_submit_with_the_broker_down_exits_within_its_timeout(
@@ -130,7 +130,7 @@ def test_submit_with_the_broker_down_exits_within_its_timeout(
     code = main(["submit", _request(tmp_path), "--log", url, "--timeout", "1", "--json"])
     assert time.monotonic() - started < BOUND_S  # was 30.6 s
     report = json.loads(capsys.readouterr().out)
-    assert code == 7 and report["decision"]["effect"] == "deny"
+    assert code == 8 and report["decision"]["effect"] == "deny"
     assert report["decision"]["code"] in (CLIENT_TIMEOUT, TRANSPORT_ERROR)
 
 
@@ -141,7 +141,7 @@ def test_a_log_that_does_not_exist_is_not_created(
     with pytest.raises(LogError, match="no embedded log at"):
         SyncClient(f"sqlite:///{mistyped}", agent_id=AGENT)
     args = ["submit", _request(tmp_path), "--log", f"sqlite:///{mistyped}", "--timeout", "1"]
-    assert main(args) == 7
+    assert main(args) == 8
     assert "no embedded log at" in capsys.readouterr().err
     assert not mistyped.exists()
     # Asked for, it is created (empty: no topics, so a request is a transport error).

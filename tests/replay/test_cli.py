@@ -118,7 +118,7 @@ def test_whatif_json_and_html(
         "--bundle",
         str(directory),
         "--fail-on-change",
-        code=1,
+        code=5,
     )
 
 

@@ -55,7 +55,7 @@ def test_diff_of_a_bundle_with_itself_is_empty(tmp_path: Path) -> None:
 
 def test_cli_diff_fail_on_new_allow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old, new = bundle(tmp_path, "old", RULES_OLD), bundle(tmp_path, "new", RULES_NEW)
-    assert main(["diff", str(old), str(new), "--fail-on", "new-allow", "--json"]) == 1
+    assert main(["diff", str(old), str(new), "--fail-on", "new-allow", "--json"]) == 5
     out = json.loads(capsys.readouterr().out)
     assert out["failed"] is True and out["changes"][0]["to"] == "allow"
     assert main(["diff", str(new), str(old), "--fail-on", "new-allow"]) == 0
@@ -71,11 +71,11 @@ def test_cli_diff_fails_on_a_tool_it_could_not_compare(
     new = bundle(tmp_path, "new", RULES_OLD)
     widened = SCHEMA.replace("tag?: string", "tag?: string, owner?: string")
     (new / "schema.yaml").write_text(widened, encoding="utf-8")
-    assert main(["diff", str(old), str(new), "--fail-on", mode, "--json"]) == 1
+    assert main(["diff", str(old), str(new), "--fail-on", mode, "--json"]) == 5
     out = json.loads(capsys.readouterr().out)
     assert out["failed"] is True and out["changes"] == []
     assert "schema" in out["failing_not_compared"]["doc.read"]
-    assert main(["diff", str(old), str(new), "--fail-on", mode]) == 1
+    assert main(["diff", str(old), str(new), "--fail-on", mode]) == 5
     assert "not compared" in capsys.readouterr().out
     assert main(["diff", str(old), str(new)]) == 0  # no gate asked for: a report only
 
@@ -176,7 +176,7 @@ def test_cli_diff_takes_bundle_ids_from_the_log(
         run_controller(log, once=True)  # writes the bundle:<id> records of policy.active
     # a full id and a unique prefix
     assert (
-        main(["diff", ids[0], ids[1][:19], "--log", url, "--fail-on", "new-allow", "--json"]) == 1
+        main(["diff", ids[0], ids[1][:19], "--log", url, "--fail-on", "new-allow", "--json"]) == 5
     )
     out = json.loads(capsys.readouterr().out)
     assert (out["old_bundle"], out["new_bundle"]) == (ids[0], ids[1])
