@@ -29,7 +29,7 @@ def test_time_forms(text: str, expected: dt.datetime) -> None:
     assert parse_time(text, now=NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2 hours", "2w", ""])
+@pytest.mark.parametrize("text", ["yesterday", "2 hours", "2 fortnights", ""])
 def test_what_is_not_a_time(text: str) -> None:
     with pytest.raises(TimeArgumentError):
         parse_time(text, now=NOW)
@@ -42,3 +42,15 @@ def test_windows_are_half_open() -> None:
     assert NOW in Window() and NOW in Window(None, NOW + dt.timedelta(seconds=1))
     with pytest.raises(TimeArgumentError):
         Window(NOW, NOW - dt.timedelta(seconds=1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-01-02", "2026-01-02T03:04:05Z", "now", "15m", "2h ago", "-7d", "2w", "1767323045"],
+)
+def test_every_command_reads_a_time_the_same_way(text: str) -> None:
+    """`replay --from`, `policy at` and `audit query --since` share one parser."""
+    from ordinance.processors.audit.query import micros
+    from ordinance.processors.audit.query import parse_time as query_time
+
+    assert query_time(text, NOW) == micros(parse_time(text, now=NOW))

@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ordinance import timeargs
 from ordinance.errors import OrdinanceError
 
 EFFECTS = ("allow", "deny", "require_approval")
@@ -44,8 +44,6 @@ _SELECT = (
     "SELECT evaluated_at, agent_id, tool, effect, code, rule_ids, request_id, partition,"
     " offset, bundle_id, policy_offset, event_time, enforcer_id, args FROM decisions"
 )
-_RELATIVE = re.compile(r"^-?\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -76,23 +74,12 @@ class QueryError(OrdinanceError):
 
 
 def parse_time(text: str, now: dt.datetime | None = None) -> int:
-    """ISO-8601 (``2026-01-01``, ``2026-01-01T12:00:00Z``, with an offset or naive = UTC),
-    ``now``, or a relative ``15m`` / ``2h ago`` / ``-7d`` (before now). Microseconds UTC."""
-    value = text.strip()
-    now = now or dt.datetime.now(dt.UTC)
-    if value.lower() == "now":
-        return micros(now)
-    relative = _RELATIVE.match(value)
-    if relative:
-        seconds = float(relative.group(1)) * _UNIT_SECONDS[relative.group(2).lower()]
-        return micros(now - dt.timedelta(seconds=seconds))
+    """`ordinance.timeargs.parse_time` (every command reads times the same way), as
+    microseconds UTC."""
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise QueryError(
-            f"cannot read time {text!r}: use ISO-8601 (2026-01-01T12:00:00Z) or 15m/2h/7d ago"
-        ) from None
-    return micros(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+        return micros(timeargs.parse_time(text, now=now))
+    except timeargs.TimeArgumentError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def iso(value: int | None) -> str | None:
