@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "enforcer's clock; 'off' for no bound (default: 300)",
     )
     p.add_argument(
+        "--http",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics, /healthz and /readyz for this enforcer here",
+    )
+    p.add_argument(
         "--dedupe-horizon",
         type=_horizon_seconds,
         default=7 * 86400.0,  # state_horizon.DEFAULT_DEDUPE_HORIZON_S
@@ -366,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_clock_skew_s=args.max_clock_skew,
             trust=args.trust,
             dedupe_horizon_s=args.dedupe_horizon,
+            http=args.http,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds

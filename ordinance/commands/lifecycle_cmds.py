@@ -238,6 +238,7 @@ def cmd_serve(
     max_clock_skew_s: float | None = None,
     trust: str | None = None,
     dedupe_horizon_s: float | None = None,
+    http: str | None = None,
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -254,6 +255,7 @@ def cmd_serve(
             max_clock_skew_s=max_clock_skew_s,
             trust=trust,
             dedupe_horizon_s=dedupe_horizon_s,
+            http=http,
         )
 
 
@@ -270,14 +272,18 @@ def _serve(
     max_clock_skew_s: float | None = None,
     trust: str | None = None,
     dedupe_horizon_s: float | None = None,
+    http: str | None = None,
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
     from ordinance.processors.enforcer import Enforcer
+    from ordinance.processors.http_server import HttpServer, host_port
     from ordinance.processors.masking import Masking
+    from ordinance.processors.serve_http import build_serve_app
 
     err = Console(stderr=True, highlight=False)
     errors: list[BaseException] = []
+    server: Any = None
 
     def note(message: str) -> None:
         err.print(f"[dim]{message}[/]")
@@ -286,7 +292,8 @@ def _serve(
         masking = Masking.from_file(Path(mask_config)) if mask_config else None
         signer = Signer.from_file(Path(signing_key)) if signing_key else None
         root = _trust_root(trust)
-    except OrdinanceError as exc:
+        address = host_port(http) if http else None
+    except (OrdinanceError, ValueError) as exc:
         err.print(f"[red]cannot serve:[/] {exc}")
         return EXIT_USAGE
 
@@ -335,7 +342,15 @@ def _serve(
             err.print(
                 f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"
             )
-            report = enforcer.run(stop=stop)
+            if address is not None:
+                server = HttpServer(build_serve_app(enforcer, errors), *address)
+                server.start()
+                err.print(f"metrics and health on http://{address[0]}:{server.bound_port}/")
+            try:
+                report = enforcer.run(stop=stop)
+            finally:
+                if server is not None:
+                    server.stop()
     except OrdinanceError as exc:
         err.print(f"[red]enforcer stopped:[/] {exc}")
         stop.set()

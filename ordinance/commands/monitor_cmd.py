@@ -60,13 +60,6 @@ def run(args: argparse.Namespace) -> int | None:
     return cmd_monitor(args.log, args.prefix, args.config, args.http, args.report, args.json)
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--http wants HOST:PORT, not {text!r}")
-    return host or "127.0.0.1", int(port)
-
-
 def cmd_monitor(
     log_url: str,
     prefix: str,
@@ -75,12 +68,13 @@ def cmd_monitor(
     report_only: bool,
     as_json: bool,
 ) -> int:
+    from ordinance.processors.http_server import host_port
     from ordinance.processors.monitor.config import MonitorConfig
     from ordinance.streams import open_existing_log
 
     try:
         config = MonitorConfig.from_file(Path(config_path)) if config_path else MonitorConfig()
-        address = _host_port(http) if http else None
+        address = host_port(http) if http else None
     except (OrdinanceError, ValueError) as exc:
         return report_failure(str(exc), as_json, EXIT_USAGE)
     try:
@@ -126,7 +120,8 @@ def _report(log: Any, config: Any, prefix: str, as_json: bool) -> int:
 
 
 def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None) -> int:
-    from ordinance.processors.monitor.http import HttpServer
+    from ordinance.processors.http_server import HttpServer
+    from ordinance.processors.monitor.http import build_app
     from ordinance.processors.monitor.runner import Monitor
 
     def say(message: str) -> None:
@@ -138,7 +133,7 @@ def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None) 
         signal.signal(signum, lambda *_: stop.set())
     server = None
     if address is not None:
-        server = HttpServer(monitor, *address)
+        server = HttpServer(build_app(monitor), *address)
         server.start()
         say(f"monitor: serving http://{address[0]}:{server.bound_port}/metrics")
     try:

@@ -189,6 +189,7 @@ class Enforcer:
         self.ruleset: Ruleset | None = None
         self.policy_offset: int | None = None
         self.report = EnforcerReport()
+        self.last_poll = 0.0  # time.monotonic() of the loop's last poll (0: not yet)
         self._compiled: dict[str, Ruleset | None] = {}
 
     # -- policy ------------------------------------------------------------------------
@@ -351,6 +352,7 @@ class Enforcer:
                     self.registry_tail.refresh()
                 self.ruleset, self.policy_offset = self._wanted_ruleset(table)
                 records = consumer.poll(max_records=200, timeout=0.2)
+                self.last_poll = time.monotonic()  # liveness, for serve --http's /healthz
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
                 for partition in sorted(owned - self.states.keys()):
                     self.states[partition] = self._take_over(partition)

@@ -17,12 +17,10 @@ histograms, base units):
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -183,30 +181,3 @@ def build_app(monitor: Monitor) -> Starlette:
             Route("/v1/report", report_json),
         ]
     )
-
-
-class HttpServer:
-    """uvicorn in a daemon thread; ``port`` 0 picks a free one (see ``bound_port``)."""
-
-    def __init__(self, monitor: Monitor, host: str, port: int) -> None:
-        config = uvicorn.Config(build_app(monitor), host=host, port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="monitor-http", daemon=True)
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.thread.start()
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.05)):
-            if self.server.started:
-                return
-            deadline.wait(0.05)
-        raise TimeoutError("the monitor's HTTP server did not start")
-
-    @property
-    def bound_port(self) -> int:
-        sockets = [s for server in self.server.servers for s in server.sockets]
-        return int(sockets[0].getsockname()[1])
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)

@@ -13,9 +13,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from ordinance.processors.http_server import HttpServer
 from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.fold import MonitorState, fold_all
-from ordinance.processors.monitor.http import HttpServer
+from ordinance.processors.monitor.http import build_app
 from ordinance.processors.monitor.runner import SILENCE, Monitor
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
@@ -99,7 +100,7 @@ def test_metrics_equal_the_counts_recomputed_from_the_log(log_url: str) -> None:
         write_decisions(log, decisions[200:], partition=2)
         monitor = Monitor(log, read_only=True)
         monitor.fold_to_end()
-        server = HttpServer(monitor, "127.0.0.1", 0)
+        server = HttpServer(build_app(monitor), "127.0.0.1", 0)
         server.start()
         try:
             base = f"http://127.0.0.1:{server.bound_port}"
