@@ -88,6 +88,9 @@ def _state(partition: int, ruleset: Ruleset, *, skew_ms: int | None = 300_000) -
     return state
 
 
+_SERDE = Serde()  # built once: a Serde compiles every schema (milliseconds)
+
+
 def _action(request_id: str, agent_id: str, at: dt.datetime, amount: int = 9000) -> Decoded:
     request = {
         "agent": {"id": agent_id, "roles": ["billing"], "team": "finance"},
@@ -96,9 +99,8 @@ def _action(request_id: str, agent_id: str, at: dt.datetime, amount: int = 9000)
             "args": {"amount": amount, "currency": "EUR", "country": "DE", "iban": "X"},
         },
     }
-    serde = Serde()
     wire = request_to_wire(request, request_id=request_id, event_time=at, client_id="t")
-    decoded = serde.decode(serde.encode("ActionRequest", wire))
+    decoded = _SERDE.decode(_SERDE.encode("ActionRequest", wire))
     assert isinstance(decoded, Decoded)
     return decoded
 
