@@ -11,6 +11,7 @@ from typing import Any
 
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import PartitionState, decide
+from ordinance.processors.identity_gate import INTENT_CODES
 from ordinance.processors.wire import request_from_wire, request_to_wire
 from ordinance.streams import ConsumedRecord, partition_for
 from ordinance.streams.serde import Decoded, Serde
@@ -122,6 +123,8 @@ def direct_changes(source: Any, candidate: Ruleset) -> tuple[set[str], int]:
             if not isinstance(decoded, Decoded) or decoded.name != "Decision":
                 continue
             old = decoded.value
+            if old["code"] in INTENT_CODES:
+                continue  # its agent did not sign it: denied whatever the bundle (whatif skips it)
             action = serde.decode_record(actions[old["action_offset"]])
             assert isinstance(action, Decoded)
             now = action.value["event_time"].timestamp()
