@@ -42,6 +42,7 @@ class PolicyError(OrdinanceError):
     """A problem in a policy, schema or request document, located in its source."""
 
     kind = "policy"
+    severity = "error"  # a `GradedProblem` may be a warning
 
     def __init__(self, message: str, location: Location = UNKNOWN, hint: str | None = None):
         super().__init__(message)
@@ -52,7 +53,7 @@ class PolicyError(OrdinanceError):
     def render(self) -> str:
         """The human form: ``file:line:col: kind error: message``, the line, a caret, a hint."""
         loc = self.location
-        out = [f"{loc}: {self.kind} error: {self.message}"]
+        out = [f"{loc}: {self.kind} {self.severity}: {self.message}"]
         if loc.source_line:
             gutter = f"{loc.line:>5} | "
             text, column = _excerpt(loc.source_line.rstrip("\n"), loc.column)
@@ -76,6 +77,18 @@ class PolicyError(OrdinanceError):
 
     def __str__(self) -> str:
         return self.render()
+
+
+class GradedProblem(PolicyError):
+    """A finding that is a warning or, where the author asks for strictness, an error
+    (lint and static checks); its JSON says which."""
+
+    def __init__(self, message: str, location: Location, hint: str | None, severity: str):
+        super().__init__(message, location, hint)
+        self.severity = severity  # "warning" | "error"
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "severity": self.severity}
 
 
 class SyntaxProblem(PolicyError):

@@ -27,7 +27,7 @@ from typing import Any
 
 from ordinance.policy.cel.ast import Call, Expr, Literal, children
 from ordinance.policy.document import Condition
-from ordinance.policy.errors import Location, PolicyError
+from ordinance.policy.errors import GradedProblem, Location
 from ordinance.policy.regex import END_ANCHORS, START_ANCHORS, RegexProblem, parse_pattern
 
 # (kind, offset in the pattern, length): the constructs a refusal can be about
@@ -137,20 +137,8 @@ def literal_location(
     return condition.location(node.pos + first, max(1, last - first))
 
 
-class RegexLint(PolicyError):
+class RegexLint(GradedProblem):
     kind = "regex"
-
-    def __init__(self, message: str, location: Location, hint: str | None, severity: str):
-        super().__init__(message, location, hint)
-        self.severity = severity
-
-    def render(self) -> str:
-        text = super().render()
-        head = f"{self.location}: {self.kind} error:"
-        return text.replace(head, f"{self.location}: {self.kind} {self.severity}:", 1)
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "severity": self.severity}
 
 
 def _unbounded(item: Any) -> tuple[int, bool] | None:

@@ -28,7 +28,7 @@ from ordinance.policy.analysis.space import Unrealisable, Witness
 from ordinance.policy.analysis.zctx import fresh_context
 from ordinance.policy.cel.ast import Binary, Expr, Select, attribute_path, children
 from ordinance.policy.decision import EVALUATION_ERROR, Decision
-from ordinance.policy.errors import Location, PolicyError
+from ordinance.policy.errors import GradedProblem, Location
 from ordinance.policy.ruleset import CompiledRule, Ruleset
 
 MISSING = "missing-attribute"
@@ -43,22 +43,10 @@ _HINTS = {
 }
 
 
-class RuleMayError(PolicyError):
+class RuleMayError(GradedProblem):
     """A rule whose condition raises on some valid request (a warning; --strict: error)."""
 
     kind = "rule-error"
-
-    def __init__(self, message: str, location: Location, hint: str | None, severity: str):
-        super().__init__(message, location, hint)
-        self.severity = severity  # "warning" | "error"
-
-    def render(self) -> str:
-        text = super().render()
-        head = f"{self.location}: {self.kind} error:"
-        return text.replace(head, f"{self.location}: {self.kind} {self.severity}:", 1)
-
-    def to_json(self) -> dict[str, object]:
-        return {**super().to_json(), "severity": self.severity}
 
 
 @dataclass
