@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -236,45 +236,19 @@ class MonitorState:
         message: str,
         evidence: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        key = (partition, kind)
-        opened = self.open_alerts.get(key)
-        if opened is None and firing:
-            alert = self._alert(kind, "critical", partition, offset, at, bundle, message, evidence)
-            self.open_alerts[key] = alert
-            return [alert]
-        if opened is not None and clear:
-            del self.open_alerts[key]
-            evidence = {**evidence, "opened_by": opened["alert_id"]}
-            resolved = f"{kind}_resolved"
-            return [self._alert(resolved, "info", partition, offset, at, bundle, message, evidence)]
-        return []
+        def make(kind: str, severity: str, evidence: dict[str, Any]) -> dict[str, Any]:
+            self.alerts_written[kind] = self.alerts_written.get(kind, 0) + 1
+            details = {
+                "partition": partition,
+                "offset": offset,
+                "window_s": _dec(self.config.window_s),
+                "baseline_s": _dec(self.config.baseline_s),
+                **evidence,
+            }
+            alert_id = f"{kind}:{partition}:{offset}"
+            return alert_datum(alert_id, kind, severity, at, message, details, bundle or None)
 
-    def _alert(
-        self,
-        kind: str,
-        severity: str,
-        partition: int,
-        offset: int,
-        at: dt.datetime,
-        bundle: str,
-        message: str,
-        evidence: dict[str, Any],
-    ) -> dict[str, Any]:
-        self.alerts_written[kind] = self.alerts_written.get(kind, 0) + 1
-        window = {
-            "window_s": _dec(self.config.window_s),
-            "baseline_s": _dec(self.config.baseline_s),
-        }
-        return {
-            "alert_id": f"{kind}:{partition}:{offset}",
-            "kind": kind,
-            "severity": severity,
-            "policy_id": None,
-            "bundle_id": bundle or None,
-            "message": message,
-            "at": at,
-            "details": {"partition": partition, "offset": offset, **window, **evidence},
-        }
+        return episode(self.open_alerts, (partition, kind), kind, firing, clear, make, evidence)
 
     def open(self) -> list[dict[str, Any]]:
         return sorted(self.open_alerts.values(), key=lambda a: str(a["alert_id"]))
@@ -287,6 +261,51 @@ class MonitorState:
             if effect == "deny" and code not in JUDGED_CODES:
                 out["fail_closed"] = out.get("fail_closed", 0) + n
         return out
+
+
+def episode(
+    open_alerts: dict[Any, dict[str, Any]],
+    key: Any,
+    kind: str,
+    firing: bool,
+    clear: bool,
+    make: Callable[[str, str, dict[str, Any]], dict[str, Any]],
+    evidence: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One alert per episode: it opens when ``firing`` and none is open under ``key``, and
+    resolves (``<kind>_resolved``, naming the alert it closes) once ``clear``.
+    ``make(kind, severity, evidence)`` builds the Alert datum."""
+    opened = open_alerts.get(key)
+    if opened is None and firing:
+        alert = make(kind, "critical", evidence)
+        open_alerts[key] = alert
+        return [alert]
+    if opened is not None and clear:
+        del open_alerts[key]
+        return [make(f"{kind}_resolved", "info", {**evidence, "opened_by": opened["alert_id"]})]
+    return []
+
+
+def alert_datum(
+    alert_id: str,
+    kind: str,
+    severity: str,
+    at: dt.datetime,
+    message: str,
+    details: dict[str, Any],
+    bundle_id: str | None = None,
+) -> dict[str, Any]:
+    """An ``Alert`` record's datum (the monitor's alerts name no policy)."""
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "severity": severity,
+        "policy_id": None,
+        "bundle_id": bundle_id,
+        "message": message,
+        "at": at,
+        "details": details,
+    }
 
 
 def fold_all(

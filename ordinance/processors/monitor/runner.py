@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.processors.monitor.config import MonitorConfig
-from ordinance.processors.monitor.fold import MonitorState
+from ordinance.processors.monitor.fold import MonitorState, alert_datum, episode
 from ordinance.streams import Log, Record
 from ordinance.streams.log import AtOffset, Consumer, TopicPartition
 from ordinance.streams.serde import Decoded, Serde
@@ -251,18 +251,14 @@ class Monitor:
         message: str,
         evidence: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        key = (kind, subject)
-        opened = self._live_open.get(key)
         at = dt.datetime.fromtimestamp(now, dt.UTC)
-        if opened is None and firing:
-            alert = _live_alert(kind, "critical", subject, at, message, evidence)
-            self._live_open[key] = alert
-            return [alert]
-        if opened is not None and clear:
-            del self._live_open[key]
-            evidence = {**evidence, "opened_by": opened["alert_id"]}
-            return [_live_alert(f"{kind}_resolved", "info", subject, at, message, evidence)]
-        return []
+
+        def make(kind: str, severity: str, evidence: dict[str, Any]) -> dict[str, Any]:
+            alert_id = f"{kind}:{subject}:{_ms(at)}"
+            details = {"subject": subject, **evidence}
+            return alert_datum(alert_id, kind, severity, at, message, details)
+
+        return episode(self._live_open, (kind, subject), kind, firing, clear, make, evidence)
 
     def open_alerts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -272,21 +268,6 @@ class Monitor:
         """Open alerts of the fold and of the liveness checks; the caller holds ``lock``."""
         live = sorted(self._live_open.values(), key=lambda a: str(a["alert_id"]))
         return self.state.open() + live
-
-
-def _live_alert(
-    kind: str, severity: str, subject: str, at: dt.datetime, message: str, evidence: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "alert_id": f"{kind}:{subject}:{_ms(at)}",
-        "kind": kind,
-        "severity": severity,
-        "policy_id": None,
-        "bundle_id": None,
-        "message": message,
-        "at": at,
-        "details": {"subject": subject, **evidence},
-    }
 
 
 def _ms(at: dt.datetime) -> int:
