@@ -27,7 +27,7 @@ from typing import Any
 from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.fold import MonitorState, alert_datum, episode
 from ordinance.streams import Log, Record
-from ordinance.streams.log import AtOffset, Consumer, TopicPartition
+from ordinance.streams.log import AtOffset, ConsumedRecord, Consumer, TopicPartition
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
     AGENT_ACTIONS,
@@ -106,13 +106,7 @@ class Monitor:
         the one-shot report of ``ordinance monitor --report``."""
         with self.lock:
             for record in self.log.read_to_end(self.decisions):
-                decoded = self.serde.decode_record(record, expect=_SCHEMAS)
-                if isinstance(decoded, Decoded):
-                    self.health.records += 1
-                    self.state.fold(record.partition, record.offset, decoded.name, decoded.value)
-                else:
-                    self.health.undecodable += 1
-                    self.state.positions[record.partition] = record.offset + 1
+                self._fold(record)
             self.health.ready = True
         self._check_liveness()  # the groups' lag as it stands (nothing is written)
 
@@ -163,15 +157,7 @@ class Monitor:
             self.health.error = None
             for record in records:
                 offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-                decoded = self.serde.decode_record(record, expect=_SCHEMAS)
-                if not isinstance(decoded, Decoded):
-                    self.health.undecodable += 1
-                    self.state.positions[record.partition] = record.offset + 1
-                    continue
-                self.health.records += 1
-                raised = self.state.fold(
-                    record.partition, record.offset, decoded.name, decoded.value
-                )
+                raised = self._fold(record)
                 if record.offset >= self._quiet_until.get(record.partition, 0):
                     outputs += [self._record(alert) for alert in raised]
             # Ready once every partition is folded up to what was committed before.
@@ -186,6 +172,17 @@ class Monitor:
         if self.clock() >= self._next_check:
             self._next_check = self.clock() + self.check_every_s
             self._check_liveness()
+
+    def _fold(self, record: ConsumedRecord) -> list[dict[str, Any]]:
+        """Fold one decisions record (the caller holds ``lock``); the alerts it raises. An
+        undecodable record is counted and passed over, never a reason to stop."""
+        decoded = self.serde.decode_record(record, expect=_SCHEMAS)
+        if not isinstance(decoded, Decoded):
+            self.health.undecodable += 1
+            self.state.positions[record.partition] = record.offset + 1
+            return []
+        self.health.records += 1
+        return self.state.fold(record.partition, record.offset, decoded.name, decoded.value)
 
     def _record(self, alert: dict[str, Any]) -> tuple[str, Record]:
         value = self.serde.encode("Alert", alert)
