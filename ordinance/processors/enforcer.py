@@ -240,12 +240,7 @@ class Enforcer:
             "prev_hash": None,
             "hash": None,
         }
-        value = self.serde.encode("RulesetSwap", datum)
-        swap = Record(
-            None, value, state.link(None, value), int(self.clock() * 1000), state.partition
-        )
-        [delivered] = self.log.produce(self.decisions, [swap])
-        state.fold("RulesetSwap", datum, delivered.offset)
+        delivered = self._append_chained(state, "RulesetSwap", datum)
         self.report.swaps += 1
         self.progress(
             f"{self.enforcer_id}: partition {state.partition} swaps to {bundle_id[:19]}… at decisions offset {delivered.offset}"
@@ -261,18 +256,26 @@ class Enforcer:
             state.partition, state.identity, enforcer_id=self.enforcer_id, at=_at(self.clock())
         )
         for datum in updates:
-            value = self.serde.encode("IdentityUpdate", datum)
-            record = Record(
-                None, value, state.link(None, value), int(self.clock() * 1000), state.partition
-            )
-            [delivered] = self.log.produce(self.decisions, [record])
-            state.fold("IdentityUpdate", datum, delivered.offset)
+            delivered = self._append_chained(state, "IdentityUpdate", datum)
             self.report.identity_updates += 1
             self.progress(
                 f"{self.enforcer_id}: partition {state.partition} knows {datum['principal_id']} "
                 f"as of registry offset {datum['registry_offset']} from decisions offset "
                 f"{delivered.offset}"
             )
+
+    def _append_chained(
+        self, state: PartitionState, schema: str, datum: dict[str, Any]
+    ) -> Delivered:
+        """Append a control record to the partition's hash chain, and fold it: from the
+        offset it lands at, the partition's state includes it."""
+        value = self.serde.encode(schema, datum)
+        record = Record(
+            None, value, state.link(None, value), int(self.clock() * 1000), state.partition
+        )
+        [delivered] = self.log.produce(self.decisions, [record])
+        state.fold(schema, datum, delivered.offset)
+        return delivered
 
     # -- partitions ----------------------------------------------------------------------
     def _control(self, partition: int, schema: str, datum: dict[str, Any]) -> Record:
