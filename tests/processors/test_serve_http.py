@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,16 +15,9 @@ from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.http_server import HttpServer
 from ordinance.processors.serve_http import build_serve_app
 from ordinance.streams import open_log
+from tests.processors.http_client import http_get
 from tests.processors.identity_helpers import decisions, intent, send_records, signed
 from tests.processors.test_enforcer import EXAMPLES, T0, publish
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_ready_health_and_counters(tmp_path: Path) -> None:
@@ -40,23 +31,23 @@ def test_ready_health_and_counters(tmp_path: Path) -> None:
         server.start()
         base = f"http://127.0.0.1:{server.bound_port}"
         try:
-            status, body = _get(base + "/readyz")
+            status, body = http_get(base + "/readyz")
             assert status == 503 and json.loads(body)["ready"] is False  # nothing in force yet
             thread = threading.Thread(target=lambda: enforcer.run(stop=stop))
             thread.start()
             publish(url, EXAMPLES)
             deadline = time.monotonic() + 60
-            while _get(base + "/readyz")[0] != 200 and time.monotonic() < deadline:
+            while http_get(base + "/readyz")[0] != 200 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            status, body = _get(base + "/readyz")
+            status, body = http_get(base + "/readyz")
             assert status == 200 and json.loads(body)["bundle_id"].startswith("sha256:"), body
             send_records(url, *(signed(intent(f"r{i}", "billing-bot"), None) for i in range(5)))
             while enforcer.report.decided < 5 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert _get(base + "/healthz")[0] == 200
+            assert http_get(base + "/healthz")[0] == 200
             families = {
                 f.name: f
-                for f in text_string_to_metric_families(_get(base + "/metrics")[1].decode())
+                for f in text_string_to_metric_families(http_get(base + "/metrics")[1].decode())
             }
         finally:
             stop.set()

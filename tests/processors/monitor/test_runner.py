@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from ordinance.processors.monitor.runner import SILENCE, Monitor
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, MONITOR_ALERTS, ensure_topics
+from tests.processors.http_client import http_get
 from tests.processors.monitor.helpers import T0, decision, traffic, write_decisions
 
 
@@ -75,14 +75,6 @@ def test_alerts_are_written_once_and_a_restart_does_not_repeat_them(log_url: str
     assert {"drift_resolved", "fail_closed_spike_resolved"} <= later
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def test_metrics_equal_the_counts_recomputed_from_the_log(log_url: str) -> None:
     decisions = traffic(400, deny_from=300) + [
         decision(
@@ -104,12 +96,12 @@ def test_metrics_equal_the_counts_recomputed_from_the_log(log_url: str) -> None:
         server.start()
         try:
             base = f"http://127.0.0.1:{server.bound_port}"
-            status, body = _get(base + "/metrics")
+            status, body = http_get(base + "/metrics")
             assert status == 200
             families = {f.name: f for f in text_string_to_metric_families(body.decode())}
-            health = _get(base + "/healthz")
-            ready = _get(base + "/readyz")
-            report = json.loads(_get(base + "/v1/report")[1])
+            health = http_get(base + "/healthz")
+            ready = http_get(base + "/readyz")
+            report = json.loads(http_get(base + "/v1/report")[1])
         finally:
             server.stop()
         # Recount from the log itself.
