@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,18 @@ def replay(ruleset: Ruleset, f: Finding, probe: RuleProbe) -> None:
     if f.kind == "dead-rule":
         assert f.subjects[0] not in decision.rule_ids
         assert probe.applies(f.subjects[0], f.witness)
+
+
+def analyze_json(directory: Path, *extra: str) -> dict[str, Any]:
+    """``ordinance analyze DIR --json`` in a fresh process, as an author's save runs it,
+    without its wall-time fields (the one thing that varies between runs)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ordinance.cli", "analyze", str(directory), "--json", *extra],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    out: dict[str, Any] = json.loads(done.stdout)
+    for timing in ("seconds", "family_seconds"):
+        out.pop(timing)
+    return out

@@ -9,7 +9,6 @@ set of undecided checks is a property of the bundle and the budget, not of the h
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -17,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.policy.analysis.helpers import analyze_json
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
 SMALL_RLIMIT = "5000"  # leaves a check of this bundle undecided (measured)
@@ -30,19 +31,6 @@ def _bundle(tmp: Path) -> Path:
     return d
 
 
-def _analyze(d: Path, *extra: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "ordinance.cli", "analyze", str(d), "--json", *extra],
-        capture_output=True,
-        check=True,
-        text=True,
-    )
-    out: dict[str, Any] = json.loads(done.stdout)
-    for timing in ("seconds", "family_seconds"):  # wall time is the one thing that varies
-        out.pop(timing)
-    return out
-
-
 def _busy() -> subprocess.Popen[bytes]:
     """A process spinning on the CPU for the duration of one analysis."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
@@ -50,10 +38,10 @@ def _busy() -> subprocess.Popen[bytes]:
 
 def test_same_findings_idle_and_loaded(tmp_path: Path) -> None:
     d = _bundle(tmp_path)
-    idle = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+    idle = analyze_json(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
     busy = [_busy() for _ in range(2)]  # one per core of the shared machine
     try:
-        loaded = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+        loaded = analyze_json(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
     finally:
         for p in busy:
             os.killpg(p.pid, signal.SIGKILL)
@@ -66,8 +54,8 @@ def test_same_findings_idle_and_loaded(tmp_path: Path) -> None:
 def test_same_findings_in_one_process_and_in_workers(tmp_path: Path) -> None:
     """Each tool is analysed from the same Z3 state whichever worker runs it."""
     d = _bundle(tmp_path)
-    one = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
-    again = _analyze(d, "--rlimit", SMALL_RLIMIT, "--jobs", "3")
+    one = analyze_json(d, "--rlimit", SMALL_RLIMIT, "--jobs", "2")
+    again = analyze_json(d, "--rlimit", SMALL_RLIMIT, "--jobs", "3")
     assert one == again
 
 
@@ -87,7 +75,7 @@ def test_a_process_history_does_not_change_the_verdicts() -> None:
     from ordinance.policy.analysis.run import analyze
     from ordinance.policy.loader import load_ruleset
 
-    fresh = _analyze(EXAMPLES, "--jobs", "1")
+    fresh = analyze_json(EXAMPLES, "--jobs", "1")
     ruleset = load_ruleset(EXAMPLES)
     analyze(ruleset)  # the history
     for tool in sorted(ruleset.schema.tools):

@@ -10,9 +10,6 @@ being valid (the analysis replays each through the evaluator), not by equality."
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +18,9 @@ import pytest
 from ordinance.cli import main
 from ordinance.policy.analysis.run import touched_tools
 from ordinance.policy.loader import load_ruleset
+from tests.policy.analysis.helpers import analyze_json
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "policies"
-
-
-def _analyze(*extra: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "ordinance.cli", "analyze", str(EXAMPLES), "--json", *extra],
-        capture_output=True,
-        check=True,
-        text=True,
-    )
-    out: dict[str, Any] = json.loads(done.stdout)
-    return out
 
 
 def _verdicts(report: dict[str, Any], tools: set[str]) -> list[dict[str, Any]]:
@@ -46,12 +33,12 @@ def _verdicts(report: dict[str, Any], tools: set[str]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def full() -> dict[str, Any]:
-    return _analyze()
+    return analyze_json(EXAMPLES)
 
 
 @pytest.mark.parametrize("policy", ["web-fetch", "payments-guardrails", "pii-access"])
 def test_a_changed_policy_reanalyses_only_its_buckets(full: dict[str, Any], policy: str) -> None:
-    part = _analyze("--policy", policy)
+    part = analyze_json(EXAMPLES, "--policy", policy)
     tools = touched_tools(load_ruleset(EXAMPLES), {policy})
     assert 0 < part["tools"] == len(tools) <= full["tools"]
     assert _verdicts(part, tools) == _verdicts(full, tools)
