@@ -80,11 +80,7 @@ def publish_bundle(
     each signed by ``signer`` (headers over its exact value bytes) when given — who must
     be the ``actor``: a controller with a trust root refuses a change whose signer is not
     its actor."""
-    if signer is not None and signer.principal_id != actor:
-        raise ChangeSignerError(
-            f"the actor {actor!r} is not the signing principal {signer.principal_id!r}"
-        )
-    serde = Serde()
+    _require_signer_is_actor(signer, actor)
     topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
     at = _at(clock)
     base = {
@@ -108,17 +104,7 @@ def publish_bundle(
     ]
     if enforce:
         events.append({**base, "event": "enforced", "target": target})
-    values = [serde.encode("PolicyChange", e) for e in events]
-    records = [
-        Record(
-            bundle_id.encode(),
-            value,
-            () if signer is None else signer.headers(value),
-            int(at.timestamp() * 1000),
-        )
-        for value in values
-    ]
-    delivered = log.produce(topic, records)
+    delivered = log.produce(topic, _change_records(events, signer))
     return Published(bundle_id, delivered[0].offset, delivered[1].offset if enforce else None)
 
 
@@ -138,10 +124,7 @@ def append_change(
     """Append one lifecycle event without files (``enforced``, ``rolled_back``,
     ``approved``, ``retired``...), signed by ``signer`` (who must be ``actor``) when
     given; returns its offset on ``policy.changes``."""
-    if signer is not None and signer.principal_id != actor:
-        raise ChangeSignerError(
-            f"the actor {actor!r} is not the signing principal {signer.principal_id!r}"
-        )
+    _require_signer_is_actor(signer, actor)
     at = _at(clock)
     datum = {
         "bundle_id": bundle_id,
@@ -156,11 +139,32 @@ def append_change(
         "files": [],
         "checks": None,
     }
-    value = Serde().encode("PolicyChange", datum)
-    headers = () if signer is None else signer.headers(value)
     topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
-    record = Record(bundle_id.encode(), value, headers, int(at.timestamp() * 1000))
-    return log.produce(topic, [record])[0].offset
+    return log.produce(topic, _change_records([datum], signer))[0].offset
+
+
+def _require_signer_is_actor(signer: PrincipalSigner | None, actor: str) -> None:
+    """A controller with a trust root refuses a change whose signer is not its actor:
+    refuse to write one."""
+    if signer is not None and signer.principal_id != actor:
+        raise ChangeSignerError(
+            f"the actor {actor!r} is not the signing principal {signer.principal_id!r}"
+        )
+
+
+def _change_records(events: list[dict[str, Any]], signer: PrincipalSigner | None) -> list[Record]:
+    """PolicyChange records keyed by bundle id, each signed over its exact value bytes
+    when a ``signer`` is given."""
+    serde = Serde()
+    records = []
+    for event in events:
+        value = serde.encode("PolicyChange", event)
+        headers = () if signer is None else signer.headers(value)
+        at: dt.datetime = event["at"]
+        records.append(
+            Record(event["bundle_id"].encode(), value, headers, int(at.timestamp() * 1000))
+        )
+    return records
 
 
 @dataclass
