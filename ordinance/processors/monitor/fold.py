@@ -174,54 +174,68 @@ class MonitorState:
     def _judge(
         self, partition: int, offset: int, at: dt.datetime, bundle: str, w: PartitionWindow
     ) -> list[dict[str, Any]]:
+        # Called for every decision: the test statistic, the evidence and the message are
+        # built only when an alert would open (none open, condition met) or resolve (one
+        # open, condition cleared) — what `episode` acts on; otherwise nothing changes.
         out: list[dict[str, Any]] = []
         drift = self.config.drift
         obs, base = w.obs, w.base
         if obs.n >= drift.min_samples and base.n >= drift.min_baseline:
             observed, baseline = obs.deny / obs.n, base.deny / base.n
-            z, p = two_proportion_z(obs.deny, obs.n, base.deny, base.n)
-            evidence = {
-                "observed_deny_rate": _dec(observed),
-                "baseline_deny_rate": _dec(baseline),
-                "sample": obs.n,
-                "baseline_sample": base.n,
-                "z": _dec(z),
-                "p_value": _dec(p),
-                "threshold": _dec(drift.threshold),
-                "alpha": _dec(drift.alpha),
-            }
             change = abs(observed - baseline)
-            firing = change >= drift.threshold and p < drift.alpha
-            clear = change < drift.threshold / 2
-            message = (
-                f"partition {partition}: deny rate {observed:.1%} over the last "
-                f"{self.config.window_s:g}s against {baseline:.1%} before it "
-                f"(n={obs.n} vs {base.n}, z={z:.2f}, p={p:.2g})"
-            )
-            out += self._transition(
-                partition, DRIFT, offset, at, bundle, firing, clear, message, evidence
-            )
+            is_open = (partition, DRIFT) in self.open_alerts
+            if change >= drift.threshold if not is_open else change < drift.threshold / 2:
+                z, p = two_proportion_z(obs.deny, obs.n, base.deny, base.n)
+                evidence = {
+                    "observed_deny_rate": _dec(observed),
+                    "baseline_deny_rate": _dec(baseline),
+                    "sample": obs.n,
+                    "baseline_sample": base.n,
+                    "z": _dec(z),
+                    "p_value": _dec(p),
+                    "threshold": _dec(drift.threshold),
+                    "alpha": _dec(drift.alpha),
+                }
+                firing = change >= drift.threshold and p < drift.alpha
+                clear = change < drift.threshold / 2
+                message = (
+                    f"partition {partition}: deny rate {observed:.1%} over the last "
+                    f"{self.config.window_s:g}s against {baseline:.1%} before it "
+                    f"(n={obs.n} vs {base.n}, z={z:.2f}, p={p:.2g})"
+                )
+                out += self._transition(
+                    partition, DRIFT, offset, at, bundle, firing, clear, message, evidence
+                )
         spike = self.config.fail_closed
         if obs.n:
             fraction = obs.fail_closed / obs.n
-            evidence = {
-                "fail_closed": obs.fail_closed,
-                "sample": obs.n,
-                "observed_fraction": _dec(fraction),
-                "baseline_fraction": _dec(base.fail_closed / base.n if base.n else 0.0),
-                "baseline_sample": base.n,
-                "min_count": spike.min_count,
-                "fraction": _dec(spike.fraction),
-            }
             firing = obs.fail_closed >= spike.min_count and fraction >= spike.fraction
             clear = obs.fail_closed < spike.min_count / 2 or fraction < spike.fraction / 2
-            message = (
-                f"partition {partition}: {obs.fail_closed} of {obs.n} decisions in the last "
-                f"{self.config.window_s:g}s failed closed (no policy decided them)"
-            )
-            out += self._transition(
-                partition, FAIL_CLOSED_SPIKE, offset, at, bundle, firing, clear, message, evidence
-            )
+            if clear if (partition, FAIL_CLOSED_SPIKE) in self.open_alerts else firing:
+                evidence = {
+                    "fail_closed": obs.fail_closed,
+                    "sample": obs.n,
+                    "observed_fraction": _dec(fraction),
+                    "baseline_fraction": _dec(base.fail_closed / base.n if base.n else 0.0),
+                    "baseline_sample": base.n,
+                    "min_count": spike.min_count,
+                    "fraction": _dec(spike.fraction),
+                }
+                message = (
+                    f"partition {partition}: {obs.fail_closed} of {obs.n} decisions in the "
+                    f"last {self.config.window_s:g}s failed closed (no policy decided them)"
+                )
+                out += self._transition(
+                    partition,
+                    FAIL_CLOSED_SPIKE,
+                    offset,
+                    at,
+                    bundle,
+                    firing,
+                    clear,
+                    message,
+                    evidence,
+                )
         return out
 
     def _transition(
