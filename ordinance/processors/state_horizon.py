@@ -27,6 +27,7 @@ window history is kept).
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,10 @@ class Horizon:
         )
 
     def on_decision(
-        self, evaluated_at: dt.datetime, decided: dict[str, float], windows: InMemoryWindows
+        self,
+        evaluated_at: dt.datetime,
+        decided: OrderedDict[str, float],
+        windows: InMemoryWindows,
     ) -> None:
         """Advance ``high_water`` and prune what no judged intent can need any more."""
         at = evaluated_at.timestamp()
@@ -82,9 +86,9 @@ class Horizon:
         # Ids arrive roughly in event-time order: forget from the oldest until a younger
         # one (an older id behind it waits for a later prune — kept longer, never less).
         while decided:
-            oldest_id = next(iter(decided))
-            if decided[oldest_id] >= cutoff:
+            _, oldest = next(iter(decided.items()))  # O(1) in an OrderedDict
+            if oldest >= cutoff:
                 break
-            del decided[oldest_id]
+            decided.popitem(last=False)
         if self.longest_window_ms is not None:
             windows.prune(cutoff - self.longest_window_ms / 1000)
