@@ -23,6 +23,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.schemas_cmd",
     "ordinance.commands.change_cmds",
     "ordinance.commands.monitor_cmd",
+    "ordinance.commands.mcp_gateway_cmd",
 )
 
 
