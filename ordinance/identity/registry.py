@@ -20,7 +20,7 @@ Rules (docs/identity.md):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,9 +136,15 @@ class Registry:
         return self.principals.get(principal_id)
 
     def authenticate(
-        self, signature: Signature | None, value: bytes, at: dt.datetime
+        self,
+        signature: Signature | None,
+        value: bytes,
+        at: dt.datetime,
+        *,
+        verify: Callable[[Ed25519PublicKey, bytes, bytes], bool] = signature_valid,
     ) -> Principal | Refusal:
-        """The active registry principal whose valid key signed ``value``, or why not."""
+        """The active registry principal whose valid key signed ``value``, or why not.
+        ``verify``: how the signature is checked (another context: a signed HTTP body)."""
         if signature is None:
             return Refusal(UNSIGNED, "the record carries no signature")
         principal = self.principals.get(signature.signer_id)
@@ -158,7 +164,7 @@ class Registry:
                 KEY_NOT_VALID,
                 f"key {key.key_id} of {principal.id} is not valid at {at.isoformat()}",
             )
-        if not signature_valid(key.public, value, signature.signature):
+        if not verify(key.public, value, signature.signature):
             return Refusal(BAD_SIGNATURE, f"the signature does not verify with key {key.key_id}")
         return principal
 

@@ -42,6 +42,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ordinance.identity.http_signing import (
+    BODY_MISMATCH,
+    approval_body_problem,
+    approval_body_valid,
+    intent_body_problem,
+    intent_body_valid,
+    signed_body,
+)
 from ordinance.identity.records import IDENTITY_RECORD
 from ordinance.identity.registry import (
     BAD_SIGNATURE,
@@ -72,6 +80,7 @@ INTENT_CODES = (
     AGENT_REVOKED,
     KEY_NOT_VALID,
     IDENTITY_MISMATCH,
+    BODY_MISMATCH,
 )
 # Codes of the records a signed approval causes that do not end the request.
 APPROVAL_RECORDED = "approval_recorded"
@@ -170,6 +179,7 @@ def judge_intent(
     agent_id: str = agent["id"]
     try:
         signature = signature_of(headers)
+        body = signed_body(headers)  # signed over HTTP (ordinance.identity.http_signing)
     except SignatureError as exc:
         return Refusal(BAD_SIGNATURE, str(exc))
     if signature is None or value is None:
@@ -194,8 +204,16 @@ def judge_intent(
         return Refusal(
             KEY_NOT_VALID, f"key {key.key_id} of {agent_id!r} is not valid at {at.isoformat()}"
         )
-    if not verify(key.public, value, signature.signature):
+    if body is None:
+        valid = verify(key.public, value, signature.signature)
+    else:  # the agent signed the HTTP body; the record must be exactly what it says
+        valid = intent_body_valid(key.public, body, signature.signature)
+    if not valid:
         return Refusal(BAD_SIGNATURE, f"the signature does not verify with key {key.key_id}")
+    if body is not None:
+        problem = intent_body_problem(datum, body)
+        if problem is not None:
+            return Refusal(BODY_MISMATCH, problem)
     roles = agent.get("roles") or []
     if roles and sorted(set(roles)) != sorted(set(principal.roles)):
         return Refusal(
@@ -235,13 +253,21 @@ def judge_approver(
     """The principal who may answer ``original`` with this signed approval, or why not."""
     try:
         signature = signature_of(headers)
+        body = signed_body(headers)  # signed over HTTP (ordinance.identity.http_signing)
     except SignatureError as exc:
         return Refusal(BAD_SIGNATURE, str(exc))
     if value is None:
         signature = None
-    signer = identity.registry.authenticate(signature, value or b"", at)
+    if body is None:
+        signer = identity.registry.authenticate(signature, value or b"", at)
+    else:
+        signer = identity.registry.authenticate(signature, body, at, verify=approval_body_valid)
     if isinstance(signer, Refusal):
         return signer
+    if body is not None:
+        problem = approval_body_problem(approval, body)
+        if problem is not None:
+            return Refusal(BODY_MISMATCH, problem)
     if signer.id == original["agent_id"]:
         return Refusal(NOT_AUTHORISED, f"{signer.id} cannot approve its own request")
     if approval["approver"] != signer.id:
@@ -438,6 +464,8 @@ class PreVerifier:
         for identity, value, headers in items:
             try:
                 signature = signature_of(headers)
+                if signed_body(headers) is not None:
+                    continue  # signed over an HTTP body: judge_intent verifies that itself
             except SignatureError:
                 continue
             if signature is None or value is None:
