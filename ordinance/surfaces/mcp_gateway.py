@@ -48,7 +48,7 @@ from ordinance.surfaces.mcp_mapping import ToolMapping
 
 #: The gateway's own tool: run a call held for approval once a human approved it.
 APPROVAL_TOOL = "ordinance_approval_status"
-#: Where a refused call's decision travels in the result's ``_meta``.
+#: Where a call's decision travels in the result's ``_meta`` (refused and forwarded alike).
 META_KEY = "ordinance/decision"
 #: Code of a call the gateway refuses without asking: the tool is not in the mapping.
 UNMAPPED = "unmapped_tool"
@@ -273,7 +273,7 @@ class Gateway:
             )
             return denied_result(changed, name, policy_tool)
         try:
-            return await self.upstream.call_tool(name, judged, read_timeout_seconds=None)
+            result = await self.upstream.call_tool(name, judged, read_timeout_seconds=None)
         except Exception as exc:  # the policy allowed it; the upstream failed
             _say(f"{name}: upstream failed: {type(exc).__name__}: {exc}")
             summary = _summary(decision, name, policy_tool)
@@ -283,6 +283,10 @@ class Gateway:
                 f" {type(exc).__name__}: {exc}. request id: {decision.request_id}",
                 summary,
             )
+        # The upstream's result as it came, plus which decision let the call through (the
+        # request id finds it in the audit log).
+        meta = {**(result.meta or {}), META_KEY: _summary(decision, name, policy_tool)}
+        return result.model_copy(update={"meta": meta})
 
     # -- approvals -----------------------------------------------------------------------
 
