@@ -24,6 +24,7 @@ import mcp_types as types
 from mcp.client.client import Client as McpClient
 from mcp.client.stdio import StdioServerParameters
 
+from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.approvals import answer, pending_approvals
 from ordinance.processors.enforcer import Enforcer
@@ -59,12 +60,15 @@ def new_log(directory: Path) -> str:
 
 
 @contextmanager
-def enforcer(url: str, ready_timeout: float = 60.0) -> Iterator[Enforcer]:
-    """A real enforcer in a thread, yielded once it owns every actions partition."""
+def enforcer(
+    url: str, ready_timeout: float = 60.0, trust: TrustRoot | None = None
+) -> Iterator[Enforcer]:
+    """A real enforcer in a thread, yielded once it owns every actions partition; with
+    ``trust`` it enforces identity (signed intents, the registry's roles)."""
     stop = threading.Event()
     failures: list[BaseException] = []
     with open_log(url) as log:
-        running = Enforcer(log)
+        running = Enforcer(log, trust=trust)
         partitions = len(log.partitions(running.actions))
 
         def main() -> None:
