@@ -24,6 +24,7 @@ _GROUP_MODULES: tuple[str, ...] = (
     "ordinance.commands.change_cmds",
     "ordinance.commands.monitor_cmd",
     "ordinance.commands.mcp_gateway_cmd",
+    "ordinance.commands.gateway_cmd",
 )
 
 

@@ -525,25 +525,34 @@ class Client(Closing):
             request["agent"] = self.agent
         return request
 
-    def _submit(self, action_or_request: Request) -> _Pending | ClientDecision:
+    def _submit(
+        self,
+        action_or_request: Request,
+        request_id: str | None = None,
+        event_time: dt.datetime | None = None,
+        headers: Headers | None = None,
+    ) -> _Pending | ClientDecision:
         """A queued request, or the deny explaining why it was not sent."""
-        request_id = str(uuid.uuid4())
+        request_id = request_id or str(uuid.uuid4())
         try:
             request = self._request(action_or_request)
-            now = self._clock()
+            if event_time is None:
+                event_time = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+            now = event_time.timestamp()
             datum = request_to_wire(
                 request,
                 request_id=request_id,
-                event_time=dt.datetime.fromtimestamp(now, dt.UTC),
+                event_time=event_time,
                 client_id=self.client_id,
                 reply_to=self.decisions_topic,
             )
             value = self._engine.serde.encode("ActionRequest", datum)
             key = str(datum["agent"]["id"]).encode()
-            headers: Headers = ()
-            if self._signer is not None:
-                principal = self._principal or str(datum["agent"]["id"])
-                headers = PrincipalSigner(principal, self._signer).headers(value)
+            if headers is None:
+                headers = ()
+                if self._signer is not None:
+                    principal = self._principal or str(datum["agent"]["id"])
+                    headers = PrincipalSigner(principal, self._signer).headers(value)
         except Exception as exc:  # whatever cannot be sent is denied, never published
             return client_deny(
                 CLIENT_INVALID_REQUEST,
@@ -567,10 +576,21 @@ class Client(Closing):
     # -- deciding ------------------------------------------------------------------------
 
     async def decide(
-        self, action_or_request: Request, *, timeout: float = DEFAULT_TIMEOUT_S
+        self,
+        action_or_request: Request,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        request_id: str | None = None,
+        event_time: dt.datetime | None = None,
+        headers: Headers | None = None,
     ) -> ClientDecision:
-        """Publish the intent and await its decision; deny (client-side) on any failure."""
-        item = self._submit(action_or_request)
+        """Publish the intent and await its decision; deny (client-side) on any failure.
+
+        For a gateway speaking for an agent (``ordinance gateway``): ``request_id`` and
+        ``event_time`` as the agent chose them, and ``headers`` the record
+        headers to publish instead of this client's own signature (the agent's signature
+        over its HTTP body; ``()`` publishes unsigned)."""
+        item = self._submit(action_or_request, request_id, event_time, headers)
         if isinstance(item, ClientDecision):
             return item
         waiting = asyncio.wrap_future(item.future)

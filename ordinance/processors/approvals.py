@@ -12,6 +12,7 @@ from ordinance.errors import OrdinanceError
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.processors.enforcer_state import PartitionState
 from ordinance.streams import Log, Record
+from ordinance.streams.log import Headers
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_APPROVALS, AGENT_DECISIONS, DEFAULT_PREFIX, ensure_topics
 
@@ -66,9 +67,17 @@ def answer(
         "expires_at": None if expires_in_s is None else now + dt.timedelta(seconds=expires_in_s),
         "ticket": decision["approval_ticket"],
     }
-    key = decision["agent_id"].encode()  # the agent's partition: its enforcer answers
-    topic = ensure_topics(log, prefix)[AGENT_APPROVALS].name
     value = Serde().encode("Approval", datum)
-    headers = signer.headers(value) if signer is not None else ()
-    log.produce(topic, [Record(key, value, headers, int(now.timestamp() * 1000))])
+    publish_approval(log, datum, value, signer.headers(value) if signer else (), prefix)
     return datum
+
+
+def publish_approval(
+    log: Log, datum: dict[str, Any], value: bytes, headers: Headers, prefix: str = DEFAULT_PREFIX
+) -> None:
+    """Write one encoded Approval to ``agent.approvals``, keyed by its agent id (the
+    agent's partition: its enforcer answers). `answer` and the HTTP gateway's
+    ``POST /v1/approvals`` both publish through here."""
+    key = datum["agent_id"].encode()
+    topic = ensure_topics(log, prefix)[AGENT_APPROVALS].name
+    log.produce(topic, [Record(key, value, headers, int(datum["at"].timestamp() * 1000))])

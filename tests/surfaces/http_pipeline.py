@@ -1,0 +1,142 @@
+"""A real pipeline behind the HTTP gateway for its tests: the example policies published
+and enforced on an embedded log, an `Enforcer` deciding in a thread (with a trust root and
+registered agents and approvers, or without identity), and helpers that sign HTTP bodies
+as an agent in another language would."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ordinance.identity.http_signing import APPROVAL_CONTEXT, INTENT_CONTEXT
+from ordinance.identity.signing import PrincipalSigner
+from ordinance.identity.trust import TrustRoot
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.enforcer import Enforcer
+from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.streams import open_log
+from ordinance.streams.topics import ensure_topics
+from tests.processors.identity_helpers import Registry
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+BILLING = {"roles": ("billing",), "attributes": {"team": "finance"}}
+
+
+@dataclass
+class Pipeline:
+    url: str
+    bundle_id: str
+    enforcer: Enforcer
+    registry: Registry | None
+    keys: dict[str, PrincipalSigner] = field(default_factory=dict)
+
+
+@contextmanager
+def pipeline(directory: Path, *, identity: bool) -> Iterator[Pipeline]:
+    """Publish the example policies, register the principals (with ``identity``), run an
+    enforcer until the context ends; yields once it owns every partition."""
+    url = f"sqlite:///{directory / 'log.db'}"
+    files = read_bundle_dir(EXAMPLES / "policies")
+    bundle_id = compile_bundle(files).bundle_id
+    with open_log(url) as log:
+        ensure_topics(log)
+        publish_bundle(log, files, bundle_id, actor="test")
+        run_controller(log, once=True)
+    registry: Registry | None = None
+    trust: TrustRoot | None = None
+    keys: dict[str, PrincipalSigner] = {}
+    if identity:
+        registry = Registry(url)
+        for agent in ("billing-bot", "billing-bot-2", "billing-bot-3", "billing-bot-4"):
+            keys[agent] = registry.put(agent, **BILLING)  # type: ignore[arg-type]
+        keys["mallory"] = registry.put("mallory", roles=("support",))
+        for person in ("dana", "erin"):
+            keys[person] = registry.put(person, kind="person", roles=("approver:finance",))
+        trust = registry.trust
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    with open_log(url) as log:
+        enforcer = Enforcer(log, trust=trust, max_clock_skew_s=300)
+        partitions = len(log.partitions(enforcer.actions))
+
+        def main() -> None:
+            try:
+                enforcer.run(stop=stop)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=main, name="enforcer", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(enforcer.states) < partitions and not failures:
+                assert time.monotonic() < deadline, "the enforcer took over no partitions"
+                time.sleep(0.01)
+            yield Pipeline(url, bundle_id, enforcer, registry, keys)
+        finally:
+            stop.set()
+            thread.join()
+    if failures:
+        raise failures[0]
+
+
+def now_iso(offset_s: float = 0.0) -> str:
+    return dt.datetime.fromtimestamp(time.time() + offset_s, dt.UTC).isoformat()
+
+
+def transfer(agent: str, amount: str, country: str = "DE", **extra: Any) -> dict[str, Any]:
+    return {
+        "request_id": str(uuid.uuid4()),
+        "event_time": now_iso(),
+        "agent": {"id": agent},
+        "action": {
+            "tool": "payments.transfer",
+            "args": {"amount": amount, "currency": "EUR", "country": country, "iban": "DE89"},
+        },
+        **extra,
+    }
+
+
+def sign(signer: PrincipalSigner, body: bytes, context: bytes = INTENT_CONTEXT) -> dict[str, str]:
+    """The HTTP headers an agent sends with a signed body."""
+    signature = signer.signer.sign(context + body)
+    return {
+        "content-type": "application/json",
+        "ordinance-key-id": signer.key_id,
+        "ordinance-signature": base64.b64encode(signature).decode(),
+    }
+
+
+def signed_post(signer: PrincipalSigner, data: Any) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(data).encode()
+    return body, sign(signer, body)
+
+
+def approval_body(
+    decision: dict[str, Any], approver: str, verdict: str = "approved"
+) -> dict[str, Any]:
+    return {
+        "request_id": decision["request_id"],
+        "agent_id": decision["agent_id"],
+        "ticket": decision["approval_ticket"],
+        "verdict": verdict,
+        "approver": approver,
+        "reason": "checked the invoice",
+        "at": now_iso(),
+        "expires_at": None,
+    }
+
+
+def signed_approval(signer: PrincipalSigner, data: Any) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(data).encode()
+    return body, sign(signer, body, APPROVAL_CONTEXT)
