@@ -143,6 +143,18 @@ def approval_result(decision: ClientDecision, name: str, policy_tool: str) -> ty
     return _refusal(text, summary)
 
 
+def _not_held(request_id: Any) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[
+            types.TextContent(
+                text=f"No call is held for approval under request id {request_id!r}"
+                " (never asked here, already answered, or forgotten)."
+            )
+        ],
+        is_error=True,
+    )
+
+
 def _fingerprint(args: Any) -> str:
     return repr(args)
 
@@ -299,20 +311,15 @@ class Gateway:
         request_id = arguments.get("request_id")
         held = self._held.get(request_id) if isinstance(request_id, str) else None
         if held is None:
-            return types.CallToolResult(
-                content=[
-                    types.TextContent(
-                        text=f"No call is held for approval under request id {request_id!r}"
-                        " (never asked here, already answered, or forgotten)."
-                    )
-                ],
-                is_error=True,
-            )
+            return _not_held(request_id)
         wait = max(self.approval_wait_s, _CHECK_S)
         answered = await self.client.wait_for_approval(held.decision, timeout=wait)
         if answered.client_side:  # nobody answered yet: still held
             return approval_result(held.decision, held.name, held.policy_tool)
-        self._held.pop(held.decision.request_id, None)  # one answer, one execution at most
+        # One answer, one execution at most: of two check-backs that both saw the answer,
+        # only the one that takes the held call out runs it.
+        if self._held.pop(held.decision.request_id, None) is not held:
+            return _not_held(request_id)
         _say(f"request {request_id}: {answered.effect} ({answered.code})")
         if answered.effect != ALLOW:
             return denied_result(answered, held.name, held.policy_tool)
