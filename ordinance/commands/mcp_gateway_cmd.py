@@ -72,6 +72,17 @@ def register(command: Command) -> None:
         " agent to check back (default 0: tell it at once)",
     )
     p.add_argument(
+        "--hide-never-allowed",
+        action="store_true",
+        help="leave out of tools/list the tools no allow or require_approval rule in force"
+        " names (for any agent); calls to them are decided (denied) all the same",
+    )
+    p.add_argument(
+        "--target",
+        default="default",
+        help="deployment target whose rollout --hide-never-allowed reads (default: default)",
+    )
+    p.add_argument(
         "--upstream",
         default=None,
         metavar="URL",
@@ -104,6 +115,8 @@ def run(args: argparse.Namespace) -> int | None:
         upstream_url=args.upstream,
         upstream_command=command,
         as_json=args.json,
+        hide_never_allowed=args.hide_never_allowed,
+        target=args.target,
     )
 
 
@@ -131,13 +144,17 @@ def cmd_mcp_gateway(
     upstream_url: str | None,
     upstream_command: list[str],
     as_json: bool,
+    hide_never_allowed: bool = False,
+    target: str = "default",
 ) -> int:
     import anyio
     from mcp.client.stdio import StdioServerParameters
 
     from ordinance.client import Client
     from ordinance.processors.audit.keys import KeyFileError
+    from ordinance.streams import open_existing_log
     from ordinance.surfaces.mcp_gateway import serve_stdio
+    from ordinance.surfaces.mcp_listing import PolicyView
     from ordinance.surfaces.mcp_mapping import ToolMapping
 
     if bool(upstream_url) == bool(upstream_command):
@@ -151,14 +168,14 @@ def cmd_mcp_gateway(
         claimed = _attributes(attributes)
     except (OrdinanceError, ValueError) as exc:
         return report_failure(str(exc), as_json, EXIT_USAGE)
-    target: Any
+    upstream: Any
     if upstream_url:
-        target = upstream_url
+        upstream = upstream_url
     else:
         # The upstream gets the SDK's minimal environment (HOME, PATH, ...), not this one:
         # the agent's key path and the log's credentials stay here. It takes what it
         # needs from the command line (`-- env TOKEN=... server`).
-        target = StdioServerParameters(command=upstream_command[0], args=upstream_command[1:])
+        upstream = StdioServerParameters(command=upstream_command[0], args=upstream_command[1:])
     try:
         # Never creates the log: a mistyped path must fail, not wait on an empty database.
         client = Client(
@@ -173,15 +190,29 @@ def cmd_mcp_gateway(
         return report_failure(f"cannot use the key: {exc}", as_json, EXIT_USAGE)
     except OrdinanceError as exc:
         return report_failure(f"the log is not usable: {exc}", as_json, EXIT_FAILED)
+    view_log = None
     try:
+        view = None
+        if hide_never_allowed:
+            view_log = open_existing_log(log_url)
+            view = PolicyView(view_log, prefix, target)
         anyio.run(
             lambda: serve_stdio(
-                client, target, mapping, timeout_s=timeout_s, approval_wait_s=approval_wait_s
+                client,
+                upstream,
+                mapping,
+                timeout_s=timeout_s,
+                approval_wait_s=approval_wait_s,
+                policy_view=view,
             ),
             backend="asyncio",
         )
     except OSError as exc:
         return report_failure(f"cannot start the upstream: {exc}", as_json, EXIT_FAILED)
+    except OrdinanceError as exc:
+        return report_failure(f"the log is not usable: {exc}", as_json, EXIT_FAILED)
     finally:
         client.close()
+        if view_log is not None:
+            view_log.close()
     return EXIT_OK

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import mcp_types as types
 from mcp.client.client import Client as UpstreamClient
 from mcp.server.context import ServerRequestContext
@@ -44,6 +45,7 @@ from ordinance import __version__
 from ordinance.client import Client, ClientDecision
 from ordinance.client.decision import client_deny
 from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL
+from ordinance.surfaces.mcp_listing import PolicyView, never_allowed
 from ordinance.surfaces.mcp_mapping import ToolMapping
 
 #: The gateway's own tool: run a call held for approval once a human approved it.
@@ -171,12 +173,16 @@ class Gateway:
         *,
         timeout_s: float,
         approval_wait_s: float = 0.0,
+        policy_view: PolicyView | None = None,
     ) -> None:
+        """``policy_view``: hide from ``tools/list`` the tools no rule in force can allow
+        (`mcp_listing`); None lists every mapped tool."""
         self.client = client
         self.upstream = upstream
         self.mapping = mapping
         self.timeout_s = timeout_s
         self.approval_wait_s = approval_wait_s
+        self.policy_view = policy_view
         self._held: OrderedDict[str, _Held] = OrderedDict()
 
     def server(self) -> Server[Any]:
@@ -197,6 +203,7 @@ class Gateway:
     async def list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        allowable = await self._allowable()
         tools: list[types.Tool] = []
         cursor: str | None = None
         for _ in range(_PAGES):
@@ -204,7 +211,7 @@ class Gateway:
             for tool in page.tools:
                 if tool.name == APPROVAL_TOOL:
                     _say(f"upstream tool {tool.name!r} is hidden: the name is the gateway's")
-                elif self.mapping.listed(tool.name):
+                elif self._shown(tool.name, allowable):
                     tools.append(tool)
             cursor = page.next_cursor
             if cursor is None:
@@ -224,6 +231,20 @@ class Gateway:
             )
         )
         return types.ListToolsResult(tools=tools)
+
+    def _shown(self, name: str, allowable: frozenset[str] | None) -> bool:
+        policy_tool = self.mapping.policy_tool(name)
+        return policy_tool is not None and not never_allowed(policy_tool, allowable)
+
+    async def _allowable(self) -> frozenset[str] | None:
+        view = self.policy_view
+        if view is None:
+            return None
+        try:
+            return await anyio.to_thread.run_sync(view.allowable)
+        except Exception as exc:  # a listing is a hint: when unsure, show
+            _say(f"tools/list: cannot read the policy in force, hiding nothing: {exc}")
+            return None
 
     # -- tools/call ----------------------------------------------------------------------
 
@@ -335,6 +356,7 @@ async def serve_stdio(
     *,
     timeout_s: float,
     approval_wait_s: float = 0.0,
+    policy_view: PolicyView | None = None,
 ) -> None:
     """Connect to the upstream (a `StdioServerParameters` or a streamable-HTTP URL), then
     serve MCP on this process's stdin/stdout until the agent closes it."""
@@ -345,7 +367,12 @@ async def serve_stdio(
         client_info=types.Implementation(name="ordinance-mcp-gateway", version=__version__),
     ) as upstream:
         gateway = Gateway(
-            client, upstream, mapping, timeout_s=timeout_s, approval_wait_s=approval_wait_s
+            client,
+            upstream,
+            mapping,
+            timeout_s=timeout_s,
+            approval_wait_s=approval_wait_s,
+            policy_view=policy_view,
         )
         server = gateway.server()
         _say(

@@ -4,13 +4,16 @@ faults that the end-to-end tests cannot stage on demand."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
 
 from ordinance.client import ClientDecision
 from ordinance.client.decision import CLIENT_TIMEOUT, client_deny
+from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.surfaces.mcp_gateway import APPROVAL_TOOL, Gateway
+from ordinance.surfaces.mcp_listing import allowable_tools, never_allowed
 from ordinance.surfaces.mcp_mapping import ToolMapping
 
 MAPPING = ToolMapping.from_mapping({"tools": {"delete_path": "fs.delete", "read_file": "fs.read"}})
@@ -92,3 +95,21 @@ def test_two_check_backs_on_one_approval_run_the_call_once() -> None:
     results = asyncio.run(both())
     assert sorted(r.is_error for r in results) == [False, True]
     assert upstream.calls == [("delete_path", {"path": "/workspace/b", "recursive": True})]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
+
+
+def test_only_tools_no_rule_in_force_can_allow_are_hidden() -> None:
+    files = read_bundle_dir(EXAMPLES)
+    allowable = allowable_tools(compile_bundle(files))
+    assert allowable is not None and "payments.transfer" in allowable
+    assert not never_allowed("Payments.TRANSFER", allowable)  # judged canonically
+    assert never_allowed("mcp.run_shell", allowable)  # outside the schema: always denied
+    assert not never_allowed("mcp.run_shell", None)  # unsure: shown
+    permissive = dict(files)
+    permissive["schema.yaml"] = files["schema.yaml"].replace(
+        "default_effect: deny", "default_effect: allow"
+    )
+    assert permissive != files
+    assert allowable_tools(compile_bundle(permissive)) is None
