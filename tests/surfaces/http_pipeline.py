@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.identity.http_signing import APPROVAL_CONTEXT, INTENT_CONTEXT
+from ordinance.identity.records import identity_datum, key_entry, signed_identity_record
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import open_log
-from ordinance.streams.topics import ensure_topics
-from tests.processors.identity_helpers import Registry
+from ordinance.streams.topics import DEFAULT_PREFIX, IDENTITY_REGISTRY, ensure_topics
+from tests.identity.helpers import new_signer
+from tests.processors.identity_helpers import BEFORE, SERDE, Registry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-BILLING = {"roles": ("billing",), "attributes": {"team": "finance"}}
+BILLING: dict[str, Any] = {"roles": ("billing",), "attributes": {"team": "finance"}}
 
 
 @dataclass
@@ -42,10 +44,11 @@ class Pipeline:
 
 
 @contextmanager
-def pipeline(directory: Path, *, identity: bool) -> Iterator[Pipeline]:
+def pipeline(where: Path | str, *, identity: bool) -> Iterator[Pipeline]:
     """Publish the example policies, register the principals (with ``identity``), run an
-    enforcer until the context ends; yields once it owns every partition."""
-    url = f"sqlite:///{directory / 'log.db'}"
+    enforcer until the context ends; yields once it owns every partition. ``where``: a
+    directory for an embedded log, or a log URL."""
+    url = where if isinstance(where, str) else f"sqlite:///{where / 'log.db'}"
     files = read_bundle_dir(EXAMPLES / "policies")
     bundle_id = compile_bundle(files).bundle_id
     with open_log(url) as log:
@@ -57,11 +60,15 @@ def pipeline(directory: Path, *, identity: bool) -> Iterator[Pipeline]:
     keys: dict[str, PrincipalSigner] = {}
     if identity:
         registry = Registry(url)
-        for agent in ("billing-bot", "billing-bot-2", "billing-bot-3", "billing-bot-4"):
-            keys[agent] = registry.put(agent, **BILLING)  # type: ignore[arg-type]
-        keys["mallory"] = registry.put("mallory", roles=("support",))
+        principals = {agent: BILLING for agent in ("billing-bot", "billing-bot-2", "billing-bot-3")}
+        principals["mallory"] = {"roles": ("support",), "attributes": {}}
         for person in ("dana", "erin"):
-            keys[person] = registry.put(person, kind="person", roles=("approver:finance",))
+            principals[person] = {
+                "roles": ("approver:finance",),
+                "attributes": {},
+                "kind": "person",
+            }
+        keys = register(registry, principals)
         trust = registry.trust
     stop = threading.Event()
     failures: list[BaseException] = []
@@ -88,6 +95,30 @@ def pipeline(directory: Path, *, identity: bool) -> Iterator[Pipeline]:
             thread.join()
     if failures:
         raise failures[0]
+
+
+def register(
+    registry: Registry, principals: dict[str, dict[str, Any]]
+) -> dict[str, PrincipalSigner]:
+    """Registry records for every principal, written in one produce (one log session:
+    on Kafka each session costs about a second); their keys."""
+    keys = {principal: new_signer(principal) for principal in principals}
+    records = []
+    for principal, spec in principals.items():
+        datum = identity_datum(
+            principal,
+            kind=spec.get("kind", "agent"),
+            version=1,
+            at=BEFORE,
+            keys=[key_entry(keys[principal].signer.key.public_key(), BEFORE, None)],
+            roles=spec["roles"],
+            attributes=spec["attributes"],
+            status="active",
+        )
+        records.append(signed_identity_record(SERDE, datum, registry.root))
+    with open_log(registry.url) as log:
+        log.produce(DEFAULT_PREFIX + IDENTITY_REGISTRY, records)
+    return keys
 
 
 def now_iso(offset_s: float = 0.0) -> str:
