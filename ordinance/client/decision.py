@@ -98,6 +98,9 @@ def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -
         datum.get("bundle_id") or "",
         datum.get("code") or "",
         datum.get("detail") or "",
+        # what an approval needs, recorded with the require_approval decision
+        approval_roles=tuple(datum.get("approval_roles") or ()),
+        approvals_required=datum.get("approvals_required"),
         request_id=datum["request_id"],
         enforcer_id=datum.get("enforcer_id") or "",
         policy_offset=datum.get("policy_offset"),

@@ -75,6 +75,7 @@ def test_signed_requests_get_the_enforcers_decision(http: TestClient, live: Pipe
     assert "payments-guardrails/block-sanctioned" in d["rule_ids"]
     assert (n["effect"], n["status"]) == ("require_approval", "pending")
     assert n["approval_ticket"].startswith("sha256:")
+    assert (n["approval_roles"], n["approvals_required"]) == (["approver:finance"], 2)
     assert n["canonical_args"]["amount"] == "25000.00"  # exact decimal, as a string
     # A retried body (same request id, same bytes) gets the same answer, not a new intent.
     before = actions_published(live.url)
