@@ -3,7 +3,9 @@
 Runs until SIGTERM/SIGINT, folding ``agent.decisions`` into metrics and alerts; ``--http
 HOST:PORT`` serves ``/metrics``, ``/healthz``, ``/readyz`` and ``/v1/report``.
 ``--report`` instead folds the log as it stands, writes nothing, prints the report (the
-same one ``/v1/report`` serves) and exits.
+same one ``/v1/report`` serves) and exits. ``--rollback-actor NAME`` (with ``--key`` or
+``$ORDINANCE_KEY``) lets it roll back a canary started with ``--auto-rollback`` when its
+regression alert opens (docs/lifecycle.md).
 """
 
 from __future__ import annotations
@@ -52,12 +54,33 @@ def register(command: Command) -> None:
         action="store_true",
         help="fold the log as it stands, print the report and exit (writes nothing)",
     )
+    p.add_argument(
+        "--rollback-actor",
+        default=None,
+        metavar="NAME",
+        help="roll back canaries started with --auto-rollback as this principal",
+    )
+    p.add_argument(
+        "--key",
+        default=None,
+        metavar="PEM",
+        help="sign rollbacks as --rollback-actor with this key (default $ORDINANCE_KEY)",
+    )
+    p.add_argument("--target", default="default", help="the deployment target rollbacks name")
 
 
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "monitor":
         return None
-    return cmd_monitor(args.log, args.prefix, args.config, args.http, args.report, args.json)
+    return cmd_monitor(
+        args.log,
+        args.prefix,
+        args.config,
+        args.http,
+        args.report,
+        args.json,
+        rollback=(args.rollback_actor, args.key, args.target),
+    )
 
 
 def cmd_monitor(
@@ -67,21 +90,28 @@ def cmd_monitor(
     http: str | None,
     report_only: bool,
     as_json: bool,
+    rollback: tuple[str | None, str | None, str] = (None, None, "default"),
 ) -> int:
+    from ordinance.commands.lifecycle_cmds import change_signer
     from ordinance.processors.http_server import host_port
     from ordinance.processors.monitor.config import MonitorConfig
+    from ordinance.processors.monitor.runner import AutoRollback
     from ordinance.streams import open_existing_log
 
+    actor, key, target = rollback
     try:
         config = MonitorConfig.from_file(Path(config_path)) if config_path else MonitorConfig()
         address = host_port(http) if http else None
+        if key is not None and actor is None:
+            raise ValueError("--key signs rollbacks: give --rollback-actor too")
+        auto = AutoRollback(actor, change_signer(actor, key), target) if actor else None
     except (OrdinanceError, ValueError) as exc:
         return report_failure(str(exc), as_json, EXIT_USAGE)
     try:
         with open_existing_log(log_url) as log:
             if report_only:
                 return _report(log, config, prefix, as_json)
-            return _serve(log, config, prefix, address)
+            return _serve(log, config, prefix, address, auto)
     except OrdinanceError as exc:
         return report_failure(str(exc), as_json, EXIT_FAILED)
 
@@ -119,7 +149,7 @@ def _report(log: Any, config: Any, prefix: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None) -> int:
+def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None, auto: Any) -> int:
     from ordinance.processors.http_server import HttpServer
     from ordinance.processors.monitor.http import build_app
     from ordinance.processors.monitor.runner import Monitor
@@ -127,7 +157,7 @@ def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None) 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    monitor = Monitor(log, config=config, prefix=prefix, progress=say)
+    monitor = Monitor(log, config=config, prefix=prefix, progress=say, auto_rollback=auto)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

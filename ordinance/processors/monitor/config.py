@@ -12,6 +12,10 @@ drift:
 fail_closed:
   min_count: 20         # fail-closed denies in the window before it is a spike
   fraction: 0.5         # of all decisions in the window
+canary:
+  min_samples: 50       # decisions in each arm before the arms are compared
+  threshold: 0.1        # canary deny rate - control deny rate that counts as a regression
+  alpha: 0.01           # one-sided two-proportion z-test
 silence:
   after_s: 30           # actions waiting this long with no decision: the enforcer is silent
 lag:
@@ -55,6 +59,13 @@ class FailClosed:
 
 
 @dataclass(frozen=True)
+class Canary:
+    min_samples: int = 50
+    threshold: float = 0.1
+    alpha: float = 0.01
+
+
+@dataclass(frozen=True)
 class Silence:
     after_s: float = 30.0
 
@@ -71,6 +82,7 @@ class MonitorConfig:
     baseline_s: float = 900.0
     drift: Drift = field(default_factory=Drift)
     fail_closed: FailClosed = field(default_factory=FailClosed)
+    canary: Canary = field(default_factory=Canary)
     silence: Silence = field(default_factory=Silence)
     lag: Lag = field(default_factory=Lag)
 
@@ -103,6 +115,7 @@ class MonitorConfig:
 _SECTIONS: dict[str, type] = {
     "drift": Drift,
     "fail_closed": FailClosed,
+    "canary": Canary,
     "silence": Silence,
     "lag": Lag,
 }

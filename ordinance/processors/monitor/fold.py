@@ -34,6 +34,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ordinance.processors.monitor.canary import (
+    CANARY_REGRESSION,
+    CanaryWatch,
+    one_sided_z,
+    watch_from_swap,
+)
 from ordinance.processors.monitor.config import MonitorConfig
 
 # Codes of decisions a policy (or a person) made; every other deny failed closed.
@@ -48,6 +54,11 @@ JUDGED_CODES = frozenset(
         "approval_refused",
         "approval_conflict",
     }
+)
+# Records answering an approval (follow-ups and approvals short of the count) answer a
+# decision already counted in its arm: not a second sample.
+FOLLOW_UP_CODES = frozenset(
+    {"approved", "approval_rejected", "approval_expired", "approval_recorded", "approval_refused"}
 )
 DRIFT = "drift"
 FAIL_CLOSED_SPIKE = "fail_closed_spike"
@@ -130,6 +141,11 @@ class MonitorState:
     bundles: dict[int, str] = field(default_factory=dict)  # bundle in force per partition
     open_alerts: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     alerts_written: dict[str, int] = field(default_factory=dict)  # kind -> alerts
+    # (bundle that decided, arm, effect) -> decisions of a canary rollout
+    arm_decisions: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (enforced bundle, shadow bundle, enforced effect, shadow effect) -> disagreements
+    shadow_disagreements: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    canaries: dict[int, CanaryWatch] = field(default_factory=dict)  # canary per partition
 
     def fold(
         self, partition: int, offset: int, name: str, datum: dict[str, Any]
@@ -138,7 +154,7 @@ class MonitorState:
         self.positions[partition] = offset + 1
         if name == "RulesetSwap":
             self.bundles[partition] = datum["bundle_id"]
-            return []
+            return self._swap(partition, offset, datum)
         if name != "Decision":
             return []
         bundle = datum.get("bundle_id") or ""
@@ -161,7 +177,94 @@ class MonitorState:
         window = self.windows.setdefault(partition, PartitionWindow())
         fail_closed = failed_closed(datum)
         window.add(evaluated_at.timestamp(), effect == "deny", fail_closed, self.config)
-        return self._judge(partition, offset, evaluated_at, bundle, window)
+        alerts = self._judge(partition, offset, evaluated_at, bundle, window)
+        shadow = datum.get("shadow")
+        if shadow is not None and shadow["effect"] != effect:
+            disagreement = (bundle, shadow["bundle_id"], effect, shadow["effect"])
+            self.shadow_disagreements[disagreement] = (
+                self.shadow_disagreements.get(disagreement, 0) + 1
+            )
+        arm = datum.get("arm")
+        if arm is not None:
+            arm_key = (bundle, arm, effect)
+            self.arm_decisions[arm_key] = self.arm_decisions.get(arm_key, 0) + 1
+            watch = self.canaries.get(partition)
+            if watch is not None and datum.get("code") not in FOLLOW_UP_CODES:
+                watch.add(arm, effect == "deny")
+                alerts += self._judge_canary(partition, offset, evaluated_at, watch)
+        return alerts
+
+    def _swap(self, partition: int, offset: int, datum: dict[str, Any]) -> list[dict[str, Any]]:
+        """A swap may start, keep or end the partition's canary; ending it resolves its
+        open regression alert."""
+        watch = watch_from_swap(datum, self.canaries.get(partition))
+        ended = self.canaries.get(partition)
+        if watch is not None:
+            self.canaries[partition] = watch
+            if watch is ended:
+                return []
+        else:
+            self.canaries.pop(partition, None)
+        if ended is None or (partition, CANARY_REGRESSION) not in self.open_alerts:
+            return []
+        message = f"partition {partition}: the canary of {ended.candidate[:19]}… ended"
+        return self._transition(
+            partition,
+            CANARY_REGRESSION,
+            offset,
+            datum["at"],
+            ended.candidate,
+            False,
+            True,
+            message,
+            {"ended": True},
+        )
+
+    def _judge_canary(
+        self, partition: int, offset: int, at: dt.datetime, watch: CanaryWatch
+    ) -> list[dict[str, Any]]:
+        config = self.config.canary
+        canary, control = watch.arms["canary"], watch.arms["control"]
+        if canary.n < config.min_samples or control.n < config.min_samples:
+            return []
+        excess = canary.rate - control.rate
+        is_open = (partition, CANARY_REGRESSION) in self.open_alerts
+        if not (excess < config.threshold / 2 if is_open else excess >= config.threshold):
+            return []
+        z, p = one_sided_z(canary.deny, canary.n, control.deny, control.n)
+        evidence = {
+            "stable_bundle_id": watch.stable,
+            "candidate_bundle_id": watch.candidate,
+            "canary_percent": watch.percent,
+            "policy_offset": watch.policy_offset,
+            "auto_rollback": watch.auto_rollback,
+            "canary_sample": canary.n,
+            "canary_deny_rate": _dec(canary.rate),
+            "control_sample": control.n,
+            "control_deny_rate": _dec(control.rate),
+            "z": _dec(z),
+            "p_value": _dec(p),
+            "threshold": _dec(config.threshold),
+            "alpha": _dec(config.alpha),
+        }
+        message = (
+            f"partition {partition}: the canary {watch.candidate[:19]}… denies "
+            f"{canary.rate:.1%} of {canary.n} decisions against control's {control.rate:.1%} "
+            f"of {control.n} (z={z:.2f}, one-sided p={p:.2g})"
+        )
+        firing = excess >= config.threshold and p < config.alpha
+        clear = excess < config.threshold / 2
+        return self._transition(
+            partition,
+            CANARY_REGRESSION,
+            offset,
+            at,
+            watch.candidate,
+            firing,
+            clear,
+            message,
+            evidence,
+        )
 
     def _observe_latency(self, seconds: float) -> None:
         self.latency_count += 1

@@ -9,6 +9,9 @@ histograms, base units):
 * ``ordinance_decisions_total{bundle,tool,effect,code}``
 * ``ordinance_rule_decisions_total{bundle,policy,rule,effect}`` — per rule in rule_ids
 * ``ordinance_fail_closed_total{code}`` — denies no policy decided
+* ``ordinance_arm_decisions_total{bundle,arm,effect}`` — decisions of a canary, per arm
+* ``ordinance_shadow_disagreements_total{bundle,shadow_bundle,effect,shadow_effect}`` —
+  decisions a shadow bundle would have answered differently
 * ``ordinance_decision_latency_seconds`` — intent event time to decision evaluation time
 * ``ordinance_alerts_open{kind}``, ``ordinance_alerts_total{kind}``
 * ``ordinance_consumer_lag_records{group}``, ``ordinance_monitor_records_total``,
@@ -67,6 +70,20 @@ class MonitorCollector(Collector):
             )
             for (bundle, policy, rule, effect), n in sorted(state.rule_hits.items()):
                 rules.add_metric([bundle, policy, rule, effect], n)
+            arms = CounterMetricFamily(
+                "ordinance_arm_decisions",
+                "Decisions of a canary rollout, by the arm and bundle that decided",
+                labels=["bundle", "arm", "effect"],
+            )
+            for (bundle, arm, effect), n in sorted(state.arm_decisions.items()):
+                arms.add_metric([bundle, arm, effect], n)
+            shadow = CounterMetricFamily(
+                "ordinance_shadow_disagreements",
+                "Decisions a shadow bundle would have answered differently (never enforced)",
+                labels=["bundle", "shadow_bundle", "effect", "shadow_effect"],
+            )
+            for key, n in sorted(state.shadow_disagreements.items()):
+                shadow.add_metric(list(key), n)
             closed = CounterMetricFamily(
                 "ordinance_fail_closed", "Denies no policy decided", labels=["code"]
             )
@@ -114,7 +131,8 @@ class MonitorCollector(Collector):
             )
             for partition, offset in sorted(state.positions.items()):
                 position.add_metric([str(partition)], offset)
-        yield from (decisions, rules, closed, latency, open_alerts, written, lag, folded, position)
+        yield from (decisions, rules, arms, shadow, closed, latency, open_alerts, written)
+        yield from (lag, folded, position)
 
 
 def health_problems(monitor: Monitor) -> list[str]:

@@ -7,6 +7,17 @@ records raise were written before — and from there on writes the alerts each b
 together with the batch's offsets (one transaction on the embedded log; on Kafka a
 replayed batch rewrites alerts with the same ids, which readers deduplicate).
 
+Automatic rollback (docs/lifecycle.md): a ``canary_regression`` alert raised live for a
+canary started with ``--auto-rollback`` makes the monitor append one signed ``rolled_back``
+event for the candidate on its target (`AutoRollback`: the monitor's principal, which needs
+the ``policy-approver`` role where the controller has a trust root), with the alert as its
+reason; the controller ends the canary and every enforcer swaps back at one offset. The
+alert is a function of the fold, so a replay of the same decisions raises it at the same
+offset; the event is written once per candidate and rollout by this process. (A monitor
+that dies between writing the event and committing its batch raises the alert again on
+restart and writes a second event, which the controller refuses: no canary is left to
+end.)
+
 Liveness is judged on the injected clock, not on the log, so it is not part of the
 replayable fold: every ``check_every_s`` the monitor compares each processor group's
 committed offsets with its input's end offsets (``lag``), and each decisions partition's
@@ -24,8 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordinance.identity.signing import PrincipalSigner
+from ordinance.processors.monitor.canary import CANARY_REGRESSION
 from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.fold import MonitorState, alert_datum, episode
+from ordinance.processors.policy_log import append_change
 from ordinance.streams import Log, Record
 from ordinance.streams.log import AtOffset, ConsumedRecord, Consumer, TopicPartition
 from ordinance.streams.serde import Decoded, Serde
@@ -48,6 +62,15 @@ WATCHED_GROUPS = (
     (MONITOR_GROUP, AGENT_DECISIONS),
 )
 _SCHEMAS = frozenset({"Decision", "RulesetSwap", "EnforcerTakeover", "IdentityUpdate"})
+
+
+@dataclass(frozen=True)
+class AutoRollback:
+    """Who the monitor writes a rollback as, and for which target."""
+
+    actor: str
+    signer: PrincipalSigner | None
+    target: str = "default"
 
 
 @dataclass
@@ -74,9 +97,14 @@ class Monitor:
         check_every_s: float = 5.0,
         progress: Callable[[str], None] = lambda _message: None,
         read_only: bool = False,
+        auto_rollback: AutoRollback | None = None,
     ) -> None:
         """``read_only``: fold and judge, but write no alert and commit nothing (a report
-        of the log as it stands, beside a running monitor)."""
+        of the log as it stands, beside a running monitor). ``auto_rollback``: roll back a
+        canary whose rollout asked for it when its regression alert opens; None: only
+        alert."""
+        self.auto_rollback = auto_rollback
+        self.rollbacks: list[dict[str, Any]] = []  # events written: candidate, offset, alert
         self.log = log
         self.read_only = read_only
         self.config = config or MonitorConfig()
@@ -152,6 +180,7 @@ class Monitor:
         records = consumer.poll(max_records=2000, timeout=0.2)
         outputs: list[tuple[str, Record]] = []
         offsets: dict[TopicPartition, int] = {}
+        live: list[dict[str, Any]] = []
         with self.lock:
             self.health.last_poll = self.clock()
             self.health.error = None
@@ -159,6 +188,7 @@ class Monitor:
                 offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
                 raised = self._fold(record)
                 if record.offset >= self._quiet_until.get(record.partition, 0):
+                    live += raised
                     outputs += [self._record(alert) for alert in raised]
             # Ready once every partition is folded up to what was committed before.
             self.health.ready = self.health.ready or all(
@@ -169,6 +199,8 @@ class Monitor:
         if outbox is not None and (outputs or fresh):
             outbox.send(outputs, fresh)
             self.alerts_written += len(outputs)
+            for alert in live:
+                self._maybe_roll_back(alert)
         if self.clock() >= self._next_check:
             self._next_check = self.clock() + self.check_every_s
             self._check_liveness()
@@ -183,6 +215,47 @@ class Monitor:
             return []
         self.health.records += 1
         return self.state.fold(record.partition, record.offset, decoded.name, decoded.value)
+
+    def _maybe_roll_back(self, alert: dict[str, Any]) -> None:
+        """Write the rolled_back event a live canary regression alert asks for (once per
+        candidate and rollout)."""
+        details = alert["details"]
+        if alert["kind"] != CANARY_REGRESSION or details.get("auto_rollback") is not True:
+            return
+        candidate, offset = str(details["candidate_bundle_id"]), details["policy_offset"]
+        if self.auto_rollback is None:
+            self.progress(
+                f"monitor: {alert['alert_id']} asks for a rollback of {candidate[:19]}…, but "
+                "this monitor was started without --rollback-actor; alerting only"
+            )
+            return
+        if any(
+            r["candidate"] == candidate and r["policy_offset"] == offset for r in self.rollbacks
+        ):
+            return  # another partition's alert for the same rollout: one event is enough
+        change_offset = append_change(
+            self.log,
+            "rolled_back",
+            candidate,
+            actor=self.auto_rollback.actor,
+            signer=self.auto_rollback.signer,
+            target=self.auto_rollback.target,
+            reason=f"{alert['alert_id']}: {alert['message']}",
+            prefix=self.prefix,
+            clock=self.clock,
+        )
+        self.rollbacks.append(
+            {
+                "candidate": candidate,
+                "policy_offset": offset,
+                "alert_id": alert["alert_id"],
+                "change_offset": change_offset,
+            }
+        )
+        self.progress(
+            f"monitor: rolled back the canary {candidate[:19]}… on {self.auto_rollback.target!r} "
+            f"(policy.changes offset {change_offset}) for {alert['alert_id']}"
+        )
 
     def _record(self, alert: dict[str, Any]) -> tuple[str, Record]:
         value = self.serde.encode("Alert", alert)
