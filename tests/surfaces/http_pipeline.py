@@ -60,7 +60,7 @@ def pipeline(where: Path | str, *, identity: bool) -> Iterator[Pipeline]:
     keys: dict[str, PrincipalSigner] = {}
     if identity:
         registry = Registry(url)
-        principals = {agent: BILLING for agent in ("billing-bot", "billing-bot-2", "billing-bot-3")}
+        principals = {f"billing-bot{n}": BILLING for n in ("", "-2", "-3", "-4")}
         principals["mallory"] = {"roles": ("support",), "attributes": {}}
         for person in ("dana", "erin"):
             principals[person] = {

@@ -7,13 +7,17 @@ mistyped and oversized bodies (clear 4xx, nothing published); a timeout is a den
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
+from ordinance.processors.http_server import HttpServer
 from ordinance.streams import open_log
 from ordinance.streams.topics import AGENT_ACTIONS, DEFAULT_PREFIX, ensure_topics
 from ordinance.surfaces.http_api import build_app, openapi_document
@@ -27,6 +31,8 @@ from tests.surfaces.http_pipeline import (
     signed_post,
     transfer,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MAX_BODY = 64 * 1024
 
@@ -251,3 +257,36 @@ def test_health_and_the_served_openapi_document(http: TestClient) -> None:
     )
     assert served == committed == openapi_document()
     assert served["openapi"].startswith("3.1")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_an_agent_in_javascript_signs_its_own_request(
+    gateway: Gateway, live: Pipeline, tmp_path: Path
+) -> None:
+    """examples/http/decide.mjs: node's own crypto signs the body, the enforcer verifies."""
+    pem = tmp_path / "billing-bot.pem"
+    pem.write_bytes(
+        live.keys["billing-bot-4"].signer.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    request = tmp_path / "request.json"
+    allowed = transfer("billing-bot-4", "75.25")
+    request.write_text(json.dumps({k: allowed[k] for k in ("agent", "action")}))
+    server = HttpServer(build_app(gateway), "127.0.0.1", 0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.bound_port}"
+        done = subprocess.run(
+            ["node", str(ROOT / "examples/http/decide.mjs"), url, str(pem), str(request)],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop()
+    decision = json.loads(done.stdout)
+    assert (done.returncode, decision["effect"], decision["client_side"]) == (0, "allow", False)
+    assert decision["canonical_args"]["amount"] == "75.25"
