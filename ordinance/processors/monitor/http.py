@@ -20,6 +20,7 @@ histograms, base units):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,16 +149,58 @@ def health_problems(monitor: Monitor) -> list[str]:
 
 
 def report(monitor: Monitor) -> dict[str, Any]:
-    """The JSON report: totals, per bundle/tool/effect counts, open alerts, health."""
+    """The JSON report: totals, per bundle/tool/effect counts, the canary arms and shadow
+    disagreements, open alerts, health (what the dashboard at ``/`` shows)."""
+    problems = health_problems(monitor)
     with monitor.lock:
         state, health = monitor.state, monitor.health
         rows = [
             {"bundle_id": b, "tool": t, "effect": e, "code": c, "decisions": n}
             for (b, t, e, c), n in sorted(state.decisions.items())
         ]
+        arms = [
+            {"bundle_id": b, "arm": a, "effect": e, "decisions": n}
+            for (b, a, e), n in sorted(state.arm_decisions.items())
+        ]
+        shadow = [
+            {
+                "bundle_id": b,
+                "shadow_bundle_id": s,
+                "effect": e,
+                "shadow_effect": se,
+                "decisions": n,
+            }
+            for (b, s, e, se), n in sorted(state.shadow_disagreements.items())
+        ]
+        canaries = [
+            {
+                "partition": partition,
+                "stable_bundle_id": watch.stable,
+                "candidate_bundle_id": watch.candidate,
+                "canary_percent": watch.percent,
+                "auto_rollback": watch.auto_rollback,
+                "policy_offset": watch.policy_offset,
+                # the samples the canary analysis compares (follow-ups not counted again)
+                "arms": {
+                    arm: {"decisions": counts.n, "denies": counts.deny}
+                    for arm, counts in sorted(watch.arms.items())
+                },
+            }
+            for partition, watch in sorted(state.canaries.items())
+        ]
         out = {
             "totals": state.totals(),
             "decisions": rows,
+            "arm_decisions": arms,
+            "shadow_disagreements": shadow,
+            "canaries": canaries,
+            "rollbacks": list(monitor.rollbacks),
+            "healthy": not problems,
+            "problems": problems,
+            "last_poll_at": (
+                dt.datetime.fromtimestamp(health.last_poll, dt.UTC) if health.last_poll else None
+            ),
+            "generated_at": dt.datetime.fromtimestamp(monitor.clock(), dt.UTC),
             "positions": {str(p): o for p, o in sorted(state.positions.items())},
             "records": health.records,
             "undecodable": health.undecodable,

@@ -78,3 +78,50 @@ def write_decisions(log: Log, decisions: list[dict[str, Any]], partition: int = 
     ]
     for i in range(0, len(records), 500):
         log.produce(topic, records[i : i + 500])
+
+
+def write_records(log: Log, records: list[tuple[str, dict[str, Any]]], partition: int = 0) -> None:
+    """Write (schema name, datum) records — Decisions and RulesetSwaps — in order."""
+    topic = ensure_topics(log)[AGENT_DECISIONS].name
+    serde = Serde()
+    log.produce(
+        topic,
+        [Record(b"k", serde.encode(name, datum), (), 0, partition) for name, datum in records],
+    )
+
+
+def canary_swap(
+    candidate: str, *, percent: int = 20, auto: bool = False, stable: str = BUNDLE
+) -> dict[str, Any]:
+    """A RulesetSwap starting a canary of ``candidate`` beside ``stable`` on partition 0."""
+    return {
+        "enforcer_id": "e",
+        "partition": 0,
+        "bundle_id": stable,
+        "previous_bundle_id": None,
+        "policy_offset": 7,
+        "longest_window_ms": 0,
+        "candidate_bundle_id": candidate,
+        "mode": "canary",
+        "canary_percent": percent,
+        "canary_seed": candidate,
+        "auto_rollback": auto,
+        "at": T0,
+        "prev_hash": None,
+        "hash": None,
+    }
+
+
+def armed(
+    n: int, arm: str, deny: bool, candidate: str, *, tool: str = "payments.transfer"
+) -> dict[str, Any]:
+    """A decision of a canary rollout: the candidate decides for the canary arm."""
+    d = decision(
+        n,
+        at=T0 + dt.timedelta(seconds=n),
+        effect="deny" if deny else "allow",
+        bundle=candidate if arm == "canary" else BUNDLE,
+        tool=tool,
+    )
+    d["arm"] = arm
+    return d
