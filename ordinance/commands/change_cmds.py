@@ -1,5 +1,5 @@
-"""``ordinance lifecycle enforce|rollback|approve|stage|retire BUNDLE``: one signed
-lifecycle event on ``policy.changes`` for a bundle already published.
+"""``ordinance lifecycle enforce|canary|shadow|rollback|approve|stage|retire BUNDLE``: one
+signed lifecycle event on ``policy.changes`` for a bundle already published.
 
 ``publish`` writes ``published`` (and ``enforced`` unless ``--no-enforce``) as one actor;
 these commands let a second principal — an approver, docs/identity.md "Policy changes" —
@@ -21,6 +21,8 @@ Command = Callable[[str, str], argparse.ArgumentParser]
 
 EVENTS = {
     "enforce": "enforced",
+    "canary": "canary",
+    "shadow": "shadow",
     "rollback": "rolled_back",
     "approve": "approved",
     "stage": "staged",
@@ -32,16 +34,35 @@ _BUNDLE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 def register(command: Command) -> None:
     p = command(
         "lifecycle",
-        "append one signed lifecycle event (enforce, rollback, approve, stage, retire) for a "
-        "published bundle",
+        "append one signed lifecycle event (enforce, canary, shadow, rollback, approve, stage, "
+        "retire) for a published bundle",
     )
     p.add_argument("action", choices=sorted(EVENTS))
     p.add_argument("bundle", help="the bundle id (sha256:...), as publish printed it")
     p.add_argument(
         "--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://host:port"
     )
-    p.add_argument("--target", default="default", help="deployment target (enforce, rollback)")
-    p.add_argument("--to", default=None, metavar="BUNDLE", help="rollback: the bundle to restore")
+    p.add_argument(
+        "--target", default="default", help="deployment target (enforce, canary, shadow, rollback)"
+    )
+    p.add_argument(
+        "--percent",
+        type=int,
+        default=None,
+        metavar="1..99",
+        help="canary: the share of the target's agents the bundle decides for",
+    )
+    p.add_argument(
+        "--auto-rollback",
+        action="store_true",
+        help="canary: let the monitor roll it back on a canary_regression alert",
+    )
+    p.add_argument(
+        "--to",
+        default=None,
+        metavar="BUNDLE",
+        help="rollback: the bundle to restore (without it: end the canary or shadow in force)",
+    )
     p.add_argument("--actor", default=None, help="who acts (default: the OS user)")
     p.add_argument(
         "--key",
@@ -73,7 +94,7 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     event = EVENTS[args.action]
     actor = default_actor(args.actor)
-    rollout = event in ("enforced", "rolled_back")
+    rollout = event in ("enforced", "rolled_back", "canary", "shadow")
     try:
         signer = change_signer(actor, args.key)
         with open_log(args.log) as log:
@@ -87,6 +108,8 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
                 previous_bundle_id=args.to,
                 reason=args.reason,
                 prefix=args.prefix,
+                canary_percent=args.percent,
+                auto_rollback=args.auto_rollback,
             )
     except OrdinanceError as exc:
         if args.json:
@@ -99,6 +122,8 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
         "event": event,
         "bundle_id": args.bundle,
         "target": args.target if rollout else None,
+        "canary_percent": args.percent,
+        "auto_rollback": args.auto_rollback,
         "offset": offset,
         "actor": actor,
         "signed": signer is not None,
@@ -119,11 +144,14 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if not _BUNDLE_ID.fullmatch(args.bundle):
         return f"{args.bundle!r} is not a bundle id (sha256: and 64 hex digits)"
-    if args.action == "rollback":
-        if args.to is None:
-            return "rollback needs --to BUNDLE: the bundle to restore"
+    if args.to is not None:
+        if args.action != "rollback":
+            return "--to is for rollback only"
         if not _BUNDLE_ID.fullmatch(args.to):
             return f"--to {args.to!r} is not a bundle id"
-    elif args.to is not None:
-        return "--to is for rollback only"
+    if args.action == "canary":
+        if args.percent is None or not 1 <= args.percent <= 99:
+            return "canary needs --percent 1..99 (for 100, enforce the bundle)"
+    elif args.percent is not None or args.auto_rollback:
+        return "--percent and --auto-rollback are for canary only"
     return None

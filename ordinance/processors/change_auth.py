@@ -65,7 +65,7 @@ STALE_CHANGE = "stale_change"
 #: A change dated further ahead of the controller's clock than the allowed skew.
 FUTURE_CHANGE = "future_change"
 DEFAULT_MAX_SKEW = dt.timedelta(minutes=5)
-_ROLLOUTS = frozenset({"enforced", "rolled_back"})
+_ROLLOUTS = frozenset({"enforced", "rolled_back", "canary", "shadow"})
 
 # Authoring and putting in force are separate duties: whoever writes a bundle is not by
 # that alone allowed to make agents run it. ``admin`` may act as an approver (it can grant
@@ -76,6 +76,7 @@ ROLES_FOR_EVENT: Mapping[str, frozenset[str]] = {
     "approved": _APPROVER_ROLES,
     "staged": _APPROVER_ROLES,
     "canary": _APPROVER_ROLES,
+    "shadow": _APPROVER_ROLES,
     "enforced": _APPROVER_ROLES,
     "rolled_back": _APPROVER_ROLES,
     "retired": _APPROVER_ROLES,

@@ -28,6 +28,8 @@ from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 
 DEFAULT_TARGET = "default"
+#: The lifecycle events that change what a target runs (`next_rollout`).
+ROLLOUT_EVENTS = frozenset({"enforced", "rolled_back", "canary", "shadow"})
 
 
 def bundle_key(bundle_id: str) -> bytes:
@@ -77,13 +79,24 @@ def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> None:
         raise Rejected(f"{len(failed)} policy test(s) fail against the combined set: {names}")
 
 
-def _rollout(target: str, bundle_id: str, offset: int, at: dt.datetime) -> dict[str, Any]:
+def _rollout(
+    target: str,
+    bundle_id: str,
+    offset: int,
+    at: dt.datetime,
+    *,
+    mode: str = "stable",
+    candidate: str | None = None,
+    percent: int = 0,
+    auto_rollback: bool = False,
+) -> dict[str, Any]:
     return {
         "target": target,
         "stable_bundle_id": bundle_id,
-        "candidate_bundle_id": None,
-        "mode": "stable",
-        "canary_percent": 0,
+        "candidate_bundle_id": candidate,
+        "mode": mode,
+        "canary_percent": percent,
+        "auto_rollback": auto_rollback,
         "change_offset": offset,
         "updated_at": at,
     }
@@ -106,25 +119,70 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
             "files": list(change["files"]),
         }
         return [Output("active", bundle_key(bundle_id), "PolicyBundle", datum)]
-    if event in ("enforced", "rolled_back"):
-        chosen = bundle_id if event == "enforced" else change.get("previous_bundle_id")
-        if not chosen:
-            raise Rejected("rolled_back needs previous_bundle_id: the bundle to restore")
-        if chosen not in state.bundles:
-            raise Rejected(f"bundle {chosen} was never published and validated")
-        rollout = _rollout(target, chosen, offset, at)
+    if event in ROLLOUT_EVENTS:
+        rollout = next_rollout(state, change, target, offset)
         state.rollouts[target] = rollout
         return [Output("active", target_key(target), "ActiveRollout", rollout)]
     if event == "retired":
-        in_use = [t for t, r in state.rollouts.items() if r["stable_bundle_id"] == bundle_id]
+        in_use = [
+            t
+            for t, r in state.rollouts.items()
+            if bundle_id in (r["stable_bundle_id"], r["candidate_bundle_id"])
+        ]
         if in_use:
-            raise Rejected(f"bundle is still enforced on {', '.join(sorted(in_use))}")
+            raise Rejected(f"bundle is still in force on {', '.join(sorted(in_use))}")
         return []
     if event in ("approved", "staged"):
-        return []  # recorded in policy.changes; approval rules and staging arrive with rollouts
-    if event == "canary":
-        raise Rejected("canary rollouts are not supported yet; enforce or keep the stable bundle")
+        return []  # recorded in policy.changes; approval rules and staging arrive later
     raise Rejected(f"unknown lifecycle event {event!r}")
+
+
+def next_rollout(
+    state: ControllerState, change: dict[str, Any], target: str, offset: int
+) -> dict[str, Any]:
+    """The target's rollout after an ``enforced``, ``rolled_back``, ``canary`` or
+    ``shadow`` event (docs/lifecycle.md); `Rejected` for a transition that cannot be."""
+    event, bundle_id, at = change["event"], change["bundle_id"], change["at"]
+    current = state.rollouts.get(target)
+    if event == "enforced":  # also promotes a canary or shadow candidate
+        _require_published(state, bundle_id)
+        return _rollout(target, bundle_id, offset, at)
+    if event == "rolled_back":
+        chosen = change.get("previous_bundle_id")
+        if chosen:
+            _require_published(state, chosen)
+            return _rollout(target, chosen, offset, at)
+        if current is not None and current["candidate_bundle_id"] is not None:
+            # Ends the canary or shadow: the stable bundle alone, at this one offset.
+            return _rollout(target, current["stable_bundle_id"], offset, at)
+        raise Rejected(
+            "rolled_back needs previous_bundle_id (the bundle to restore) unless a canary "
+            "or shadow rollout is in force to end"
+        )
+    # canary, shadow: a candidate beside the stable bundle in force
+    if current is None or current["stable_bundle_id"] is None:
+        raise Rejected(f"{event} needs a bundle enforced on {target!r} first (the control)")
+    _require_published(state, bundle_id)
+    if bundle_id == current["stable_bundle_id"]:
+        raise Rejected(f"bundle is already the stable bundle on {target!r}")
+    percent = change.get("canary_percent") if event == "canary" else 0
+    if event == "canary" and not (isinstance(percent, int) and 1 <= percent <= 99):
+        raise Rejected(f"canary_percent must be 1..99, not {percent!r} (100: enforce the bundle)")
+    return _rollout(
+        target,
+        current["stable_bundle_id"],
+        offset,
+        at,
+        mode=event,
+        candidate=bundle_id,
+        percent=percent or 0,
+        auto_rollback=event == "canary" and bool(change.get("auto_rollback")),
+    )
+
+
+def _require_published(state: ControllerState, bundle_id: str) -> None:
+    if bundle_id not in state.bundles:
+        raise Rejected(f"bundle {bundle_id} was never published and validated")
 
 
 def apply_change(

@@ -53,6 +53,7 @@ from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_k
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail
 from ordinance.processors.masking import Masking
+from ordinance.processors.rollout import CANARY, STABLE
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
     AtOffset,
@@ -186,21 +187,43 @@ class Enforcer:
         self.states: dict[int, PartitionState] = {}
         self.cache = StateCache(state_dir, self.decisions) if state_dir is not None else None
         self._saved_at = time.monotonic()
-        self.ruleset: Ruleset | None = None
+        self.ruleset: Ruleset | None = None  # the stable bundle
+        self.candidate: Ruleset | None = None  # a canary or shadow rollout's (`rollout`)
+        self.rollout: tuple[str, str | None, int] = (STABLE, None, 0)  # mode, candidate, %
+        self.auto_rollback = False
         self.policy_offset: int | None = None
         self.report = EnforcerReport()
         self.last_poll = 0.0  # time.monotonic() of the loop's last poll (0: not yet)
         self._compiled: dict[str, Ruleset | None] = {}
 
     # -- policy ------------------------------------------------------------------------
-    def _wanted_ruleset(self, table: ActiveTable) -> tuple[Ruleset | None, int | None]:
+    def _wanted_rollout(self, table: ActiveTable) -> None:
+        """Set the stable ruleset, the candidate and the rollout the target's
+        ``ActiveRollout`` asks for (each bundle compiled and verified once)."""
         rollout = table.rollouts.get(self.target)
-        bundle_id = rollout["stable_bundle_id"] if rollout else None
+        self.policy_offset = rollout["change_offset"] if rollout else None
+        self.ruleset = self._usable(table, rollout["stable_bundle_id"] if rollout else None)
+        mode = rollout["mode"] if rollout else STABLE
+        candidate_id = rollout["candidate_bundle_id"] if rollout else None
+        self.candidate = self._usable(table, candidate_id) if mode != STABLE else None
+        if mode != STABLE and self.candidate is None:
+            # Not compiled or not verified here: the stable bundle alone, on the record
+            # (the swap says mode stable), rather than a share of agents denied.
+            mode = STABLE
+        canary = rollout is not None and mode == CANARY
+        self.rollout = (
+            mode,
+            self.candidate.bundle_id if self.candidate is not None else None,
+            rollout["canary_percent"] if rollout is not None and canary else 0,
+        )
+        self.auto_rollback = bool(rollout.get("auto_rollback")) if rollout and canary else False
+
+    def _usable(self, table: ActiveTable, bundle_id: str | None) -> Ruleset | None:
         if bundle_id is None:
-            return None, rollout["change_offset"] if rollout else None
+            return None
         if bundle_id not in self._compiled and bundle_id in table.bundles:
             self._compiled[bundle_id] = self._verified(bundle_id, table.bundles[bundle_id])
-        return self._compiled.get(bundle_id), rollout["change_offset"] if rollout else None
+        return self._compiled.get(bundle_id)
 
     def _verified(self, bundle_id: str, files: list[dict[str, str]]) -> Ruleset | None:
         """Compile and check the id against the content; a bundle that fails stays unusable."""
@@ -224,8 +247,11 @@ class Enforcer:
 
     def _swap_if_needed(self, state: PartitionState) -> None:
         bundle_id = self.ruleset.bundle_id if self.ruleset is not None else None
+        mode, candidate_id, percent = self.rollout
         if bundle_id is None or (
-            state.bundle_id == bundle_id and state.policy_offset == self.policy_offset
+            state.bundle_id == bundle_id
+            and state.policy_offset == self.policy_offset
+            and (state.mode, state.candidate_bundle_id, state.canary_percent) == self.rollout
         ):
             return
         datum = {
@@ -235,15 +261,26 @@ class Enforcer:
             "previous_bundle_id": state.bundle_id,
             "policy_offset": self.policy_offset if self.policy_offset is not None else -1,
             # How much window history this bundle can ask for: the partition keeps it.
-            "longest_window_ms": _longest_window_ms(self.ruleset),
+            "longest_window_ms": max(
+                _longest_window_ms(self.ruleset), _longest_window_ms(self.candidate)
+            ),
+            "candidate_bundle_id": candidate_id,
+            "mode": mode,
+            "canary_percent": percent,
+            # The candidate's id: raising the percentage of a rollout only adds agents.
+            "canary_seed": candidate_id if mode == CANARY else None,
+            # For the monitor: it may roll this canary back on regression.
+            "auto_rollback": self.auto_rollback,
             "at": _at(self.clock()),
             "prev_hash": None,
             "hash": None,
         }
         delivered = self._append_chained(state, "RulesetSwap", datum)
         self.report.swaps += 1
+        beside = f" ({mode} {candidate_id[:19]}…)" if candidate_id else ""
         self.progress(
-            f"{self.enforcer_id}: partition {state.partition} swaps to {bundle_id[:19]}… at decisions offset {delivered.offset}"
+            f"{self.enforcer_id}: partition {state.partition} swaps to {bundle_id[:19]}…{beside} "
+            f"at decisions offset {delivered.offset}"
         )
 
     def _sync_identity(self, state: PartitionState) -> None:
@@ -353,7 +390,7 @@ class Enforcer:
                 table.refresh()
                 if self.registry_tail is not None:
                     self.registry_tail.refresh()
-                self.ruleset, self.policy_offset = self._wanted_ruleset(table)
+                self._wanted_rollout(table)
                 records = consumer.poll(max_records=200, timeout=0.2)
                 self.last_poll = time.monotonic()  # liveness, for serve --http's /healthz
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
@@ -453,6 +490,7 @@ class Enforcer:
                     value=record.value,
                     headers=record.headers,
                     verify=verify,
+                    candidate=self.candidate,
                 )
                 if datum is None:
                     self.report.duplicates += 1

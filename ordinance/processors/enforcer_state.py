@@ -45,6 +45,15 @@ from ordinance.processors.identity_gate import (
     judge_intent,
     takeover_identity,
 )
+from ordinance.processors.rollout import (
+    CANARY,
+    CANARY_ARM,
+    CONTROL_ARM,
+    SHADOW,
+    STABLE,
+    in_canary,
+    shadow_verdict,
+)
 from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
 from ordinance.processors.wire import (
     agent_id_problem,
@@ -81,6 +90,12 @@ class PartitionState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)  # awaiting approval
     bundle_id: str | None = None
     policy_offset: int | None = None
+    # The rollout in force since the last RulesetSwap (`rollout`): a canary or shadow
+    # candidate beside the stable ``bundle_id``, or none.
+    candidate_bundle_id: str | None = None
+    mode: str = STABLE
+    canary_percent: int = 0
+    canary_seed: str | None = None
     offset: int = -1  # the last decisions offset folded in
     now: float = 0.0  # the event time the window state is asked at
     chain_head: bytes = GENESIS  # chain hash of the last record of the partition (audit)
@@ -133,6 +148,10 @@ class PartitionState:
         elif name == "RulesetSwap":
             self.bundle_id = datum["bundle_id"]
             self.policy_offset = datum["policy_offset"]
+            self.candidate_bundle_id = datum.get("candidate_bundle_id")
+            self.mode = datum.get("mode") or STABLE
+            self.canary_percent = datum.get("canary_percent") or 0
+            self.canary_seed = datum.get("canary_seed")
             self.horizon.on_swap(datum)
         elif name == "EnforcerTakeover":
             self.agent_partitions = datum.get("agent_partitions")
@@ -156,11 +175,13 @@ def decide(
     value: bytes | None = None,
     headers: Headers = (),
     verify: Verify = signature_valid,
+    candidate: Ruleset | None = None,
 ) -> dict[str, Any] | None:
     """The Decision datum for one action record, or None when its request id already has
     a decision in this partition (redelivery or a re-sent request). Never raises.
     ``value`` and ``headers`` are the action record's: where the partition enforces
-    identity, the signature in the headers must cover exactly ``value``."""
+    identity, the signature in the headers must cover exactly ``value``. ``candidate``:
+    the compiled candidate of the partition's canary or shadow rollout (`rollout`)."""
     if isinstance(decoded, UndecodableRecord):
         # Its position is its request id: a redelivered record is not decided twice.
         request_id = f"{UNDECODABLE}@{state.partition}:{action_offset}"
@@ -185,6 +206,7 @@ def decide(
     tool: str = ""
     args: dict[str, Any] = {}
     key_id: str | None = None
+    arm, shadow = None, None
     refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
     if refused is None and state.identity is not None:
         verified = judge_intent(state.identity, datum, value, headers, verify)
@@ -195,17 +217,25 @@ def decide(
     if refused is not None:
         code, detail = refused
         decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
-    elif ruleset is None or ruleset.bundle_id != state.bundle_id:
-        detail = "no verified policy bundle is active for this enforcer"
-        decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", NO_RULESET, detail)
     else:
-        state.now = event_time.timestamp()
-        # The canonical tool and arguments are what the window counters fold; "" and {}
-        # for a request that does not fit the schema (nothing to count). The windows are
-        # the ones of the agent id the decision is recorded under (and folded under).
-        decision, tool, args = ruleset.evaluate_canonical(
-            request_from_wire(datum), AgentWindows(state.windows, agent_id)
-        )
+        deciding, arm = ruleset, None
+        if state.mode == CANARY:
+            canary = in_canary(state.canary_seed or "", agent_id, state.canary_percent)
+            deciding, arm = (candidate, CANARY_ARM) if canary else (ruleset, CONTROL_ARM)
+        wanted = state.candidate_bundle_id if arm == CANARY_ARM else state.bundle_id
+        if deciding is None or deciding.bundle_id != wanted:
+            detail = "no verified policy bundle is active for this enforcer"
+            decision = Decision(DENY, (), (detail,), (), wanted or "", NO_RULESET, detail)
+        else:
+            state.now = event_time.timestamp()
+            request = request_from_wire(datum)
+            # The canonical tool and arguments are what the window counters fold; "" and
+            # {} for a request that does not fit the schema (nothing to count). The windows
+            # are the ones of the agent id the decision is recorded under (and folded under).
+            windows = AgentWindows(state.windows, agent_id)
+            decision, tool, args = deciding.evaluate_canonical(request, windows)
+            if state.mode == SHADOW:
+                shadow = _shadow(state, candidate, request, windows)
     wire = decision_to_wire(
         decision,
         request_id=datum["request_id"],
@@ -220,11 +250,28 @@ def decide(
         approval_ticket=content_ticket(datum) if decision.effect == "require_approval" else None,
     )
     wire["key_id"] = key_id
+    wire["arm"] = arm
+    wire["shadow"] = shadow
     if decision.effect == "require_approval":
         # Recorded with the decision: a later policy swap cannot change what it needs.
         wire["approval_roles"] = list(decision.approval_roles)
         wire["approvals_required"] = decision.approvals_required
     return wire
+
+
+def _shadow(
+    state: PartitionState,
+    candidate: Ruleset | None,
+    request: dict[str, Any],
+    windows: AgentWindows,
+) -> dict[str, Any]:
+    """The shadow bundle's verdict. Evaluation only reads the windows, so the enforced
+    decision is the same with or without it."""
+    wanted = state.candidate_bundle_id or ""
+    if candidate is None or candidate.bundle_id != wanted:
+        detail = "the shadow bundle is not available to this enforcer"
+        return shadow_verdict(Decision(DENY, (), (detail,), (), wanted, NO_RULESET, detail))
+    return shadow_verdict(candidate.evaluate(request, windows))
 
 
 def refusal(

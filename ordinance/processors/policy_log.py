@@ -120,6 +120,8 @@ def append_change(
     reason: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     clock: Clock = time.time,
+    canary_percent: int | None = None,
+    auto_rollback: bool = False,
 ) -> int:
     """Append one lifecycle event without files (``enforced``, ``rolled_back``,
     ``approved``, ``retired``...), signed by ``signer`` (who must be ``actor``) when
@@ -134,7 +136,8 @@ def append_change(
         "target": target,
         "reason": reason,
         "git_commit": None,
-        "canary_percent": None,
+        "canary_percent": canary_percent,
+        "auto_rollback": auto_rollback,
         "previous_bundle_id": previous_bundle_id,
         "files": [],
         "checks": None,

@@ -173,4 +173,6 @@ def decision_to_wire(
         "args": dict(args or {}),
         "event_time": event_time,
         "approval_ticket": approval_ticket,
+        "arm": None,  # set by a canary rollout (`rollout`)
+        "shadow": None,  # set by a shadow rollout
     }

@@ -23,7 +23,16 @@ from typing import Any
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
-from ordinance.processors.controller import ControllerState, apply_change, bundle_key, target_key
+from ordinance.processors.controller import (
+    DEFAULT_TARGET,
+    ROLLOUT_EVENTS,
+    ControllerState,
+    Rejected,
+    apply_change,
+    bundle_key,
+    next_rollout,
+    target_key,
+)
 from ordinance.replay.source import Source
 from ordinance.streams.serde import Decoded, Serde
 
@@ -66,6 +75,7 @@ class BundleStore:
     used: set[str] = field(default_factory=set)
     compile_seconds: float = 0.0
     _compiled: dict[str, Ruleset | None] = field(default_factory=dict)
+    _rollouts: dict[int, dict[str, Any]] | None = None  # by change offset (`rollout_by`)
 
     @classmethod
     def load(cls, source: Source, serde: Serde | None = None) -> BundleStore:
@@ -187,17 +197,29 @@ class BundleStore:
                 return change
         return None
 
-    def enforced_by(self, offset: int) -> str | None:
-        """The bundle a rollout at change ``offset`` put in force (enforced / rolled_back)."""
-        change = self.change_at(offset)
-        if change is None or change.rejected is not None:
-            return None
-        if change.datum["event"] == "enforced":
-            return str(change.datum["bundle_id"])
-        if change.datum["event"] == "rolled_back":
-            previous = change.datum.get("previous_bundle_id")
-            return str(previous) if previous else None
-        return None
+    def rollout_by(self, offset: int) -> dict[str, Any] | None:
+        """The ActiveRollout the change at ``offset`` put in force (enforced, canary,
+        shadow, rolled_back), by the controller's own transition; None when that change
+        put nothing in force (not a rollout, rejected, or not there)."""
+        if self._rollouts is None:
+            # One fold of the accepted changes; only bundle ids matter to a transition,
+            # and a published bundle that failed validation was rejected (an alert).
+            self._rollouts = {}
+            state = ControllerState()
+            for change in sorted(self.changes, key=lambda c: c.offset):
+                datum = change.datum
+                if change.rejected is not None:
+                    continue
+                if datum["event"] == "published":
+                    state.bundles.setdefault(datum["bundle_id"], [])
+                elif datum["event"] in ROLLOUT_EVENTS:
+                    target = datum.get("target") or DEFAULT_TARGET
+                    try:
+                        rollout = next_rollout(state, datum, target, change.offset)
+                    except Rejected:
+                        continue
+                    state.rollouts[target] = self._rollouts[change.offset] = rollout
+        return self._rollouts.get(offset)
 
     def state_at(self, at: dt.datetime) -> tuple[ControllerState, list[Change]]:
         """The controller's state after the changes with event time <= ``at``, folded by

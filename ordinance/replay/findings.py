@@ -30,6 +30,8 @@ COMPARED = (
     "args",
     "event_time",
     "approval_ticket",
+    "arm",
+    "shadow",
 )
 Tick = Callable[[int], None]
 

@@ -58,6 +58,7 @@ def decide_again(
     recorded: dict[str, Any],
     value: bytes | None = None,
     headers: Headers = (),
+    candidate: Ruleset | None = None,
 ) -> dict[str, Any] | None:
     """``decide`` with the recorded inputs that are not on the log as data (evaluation time,
     enforcer id). Stored content whose hash is not its id is evaluated as if it were
@@ -78,6 +79,7 @@ def decide_again(
             evaluated_at=recorded["evaluated_at"],
             value=value,
             headers=headers,
+            candidate=candidate,
         )
     finally:
         state.bundle_id = claimed
@@ -220,6 +222,8 @@ class PartitionVerifier:
             self.claimed.setdefault(recorded["request_id"], action.offset)
             bundle_id = self.state.bundle_id
             ruleset = self.bundles.ruleset(bundle_id) if bundle_id is not None else None
+            candidate_id = self.state.candidate_bundle_id
+            candidate = self.bundles.ruleset(candidate_id) if candidate_id is not None else None
             recomputed = decide_again(
                 self.state,
                 ruleset,
@@ -229,6 +233,7 @@ class PartitionVerifier:
                 recorded=recorded,
                 value=action.value,
                 headers=action.headers,
+                candidate=candidate,
             )
             if recomputed is None:
                 self._finding(
@@ -274,12 +279,29 @@ class PartitionVerifier:
         swap = step.datum
         if self.agents is not None or swap["at"] not in self.window:
             return
-        expected = self.bundles.enforced_by(swap["policy_offset"])
+        rollout = self.bundles.rollout_by(swap["policy_offset"])
+        expected = rollout["stable_bundle_id"] if rollout is not None else None
         if expected != swap["bundle_id"]:
             self._finding(
                 "swap_mismatch",
                 f"the swap names {swap['bundle_id']} at policy offset {swap['policy_offset']}, "
                 f"where policy.changes puts {expected or 'no bundle'} in force",
+                step,
+                recorded=swap,
+            )
+            return
+        assert rollout is not None
+        candidate = swap.get("candidate_bundle_id")
+        # An enforcer that cannot verify a candidate runs the stable bundle alone and says
+        # so (mode stable); a candidate it does name must be the rollout's, as the rollout.
+        named = (candidate, swap.get("mode"), swap.get("canary_percent") or 0)
+        wanted = (rollout["candidate_bundle_id"], rollout["mode"], rollout["canary_percent"])
+        if candidate is not None and named != wanted:
+            self._finding(
+                "swap_mismatch",
+                f"the swap runs {named[0]} as {named[1]} ({named[2]}%) at policy offset "
+                f"{swap['policy_offset']}, where policy.changes puts {wanted[0]} in "
+                f"{wanted[1]} ({wanted[2]}%)",
                 step,
                 recorded=swap,
             )

@@ -99,7 +99,7 @@ def test_an_author_may_publish_and_only_approvers_or_admins_may_put_in_force(
     ok = people.judge(change("published", "alice"), "alice")
     assert isinstance(ok, Authorised)
     assert ok.principal.id == "alice" and ok.key_id == people.signers["alice"].key_id
-    for event in ("approved", "staged", "canary", "enforced", "rolled_back", "retired"):
+    for event in ("approved", "staged", "canary", "shadow", "enforced", "rolled_back", "retired"):
         assert code_of(people.judge(change(event, "alice"), "alice")) == NOT_AUTHORISED
         assert code_of(people.judge(change(event, "bob"), "bob")) == "ok"
         assert code_of(people.judge(change(event, "root"), "root")) == "ok"
@@ -108,7 +108,8 @@ def test_an_author_may_publish_and_only_approvers_or_admins_may_put_in_force(
     assert code_of(people.judge(change("published", "root"), "root")) == NOT_AUTHORISED
     assert code_of(people.judge(change("enforced", "nobody"), "nobody")) == NOT_AUTHORISED
     assert set(ROLES_FOR_EVENT) == {
-        "published", "approved", "staged", "canary", "enforced", "rolled_back", "retired",
+        "published", "approved", "staged", "canary", "shadow", "enforced", "rolled_back",
+        "retired",
     }  # fmt: skip
 
 

@@ -96,9 +96,9 @@ def test_enforcing_requires_a_validated_bundle_and_rollback_restores() -> None:
     )
     assert out.datum["stable_bundle_id"] == BUNDLE_ID
     [out] = apply_change(state, change("retired"), 4, AT)
-    assert out.topic == "alerts" and "still enforced on default" in out.datum["message"]
+    assert out.topic == "alerts" and "still in force on default" in out.datum["message"]
     [out] = apply_change(state, change("canary", canary_percent=10), 5, AT)
-    assert out.topic == "alerts" and "not supported yet" in out.datum["message"]
+    assert out.topic == "alerts" and "already the stable bundle" in out.datum["message"]
 
 
 def _table(url: str) -> tuple[dict[bytes, dict[str, Any]], list[dict[str, Any]]]:

@@ -280,6 +280,11 @@ def test_an_author_publishes_and_an_approver_enforces_and_rolls_back(setup: Setu
     assert rollout is not None and rollout["stable_bundle_id"] == old
     assert rollout["change_offset"] == rolled["offset"]
     # usage errors exit 2 and write nothing
-    for argv in (("enforce", "sha256:abc"), ("rollback", new), ("enforce", new, "--to", old)):
+    for argv in (
+        ("enforce", "sha256:abc"),
+        ("canary", new),  # no --percent
+        ("shadow", new, "--percent", "5"),
+        ("enforce", new, "--to", old),
+    ):
         code, out = s("lifecycle", *argv, "--log", s.log, "--actor", "bob")
         assert code == 2 and out["ok"] is False, argv

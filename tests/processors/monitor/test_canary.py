@@ -88,6 +88,7 @@ def test_a_regressing_canary_opens_one_alert_with_evidence_and_its_end_resolves_
         round(float(ev["control_deny_rate"]) * ev["control_sample"]),
         ev["control_sample"],
     )
+    assert float(ev["z"]) == pytest.approx(z, rel=1e-6)
     assert float(ev["p_value"]) == pytest.approx(p, rel=1e-6) and p < 0.01
     assert resolved["details"]["opened_by"] == opened["alert_id"]
     assert resolved["details"]["offset"] == len(records) - 1  # the swap that ended it
