@@ -641,6 +641,11 @@ class Client(Closing):
             client_id=self.client_id,
         )
 
+    def awaits_approval(self, request_id: str) -> bool:
+        """Whether this client can still wait for the approval of ``request_id`` (it asked
+        and got require_approval, and has not forgotten it; answered or not)."""
+        return self._engine.follow_up(request_id) is not None
+
     async def wait_for_approval(
         self, decision: ClientDecision, *, timeout: float
     ) -> ClientDecision:

@@ -147,11 +147,11 @@ class Gateway:
         """The decision as it stands, waiting up to ``wait_s`` for an approval's answer."""
         if known.decision.effect != REQUIRE_APPROVAL:
             return known.decision
+        if not self.client.awaits_approval(request_id):  # forgotten by the client: the log has it
+            return await self._read_back(request_id, known)
         # At least a moment: an answer already in hand reaches the loop through a callback.
         answer = await self.client.wait_for_approval(known.decision, timeout=max(wait_s, 0.05))
-        if answer.client_side:  # not answered yet, or no longer awaitable by this client
-            if answer.detail.startswith("no approval"):  # forgotten: the log has it
-                return await self._read_back(request_id, known)
+        if answer.client_side:  # not answered yet
             return known.decision
         self.remember(request_id, replace(known, decision=answer))
         return answer

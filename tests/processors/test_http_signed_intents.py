@@ -22,6 +22,8 @@ from ordinance.identity.http_signing import (
 from ordinance.identity.registry import BAD_SIGNATURE, UNSIGNED
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.processors.wire import request_to_wire
+from ordinance.replay.source import open_source
+from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
 
 from .identity_helpers import SERDE, Registry, at, by_request, decisions, enforce, send_records
@@ -122,6 +124,13 @@ def test_a_body_signed_intent_is_judged_only_as_the_body_says(tmp_path: Path) ->
     }
     assert "request_id" in by_request(url)["replayed"]["detail"]
     assert by_request(url)["good"]["key_id"] == bot.key_id
+    # replay judges the carried bodies again and finds the same decisions
+    source, log = open_source(url, None)
+    assert log is not None
+    with log:
+        report = verify(source)
+    assert report.ok, [f.to_json() for f in report.findings]
+    assert sum(c.agreed for c in report.partitions.values()) == len(got)
 
 
 def approval_body(request_id: str, pending: dict[str, Any], approver: str, **change: Any) -> bytes:
