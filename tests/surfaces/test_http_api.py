@@ -243,6 +243,12 @@ def test_no_answer_in_time_is_a_deny(tmp_path: Path) -> None:
                 "client_timeout",
                 True,
             )
+            # the log going away: not ready, and a decide is still a deny, never an error
+            gw.log.close()
+            gw.client.close()
+            assert http.get("/readyz").status_code == 503
+            closed = http.post("/v1/decide", json=transfer("billing-bot", "50")).json()
+            assert (closed["effect"], closed["code"]) == ("deny", "client_closed")
     finally:
         gw.close()
     assert gw.closed
