@@ -1,5 +1,6 @@
 """The HTTP gateway on the real local Kafka-protocol broker, identity on: a signed allow,
-a deny, and a require_approval answered by two signed approvals and polled — the same
+a deny, an unsigned and a tampered request denied by the enforcer, a malformed body
+refused, and a require_approval answered by two signed approvals and polled — the same
 path as on the embedded log (tests/surfaces/test_http_api.py), through Kafka."""
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ def test_decide_approve_and_poll_through_kafka() -> None:
 
                 assert decide("billing-bot", "50")["effect"] == "allow"
                 assert decide("billing-bot", "50", "IR")["effect"] == "deny"
+                # signature failures are the enforcer's denies here too; bad bodies are 4xx
+                unsigned = http.post("/v1/decide", json=transfer("billing-bot", "50")).json()
+                assert (unsigned["effect"], unsigned["code"]) == ("deny", "unsigned")
+                body, headers = signed_post(live.keys["billing-bot"], transfer("billing-bot", "5"))
+                tampered = http.post(
+                    "/v1/decide", content=body.replace(b'"5"', b'"9"'), headers=headers
+                ).json()
+                assert (tampered["effect"], tampered["code"]) == ("deny", "bad_signature")
+                assert http.post("/v1/decide", content=b"{", headers=headers).status_code == 400
                 pending = decide("billing-bot-2", "20000")
                 assert pending["effect"] == "require_approval"
                 rid = pending["request_id"]
