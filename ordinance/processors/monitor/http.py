@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ordinance.jsonutil import canonical_json
+from ordinance.processors.monitor.dashboard import dashboard
 from ordinance.processors.monitor.fold import JUDGED_CODES, LATENCY_BUCKETS
 from ordinance.processors.monitor.runner import Monitor
 
@@ -240,5 +241,7 @@ def build_app(monitor: Monitor) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/v1/report", report_json),
+            Route("/", dashboard),
+            Route("/dashboard", dashboard),
         ]
     )
