@@ -1,7 +1,8 @@
 """``ordinance monitor --log URL``: the policy monitor (docs/monitor.md).
 
 Runs until SIGTERM/SIGINT, folding ``agent.decisions`` into metrics and alerts; ``--http
-HOST:PORT`` serves ``/metrics``, ``/healthz``, ``/readyz`` and ``/v1/report``.
+HOST:PORT`` serves ``/metrics``, ``/healthz``, ``/readyz``, ``/v1/report`` and the
+dashboard at ``/``.
 ``--report`` instead folds the log as it stands, writes nothing, prints the report (the
 same one ``/v1/report`` serves) and exits. ``--rollback-actor NAME`` (with ``--key`` or
 ``$ORDINANCE_KEY``) lets it roll back a canary started with ``--auto-rollback`` when its
@@ -47,7 +48,7 @@ def register(command: Command) -> None:
         "--http",
         default=None,
         metavar="HOST:PORT",
-        help="serve /metrics, /healthz, /readyz and /v1/report here",
+        help="serve the dashboard (/), /metrics, /healthz, /readyz and /v1/report here",
     )
     p.add_argument(
         "--report",
@@ -165,7 +166,8 @@ def _serve(log: Any, config: Any, prefix: str, address: tuple[str, int] | None, 
     if address is not None:
         server = HttpServer(build_app(monitor), *address)
         server.start()
-        say(f"monitor: serving http://{address[0]}:{server.bound_port}/metrics")
+        base = f"http://{address[0]}:{server.bound_port}"
+        say(f"monitor: dashboard at {base}/, metrics at {base}/metrics")
     try:
         monitor.run(stop)
     finally:
