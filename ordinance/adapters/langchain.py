@@ -1,0 +1,215 @@
+"""LangChain / LangGraph tools that Ordinance decides before they run.
+
+``guard_tool(tool, policy_tool="fs.read", client=client)`` wraps any LangChain tool
+(`BaseTool` subclass, ``@tool``, `StructuredTool`) in a `GuardedTool` with the same name,
+description and argument schema. LangChain parses and validates the model's input exactly
+as the wrapped tool would (its own ``_parse_input``); those validated arguments, less the
+injected ones (run manager, `ToolRuntime`, ``InjectedToolArg``), go through
+`ordinance.client.guard` — no second decision path — and on allow the wrapped tool's
+``_run``/``_arun`` receives those very objects (or, with ``use_canonical_args``, the
+canonical forms the enforcer judged). Denied, unanswered or approval-needing calls never
+reach it: they raise `OrdinanceRefusal` (a `ToolException`), which the wrapper's
+``handle_tool_error`` turns into the error `ToolMessage` the model reads (reason, code,
+rule ids, request id) — or lets propagate with ``raise_refusals=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, ToolException
+from langchain_core.tools.base import _get_runnable_config_param, _handle_tool_error
+from pydantic import PrivateAttr
+
+from ordinance.adapters.refusal import refusal_text, summary
+from ordinance.client import DEFAULT_TIMEOUT_S, Client, GuardError, SyncClient, guard
+from ordinance.client.guard import Part
+
+__all__ = ["GuardedTool", "OrdinanceRefusal", "guard_tool", "guard_tools"]
+
+
+class OrdinanceRefusal(ToolException):
+    """The tool did not run: Ordinance denied the call, asked for approval or got no answer.
+    ``decision`` is the `ClientDecision`, ``summary`` the same as plain data."""
+
+    def __init__(self, error: GuardError, tool: str, policy_tool: str) -> None:
+        super().__init__(refusal_text(error, tool, policy_tool))
+        self.error = error
+        self.decision = error.decision
+        self.summary = summary(error, policy_tool)
+
+
+class GuardedTool(BaseTool):
+    """``inner`` behind an Ordinance decision; build it with `guard_tool`."""
+
+    inner: BaseTool
+    policy_tool: str
+    _guard: Callable[[Callable[..., Any]], Callable[..., Any]] = PrivateAttr()
+
+    # Input is parsed, validated and split into injected and model-given arguments exactly
+    # as the wrapped tool does it.
+    @functools.cached_property
+    def _injected_args_keys(self) -> frozenset[str]:
+        return self.inner._injected_args_keys
+
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return self.inner._to_args_and_kwargs(tool_input, tool_call_id)
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.inner.args
+
+    @property
+    def tool_call_schema(self) -> Any:
+        return self.inner.tool_call_schema
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
+        return self.inner.get_input_schema(config)
+
+    def _split(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], Callable[[dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]]:
+        """(the arguments judged, how to rebuild the call from what guard hands the body)."""
+        if args:  # a plain string input, passed positionally: judged under its one name
+            name = next(iter(self.inner.args), "tool_input")
+            return {name: args[0]}, lambda judged: ((judged[name],), {})
+        model_given = self.inner._filter_injected_args(kwargs)
+        injected = {k: v for k, v in kwargs.items() if k not in model_given}
+        return model_given, lambda judged: ((), {**judged, **injected})
+
+    def _refused(self, error: GuardError) -> OrdinanceRefusal:
+        return OrdinanceRefusal(error, self.name, self.policy_tool)
+
+    def _run(
+        self,
+        *args: Any,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        judged, rebuild = self._split(args, kwargs)
+        plumbing = _plumbing(self.inner._run, config, run_manager)
+
+        def body(**checked: Any) -> Any:
+            call_args, call_kwargs = rebuild(checked)
+            return self.inner._run(*call_args, **plumbing, **call_kwargs)
+
+        try:
+            return self._guard(body)(**judged)
+        except GuardError as error:
+            raise self._refused(error) from error
+
+    async def _arun(
+        self,
+        *args: Any,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        judged, rebuild = self._split(args, kwargs)
+        # As BaseTool.arun decides what the wrapped tool's coroutine is offered.
+        own_arun = type(self.inner)._arun is not BaseTool._arun
+        plumbing = _plumbing(self.inner._arun if own_arun else self.inner._run, config, run_manager)
+
+        async def body(**checked: Any) -> Any:
+            call_args, call_kwargs = rebuild(checked)
+            return await self.inner._arun(*call_args, **plumbing, **call_kwargs)
+
+        try:
+            return await self._guard(body)(**judged)
+        except GuardError as error:
+            raise self._refused(error) from error
+
+
+def _plumbing(
+    method: Callable[..., Any], config: RunnableConfig, run_manager: Any
+) -> dict[str, Any]:
+    """The run manager and config, offered to ``method`` as `BaseTool.run` offers them."""
+    extra: dict[str, Any] = {}
+    if run_manager is not None and "run_manager" in inspect.signature(method).parameters:
+        extra["run_manager"] = run_manager
+    if config_param := _get_runnable_config_param(method):
+        extra[config_param] = config
+    return extra
+
+
+def guard_tool(
+    tool: BaseTool,
+    *,
+    policy_tool: str,
+    client: Client | SyncClient,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    agent: str | Mapping[str, Any] | None = None,
+    resource: Part = None,
+    context: Part = None,
+    approval_timeout: float | None = None,
+    use_canonical_args: bool = False,
+    raise_refusals: bool = False,
+) -> GuardedTool:
+    """``tool``, every call of which is first decided by Ordinance as ``policy_tool``.
+
+    The options are `guard`'s (agent, resource, context, timeout, approval wait, canonical
+    arguments). A refusal is an error `ToolMessage` for the model (``status="error"``);
+    with ``raise_refusals`` it is raised as `OrdinanceRefusal` instead. The wrapped tool's
+    own `ToolException`\\ s are still handled as its ``handle_tool_error`` says.
+    """
+    inner_flag = tool.handle_tool_error
+
+    def handle(error: ToolException) -> Any:
+        if isinstance(error, OrdinanceRefusal) and not raise_refusals:
+            return str(error)
+        if isinstance(error, OrdinanceRefusal) or not inner_flag:
+            raise error
+        return _handle_tool_error(error, flag=inner_flag)
+
+    guarded = GuardedTool(
+        inner=tool,
+        policy_tool=policy_tool,
+        name=tool.name,
+        description=tool.description,
+        args_schema=tool.args_schema,
+        return_direct=tool.return_direct,
+        response_format=tool.response_format,
+        verbose=tool.verbose,
+        callbacks=tool.callbacks,
+        tags=tool.tags,
+        metadata=tool.metadata,
+        extras=tool.extras,
+        handle_validation_error=tool.handle_validation_error,
+        handle_tool_error=handle,
+    )
+    guarded._guard = guard(
+        tool=policy_tool,
+        client=client,
+        agent=agent,
+        timeout=timeout,
+        exclude=(),
+        resource=resource,
+        context=context,
+        approval_timeout=approval_timeout,
+        use_canonical_args=use_canonical_args,
+    )
+    return guarded
+
+
+def guard_tools(
+    tools: Iterable[BaseTool],
+    *,
+    mapping: Mapping[str, str],
+    client: Client | SyncClient,
+    **options: Any,
+) -> list[GuardedTool]:
+    """Each tool guarded as ``mapping[tool.name]``; a tool missing from the mapping is an
+    error here (a tool nobody mapped is not silently left unguarded)."""
+    tools = list(tools)
+    missing = [t.name for t in tools if t.name not in mapping]
+    if missing:
+        raise ValueError(f"no policy tool mapped for {', '.join(missing)}")
+    return [guard_tool(t, policy_tool=mapping[t.name], client=client, **options) for t in tools]
