@@ -383,6 +383,11 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         assert tab.evaluate("window.__pwned") is None
         # Nothing was even blocked by the Content-Security-Policy: nothing tried to run.
         assert not [m for m in console if "Content Security Policy" in m or "Trusted" in m]
+        # The policy is in force (the page's script runs, so its hash is right): a string
+        # written to an HTML sink throws.
+        sink = "() => { try { document.createElement('p').innerHTML = '<b>'; return 'written' }"
+        sink += " catch (e) { return e.name } }"
+        assert tab.evaluate(sink) == "TypeError"
     finally:
         context.close()
         server.stop()
