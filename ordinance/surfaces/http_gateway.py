@@ -45,6 +45,7 @@ DEFAULT_DECIDE_TIMEOUT_S = 5.0
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_KNOWN = 10_000  # decided requests remembered for retries and polls
 READY_TIMEOUT_S = 2.0
+MAX_LOOKUPS = 2  # partition scans for polls of requests this instance did not decide
 
 
 class Conflict(Exception):
@@ -97,6 +98,7 @@ class Gateway:
         self.serde = Serde()
         self.known: OrderedDict[str, Known] = OrderedDict()
         self.in_flight: set[str] = set()
+        self._lookups = asyncio.Semaphore(MAX_LOOKUPS)
         self.closed = False
 
     # -- deciding ------------------------------------------------------------------------
@@ -179,7 +181,8 @@ class Gateway:
     async def lookup(self, request_id: str, agent_id: str) -> ClientDecision | None:
         """The last Decision for ``request_id`` on the decisions partition of ``agent_id``
         (read from the start: linear in the partition's length)."""
-        return await asyncio.to_thread(self._lookup, request_id, agent_id)
+        async with self._lookups:  # each reads a whole partition: a few at a time
+            return await asyncio.to_thread(self._lookup, request_id, agent_id)
 
     def _lookup(self, request_id: str, agent_id: str) -> ClientDecision | None:
         topic = self.prefix + AGENT_DECISIONS
