@@ -8,9 +8,11 @@ deny (timeout, log failure). The gateway verifies no signature itself — it has
 registry, and a check here would be a second judge; it only refuses what cannot be a
 request (400) and carries the agent's signature to the enforcer, which verifies it.
 
-What the gateway remembers: the last `MAX_KNOWN` requests it decided (request id ->
+What the gateway remembers: the last `MAX_KNOWN` requests it published (request id ->
 decision, agent, body hash), so a retried body gets the same answer instead of a second
-intent, and a poll of an approval it asked for waits on the client's follow-up. A request
+intent, and a poll of an approval it asked for waits on the client's follow-up. When the
+answer it gave was the client's own deny (timeout, log failure), a retry or a poll first
+asks the decisions log whether the enforcer answered after all. A request
 it did not decide (another gateway instance, a restart) is looked up by reading the
 decisions partition of the agent the poll names: correct on any instance, linear in the
 partition's length.
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ordinance.client import Client, ClientDecision
+from ordinance.client import CLIENT_INVALID_REQUEST, Client, ClientDecision
 from ordinance.client.decision import decision_from_wire
 from ordinance.identity.http_signing import (
     BodyError,
@@ -113,10 +115,8 @@ class Gateway:
         if request_id in self.in_flight:
             raise Conflict(f"request {request_id} is being decided")
         known = self.known.get(request_id)
-        if known is not None:
-            if known.body_sha256 != digest:
-                raise Conflict(f"request {request_id} was decided for another body")
-            return await self.latest(request_id, known, wait_s=0.0), known.agent_id
+        if known is not None and known.body_sha256 != digest:
+            raise Conflict(f"request {request_id} was decided for another body")
         headers = (
             body_headers(agent_id, signed.key_id, signed.signature, body)
             if signed is not None
@@ -124,6 +124,13 @@ class Gateway:
         )
         self.in_flight.add(request_id)
         try:
+            if known is not None:  # a retry of the same body
+                found = await self.current(request_id, known)
+                if not found.client_side:
+                    return found, known.agent_id
+                # The client gave up and the log has no answer: publish it again. If the
+                # enforcer did decide the first copy it ignores this one, and the first's
+                # answer, when it comes, is this request's.
             decision = await self.client.decide(
                 intent.request,
                 timeout=self.timeout_s,
@@ -133,9 +140,20 @@ class Gateway:
             )
         finally:
             self.in_flight.discard(request_id)
-        if not decision.client_side:  # a retry after a client-side deny decides again
+        if decision.code != CLIENT_INVALID_REQUEST:  # published (or maybe): remembered
             self.remember(request_id, Known(decision, agent_id, digest))
         return decision, agent_id
+
+    async def current(self, request_id: str, known: Known, wait_s: float = 0.0) -> ClientDecision:
+        """What is known of ``request_id`` now: after a client-side deny (the client gave
+        up, not the enforcer), the decisions log is asked whether an answer came later."""
+        if known.decision.client_side:
+            found = await self.lookup(request_id, known.agent_id)
+            if found is None:
+                return known.decision
+            known = replace(known, decision=found)
+            self.remember(request_id, known)
+        return await self.latest(request_id, known, wait_s)
 
     def remember(self, request_id: str, known: Known) -> None:
         self.known[request_id] = known
@@ -167,7 +185,7 @@ class Gateway:
     ) -> tuple[ClientDecision, str]:
         known = self.known.get(request_id)
         if known is not None:
-            return await self.latest(request_id, known, wait_s), known.agent_id
+            return await self.current(request_id, known, wait_s), known.agent_id
         if agent_id is None:
             raise NotFound(
                 f"this gateway did not decide {request_id}; name its agent (?agent_id=) to"

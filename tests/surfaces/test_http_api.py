@@ -6,6 +6,7 @@ mistyped and oversized bodies (clear 4xx, nothing published); a timeout is a den
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -17,9 +18,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
+from ordinance.policy.decision import Decision
 from ordinance.processors.http_server import HttpServer
-from ordinance.streams import open_log
-from ordinance.streams.topics import AGENT_ACTIONS, DEFAULT_PREFIX, ensure_topics
+from ordinance.processors.wire import decision_to_wire
+from ordinance.streams import Record, open_log, partition_for
+from ordinance.streams.serde import Serde
+from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX, ensure_topics
 from ordinance.surfaces.http_api import build_app, openapi_document
 from ordinance.surfaces.http_gateway import Gateway
 from tests.surfaces.http_pipeline import (
@@ -252,6 +256,56 @@ def test_no_answer_in_time_is_a_deny(tmp_path: Path) -> None:
     finally:
         gw.close()
     assert gw.closed
+
+
+def test_a_late_answer_is_found_by_a_retry_or_a_poll(tmp_path: Path) -> None:
+    """The client gave up (a deny), then the enforcer's answer landed: a poll or a retry
+    of the same body finds it on the log instead of publishing the intent again."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(url) as log:
+        ensure_topics(log)
+    gw = Gateway(url, timeout_s=0.3)
+    data = transfer("billing-bot", "50")
+    try:
+        with TestClient(build_app(gw)) as http:
+            first = http.post("/v1/decide", json=data).json()
+            assert (first["effect"], first["code"]) == ("deny", "client_timeout")
+            published = actions_published(url)
+            rid = data["request_id"]
+            late = decision_to_wire(
+                Decision("allow", ("payments-guardrails/small-ok",), ("ok",), (), "sha256:b"),
+                request_id=rid,
+                agent_id="billing-bot",
+                enforcer_id="enforcer-late",
+                evaluated_at=dt.datetime.now(dt.UTC),
+            )
+            with open_log(url) as log:
+                partitions = len(log.partitions(DEFAULT_PREFIX + AGENT_DECISIONS))
+                log.produce(
+                    DEFAULT_PREFIX + AGENT_DECISIONS,
+                    [
+                        Record(
+                            b"billing-bot",
+                            Serde().encode("Decision", late),
+                            (),
+                            0,
+                            partition_for(b"billing-bot", partitions),
+                        )
+                    ],
+                )
+            polled = http.get(f"/v1/decisions/{rid}").json()
+            assert (polled["effect"], polled["enforcer_id"]) == ("allow", "enforcer-late")
+            retried = http.post("/v1/decide", json=data).json()
+            assert (retried["effect"], retried["request_id"]) == ("allow", rid)
+            assert actions_published(url) == published  # found, not published again
+            # a retry when the log has no answer yet publishes again (and is denied again)
+            other = transfer("billing-bot", "51")
+            http.post("/v1/decide", json=other)
+            again = http.post("/v1/decide", json=other).json()
+            assert again["code"] == "client_timeout"
+            assert actions_published(url) == published + 2
+    finally:
+        gw.close()
 
 
 def test_health_and_the_served_openapi_document(http: TestClient) -> None:
