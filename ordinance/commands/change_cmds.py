@@ -1,5 +1,5 @@
-"""``ordinance lifecycle enforce|canary|shadow|rollback|approve|stage|retire BUNDLE``: one
-signed lifecycle event on ``policy.changes`` for a bundle already published.
+"""``ordinance lifecycle review|approve|stage|enforce|canary|shadow|rollback|retire BUNDLE``:
+one signed lifecycle event on ``policy.changes`` for a bundle already published.
 
 ``publish`` writes ``published`` (and ``enforced`` unless ``--no-enforce``) as one actor;
 these commands let a second principal — an approver, docs/identity.md "Policy changes" —
@@ -24,6 +24,7 @@ EVENTS = {
     "canary": "canary",
     "shadow": "shadow",
     "rollback": "rolled_back",
+    "review": "reviewed",
     "approve": "approved",
     "stage": "staged",
     "retire": "retired",
@@ -34,8 +35,8 @@ _BUNDLE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 def register(command: Command) -> None:
     p = command(
         "lifecycle",
-        "append one signed lifecycle event (enforce, canary, shadow, rollback, approve, stage, "
-        "retire) for a published bundle",
+        "append one signed lifecycle event (review, approve, stage, enforce, canary, shadow, "
+        "rollback, retire) for a published bundle",
     )
     p.add_argument("action", choices=sorted(EVENTS))
     p.add_argument("bundle", help="the bundle id (sha256:...), as publish printed it")
@@ -69,7 +70,9 @@ def register(command: Command) -> None:
         metavar="PEM",
         help="sign the event as --actor with this private key (default $ORDINANCE_KEY)",
     )
-    p.add_argument("--reason", default=None, help="why, recorded with the change")
+    p.add_argument(
+        "--reason", default=None, help="why (a review's comments), recorded with the change"
+    )
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
 
 
@@ -94,7 +97,7 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     event = EVENTS[args.action]
     actor = default_actor(args.actor)
-    rollout = event in ("enforced", "rolled_back", "canary", "shadow")
+    rollout = event in ("enforced", "rolled_back", "canary", "shadow", "staged")
     try:
         signer = change_signer(actor, args.key)
         with open_log(args.log) as log:

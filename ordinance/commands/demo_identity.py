@@ -30,6 +30,10 @@ from ordinance.streams.topics import IDENTITY_REGISTRY, ensure_topics
 
 DEMO_ADMIN = "demo-admin"
 DEMO_PUBLISHER = "demo"
+# Two people who approve and put bundles in force: the example policies are high impact,
+# and a controller with a trust root wants two approvers other than the publisher.
+DEMO_APPROVERS = ("demo-approver-a", "demo-approver-b")
+DEMO_PEOPLE = frozenset({DEMO_PUBLISHER, *DEMO_APPROVERS})
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ def demo_identities(
         for a in agents
     ]
     wanted.append((DEMO_PUBLISHER, "service", (POLICY_AUTHOR, POLICY_APPROVER), {}))
+    wanted += [(pid, "person", (POLICY_APPROVER,), {}) for pid in DEMO_APPROVERS]
     signers = {pid: _signer(pid, directory) for pid, _, _, _ in wanted}
     ensure_topics(log)
     view = load_registry(log, trust)

@@ -19,15 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.client import Client
-from ordinance.commands.demo_identity import DEMO_PUBLISHER, demo_identities
+from ordinance.commands.demo_identity import (
+    DEMO_APPROVERS,
+    DEMO_PEOPLE,
+    DEMO_PUBLISHER,
+    DemoIdentities,
+    demo_identities,
+)
 from ordinance.policy.bundle import compile_bundle
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.proofs import check_proof, prove_request
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.streams import open_log
+from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
+from ordinance.streams import Log, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, topic_specs
 
@@ -206,14 +212,7 @@ def run_pipeline(
     with open_log(url) as publisher:
         ids = demo_identities(publisher, [*BILLING, *OPS, *SUPPORT], keys_dir)
         run.trust_file = ids.trust_file
-        publish_bundle(
-            publisher,
-            files,
-            old_id,
-            actor=DEMO_PUBLISHER,
-            reason="the example policies",
-            signer=ids.signers[DEMO_PUBLISHER],
-        )
+        _publish_approved(publisher, files, old_id, ids, "the example policies")
 
     def controller() -> None:
         with open_log(url) as log:
@@ -254,21 +253,14 @@ def run_pipeline(
             clients = {
                 aid: stack.enter_context(Client(url, client_id=f"demo-{aid}", key=signer))
                 for aid, signer in ids.signers.items()
-                if aid != DEMO_PUBLISHER
+                if aid not in DEMO_PEOPLE
             }
             asyncio.run(_drive(clients, run, "before", _intents(rng, intents_per_phase), tick))
             progress(
                 f"hot swap: publishing a stricter bundle ({SWAP_COUNTRY} becomes a sanctioned destination)"
             )
             with open_log(url) as publisher:
-                publish_bundle(
-                    publisher,
-                    new_files,
-                    new_id,
-                    actor=DEMO_PUBLISHER,
-                    reason=f"sanction {SWAP_COUNTRY}",
-                    signer=ids.signers[DEMO_PUBLISHER],
-                )
+                _publish_approved(publisher, new_files, new_id, ids, f"sanction {SWAP_COUNTRY}")
             run.swap_offsets = _wait_for_swap(url, new_id)
             asyncio.run(_drive(clients, run, "after", _intents(rng, intents_per_phase), tick))
     finally:
@@ -301,6 +293,36 @@ def _audit(url: str, keyring: Keyring) -> dict[str, Any]:
         if proof is not None
         else ["nothing to prove"],
     }
+
+
+def _publish_approved(
+    log: Log, files: Mapping[str, str], bundle_id: str, ids: DemoIdentities, reason: str
+) -> None:
+    """The governed path (docs/lifecycle.md): the publisher publishes, two other people
+    approve, one of them puts the bundle in force — each event signed by its actor."""
+    publish_bundle(
+        log,
+        files,
+        bundle_id,
+        actor=DEMO_PUBLISHER,
+        reason=reason,
+        enforce=False,
+        signer=ids.signers[DEMO_PUBLISHER],
+    )
+    for approver in DEMO_APPROVERS:
+        append_change(
+            log, "approved", bundle_id, actor=approver, signer=ids.signers[approver], reason=reason
+        )
+    first = DEMO_APPROVERS[0]
+    append_change(
+        log,
+        "enforced",
+        bundle_id,
+        actor=first,
+        signer=ids.signers[first],
+        target="default",
+        reason=reason,
+    )
 
 
 def _wait_for_swap(url: str, bundle_id: str, timeout_s: float = 30.0) -> dict[int, int]:

@@ -73,6 +73,7 @@ _ROLLOUTS = frozenset({"enforced", "rolled_back", "canary", "shadow"})
 _APPROVER_ROLES = frozenset({POLICY_APPROVER, ADMIN_ROLE})
 ROLES_FOR_EVENT: Mapping[str, frozenset[str]] = {
     "published": frozenset({POLICY_AUTHOR}),
+    "reviewed": frozenset({POLICY_AUTHOR, *_APPROVER_ROLES}),
     "approved": _APPROVER_ROLES,
     "staged": _APPROVER_ROLES,
     "canary": _APPROVER_ROLES,

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy.bundle import compile_bundle
+from ordinance.policy.document import IMPACTS
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 
@@ -54,14 +55,29 @@ class Output:
 class ControllerState:
     bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # id -> files
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> ActiveRollout
+    # id -> its PolicyBundle datum (publisher, impact, approvals): what policy.active holds
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Identities are verified (a trust root): the two-person rule applies (`_require_approvals`).
+    governed: bool = False
 
 
 class Rejected(Exception):
-    """A lifecycle event that must not take effect; the message says why."""
+    """A lifecycle event that must not take effect; the message says why, ``code`` (when
+    set) is the machine-readable reason on the alert (``self_approval``,
+    ``needs_approval``)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> None:
-    """The bundle compiles, its tests pass against the combined set, and its id is its content."""
+SELF_APPROVAL = "self_approval"
+NEEDS_APPROVAL = "needs_approval"
+
+
+def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> str:
+    """The bundle compiles, its tests pass against the combined set, and its id is its
+    content; returns the highest impact of its policies."""
     if not files:
         raise Rejected("a published event must carry the bundle's files")
     try:
@@ -77,6 +93,7 @@ def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> None:
     if failed:
         names = ", ".join(f"{r.policy}/{r.name}" for r in failed[:3])
         raise Rejected(f"{len(failed)} policy test(s) fail against the combined set: {names}")
+    return max((p.impact for p in ruleset.policies), key=IMPACTS.index, default="medium")
 
 
 def _rollout(
@@ -110,16 +127,27 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
     if event == "published":
         if bundle_id in state.bundles:
             return []  # re-publishing the same content changes nothing
-        validate_bundle(bundle_id, list(change.get("files") or []))
+        impact = validate_bundle(bundle_id, list(change.get("files") or []))
         state.bundles[bundle_id] = list(change["files"])
         datum = {
             "bundle_id": bundle_id,
             "created_at": at,
             "git_commit": change.get("git_commit"),
             "files": list(change["files"]),
+            "published_by": change.get("actor"),
+            "impact": impact,
+            "approvals": [],
         }
+        state.records[bundle_id] = datum
         return [Output("active", bundle_key(bundle_id), "PolicyBundle", datum)]
+    if event == "approved":
+        return _approve(state, bundle_id, str(change.get("actor")))
+    if event == "reviewed":
+        _require_published(state, bundle_id)
+        return []  # the comments are the event's reason, on policy.changes
     if event in ROLLOUT_EVENTS:
+        if event in ("enforced", "canary"):
+            _require_approvals(state, bundle_id, event)
         rollout = next_rollout(state, change, target, offset)
         state.rollouts[target] = rollout
         return [Output("active", target_key(target), "ActiveRollout", rollout)]
@@ -132,9 +160,49 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
         if in_use:
             raise Rejected(f"bundle is still in force on {', '.join(sorted(in_use))}")
         return []
-    if event in ("approved", "staged"):
-        return []  # recorded in policy.changes; approval rules and staging arrive later
+    if event == "staged":
+        _require_published(state, bundle_id)
+        _require_approvals(state, bundle_id, event)
+        return []  # recorded in policy.changes; a staging target runs it by `enforced`
     raise Rejected(f"unknown lifecycle event {event!r}")
+
+
+#: Distinct approvers, other than its publisher, a high-impact bundle needs where
+#: identities are verified.
+HIGH_IMPACT_APPROVALS = 2
+
+
+def _approve(state: ControllerState, bundle_id: str, actor: str) -> list[Output]:
+    """Record an approval on the bundle's PolicyBundle (so a restarted controller has it);
+    a publisher approving its own bundle is refused."""
+    _require_published(state, bundle_id)
+    record = state.records.get(bundle_id)
+    if record is None:  # published before approvals were recorded: nothing to add to
+        return []
+    if actor == record.get("published_by"):
+        raise Rejected(f"{actor!r} published this bundle and cannot approve it", SELF_APPROVAL)
+    if actor in record["approvals"]:
+        return []  # approving twice counts once
+    updated = {**record, "approvals": [*record["approvals"], actor]}
+    state.records[bundle_id] = updated
+    return [Output("active", bundle_key(bundle_id), "PolicyBundle", updated)]
+
+
+def _require_approvals(state: ControllerState, bundle_id: str, event: str) -> None:
+    """Where identities are verified, a high-impact bundle is staged, canaried or enforced
+    only after two distinct approvers other than its publisher approved it. (Rollbacks
+    are not gated: restoring a bundle must not wait for people.)"""
+    record = state.records.get(bundle_id)
+    if not state.governed or record is None or record.get("impact") != "high":
+        return
+    approvals = record.get("approvals") or []
+    if len(approvals) < HIGH_IMPACT_APPROVALS:
+        have = ", ".join(approvals) or "none"
+        raise Rejected(
+            f"a high-impact bundle needs {HIGH_IMPACT_APPROVALS} approvals by distinct "
+            f"approvers other than its publisher before it is {event} (has: {have})",
+            NEEDS_APPROVAL,
+        )
 
 
 def next_rollout(
@@ -191,20 +259,27 @@ def apply_change(
     """Outputs for one change; a rejected change leaves ``state`` as it was and yields an
     alert. Never raises (but for KeyboardInterrupt and SystemExit, which stop the process on
     purpose): any failure is a rejection, so one poison record cannot stop the fold."""
-    bundles, rollouts = dict(state.bundles), dict(state.rollouts)
+    bundles, rollouts, records = dict(state.bundles), dict(state.rollouts), dict(state.records)
     try:
         return _apply(state, change, offset)
     except Exception as exc:
         # _apply changes state only once a change is valid; restoring the snapshot keeps
         # "a rejected change leaves state as it was" true for failures it did not foresee.
-        state.bundles, state.rollouts = bundles, rollouts
+        state.bundles, state.rollouts, state.records = bundles, rollouts, records
         reason = str(exc) if isinstance(exc, Rejected) else _unexpected(exc)
         bundle_id = change.get("bundle_id") if isinstance(change, dict) else None
         event = change.get("event") if isinstance(change, dict) else None
         actor = change.get("actor") if isinstance(change, dict) else None
+        code = exc.code if isinstance(exc, Rejected) else None
         return [
             rejection(
-                reason, bundle_id if isinstance(bundle_id, str) else None, offset, now, event, actor
+                reason,
+                bundle_id if isinstance(bundle_id, str) else None,
+                offset,
+                now,
+                event,
+                actor,
+                code=code,
             )
         ]
 

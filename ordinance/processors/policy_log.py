@@ -221,6 +221,7 @@ def run_controller(
                     apply_change(state, decoded.value, record.offset, _at(clock))
         if follower is not None:
             state = state_from_active(log, topics["active"], serde)
+            state.governed = True
             follower.refresh(log)
             progress(
                 f"controller: changes must be signed; identity.registry folded to offset "
@@ -323,6 +324,7 @@ def state_from_active(log: Log, topic: str, serde: Serde) -> ControllerState:
         value = decoded.value
         if decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]):
             state.bundles[value["bundle_id"]] = [dict(f) for f in value["files"]]
+            state.records[value["bundle_id"]] = dict(value)
         elif decoded.name == "ActiveRollout" and key == target_key(value["target"]):
             state.rollouts[value["target"]] = dict(value)
     return state

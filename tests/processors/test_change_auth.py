@@ -108,8 +108,8 @@ def test_an_author_may_publish_and_only_approvers_or_admins_may_put_in_force(
     assert code_of(people.judge(change("published", "root"), "root")) == NOT_AUTHORISED
     assert code_of(people.judge(change("enforced", "nobody"), "nobody")) == NOT_AUTHORISED
     assert set(ROLES_FOR_EVENT) == {
-        "published", "approved", "staged", "canary", "shadow", "enforced", "rolled_back",
-        "retired",
+        "published", "reviewed", "approved", "staged", "canary", "shadow", "enforced",
+        "rolled_back", "retired",
     }  # fmt: skip
 
 

@@ -22,12 +22,16 @@ BUNDLE_ID = compile_bundle(FILES).bundle_id
 
 
 def change(
-    event: str, bundle_id: str = BUNDLE_ID, files: dict[str, str] | None = None, **extra: Any
+    event: str,
+    bundle_id: str = BUNDLE_ID,
+    files: dict[str, str] | None = None,
+    actor: str = "alice",
+    **extra: Any,
 ) -> dict[str, Any]:
     return {
         "bundle_id": bundle_id,
         "event": event,
-        "actor": "alice",
+        "actor": actor,
         "at": AT,
         "files": [{"path": p, "content": c} for p, c in (files or {}).items()],
         **extra,
@@ -149,3 +153,36 @@ def test_controller_on_kafka(tmp_path: Path) -> None:
         assert (report.applied, report.rejected) == (2, 0)
         active, alerts = _table(broker.url)
     assert active[target_key("prod")]["stable_bundle_id"] == BUNDLE_ID and alerts == []
+
+
+def test_two_person_rule_for_high_impact_bundles_where_identities_are_verified() -> None:
+    """The examples hold impact: high policies. Governed (a trust root), they need two
+    approvers other than the publisher (alice) before staging or enforcing; rollbacks and
+    shadows are not gated. Ungoverned, approvals are recorded but not required."""
+    state = ControllerState(governed=True)
+    [out] = apply_change(state, change("reviewed"), 0, AT)
+    assert out.topic == "alerts" and "never published" in out.datum["message"]
+    [out] = apply_change(state, change("published", files=FILES), 1, AT)
+    assert (out.datum["published_by"], out.datum["impact"], out.datum["approvals"]) == (
+        "alice",
+        "high",
+        [],
+    )
+    assert apply_change(state, change("reviewed", reason="looks right"), 2, AT) == []
+    [out] = apply_change(state, change("approved"), 3, AT)  # alice approving her own
+    assert out.datum["details"]["code"] == "self_approval"
+    [out] = apply_change(state, change("approved", actor="bob"), 4, AT)
+    assert (out.schema, out.datum["approvals"]) == ("PolicyBundle", ["bob"])
+    assert apply_change(state, change("approved", actor="bob"), 5, AT) == []  # counts once
+    for event in ("staged", "enforced"):
+        [out] = apply_change(state, change(event, target="prod"), 6, AT)
+        assert out.datum["details"]["code"] == "needs_approval", event
+    apply_change(state, change("approved", actor="carol"), 7, AT)
+    assert apply_change(state, change("staged", target="staging"), 8, AT) == []
+    [out] = apply_change(state, change("enforced", target="prod"), 9, AT)
+    assert out.schema == "ActiveRollout" and out.datum["stable_bundle_id"] == BUNDLE_ID
+
+    ungoverned = ControllerState()
+    apply_change(ungoverned, change("published", files=FILES), 0, AT)
+    [out] = apply_change(ungoverned, change("enforced"), 1, AT)
+    assert out.schema == "ActiveRollout"

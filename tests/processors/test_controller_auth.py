@@ -93,6 +93,14 @@ class Setup:
         assert isinstance(decoded, Decoded)
         return dict(decoded.value)
 
+    def approve(self, bundle_id: str, *approvers: str) -> list[int]:
+        """Signed approvals (a high-impact bundle needs two under a trust root)."""
+        with open_log(self.log) as log:
+            return [
+                append_change(log, "approved", bundle_id, actor=a, signer=self.signer(a))
+                for a in approvers or ("bob", "dora")
+            ]
+
     def produce(self, *records: Record) -> list[int]:
         with open_log(self.log) as log:
             delivered = log.produce(topic_specs()[POLICY_CHANGES].name, list(records))
@@ -123,6 +131,7 @@ def setup(
     assert code == 0, out
     s.add("alice", "policy-author")
     s.add("bob", "policy-approver")
+    s.add("dora", "policy-approver")
     yield s
 
 
@@ -144,9 +153,10 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     value = s.change_record(published["enforced_offset"]).value
     assert value is not None
     [mismatch] = s.produce(Record(BUNDLE.encode(), value, s.signer("bob").headers(value)))
+    s.approve(BUNDLE)  # the examples are high impact: two approvers before enforcing
     with open_log(s.log) as log:
         enforced = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
-    assert s.controller() == {"applied": 2, "rejected": 5, "written": 7}
+    assert s.controller() == {"applied": 4, "rejected": 5, "written": 9}
 
     alerts = s.alerts()
     assert {offset: a["code"] for offset, a in alerts.items()} == {
@@ -193,20 +203,42 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     assert lifecycle[enforced]["signer"] == "bob"
 
 
-def test_a_signed_publish_and_enforce_by_one_principal_with_both_roles(
+def test_one_principal_with_both_roles_cannot_put_a_high_impact_bundle_in_force_alone(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The two-person rule: carol may author and approve, but not approve her own bundle,
+    and a high-impact bundle needs two approvers other than its publisher."""
     s = setup
     s.add("carol", "policy-author,policy-approver")
     monkeypatch.setenv(KEY_ENV, str(s.key("carol")))  # the key from the environment
     code, published = s.publish("carol", "--target", "prod")
     assert code == 0, published
+    [own] = s.approve(BUNDLE, "carol")
     monkeypatch.setenv(TRUST_ENV, str(s.trust))  # and the trust file
     code, report = s("controller", "--log", s.log, "--once")
-    assert code == 0 and report == {"applied": 2, "rejected": 0, "written": 2}
+    assert code == 0 and report == {"applied": 1, "rejected": 2, "written": 3}
+    alerts = s.alerts()
+    assert alerts[published["enforced_offset"]]["code"] == "needs_approval"
+    assert alerts[own]["code"] == "self_approval"
+    assert s.in_force("prod") is None
+
+    [first] = s.approve(BUNDLE, "bob")
+    with open_log(s.log) as log:
+        early = append_change(
+            log, "enforced", BUNDLE, actor="carol", target="prod", signer=s.signer("carol")
+        )
+    assert s.controller() == {"applied": 1, "rejected": 1, "written": 2}
+    assert "(has: bob)" in s.alerts()[early]["message"]
+    # A restart keeps bob's approval (it is on policy.active), and counts bob once.
+    s.approve(BUNDLE, "bob", "dora")
+    with open_log(s.log) as log:
+        enforced = append_change(
+            log, "enforced", BUNDLE, actor="carol", target="prod", signer=s.signer("carol")
+        )
+    assert s.controller() == {"applied": 3, "rejected": 0, "written": 2}
     rollout = s.in_force("prod")
-    assert rollout is not None and rollout["change_offset"] == published["enforced_offset"]
-    assert s.alerts() == {}
+    assert rollout is not None and rollout["change_offset"] == enforced
+    assert first < enforced
 
 
 def test_a_restarted_controller_keeps_what_it_accepted_and_refuses_older_rollouts(
@@ -217,9 +249,11 @@ def test_a_restarted_controller_keeps_what_it_accepted_and_refuses_older_rollout
     s = setup
     with open_log(s.log) as log:
         publish_bundle(log, FILES, BUNDLE, actor="alice", enforce=False, signer=s.signer("alice"))
+    s.approve(BUNDLE)
+    with open_log(s.log) as log:
         first = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
         second = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
-    assert s.controller() == {"applied": 3, "rejected": 0, "written": 3}
+    assert s.controller() == {"applied": 5, "rejected": 0, "written": 5}
     [again] = s.produce(s.change_record(first))
     assert s.controller() == {"applied": 0, "rejected": 1, "written": 1}
     assert s.alerts()[again]["code"] == "stale_change"
@@ -271,10 +305,13 @@ def test_an_author_publishes_and_an_approver_enforces_and_rolls_back(setup: Setu
         return dict(out)
 
     refused = lifecycle("alice", "enforce", old)
+    lifecycle("dora", "review", new, "--reason", "the new wording reads better")
+    lifecycle("bob", "approve", new)
+    lifecycle("dora", "approve", new)
     enforced = lifecycle("bob", "enforce", new, "--reason", "reviewed")
     assert enforced["signed"] and enforced["key_id"] == s.signer("bob").key_id
     rolled = lifecycle("bob", "rollback", new, "--to", old)
-    assert s.controller() == {"applied": 4, "rejected": 1, "written": 5}
+    assert s.controller() == {"applied": 7, "rejected": 1, "written": 7}
     assert s.alerts()[refused["offset"]]["code"] == "not_authorised"
     rollout = s.in_force()
     assert rollout is not None and rollout["stable_bundle_id"] == old

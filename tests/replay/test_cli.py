@@ -136,7 +136,15 @@ def test_policy_at_around_the_hot_swap(
     history = _json(capsys, "policy", "history", "--log", recorded.url)["events"]
     enforced = [e for e in history if e["event"] == "enforced"]
     assert [e["bundle_id"] for e in enforced] == [recorded.run.old_bundle, recorded.run.new_bundle]
-    assert all(e["outcome"] == "accepted" and e["actor"] == "demo" for e in history)
+    assert all(e["outcome"] == "accepted" for e in history)
+    # The demo's governed path: the publisher publishes, two other people approve, and
+    # one of them enforces (the example policies are high impact).
+    assert [(e["event"], e["actor"]) for e in history][:4] == [
+        ("published", "demo"),
+        ("approved", "demo-approver-a"),
+        ("approved", "demo-approver-b"),
+        ("enforced", "demo-approver-a"),
+    ]
     first = dt.datetime.fromisoformat(enforced[0]["at"].replace("Z", "+00:00"))
     second = dt.datetime.fromisoformat(enforced[1]["at"].replace("Z", "+00:00"))
     before = _json(

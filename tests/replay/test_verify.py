@@ -65,7 +65,9 @@ def test_altering_a_stored_bundle_reports_exactly_the_decisions_it_changes(
     recorded: Recorded, tmp_path: Path
 ) -> None:
     db = recorded.copy(tmp_path)
-    [(bundle_record, _)] = [
+    # The last copy: the controller rewrites a bundle's record at each approval, and the
+    # latest is the one the table (a compacted topic) keeps.
+    *_, (bundle_record, _) = [
         (r, d)
         for r, d in recorded.records("policy.active")
         if d.name == "PolicyBundle" and d.value["bundle_id"] == recorded.run.old_bundle

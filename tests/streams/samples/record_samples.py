@@ -550,6 +550,39 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "updated_at": T0,
         },
     ),
+    (
+        # PolicyBundle 2: who published it, its impact, who approved it.
+        "PolicyBundle",
+        2,
+        {
+            "bundle_id": "sha256:" + "ab" * 32,
+            "created_at": T0,
+            "git_commit": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "published_by": "alice",
+            "impact": "high",
+            "approvals": ["bob", "carol"],
+        },
+    ),
+    (
+        # PolicyChange 5 knows the reviewed event.
+        "PolicyChange",
+        5,
+        {
+            "bundle_id": "sha256:" + "ab" * 32,
+            "event": "reviewed",
+            "actor": "dave",
+            "at": T0,
+            "reason": "the budget window looks right; see line 40",
+            "git_commit": None,
+            "target": None,
+            "canary_percent": None,
+            "auto_rollback": False,
+            "previous_bundle_id": None,
+            "files": [],
+            "checks": None,
+        },
+    ),
 ]
 
 
