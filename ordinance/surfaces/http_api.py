@@ -42,6 +42,7 @@ from ordinance.surfaces.http_gateway import (
     DEFAULT_MAX_BODY,
     Conflict,
     Gateway,
+    LogUnavailable,
     NotFound,
     Signed,
     answer_json,
@@ -143,6 +144,8 @@ def _guarded(handler: Handler) -> Handler:
             return HttpError(409, "conflict", str(exc)).response()
         except NotFound as exc:
             return HttpError(404, "not_found", str(exc)).response()
+        except LogUnavailable as exc:
+            return HttpError(503, "log_unavailable", str(exc)).response()
 
     return run
 

@@ -58,6 +58,10 @@ class NotFound(Exception):
     """No decision for this request id where the gateway can look (HTTP 404)."""
 
 
+class LogUnavailable(Exception):
+    """Reading the decisions log failed (HTTP 503)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Known:
     decision: ClientDecision
@@ -148,7 +152,10 @@ class Gateway:
         """What is known of ``request_id`` now: after a client-side deny (the client gave
         up, not the enforcer), the decisions log is asked whether an answer came later."""
         if known.decision.client_side:
-            found = await self.lookup(request_id, known.agent_id)
+            try:
+                found = await self.lookup(request_id, known.agent_id)
+            except LogUnavailable:
+                found = None  # still no answer that we know of: the client's deny stands
             if found is None:
                 return known.decision
             known = replace(known, decision=found)
@@ -177,7 +184,10 @@ class Gateway:
         return answer
 
     async def _read_back(self, request_id: str, known: Known) -> ClientDecision:
-        found = await self.lookup(request_id, known.agent_id)
+        try:
+            found = await self.lookup(request_id, known.agent_id)
+        except LogUnavailable:
+            found = None
         return found if found is not None else known.decision
 
     async def poll(
@@ -200,7 +210,10 @@ class Gateway:
         """The last Decision for ``request_id`` on the decisions partition of ``agent_id``
         (read from the start: linear in the partition's length)."""
         async with self._lookups:  # each reads a whole partition: a few at a time
-            return await asyncio.to_thread(self._lookup, request_id, agent_id)
+            try:
+                return await asyncio.to_thread(self._lookup, request_id, agent_id)
+            except Exception as exc:
+                raise LogUnavailable(f"reading the decisions log: {exc}") from exc
 
     def _lookup(self, request_id: str, agent_id: str) -> ClientDecision | None:
         topic = self.prefix + AGENT_DECISIONS

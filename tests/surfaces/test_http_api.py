@@ -251,6 +251,8 @@ def test_no_answer_in_time_is_a_deny(tmp_path: Path) -> None:
             gw.log.close()
             gw.client.close()
             assert http.get("/readyz").status_code == 503
+            lookup = http.get("/v1/decisions/x", params={"agent_id": "billing-bot"})
+            assert (lookup.status_code, lookup.json()["error"]) == (503, "log_unavailable")
             closed = http.post("/v1/decide", json=transfer("billing-bot", "50")).json()
             assert (closed["effect"], closed["code"]) == ("deny", "client_closed")
     finally:
