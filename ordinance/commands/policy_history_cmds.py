@@ -69,6 +69,11 @@ def register(command: Command) -> None:
     )
     history = _sub(sub, "history", "every lifecycle event with actor, time, reason and outcome")
     history.add_argument("--bundle", default=None, help="only events of this bundle (id prefix)")
+    _sub(
+        sub,
+        "status",
+        "where each target and bundle stands: stable, canary, shadow; approvals, reviews",
+    )
     show = _sub(sub, "show", "one bundle: its policies and rules, integrity and lifecycle")
     show.add_argument("bundle", help="bundle id or unique prefix")
     show.add_argument("--files", action="store_true", help="print the stored files too")
@@ -102,6 +107,10 @@ def run(args: argparse.Namespace) -> int | None:
             return _history(args, store, Signing.load(source))
         if args.policy_command == "show":
             return _show(args, store, Signing.load(source))
+        if args.policy_command == "status":
+            from ordinance.commands.policy_status import print_status
+
+            return print_status(args, store)
         return _diff(args, store)
     except (TimeArgumentError, LogError) as exc:
         return report_failure(str(exc), args.json)
