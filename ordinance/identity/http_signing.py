@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -86,16 +87,25 @@ def _no_constants(name: str) -> Any:
     raise BodyError(f"{name} is not a JSON number")
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def load_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8, exact decimals, no duplicate keys, no NaN/Infinity."""
+    """Strict JSON: UTF-8, exact decimals, no duplicate keys, no NaN/Infinity, no lone
+    surrogates (``"\\ud800"`` decodes to a string no UTF-8 writer can write)."""
     try:
         text = body.decode("utf-8")
-        return json.loads(
+        value = json.loads(
             text,
             parse_float=Decimal,
             object_pairs_hook=_no_duplicates,
             parse_constant=_no_constants,
         )
+        if _SURROGATE_ESCAPE.search(text):  # pairs are fine; a lone one is not text
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        return value
+    except UnicodeEncodeError as exc:
+        raise BodyError("the body holds a lone surrogate (\\uD800-\\uDFFF)") from exc
     except UnicodeDecodeError as exc:
         raise BodyError(f"the body is not UTF-8: {exc}") from exc
     except RecursionError as exc:

@@ -188,6 +188,12 @@ def test_signature_failures_are_denied_by_the_enforcer(http: TestClient, live: P
         ),
         (b"\xff\xfe", "application/json", 400, "invalid_body"),
         (
+            b'{"agent": {"id": "\\ud800"}, "action": {"tool": "x"}}',
+            "application/json",
+            400,
+            "invalid_body",
+        ),
+        (
             b'{"agent": {"id": "a"}, "action": {"tool": "x"}}',
             "text/plain",
             415,
@@ -203,6 +209,7 @@ def test_signature_failures_are_denied_by_the_enforcer(http: TestClient, live: P
         "duplicate-key",
         "nan",
         "not-utf8",
+        "lone-surrogate",
         "media-type",
         "oversized",
     ],
