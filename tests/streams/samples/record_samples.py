@@ -536,6 +536,63 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # PolicyChange 6: the Git commit a bundle was published from, and the schema
+        # compatibility check against the bundle in force.
+        "PolicyChange",
+        6,
+        {
+            "bundle_id": "sha256:" + "ef" * 32,
+            "event": "published",
+            "actor": "alice",
+            "at": T0,
+            "reason": "add a memo argument",
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "target": None,
+            "canary_percent": None,
+            "auto_rollback": False,
+            "previous_bundle_id": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "checks": {
+                "tests": 3,
+                "analysis": "passed",
+                "bypasses": ["--allow-dirty"],
+                "acknowledgements": [
+                    {
+                        "finding": "schema:5e1f0c2a9b7d",
+                        "kind": "schema-break",
+                        "justification": "every caller sends a memo since v2.3",
+                        "by": "finance-risk",
+                        "expires": None,
+                    }
+                ],
+                "schema_compatibility": {
+                    "outcome": "acknowledged",
+                    "target": "prod",
+                    "against": ["sha256:" + "ab" * 32],
+                    "breaking": 1,
+                    "detail": None,
+                },
+            },
+            "git": {
+                "state": "dirty",
+                "commit": "0123456789abcdef0123456789abcdef01234567",
+                "branch": "main",
+                "path": "policies",
+                "author": "Alice <alice@example.com>",
+                "authored_at": "2026-12-01T10:00:00+00:00",
+                "committer": "Bob <bob@example.com>",
+                "committed_at": "2026-12-01T10:05:00+00:00",
+                "subject": "payments: require a memo",
+                "message": "payments: require a memo\n\nAuditors asked for one.\n",
+                "message_truncated": False,
+                "remote": "https://git.example.com/finance/policies.git",
+                "remote_name": "origin",
+                "dirty_paths": ["policies/payments.yaml"],
+                "detail": None,
+            },
+        },
+    ),
+    (
         # ActiveRollout 2: a canary that asked for automatic rollback.
         "ActiveRollout",
         2,
