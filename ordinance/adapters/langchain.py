@@ -24,21 +24,45 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.tools.base import _get_runnable_config_param, _handle_tool_error
-from pydantic import PrivateAttr
+from pydantic import BaseModel, PrivateAttr
 
+from ordinance.adapters.approvals import (
+    CHECK_BACK_DESCRIPTION,
+    CHECK_BACK_TOOL,
+    Held,
+    HeldCalls,
+    Settled,
+    canonical,
+)
 from ordinance.adapters.refusal import refusal_text, summary
-from ordinance.client import DEFAULT_TIMEOUT_S, Client, GuardError, SyncClient, guard
+from ordinance.client import (
+    DEFAULT_TIMEOUT_S,
+    ApprovalRequired,
+    Client,
+    GuardError,
+    SyncClient,
+    guard,
+)
 from ordinance.client.guard import Part
 
-__all__ = ["GuardedTool", "OrdinanceRefusal", "guard_tool", "guard_tools"]
+__all__ = [
+    "GuardedTool",
+    "HeldCalls",
+    "OrdinanceRefusal",
+    "approval_check_tool",
+    "guard_tool",
+    "guard_tools",
+]
 
 
 class OrdinanceRefusal(ToolException):
     """The tool did not run: Ordinance denied the call, asked for approval or got no answer.
     ``decision`` is the `ClientDecision`, ``summary`` the same as plain data."""
 
-    def __init__(self, error: GuardError, tool: str, policy_tool: str) -> None:
-        super().__init__(refusal_text(error, tool, policy_tool))
+    def __init__(
+        self, error: GuardError, tool: str, policy_tool: str, text: str | None = None
+    ) -> None:
+        super().__init__(text or refusal_text(error, tool, policy_tool))
         self.error = error
         self.decision = error.decision
         self.summary = summary(error, policy_tool)
@@ -50,6 +74,8 @@ class GuardedTool(BaseTool):
     inner: BaseTool
     policy_tool: str
     _guard: Callable[[Callable[..., Any]], Callable[..., Any]] = PrivateAttr()
+    _approvals: HeldCalls | None = PrivateAttr(default=None)
+    _canonical: bool = PrivateAttr(default=False)
 
     # Input is parsed, validated and split into injected and model-given arguments exactly
     # as the wrapped tool does it.
@@ -84,7 +110,12 @@ class GuardedTool(BaseTool):
         injected = {k: v for k, v in kwargs.items() if k not in model_given}
         return model_given, lambda judged: ((), {**judged, **injected})
 
-    def _refused(self, error: GuardError) -> OrdinanceRefusal:
+    def _refused(self, error: GuardError, judged: dict[str, Any], rebuild: Any) -> OrdinanceRefusal:
+        if isinstance(error, ApprovalRequired) and self._approvals is not None:
+            held = Held(self.name, self.policy_tool, error.decision, (self, judged, rebuild))
+            self._approvals.hold(held)
+            text = self._approvals.pending_text(held)
+            return OrdinanceRefusal(error, self.name, self.policy_tool, text)
         return OrdinanceRefusal(error, self.name, self.policy_tool)
 
     def _run(
@@ -104,7 +135,7 @@ class GuardedTool(BaseTool):
         try:
             return self._guard(body)(**judged)
         except GuardError as error:
-            raise self._refused(error) from error
+            raise self._refused(error, judged, rebuild) from error
 
     async def _arun(
         self,
@@ -125,7 +156,7 @@ class GuardedTool(BaseTool):
         try:
             return await self._guard(body)(**judged)
         except GuardError as error:
-            raise self._refused(error) from error
+            raise self._refused(error, judged, rebuild) from error
 
 
 def _plumbing(
@@ -152,6 +183,7 @@ def guard_tool(
     approval_timeout: float | None = None,
     use_canonical_args: bool = False,
     raise_refusals: bool = False,
+    approvals: HeldCalls | None = None,
 ) -> GuardedTool:
     """``tool``, every call of which is first decided by Ordinance as ``policy_tool``.
 
@@ -159,6 +191,8 @@ def guard_tool(
     arguments). A refusal is an error `ToolMessage` for the model (``status="error"``);
     with ``raise_refusals`` it is raised as `OrdinanceRefusal` instead. The wrapped tool's
     own `ToolException`\\ s are still handled as its ``handle_tool_error`` says.
+    With ``approvals`` a call needing approval is held there and the refusal tells the
+    model to check back with `approval_check_tool` (give the model that tool too).
     """
     inner_flag = tool.handle_tool_error
 
@@ -185,6 +219,8 @@ def guard_tool(
         handle_validation_error=tool.handle_validation_error,
         handle_tool_error=handle,
     )
+    guarded._approvals = approvals
+    guarded._canonical = use_canonical_args
     guarded._guard = guard(
         tool=policy_tool,
         client=client,
@@ -213,3 +249,55 @@ def guard_tools(
     if missing:
         raise ValueError(f"no policy tool mapped for {', '.join(missing)}")
     return [guard_tool(t, policy_tool=mapping[t.name], client=client, **options) for t in tools]
+
+
+class _CheckArgs(BaseModel):
+    request_id: str
+
+
+class ApprovalCheckTool(BaseTool):
+    """The check-back: runs a held call once a human approved it (`approval_check_tool`)."""
+
+    name: str = CHECK_BACK_TOOL
+    description: str = CHECK_BACK_DESCRIPTION
+    args_schema: type[BaseModel] = _CheckArgs
+    approvals: Any = None
+
+    def _ready(self, settled: Settled) -> tuple[GuardedTool, tuple[Any, ...], dict[str, Any]]:
+        """The held call to run, or the model's answer raised as a ToolException."""
+        if settled.held is None or settled.approved is None:
+            raise ToolException(settled.text)
+        tool, judged, rebuild = settled.held.call
+        run_on = canonical(settled.held, judged, settled.approved) if tool._canonical else judged
+        if isinstance(run_on, str):
+            raise ToolException(run_on)
+        call_args, call_kwargs = rebuild(run_on)
+        return tool, call_args, call_kwargs
+
+    def _run(
+        self,
+        request_id: str,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> Any:
+        tool, call_args, call_kwargs = self._ready(self.approvals.check_sync(request_id))
+        plumbing = _plumbing(tool.inner._run, config, run_manager)
+        return tool.inner._run(*call_args, **plumbing, **call_kwargs)
+
+    async def _arun(
+        self,
+        request_id: str,
+        config: RunnableConfig,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> Any:
+        tool, call_args, call_kwargs = self._ready(await self.approvals.check(request_id))
+        own_arun = type(tool.inner)._arun is not BaseTool._arun
+        method = tool.inner._arun if own_arun else tool.inner._run
+        plumbing = _plumbing(method, config, run_manager)
+        return await tool.inner._arun(*call_args, **plumbing, **call_kwargs)
+
+
+def approval_check_tool(approvals: HeldCalls) -> BaseTool:
+    """The tool a model calls, with the request id a refusal gave, to run a call held for
+    approval once a human approved it (once; on the judged arguments)."""
+    return ApprovalCheckTool(approvals=approvals, handle_tool_error=True)

@@ -96,3 +96,12 @@ def check_ran_exactly_what_was_judged(recorder: Recorder) -> None:
             judged.keys() == ran_args.keys() and all(judged[k] is ran_args[k] for k in ran_args)
             for judged in candidates
         ), (name, ran_args)
+
+
+def approve(url: str, request_id: str, *, yes: bool = True) -> None:
+    """A human answers, as ``ordinance approvals approve|reject`` does."""
+    from ordinance.processors.approvals import answer
+    from ordinance.streams import open_log
+
+    with open_log(url) as log:
+        answer(log, request_id, approve=yes, approver="dana")

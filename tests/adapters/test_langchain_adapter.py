@@ -15,7 +15,14 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException, tool
 from langgraph_agent import build_graph, scripted_model
 from pydantic import BaseModel, ConfigDict
 
-from ordinance.adapters.langchain import OrdinanceRefusal, guard_tool, guard_tools
+from ordinance.adapters.approvals import CHECK_BACK_TOOL
+from ordinance.adapters.langchain import (
+    HeldCalls,
+    OrdinanceRefusal,
+    approval_check_tool,
+    guard_tool,
+    guard_tools,
+)
 from ordinance.client import CLIENT_TIMEOUT, SyncClient
 
 from .attacks import (
@@ -28,6 +35,7 @@ from .attacks import (
     SCRIPT,
     UNSENDABLE,
     Recorder,
+    approve,
     check_ran_exactly_what_was_judged,
 )
 
@@ -210,3 +218,52 @@ def test_refusals_raise_when_asked_and_no_answer_is_a_deny(tmp_path: Any) -> Non
 def test_unmapped_tools_are_refused_at_wrapping() -> None:
     with pytest.raises(ValueError, match="read_file"):
         guard_tools(tools(Recorder())[:1], mapping={}, client=None)  # type: ignore[arg-type]
+
+
+def test_a_held_call_runs_once_after_approval_on_the_judged_arguments(pipeline_url: str) -> None:
+    recorder = Recorder()
+    with SpyClient(pipeline_url, recorder, agent_id="lc-approval", **AGENT) as client:  # type: ignore[arg-type]
+        held = HeldCalls(client)
+        transfer = guard_tool(
+            tools(recorder)[1], policy_tool="payments.transfer", client=client, approvals=held
+        )
+        check = approval_check_tool(held)
+
+        def call(t: BaseTool, args: dict[str, Any]) -> ToolMessage:
+            reply = t.invoke({"name": t.name, "args": args, "id": "c", "type": "tool_call"})
+            assert isinstance(reply, ToolMessage)
+            return reply
+
+        big = {"amount": "25000", "country": "FR", "currency": "EUR", "iban": "DE89"}
+        asked = call(transfer, big)
+        assert asked.status == "error" and CHECK_BACK_TOOL in str(asked.content)
+        (request_id,) = held._held
+        assert request_id in str(asked.content)
+        waiting = call(check, {"request_id": request_id})
+        assert waiting.status == "error" and "Still waiting" in str(waiting.content)
+        assert recorder.ran == []
+        approve(pipeline_url, request_id)
+        ran = call(check, {"request_id": request_id})
+        assert ran.status == "success" and ran.content == "transfer done"
+        again = call(check, {"request_id": request_id})
+        assert again.status == "error" and "No call is held" in str(again.content)
+        # The held call ran once, on the objects judged when it was first asked.
+        assert len(recorder.ran) == 1
+        (_, body_args), (_, judged) = recorder.ran[0], recorder.judged[0]
+        assert all(body_args[k] is judged[k] for k in judged)
+        # A rejection drops the held call; the model reads who rejected it.
+        asked = call(transfer, {**big, "amount": "12000"})  # within the daily budget
+        (request_id,) = held._held
+        approve(pipeline_url, request_id, yes=False)
+        refused = asyncio.run(
+            check.ainvoke(
+                {
+                    "name": check.name,
+                    "args": {"request_id": request_id},
+                    "id": "c",
+                    "type": "tool_call",
+                }
+            )
+        )
+        assert refused.status == "error" and "rejected by dana" in str(refused.content)
+    assert len(recorder.ran) == 1

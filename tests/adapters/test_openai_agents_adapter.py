@@ -12,9 +12,15 @@ from typing import Any
 import pytest
 from agents import Agent, FunctionTool, RunConfig, RunContextWrapper, Runner
 from agents.items import ToolCallOutputItem
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from openai_agents_agent import scripted_model
 
-from ordinance.adapters.openai_agents import guarded_function_tool
+from ordinance.adapters.approvals import CHECK_BACK_TOOL
+from ordinance.adapters.openai_agents import (
+    HeldCalls,
+    approval_check_tool,
+    guarded_function_tool,
+)
 from ordinance.client import Client
 
 from .attacks import (
@@ -27,6 +33,7 @@ from .attacks import (
     SCRIPT,
     UNSENDABLE,
     Recorder,
+    approve,
     check_ran_exactly_what_was_judged,
 )
 
@@ -210,3 +217,58 @@ def test_the_tools_own_errors_are_formatted_as_function_tool_would(
             asyncio.run(go())
     else:
         assert asyncio.run(go()) == ["tool failed: disk on fire"]
+
+
+def test_a_held_call_runs_once_after_approval_on_the_judged_arguments(pipeline_url: str) -> None:
+    """The model asks for a large transfer, checks back before and after a human approves
+    (the approval is published while the scripted model 'thinks'), then checks back again."""
+    recorder = Recorder()
+    big = {"amount": "25000", "country": "FR", "currency": "EUR", "iban": "DE89"}
+
+    async def go() -> list[str]:
+        async with SpyClient(pipeline_url, recorder, agent_id="oa-approval", **AGENT) as client:  # type: ignore[arg-type]
+            held = HeldCalls(client)
+
+            @guarded_function_tool(policy_tool="payments.transfer", client=client, approvals=held)
+            def transfer(amount: Decimal, currency: str, country: str, iban: str) -> str:
+                """Transfer money."""
+                return recorder.body(
+                    "transfer", amount=amount, currency=currency, country=country, iban=iban
+                )
+
+            asked_for: list[str] = []
+
+            def check_back(*, approve_first: bool = False) -> ModelStep:
+                def respond(call: Any) -> Any:
+                    if not asked_for:
+                        asked_for.extend(held._held)  # the request id the refusal named
+                    if approve_first:
+                        approve(pipeline_url, asked_for[0])  # a human answers meanwhile
+                    arguments = {"request_id": asked_for[0]}
+                    return [
+                        function_call(CHECK_BACK_TOOL, arguments, call_id=f"c{len(call.input)}")
+                    ]
+
+                return ModelStep.respond(respond)
+
+            model = ScriptedModel(
+                [
+                    [function_call("transfer", big, call_id="c0")],
+                    check_back(),  # nobody answered yet
+                    check_back(approve_first=True),  # approved: the held call runs
+                    check_back(),  # it ran once: nothing is held any more
+                    [assistant_message("done")],
+                ]
+            )
+            agent = Agent(name="a", model=model, tools=[transfer, approval_check_tool(held)])
+            result = await Runner.run(agent, "go", run_config=RunConfig(tracing_disabled=True))
+        return [str(i.output) for i in result.new_items if isinstance(i, ToolCallOutputItem)]
+
+    asked, waiting, ran, again = asyncio.run(go())
+    assert asked.startswith("Approval required") and CHECK_BACK_TOOL in asked
+    assert waiting.startswith("Still waiting")
+    assert ran == "transfer done"
+    assert again.startswith("No call is held")
+    assert len(recorder.ran) == 1
+    (_, body_args), (_, judged) = recorder.ran[0], recorder.judged[0]
+    assert all(body_args[k] is judged[k] for k in judged)
