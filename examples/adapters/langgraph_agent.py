@@ -27,7 +27,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_pipeline import local_pipeline
 
-from ordinance.adapters.langchain import guard_tools
+from ordinance.adapters.langchain import HeldCalls, approval_check_tool, guard_tools
 from ordinance.client import SyncClient
 
 AGENT = {"agent_id": "assistant-1", "roles": ["billing"], "attributes": {"team": "eng"}}
@@ -109,8 +109,12 @@ def run(
 ) -> list[ToolMessage]:
     """Drive the scripted agent; the tool messages the model read, in order."""
     with SyncClient(url, **AGENT) as client:  # type: ignore[arg-type]
-        tools = guard_tools(workspace.tools(), mapping=MAPPING, client=client, timeout=10)
-        graph = build_graph(scripted_model(calls), tools)
+        # Calls that need a human are held; the model can check back on them by request id.
+        held = HeldCalls(client)
+        tools = guard_tools(
+            workspace.tools(), mapping=MAPPING, client=client, timeout=10, approvals=held
+        )
+        graph = build_graph(scripted_model(calls), [*tools, approval_check_tool(held)])
         state = graph.invoke(
             {"messages": [("user", "Tidy up the books.")]}, {"recursion_limit": 100}
         )

@@ -28,7 +28,11 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_pipeline import local_pipeline
 
-from ordinance.adapters.openai_agents import guarded_function_tool
+from ordinance.adapters.openai_agents import (
+    HeldCalls,
+    approval_check_tool,
+    guarded_function_tool,
+)
 from ordinance.client import Client
 
 AGENT = {"agent_id": "assistant-2", "roles": ["billing"], "attributes": {"team": "eng"}}
@@ -58,13 +62,18 @@ class Workspace:
         self.ran: list[tuple[str, dict[str, Any]]] = []
 
     def tools(self, client: Client) -> list[FunctionTool]:
+        # Calls that need a human are held; the model can check back on them by request id.
+        held = HeldCalls(client)
+
         @guarded_function_tool(policy_tool="fs.read", client=client, timeout=10)
         def read_file(path: str) -> str:
             """Read a file from the agent's workspace."""
             self.ran.append(("read_file", {"path": path}))
             return f"<contents of {path}>"
 
-        @guarded_function_tool(policy_tool="payments.transfer", client=client, timeout=10)
+        @guarded_function_tool(
+            policy_tool="payments.transfer", client=client, timeout=10, approvals=held
+        )
         async def transfer(amount: Decimal, currency: str, country: str, iban: str) -> str:
             """Transfer money to a bank account."""
             self.ran.append(
@@ -75,7 +84,7 @@ class Workspace:
             )
             return "transfer accepted: tx-1"
 
-        return [read_file, transfer]  # type: ignore[list-item]
+        return [read_file, transfer, approval_check_tool(held)]  # type: ignore[list-item]
 
 
 async def run(

@@ -38,9 +38,10 @@ def refusal_text(error: GuardError, tool: str, policy_tool: str) -> str:
         return (
             f"Approval required: {why or 'the policy requires a human approval'}. The tool"
             f" {tool} (policy tool {policy_tool}) has not run. request id: {request_id};"
-            f" rules: {rules}. A human must approve request {request_id} (`ordinance approvals"
-            f" approve {request_id}`, or `reject`) for this call to be allowed: tell your user,"
-            " and do not retry it with other arguments to get around the rule."
+            f" rules: {rules}. A human must approve request {request_id} (`ordinance"
+            f" approvals approve {request_id} --log LOG`, or `reject`) for this call to be"
+            " allowed: tell your user, and do not retry it with other arguments to get around"
+            " the rule."
         )
     source = (
         "Ordinance (no decision from the policy engine: failing closed)"
