@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="publish without the Z3 analysis gate (it runs by default; exit 5 if it refuses)",
     )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="publish from a Git tree with uncommitted changes or untracked policy files "
+        "(refused by default, exit 5); recorded on the published event as a bypass",
+    )
     _analysis_gate_options(p)
 
     p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
@@ -413,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.undecided,
                 ),
                 key=args.key,
+                allow_dirty=args.allow_dirty,
             )
         return lifecycle_cmds.cmd_controller(
             args.log, once=args.once, as_json=args.json, trust=args.trust

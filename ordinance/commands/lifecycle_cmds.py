@@ -83,23 +83,42 @@ def cmd_publish(
         "refuse",
     ),
     key: str | None = None,
+    allow_dirty: bool = False,
 ) -> int:
-    """Compile, test and (unless ``analysis`` is None) pass the Z3 analysis gate locally
-    first: a bundle that fails here never reaches the log. ``analysis`` is (which
-    unacknowledged conflicts refuse, the ignored legacy per-check ms, worker processes,
-    the per-check Z3 resource budget, which undecided checks refuse)."""
+    """Compile, check the directory is committed in Git (unless ``allow_dirty``), test
+    and (unless ``analysis`` is None) pass the Z3 analysis gate locally first: a bundle
+    that fails here never reaches the log. ``analysis`` is (which unacknowledged
+    conflicts refuse, the ignored legacy per-check ms, worker processes, the per-check Z3
+    resource budget, which undecided checks refuse)."""
+    from ordinance.gitsource import CLEAN, NOT_IN_GIT, describe, git_source
+    from ordinance.policy.analysis.gate import ACK_FILE
+
     try:
         files = read_bundle_dir(Path(directory))
         ruleset = compile_bundle(files)
     except PolicyErrors as exc:
         return report_policy_errors(exc, as_json)
+    err = Console(stderr=True, highlight=False)
+    git = git_source(Path(directory), [*files, ACK_FILE])
+    bypasses = ["--skip-analysis"] if analysis is None else []
+    if git.state not in (CLEAN, NOT_IN_GIT):
+        if not allow_dirty:
+            message = (
+                f"refused: {directory} is not exactly a Git commit ({describe(git)}); commit "
+                "the changes, or publish with --allow-dirty (recorded on the event as a bypass)"
+            )
+            if as_json:
+                emit_json({"ok": False, "error": message, "git": git.datum()})
+            else:
+                err.print(message, style="red", markup=False)
+            return EXIT_GATE
+        bypasses.append("--allow-dirty")
     results = run_tests(ruleset)
     failed = [r for r in results if not r.passed]
-    err = Console(stderr=True, highlight=False)
     checks: dict[str, Any] = {
         "tests": len(results),
         "analysis": "skipped",
-        "bypasses": ["--skip-analysis"] if analysis is None else [],
+        "bypasses": bypasses,
         "acknowledgements": [],
     }
     if failed:
@@ -150,6 +169,7 @@ def cmd_publish(
                 enforce=enforce,
                 checks=checks,
                 signer=signer,
+                git=git.datum(),
             )
     except OrdinanceError as exc:
         err.print(f"[red]could not publish:[/] {exc}")
@@ -162,6 +182,7 @@ def cmd_publish(
                 "enforced_offset": published.enforced_offset,
                 "target": target if enforce else None,
                 "checks": checks,
+                "git": git.datum(),
                 "signer": None if signer is None else signer.principal_id,
                 "key_id": None if signer is None else signer.key_id,
             }
@@ -171,6 +192,7 @@ def cmd_publish(
     out.print(
         f"published {published.bundle_id} at policy.changes offset {published.published_offset}"
     )
+    out.print(f"from git: {describe(git)}", markup=False)
     if signer is not None:
         out.print(f"signed as {signer.principal_id} with key {signer.key_id}", markup=False)
     else:

@@ -146,7 +146,21 @@ def _checks_json(checks: Any) -> dict[str, Any] | None:
         "analysis": checks.get("analysis"),
         "bypasses": list(checks.get("bypasses") or []),
         "acknowledgements": [dict(a) for a in checks.get("acknowledgements") or []],
+        "schema_compatibility": _schema_json(checks.get("schema_compatibility")),
     }
+
+
+def _schema_json(compat: Any) -> dict[str, Any] | None:
+    if compat is None:
+        return None
+    return {**compat, "against": list(compat.get("against") or [])}
+
+
+def _git_json(git: Any) -> dict[str, Any] | None:
+    """The ``GitSource`` of a published event (``PolicyChange`` v6); null before."""
+    if git is None:
+        return None
+    return {**git, "dirty_paths": list(git.get("dirty_paths") or [])}
 
 
 @dataclass
@@ -209,6 +223,8 @@ def _change_json(
         "actor": d["actor"],
         "reason": d.get("reason"),
         "git_commit": d.get("git_commit"),
+        "git": _git_json(d.get("git")),
+        "bypasses": list((d.get("checks") or {}).get("bypasses") or []),
         "previous_bundle_id": previous,
         "canary_percent": d.get("canary_percent"),
         "checks": _checks_json(d.get("checks")),
@@ -345,6 +361,7 @@ def _history(args: argparse.Namespace, store: Any, signing: Signing) -> int:
         "actor",
         "signed by",
         "reason",
+        "git",
         "checks",
         "outcome",
     ):
@@ -365,6 +382,7 @@ def _history(args: argparse.Namespace, store: Any, signing: Signing) -> int:
             escape(e["actor"]),
             _signed_text(e),
             escape(e["reason"] or "-"),
+            _git_text(e["git"], e["git_commit"]),
             _checks_text(e["checks"]),
             outcome,
         )
@@ -378,11 +396,31 @@ def _signed_text(event: dict[str, Any]) -> str:
     return escape(f"{event['signer']} (key {event['key_id']})")
 
 
+def _git_text(git: dict[str, Any] | None, commit: str | None) -> str:
+    if git is None:
+        return escape(commit[:12]) if commit else "-"
+    if git["state"] == "not_in_git":
+        return "not in git"
+    if git["state"] == "unknown":
+        return "[red]unknown[/]: " + escape(git["detail"] or "")
+    text = escape(
+        f"{(git['commit'] or 'no commit')[:12]} {git['author'] or ''}: {git['subject'] or ''}"
+    )
+    if git["remote"]:
+        text += escape(f" ({git['remote']})")
+    if git["state"] == "dirty":
+        text += " [red]dirty: " + escape(", ".join(git["dirty_paths"][:5]) or "uncommitted") + "[/]"
+    return text
+
+
 def _checks_text(checks: dict[str, Any] | None) -> str:
     if checks is None:
         return "-"
     parts = [f"{checks['tests']} tests" if checks["tests"] is not None else "tests not run"]
     parts.append(f"analysis {checks['analysis']}")
+    compat = checks.get("schema_compatibility")
+    if compat is not None:
+        parts.append(f"schema {compat['outcome'].replace('_', ' ')}")
     if checks["acknowledgements"]:
         parts.append(f"{len(checks['acknowledgements'])} acknowledged")
     text = escape(", ".join(parts))

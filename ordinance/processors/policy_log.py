@@ -74,15 +74,19 @@ def publish_bundle(
     clock: Clock = time.time,
     checks: Mapping[str, Any] | None = None,
     signer: PrincipalSigner | None = None,
+    git: Mapping[str, Any] | None = None,
 ) -> Published:
-    """Append ``published`` (with the files and the ``checks`` the publisher ran or
-    bypassed: a ``PublishChecks`` datum) and, unless told not to, ``enforced`` events,
+    """Append ``published`` (with the files, the ``checks`` the publisher ran or
+    bypassed: a ``PublishChecks`` datum, and ``git``: the ``GitSource`` datum of the
+    directory, see ``ordinance.gitsource``) and, unless told not to, ``enforced`` events,
     each signed by ``signer`` (headers over its exact value bytes) when given — who must
     be the ``actor``: a controller with a trust root refuses a change whose signer is not
-    its actor."""
+    its actor. ``git_commit`` defaults to ``git``'s commit."""
     _require_signer_is_actor(signer, actor)
     topic = ensure_topics(log, prefix)[POLICY_CHANGES].name
     at = _at(clock)
+    if git_commit is None and git is not None:
+        git_commit = git.get("commit")
     base = {
         "bundle_id": bundle_id,
         "actor": actor,
@@ -100,6 +104,7 @@ def publish_bundle(
             "target": None,
             "files": [{"path": p, "content": c} for p, c in sorted(files.items())],
             "checks": dict(checks) if checks is not None else None,
+            "git": dict(git) if git is not None else None,
         }
     ]
     if enforce:

@@ -119,6 +119,7 @@ def test_the_publish_trail_records_bypasses_acknowledgements_and_the_replaced_bu
         "analysis": "skipped",
         "bypasses": ["--skip-analysis"],
         "acknowledgements": [],
+        "schema_compatibility": None,
     }
     checks = published[1]["checks"]
     assert isinstance(checks, dict)
