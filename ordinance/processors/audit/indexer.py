@@ -8,6 +8,11 @@ be indexed twice: a batch skips what lies below the stored positions (so two ind
 one file are harmless), and a row's primary key is derived from its partition and offset.
 The index holds nothing the log does not: delete the file and index again to rebuild it.
 
+A decision of a rollout (docs/lifecycle.md) also records its canary ``arm`` and the shadow
+bundle's verdict (``shadow_*``: bundle, effect, code, rule ids; null when there was none).
+Their indexes are partial — only rows with an arm or a shadow verdict are in them — so a
+log without rollouts costs the indexer nothing more than the columns.
+
 Times are integer microseconds since the epoch, UTC. Queries filter on ``evaluated_at`` —
 the enforcer's clock, which is what an auditor asks about ("what was decided between T1
 and T2"); ``event_time`` is the agent's clock and is only stored.
@@ -27,20 +32,25 @@ from ordinance.closing import Closing
 from ordinance.errors import OrdinanceError
 from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.chain import GENESIS, record_hash
-from ordinance.processors.audit.query import micros, split_rule_id
+from ordinance.processors.audit.query import (  # the schema version lives with the queries,
+    SCHEMA_VERSION,  # which check it too (`audit query` opens no log, loads no Avro)
+    SHADOW_DISAGREES_EXPR,
+    micros,
+    schema_mismatch,
+    split_rule_id,
+)
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.sqlite_store import write_txn
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
-SCHEMA_VERSION = 2  # 2: the decision's (possibly masked) arguments
 CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover", "IdentityUpdate"})
 # A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
 # to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
 OFFSET_BITS = 40
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS positions (
     partition INTEGER PRIMARY KEY,
@@ -63,11 +73,22 @@ CREATE TABLE IF NOT EXISTS decisions (
     event_time INTEGER,
     evaluated_at INTEGER NOT NULL,
     enforcer_id TEXT NOT NULL,
-    args TEXT NOT NULL DEFAULT '{}'
+    args TEXT NOT NULL DEFAULT '{{}}',
+    arm TEXT,
+    shadow_bundle_id TEXT,
+    shadow_effect TEXT,
+    shadow_code TEXT,
+    shadow_rule_ids TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_agent_time ON decisions (agent_id, evaluated_at);
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (evaluated_at);
 CREATE INDEX IF NOT EXISTS decisions_effect_time ON decisions (effect, evaluated_at);
+CREATE INDEX IF NOT EXISTS decisions_arm_time ON decisions (arm, evaluated_at)
+    WHERE arm IS NOT NULL;
+CREATE INDEX IF NOT EXISTS decisions_shadow_time ON decisions (shadow_bundle_id, evaluated_at)
+    WHERE shadow_bundle_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS decisions_shadow_disagrees_time
+    ON decisions ({SHADOW_DISAGREES_EXPR}, evaluated_at) WHERE shadow_effect IS NOT NULL;
 CREATE TABLE IF NOT EXISTS decision_rules (
     policy TEXT NOT NULL,
     rule TEXT NOT NULL,
@@ -80,7 +101,7 @@ CREATE INDEX IF NOT EXISTS decision_rules_rule_time ON decision_rules (rule, eva
 
 # rule_ids is kept as text (ids joined by newlines, which an id cannot contain) so output
 # needs no join; decision_rules exists only for filtering.
-_INSERT_DECISION = "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_DECISION = f"INSERT INTO decisions VALUES ({', '.join('?' * 20)})"
 _INSERT_RULE = "INSERT INTO decision_rules VALUES (?, ?, ?, ?)"
 
 
@@ -116,6 +137,12 @@ class DecisionRow(NamedTuple):
     evaluated_at: int  # µs since the epoch, UTC
     enforcer_id: str
     args: str = "{}"  # canonical JSON; masked arguments as their keyed hashes
+    arm: str | None = None  # "canary" | "control" during a canary rollout
+    # The shadow bundle's verdict, never enforced; all None when there was none.
+    shadow_bundle_id: str | None = None
+    shadow_effect: str | None = None
+    shadow_code: str | None = None
+    shadow_rule_ids: tuple[str, ...] | None = None
 
 
 def row_id(partition: int, offset: int) -> int:
@@ -124,6 +151,8 @@ def row_id(partition: int, offset: int) -> int:
 
 def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> DecisionRow:
     event_time = value.get("event_time")
+    shadow = value.get("shadow")
+    shadow_rules = None if shadow is None else tuple(shadow.get("rule_ids", ()))
     return DecisionRow(
         partition,
         offset,
@@ -139,6 +168,11 @@ def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> 
         micros(value["evaluated_at"]),
         value["enforcer_id"],
         canonical_json(value.get("args") or {}).decode(),
+        value.get("arm"),
+        None if shadow is None else shadow["bundle_id"],
+        None if shadow is None else shadow["effect"],
+        None if shadow is None else shadow["code"],
+        shadow_rules,
     )
 
 
@@ -159,6 +193,9 @@ class AuditIndex(Closing):
         self.conn.execute("PRAGMA cache_size=-65536")
         self.conn.execute("PRAGMA busy_timeout=10000")
         self._refuse_foreign_database()
+        # Before the schema: on an older index, creating an index on a column it does not
+        # have would fail with "no such column" instead of naming the version.
+        self._refuse_other_version()
         self.conn.executescript(_SCHEMA)
         self._check_meta()
 
@@ -169,6 +206,11 @@ class AuditIndex(Closing):
             self.conn.close()
             raise IndexFileError(f"{self.path} is a database but not an audit index")
 
+    def _refuse_other_version(self) -> None:
+        tables = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchall()
+        if tables:
+            self._check_meta()
+
     def _check_meta(self) -> None:
         with self.transaction():
             found = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
@@ -178,12 +220,11 @@ class AuditIndex(Closing):
                     [("schema_version", str(SCHEMA_VERSION)), ("topic", self.topic)],
                 )
                 return
-        if int(found.get("schema_version", "0")) != SCHEMA_VERSION:
-            raise IndexFileError(
-                f"{self.path}: index schema {found.get('schema_version')}, this Ordinance "
-                f"reads {SCHEMA_VERSION}; delete the file and index again"
-            )
+        if found.get("schema_version") != str(SCHEMA_VERSION):
+            self.conn.close()
+            raise IndexFileError(schema_mismatch(self.path, found.get("schema_version")))
         if found.get("topic") != self.topic:
+            self.conn.close()
             raise IndexFileError(
                 f"{self.path} indexes topic {found.get('topic')!r}, not {self.topic!r}"
             )
@@ -244,6 +285,11 @@ class AuditIndex(Closing):
                         r.evaluated_at,
                         r.enforcer_id,
                         r.args,
+                        r.arm,
+                        r.shadow_bundle_id,
+                        r.shadow_effect,
+                        r.shadow_code,
+                        None if r.shadow_rule_ids is None else "\n".join(r.shadow_rule_ids),
                     )
                 )
                 # A rule named twice in one decision is one lookup row (the key refuses two).

@@ -2,7 +2,9 @@
 
 Every filter is a condition on an indexed column or an ``IN`` over ``decision_rules``
 restricted to the same time range, so an agent + time or a time-range question is an index
-search (the tests check the plans). Results come in decision-time order (``evaluated_at``,
+search (the tests check the plans). Rollouts (docs/lifecycle.md) have their own partial
+indexes, which hold only the decisions of a canary (``arm``) or a shadow (``shadow_*``):
+a log without rollouts pays nothing for them. Results come in decision-time order (``evaluated_at``,
 then log position), times in ISO-8601 UTC.
 
 This module needs only SQLite (the indexer imports its time and rule-id helpers from
@@ -23,7 +25,13 @@ from typing import IO, Any
 from ordinance import timeargs
 from ordinance.errors import OrdinanceError
 
+# The index file's layout; an index of another version is refused with "delete the file
+# and index again" (it is derived data). Here, not in the indexer, so `audit query` can
+# check it without loading the log.
+SCHEMA_VERSION = 3  # 2: the decision's (possibly masked) arguments; 3: arm and shadow verdict
 EFFECTS = ("allow", "deny", "require_approval")
+ARMS = ("canary", "control")
+BUNDLE_ID_SCHEME = "sha256:"
 COLUMNS = (
     "evaluated_at",
     "agent_id",
@@ -36,14 +44,21 @@ COLUMNS = (
     "offset",
     "bundle_id",
     "policy_offset",
+    "arm",
+    "shadow_bundle_id",
+    "shadow_effect",
+    "shadow_code",
+    "shadow_rule_ids",
     "event_time",
     "enforcer_id",
     "args",
 )
-_SELECT = (
-    "SELECT evaluated_at, agent_id, tool, effect, code, rule_ids, request_id, partition,"
-    " offset, bundle_id, policy_offset, event_time, enforcer_id, args FROM decisions"
-)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM decisions"
+# The shadow verdict differs from the enforced effect. Written exactly as the expression of
+# the index decisions_shadow_disagrees_time, with that index's condition beside it: SQLite
+# uses an expression index (and a partial one) only for the very same terms.
+SHADOW_DISAGREES_EXPR = "(shadow_effect <> effect)"
+SHADOW_DISAGREES = f"shadow_effect IS NOT NULL AND {SHADOW_DISAGREES_EXPR} = 1"
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -109,11 +124,20 @@ class QueryFilter:
     # (argument name, values any of which it may have): a masked argument is asked for by
     # its clear value and its mask. Not indexed: it narrows the rows the others select.
     args: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Rollouts: the canary arm that decided; decisions whose shadow verdict differs from
+    # the enforced effect; the shadow bundle, by id prefix (``sha256:8d38`` or ``8d38``).
+    arm: str | None = None
+    shadow_disagrees: bool = False
+    shadow_bundle: str | None = None
     limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.effect is not None and self.effect not in EFFECTS:
             raise QueryError(f"effect must be one of {', '.join(EFFECTS)}, not {self.effect!r}")
+        if self.arm is not None and self.arm not in ARMS:
+            raise QueryError(f"arm must be one of {', '.join(ARMS)}, not {self.arm!r}")
+        if self.shadow_bundle is not None and self.shadow_bundle in ("", BUNDLE_ID_SCHEME):
+            raise QueryError("a shadow bundle prefix needs at least one digit of the id")
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise QueryError(f"--since {iso(self.since)} is not before --until {iso(self.until)}")
         if self.limit is not None and self.limit < 0:
@@ -129,6 +153,19 @@ def _time_range(column: str, f: QueryFilter, params: list[Any]) -> list[str]:
         out.append(f"{column} < ?")
         params.append(f.until)
     return out
+
+
+def bundle_prefix_range(prefix: str) -> tuple[str, str | None]:
+    """The ids starting with ``prefix`` (``sha256:`` added when missing) are those in
+    [low, high): a range an index can search, where ``LIKE``/``GLOB`` could not be trusted
+    to be one. ``high`` is None when no string bounds it (a prefix ending in U+10FFFF)."""
+    low = prefix if prefix.startswith(BUNDLE_ID_SCHEME) else BUNDLE_ID_SCHEME + prefix
+    last = ord(low[-1])
+    # UTF-8 bytes sort like code points, so the successor of the last character bounds
+    # every extension of the prefix (surrogates cannot occur in ids read from Avro).
+    if last >= 0x10FFFF:
+        return low, None
+    return low, low[:-1] + chr(last + 1 + (0x800 if last + 1 == 0xD800 else 0))
 
 
 def _rule_conditions(f: QueryFilter) -> list[dict[str, str]]:
@@ -164,6 +201,18 @@ def build_sql(f: QueryFilter) -> tuple[str, list[Any]]:
     if f.tool is not None:
         where.append("tool GLOB ?")
         params.append(f.tool.casefold())
+    if f.arm is not None:
+        where.append("arm = ?")
+        params.append(f.arm)
+    if f.shadow_disagrees:
+        where.append(SHADOW_DISAGREES)
+    if f.shadow_bundle is not None:
+        low, high = bundle_prefix_range(f.shadow_bundle)
+        where.append("shadow_bundle_id >= ?")
+        params.append(low)
+        if high is not None:
+            where.append("shadow_bundle_id < ?")
+            params.append(high)
     for name, values in f.args:
         marks = ", ".join("?" * len(values))
         where.append(f"CAST(json_extract(args, ?) AS TEXT) IN ({marks})")
@@ -193,11 +242,22 @@ def connect(path: str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
         conn.execute("SELECT 1 FROM decisions LIMIT 1")
-    except sqlite3.Error as exc:
+        [version] = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except (sqlite3.Error, TypeError) as exc:
         raise QueryError(
             f"{path}: not an audit index ({exc}); build it with `audit index`"
         ) from exc
+    if version != str(SCHEMA_VERSION):
+        conn.close()
+        raise QueryError(schema_mismatch(path, version))
     return conn
+
+
+def schema_mismatch(path: Path | str, found: str | None) -> str:
+    return (
+        f"{path}: index schema {found}, this Ordinance reads {SCHEMA_VERSION}; "
+        "delete the file and index again (`audit index --rebuild`)"
+    )
 
 
 def query(conn: sqlite3.Connection, f: QueryFilter) -> Iterator[dict[str, Any]]:
@@ -209,10 +269,16 @@ def query(conn: sqlite3.Connection, f: QueryFilter) -> Iterator[dict[str, Any]]:
 def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     out = dict(zip(COLUMNS, row, strict=True))
     out["rule_ids"] = out["rule_ids"].split("\n") if out["rule_ids"] else []
+    shadow_rules = out["shadow_rule_ids"]  # None: no shadow verdict; []: one naming no rule
+    out["shadow_rule_ids"] = None if shadow_rules is None else _split_rules(shadow_rules)
     out["evaluated_at"] = iso(out["evaluated_at"])
     out["event_time"] = iso(out["event_time"])
     out["args"] = json.loads(out["args"])
     return out
+
+
+def _split_rules(text: str) -> list[str]:
+    return text.split("\n") if text else []
 
 
 def explain(conn: sqlite3.Connection, f: QueryFilter) -> list[str]:
@@ -233,7 +299,7 @@ def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
 
 
 def _csv_cell(column: str, value: Any) -> Any:
-    if column == "rule_ids":
+    if column in ("rule_ids", "shadow_rule_ids") and value is not None:
         value = ";".join(value)
     elif column == "args":
         value = json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -125,6 +125,7 @@ def log_decisions(url: str) -> tuple[list[dict[str, Any]], int]:
                 control += 1
                 continue
             v = decoded.value
+            shadow = v["shadow"] or {}
             out.append(
                 {
                     "partition": record.partition,
@@ -137,6 +138,11 @@ def log_decisions(url: str) -> tuple[list[dict[str, Any]], int]:
                     "rule_ids": list(v["rule_ids"]),
                     "bundle_id": v["bundle_id"],
                     "policy_offset": v["policy_offset"],
+                    "arm": v["arm"],
+                    "shadow_bundle_id": shadow.get("bundle_id"),
+                    "shadow_effect": shadow.get("effect"),
+                    "shadow_code": shadow.get("code"),
+                    "shadow_rule_ids": list(shadow["rule_ids"]) if shadow else None,
                     "event_time": None if v["event_time"] is None else micros(v["event_time"]),
                     "evaluated_at": micros(v["evaluated_at"]),
                     "enforcer_id": v["enforcer_id"],

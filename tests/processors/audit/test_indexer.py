@@ -36,7 +36,8 @@ from .index_helpers import (
 
 COLUMNS = (
     "partition, offset, request_id, agent_id, tool, effect, code, rule_ids, bundle_id,"
-    " policy_offset, event_time, evaluated_at, enforcer_id, args"
+    " policy_offset, arm, shadow_bundle_id, shadow_effect, shadow_code, shadow_rule_ids,"
+    " event_time, evaluated_at, enforcer_id, args"
 )
 
 
@@ -48,6 +49,10 @@ def index_rows(path: Path) -> list[dict[str, Any]]:
     for row in rows:
         row["rule_ids"] = row["rule_ids"].split("\n") if row["rule_ids"] else []
         row["args"] = json.loads(row["args"])
+        shadow_rules = row["shadow_rule_ids"]
+        row["shadow_rule_ids"] = (
+            None if shadow_rules is None else [*filter(None, shadow_rules.split("\n"))]
+        )
     return rows
 
 
@@ -347,5 +352,42 @@ def test_an_index_does_not_resume_on_another_log(tmp_path: Path, rounds: int, ma
         index(url, path)
     assert index_rows(path) == before  # untouched
     remove_index(path)
+    index(url, path)
+    assert index_rows(path) == log_decisions(url)[0]
+
+
+# The layout of schema 2 (before the rollout columns), as such an index file holds it.
+_SCHEMA_2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE positions (partition INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL,
+    last_offset INTEGER, last_digest BLOB);
+CREATE TABLE decisions (id INTEGER PRIMARY KEY, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, request_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL, effect TEXT NOT NULL, code TEXT NOT NULL, rule_ids TEXT NOT NULL,
+    bundle_id TEXT, policy_offset INTEGER, event_time INTEGER, evaluated_at INTEGER NOT NULL,
+    enforcer_id TEXT NOT NULL, args TEXT NOT NULL DEFAULT '{}');
+INSERT INTO meta VALUES ('schema_version', '2'), ('topic', 'ordinance.agent.decisions');
+"""
+
+
+def test_an_index_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """An index built before the rollout columns: indexing into it and querying it both say
+    to delete it and index again (never a bare "no such column"), and change nothing."""
+    from ordinance.processors.audit.query import SCHEMA_VERSION, QueryError, connect
+
+    path = tmp_path / "index.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_2)
+    url = sqlite_url(tmp_path)
+    build_log(url, rounds=1)
+    message = f"index schema 2, this Ordinance reads {SCHEMA_VERSION}; delete the file and index"
+    with pytest.raises(IndexFileError, match=message):
+        index(url, path)
+    with pytest.raises(QueryError, match=message):
+        connect(str(path))
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(decisions)")]
+        assert "arm" not in columns  # untouched
+    assert remove_index(path)  # what the message says to do, and then it works
     index(url, path)
     assert index_rows(path) == log_decisions(url)[0]
