@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool, StructuredTool, ToolException, tool
+from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool, ToolException, tool
+from langgraph.prebuilt import InjectedState
 from langgraph_agent import build_graph, scripted_model
 from pydantic import BaseModel, ConfigDict
 
@@ -267,3 +268,37 @@ def test_a_held_call_runs_once_after_approval_on_the_judged_arguments(pipeline_u
         )
         assert refused.status == "error" and "rejected by dana" in str(refused.content)
     assert len(recorder.ran) == 1
+
+
+def test_injected_arguments_reach_the_body_but_are_not_judged(pipeline_url: str) -> None:
+    """LangGraph injects the graph state and the tool call id; they are not the model's
+    arguments, so the policy (whose schema is strict) never sees them, and the body does."""
+    recorder = Recorder()
+    seen: list[tuple[int, str]] = []
+
+    @tool
+    def read_file(
+        path: str,
+        state: Annotated[dict[str, Any], InjectedState],
+        tool_call_id: Annotated[str, InjectedToolCallId],
+    ) -> str:
+        """Read a file."""
+        seen.append((len(state["messages"]), tool_call_id))
+        return recorder.body("read_file", path=path)
+
+    with SpyClient(pipeline_url, recorder, agent_id="lc-injected", **AGENT) as client:  # type: ignore[arg-type]
+        guarded = guard_tool(read_file, policy_tool="fs.read", client=client)
+        assert set(guarded.tool_call_schema.model_json_schema()["properties"]) == {"path"}
+        calls = [
+            ("read_file", {"path": "/workspace/a.txt"}),
+            ("read_file", {"path": "/etc/passwd"}),
+        ]
+        state = build_graph(scripted_model(calls), [guarded]).invoke({"messages": [("user", "go")]})
+    replies = [m for m in state["messages"] if isinstance(m, ToolMessage)]
+    assert [r.status for r in replies] == ["success", "error"]
+    assert recorder.judged == [
+        ("fs.read", {"path": "/workspace/a.txt"}),
+        ("fs.read", {"path": "/etc/passwd"}),
+    ]
+    assert recorder.ran == [("read_file", {"path": "/workspace/a.txt"})]
+    assert seen == [(2, "call-0")]
