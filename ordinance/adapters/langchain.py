@@ -4,7 +4,8 @@
 (`BaseTool` subclass, ``@tool``, `StructuredTool`) in a `GuardedTool` with the same name,
 description and argument schema. LangChain parses and validates the model's input exactly
 as the wrapped tool would (its own ``_parse_input``); those validated arguments, less the
-injected ones (run manager, `ToolRuntime`, ``InjectedToolArg``), go through
+injected ones (run manager, `ToolRuntime`, ``InjectedToolArg``) and those that are None
+(absent, not null), go through
 `ordinance.client.guard` — no second decision path — and on allow the wrapped tool's
 ``_run``/``_arun`` receives those very objects (or, with ``use_canonical_args``, the
 canonical forms the enforcer judged). Denied, unanswered or approval-needing calls never
@@ -107,8 +108,11 @@ class GuardedTool(BaseTool):
             name = next(iter(self.inner.args), "tool_input")
             return {name: args[0]}, lambda judged: ((judged[name],), {})
         model_given = self.inner._filter_injected_args(kwargs)
-        injected = {k: v for k, v in kwargs.items() if k not in model_given}
-        return model_given, lambda judged: ((), {**judged, **injected})
+        # None is absent, not null (``has()`` is false), as `guard` sends a None default:
+        # LangChain fills in defaults, and the body still gets its None.
+        judged = {k: v for k, v in model_given.items() if v is not None}
+        rest = {k: v for k, v in kwargs.items() if k not in judged}
+        return judged, lambda checked: ((), {**rest, **checked})
 
     def _refused(self, error: GuardError, judged: dict[str, Any], rebuild: Any) -> OrdinanceRefusal:
         if isinstance(error, ApprovalRequired) and self._approvals is not None:

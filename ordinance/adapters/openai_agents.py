@@ -56,6 +56,54 @@ class _Held(ApprovalRequired):
         self.text = text
 
 
+class _Call:
+    """How a call of ``fn`` maps to the intent's args and back.
+
+    The SDK passes every parameter, defaults included; the args are those values by
+    parameter name, less the run context (not a tool argument) and less ``None`` (absent,
+    not null: ``has()`` is false), ``**kwargs`` merged in and ``*args`` as a list, as
+    `guard` builds them. `rebuild` puts what the guard hands the body back in place.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.signature = inspect.signature(fn)
+        takes_context = function_schema(fn, use_docstring_info=False).takes_context
+        self.context = next(iter(self.signature.parameters)) if takes_context else None
+
+    def split(self, args: Any, kwargs: Any) -> tuple[inspect.BoundArguments, dict[str, Any]]:
+        bound = self.signature.bind(*args, **kwargs)
+        judged: dict[str, Any] = {}
+        for pname, value in bound.arguments.items():
+            kind = self.signature.parameters[pname].kind
+            if pname == self.context:
+                continue
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                judged.update({k: v for k, v in value.items() if v is not None})
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    judged[pname] = list(value)
+            elif value is not None:
+                judged[pname] = value
+        return bound, judged
+
+    def rebuild(
+        self, bound: inspect.BoundArguments, checked: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        for pname, value in list(bound.arguments.items()):
+            kind = self.signature.parameters[pname].kind
+            if pname == self.context:
+                continue
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[pname] = {k: checked.get(k, v) for k, v in value.items()}
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if pname in checked:
+                    bound.arguments[pname] = tuple(checked[pname])
+            elif pname in checked:
+                bound.arguments[pname] = checked[pname]
+        return bound.args, bound.kwargs
+
+
 def guarded_function_tool(
     func: Callable[..., Any] | None = None,
     *,
@@ -83,49 +131,60 @@ def guarded_function_tool(
     model to check back with `approval_check_tool` (give the agent that tool too).
     """
 
+    decide = guard(
+        tool=policy_tool,
+        client=client,
+        agent=agent,
+        timeout=timeout,
+        exclude=(),
+        resource=resource,
+        context=context,
+        approval_timeout=approval_timeout,
+        use_canonical_args=use_canonical_args,
+    )
+
     def make(fn: Callable[..., Any]) -> FunctionTool:
         name = function_tool_options.get("name_override") or fn.__name__
-        exclude: tuple[str, ...] = ("self", "cls")
-        if function_schema(fn, use_docstring_info=False).takes_context:
-            exclude += (next(iter(inspect.signature(fn).parameters)),)
-        guarded = guard(
-            tool=policy_tool,
-            client=client,
-            agent=agent,
-            timeout=timeout,
-            exclude=exclude,
-            resource=resource,
-            context=context,
-            approval_timeout=approval_timeout,
-            use_canonical_args=use_canonical_args,
-        )(fn)
-        signature = inspect.signature(fn)
+        call = _Call(fn)
 
-        def held(error: ApprovalRequired, args: Any, kwargs: Any) -> GuardError:
+        def held(error: ApprovalRequired, bound: Any, judged: dict[str, Any]) -> GuardError:
             if approvals is None:
                 return error
-            call = (fn, signature.bind(*args, **kwargs), exclude, use_canonical_args)
-            waiting = Held(name, policy_tool, error.decision, call)
+            waiting = Held(
+                name, policy_tool, error.decision, (call, bound, judged, use_canonical_args)
+            )
             approvals.hold(waiting)
             return _Held(error, approvals.pending_text(waiting))
 
         tool_fn: Callable[..., Any]
         if inspect.iscoroutinefunction(fn):
 
-            @functools.wraps(guarded)
+            @functools.wraps(fn)
             async def tool_fn(*args: Any, **kwargs: Any) -> Any:
+                bound, judged = call.split(args, kwargs)
+
+                async def body(**checked: Any) -> Any:
+                    run_args, run_kwargs = call.rebuild(bound, checked)
+                    return await fn(*run_args, **run_kwargs)
+
                 try:
-                    return await guarded(*args, **kwargs)
+                    return await decide(body)(**judged)
                 except ApprovalRequired as error:
-                    raise held(error, args, kwargs) from error
+                    raise held(error, bound, judged) from error
         else:
 
-            @functools.wraps(guarded)
+            @functools.wraps(fn)
             def tool_fn(*args: Any, **kwargs: Any) -> Any:
+                bound, judged = call.split(args, kwargs)
+
+                def body(**checked: Any) -> Any:
+                    run_args, run_kwargs = call.rebuild(bound, checked)
+                    return fn(*run_args, **run_kwargs)
+
                 try:
-                    return guarded(*args, **kwargs)
+                    return decide(body)(**judged)
                 except ApprovalRequired as error:
-                    raise held(error, args, kwargs) from error
+                    raise held(error, bound, judged) from error
 
         def failure(ctx: RunContextWrapper[Any], error: Exception) -> Any:
             if isinstance(error, _Held):
@@ -149,16 +208,15 @@ def approval_check_tool(approvals: HeldCalls) -> FunctionTool:
         settled = await approvals.check(request_id)
         if settled.held is None or settled.approved is None:
             return settled.text
-        fn, bound, exclude, use_canonical = settled.held.call
-        if use_canonical:
-            judged = {k: v for k, v in bound.arguments.items() if k not in exclude}
-            run_on = canonical(settled.held, judged, settled.approved)
-            if isinstance(run_on, str):
-                return run_on
-            bound.arguments.update(run_on)
+        call, bound, judged, use_canonical = settled.held.call
+        run_on = canonical(settled.held, judged, settled.approved) if use_canonical else judged
+        if isinstance(run_on, str):
+            return run_on
+        run_args, run_kwargs = call.rebuild(bound, run_on)
+        fn = call.fn
         if inspect.iscoroutinefunction(fn):
-            return await fn(*bound.args, **bound.kwargs)
-        return await asyncio.to_thread(fn, *bound.args, **bound.kwargs)
+            return await fn(*run_args, **run_kwargs)
+        return await asyncio.to_thread(fn, *run_args, **run_kwargs)
 
     return function_tool(
         check, name_override=CHECK_BACK_TOOL, description_override=CHECK_BACK_DESCRIPTION

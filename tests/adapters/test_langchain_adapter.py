@@ -302,3 +302,25 @@ def test_injected_arguments_reach_the_body_but_are_not_judged(pipeline_url: str)
     ]
     assert recorder.ran == [("read_file", {"path": "/workspace/a.txt"})]
     assert seen == [(2, "call-0")]
+
+
+def test_an_optional_argument_left_out_or_null_is_absent(pipeline_url: str) -> None:
+    """LangChain fills in a None default; the policy sees the argument absent (its schema
+    says ``memo?: string``: null would be invalid) and the body still gets its None."""
+    recorder = Recorder()
+
+    @tool
+    def transfer(
+        amount: Decimal, currency: str, country: str, iban: str, memo: str | None = None
+    ) -> str:
+        """Transfer money."""
+        return recorder.body("transfer", amount=amount, memo=memo)
+
+    with SpyClient(pipeline_url, recorder, agent_id="lc-memo", **AGENT) as client:  # type: ignore[arg-type]
+        guarded = guard_tool(transfer, policy_tool="payments.transfer", client=client)
+        pay = {"amount": "50", "currency": "EUR", "country": "DE", "iban": "DE89"}
+        assert guarded.invoke(pay) == "transfer done"
+        assert guarded.invoke({**pay, "memo": None}) == "transfer done"
+        assert guarded.invoke({**pay, "memo": "rent"}) == "transfer done"
+    assert [args["memo"] for _, args in recorder.ran] == [None, None, "rent"]
+    assert ["memo" in judged for _, judged in recorder.judged] == [False, False, True]

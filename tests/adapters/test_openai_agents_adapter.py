@@ -272,3 +272,29 @@ def test_a_held_call_runs_once_after_approval_on_the_judged_arguments(pipeline_u
     assert len(recorder.ran) == 1
     (_, body_args), (_, judged) = recorder.ran[0], recorder.judged[0]
     assert all(body_args[k] is judged[k] for k in judged)
+
+
+def test_an_optional_argument_sent_as_null_is_absent(pipeline_url: str) -> None:
+    """Strict mode makes the model send every parameter; a null memo is absent to the
+    policy (its schema says ``memo?: string``) and None to the body."""
+    recorder = Recorder()
+
+    async def go() -> list[str]:
+        async with SpyClient(pipeline_url, recorder, agent_id="oa-memo", **AGENT) as client:  # type: ignore[arg-type]
+
+            @guarded_function_tool(policy_tool="payments.transfer", client=client)
+            def transfer(
+                amount: Decimal, currency: str, country: str, iban: str, memo: str | None = None
+            ) -> str:
+                """Transfer money."""
+                return recorder.body("transfer", amount=amount, memo=memo)
+
+            pay = {"amount": "50", "currency": "EUR", "country": "DE", "iban": "DE89"}
+            calls = [("transfer", {**pay, "memo": None}), ("transfer", {**pay, "memo": "rent"})]
+            agent = Agent(name="a", model=scripted_model(calls), tools=[transfer])
+            result = await Runner.run(agent, "go", run_config=RunConfig(tracing_disabled=True))
+        return [str(i.output) for i in result.new_items if isinstance(i, ToolCallOutputItem)]
+
+    assert asyncio.run(go()) == ["transfer done", "transfer done"]
+    assert [args["memo"] for _, args in recorder.ran] == [None, "rent"]
+    assert ["memo" in judged for _, judged in recorder.judged] == [False, True]
