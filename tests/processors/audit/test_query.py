@@ -153,20 +153,36 @@ def test_query_never_creates_an_index(tmp_path: Path) -> None:
 # -- plans ------------------------------------------------------------------------------
 
 
+SHADOWS = ("sha256:ab" + "0" * 62, "sha256:cd" + "0" * 62)
+
+
 @pytest.fixture(scope="module")
 def large_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20k synthetic decisions of 200 agents over ~5.5 hours: big enough that a scan would
-    cost the planner something."""
+    cost the planner something. A canary runs for the second and a shadow rollout for the
+    fourth hour (one shadow bundle after another), as on a real log: most decisions have
+    neither."""
     path = tmp_path_factory.mktemp("audit-plans") / "index.db"
     rng = random.Random(5)
     rows = []
     for i in range(20_000):
         effect = rng.choice(["allow"] * 8 + ["deny", "require_approval"])
         rules = () if rng.random() < 0.2 else (f"policy-{rng.randrange(10)}/rule-{i % 7}",)
+        rollout: dict[str, Any] = {}
+        if 3600 <= i < 7200:
+            rollout["arm"] = rng.choice(["canary", "control", "control", "control"])
+        elif 10800 <= i < 14400:
+            disagrees = rng.random() < 0.1
+            rollout.update(
+                shadow_bundle_id=SHADOWS[i >= 12600],
+                shadow_effect=("deny" if effect != "deny" else "allow") if disagrees else effect,
+                shadow_code="matched",
+                shadow_rule_ids=("candidate/r",) if disagrees else rules,
+            )
         rows.append(
             DecisionRow(
                 i % 4, i // 4, f"r{i}", f"agent-{rng.randrange(200)}", "payments.transfer",
-                effect, "matched", rules, "b", 0, None, 1_000_000 * i, "e",
+                effect, "matched", rules, "b", 0, None, 1_000_000 * i, "e", **rollout,
             )
         )  # fmt: skip
     with AuditIndex(path, topic="t") as index:
@@ -185,6 +201,16 @@ PLANS = [
     (QueryFilter(since=HOUR, until=2 * HOUR, rule="rule-3"), "decision_rules_rule_time"),
     (QueryFilter(agent="agent-7", since=HOUR, until=2 * HOUR, tool="pay*", effect="deny"), ""),
     (QueryFilter(agent="agent-7", request="r77"), "decisions_agent_time"),
+    (QueryFilter(arm="canary"), "decisions_arm_time"),
+    (QueryFilter(arm="control", since=HOUR, until=2 * HOUR), "decisions_arm_time"),
+    (QueryFilter(shadow_disagrees=True), "decisions_shadow_disagrees_time"),
+    (QueryFilter(shadow_disagrees=True, since=3 * HOUR), "decisions_shadow_disagrees_time"),
+    (QueryFilter(shadow_bundle="ab"), "decisions_shadow_time"),
+    (QueryFilter(shadow_bundle="sha256:cd0", since=HOUR), "decisions_shadow_time"),
+    # Either rollout index will do; neither may be a scan.
+    (QueryFilter(shadow_bundle="cd", shadow_disagrees=True), "decisions_shadow_"),
+    (QueryFilter(arm="canary", effect="deny", since=HOUR, until=2 * HOUR), ""),
+    (QueryFilter(shadow_disagrees=True, agent="agent-7"), ""),
 ]
 
 
@@ -202,6 +228,43 @@ def test_plans_search_indexes_and_never_scan(large_index: Path, analyzed: bool) 
         assert index_name in " ".join(plan), (f, plan)
     # The test can fail: a filter on a column with no index is a scan, and is reported so.
     assert any(step.startswith("SCAN") for step in explain(conn, QueryFilter(tool="pay*")))
+
+
+ROLLOUT_FILTERS = [
+    QueryFilter(arm="canary"),
+    QueryFilter(arm="control", since=HOUR + HOUR // 2),
+    QueryFilter(shadow_disagrees=True),
+    QueryFilter(shadow_disagrees=True, since=3 * HOUR + HOUR // 2, effect="allow"),
+    QueryFilter(shadow_bundle="ab"),
+    QueryFilter(shadow_bundle="sha256:cd", shadow_disagrees=True),
+    QueryFilter(shadow_bundle=SHADOWS[1]),  # a whole id is a prefix of itself
+    QueryFilter(shadow_bundle="ef"),  # no such shadow
+]
+
+
+@pytest.mark.parametrize("f", ROLLOUT_FILTERS, ids=str)
+def test_rollout_filters_are_right_on_the_large_index(large_index: Path, f: QueryFilter) -> None:
+    """Index searches answer what reading every row in Python answers."""
+    conn = connect(str(large_index))
+    got = [r["request_id"] for r in query(conn, f)]
+    lo, hi = f.since or 0, f.until or 2**62
+    want = [
+        request_id
+        for request_id, effect, at, arm, shadow_bundle, shadow_effect in conn.execute(
+            "SELECT request_id, effect, evaluated_at, arm, shadow_bundle_id, shadow_effect"
+            " FROM decisions NOT INDEXED ORDER BY evaluated_at, id"
+        )
+        if lo <= at < hi
+        and (f.effect is None or effect == f.effect)
+        and (f.arm is None or arm == f.arm)
+        and (not f.shadow_disagrees or shadow_effect not in (None, effect))
+        and (
+            f.shadow_bundle is None
+            or (shadow_bundle or "").startswith(f.shadow_bundle.removeprefix("sha256:"), 7)
+        )
+    ]
+    assert got == want
+    assert want or f.shadow_bundle == "ef"
 
 
 def test_agent_and_time_results_are_right_on_the_large_index(large_index: Path) -> None:
