@@ -86,6 +86,23 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="the decision's argument NAME is VALUE (repeatable; not indexed: narrows the rest)",
     )
     q.add_argument(
+        "--arm",
+        default=None,
+        choices=["canary", "control"],
+        help="decided by the canary's candidate bundle, or by the stable one during a canary",
+    )
+    q.add_argument(
+        "--shadow-disagrees",
+        action="store_true",
+        help="the shadow bundle's verdict differs from the enforced effect",
+    )
+    q.add_argument(
+        "--shadow-bundle",
+        default=None,
+        metavar="ID-PREFIX",
+        help="a shadow verdict by this bundle (sha256:8d38… or 8d38…)",
+    )
+    q.add_argument(
         "--mask-config",
         default=None,
         metavar="FILE",
@@ -240,6 +257,9 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             tool=args.tool,
             request=args.request,
             args=_arg_filters(args.arg, args.mask_config),
+            arm=args.arm,
+            shadow_disagrees=args.shadow_disagrees,
+            shadow_bundle=args.shadow_bundle,
             # One more than asked: whether the answer was cut short is then known.
             limit=None if limit is None else limit + 1,
         )
@@ -304,13 +324,18 @@ def _table(rows: list[dict[str, Any]]) -> None:
         out.print("no decisions match")
         return
     table = Table(box=None, pad_edge=False)
-    # Rule ids last and allowed to wrap: they are what an auditor reads in full.
-    for column in ("decided at (UTC)", "agent", "tool", "effect", "code", "request", "at", "rules"):
-        table.add_column(column, no_wrap=column != "rules", overflow="fold")
+    # The rollout columns only when a row has something in them: most logs have none.
+    arms = any(r["arm"] is not None for r in rows)
+    shadows = any(r["shadow_effect"] is not None for r in rows)
+    columns = ["decided at (UTC)", "agent", "tool", "effect", "code", "request", "at"]
+    columns += ["arm"] * arms + ["shadow"] * shadows + ["rules"]
+    # Rule ids and the shadow verdict last and allowed to wrap: an auditor reads them in full.
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("rules", "shadow"), overflow="fold")
     for r in rows:
         # Text, not markup: agent and request ids come from agents, and "[...]" in one
         # must print as itself.
-        cells = (
+        cells = [
             r["evaluated_at"],
             r["agent_id"],
             r["tool"],
@@ -318,8 +343,19 @@ def _table(rows: list[dict[str, Any]]) -> None:
             r["code"],
             r["request_id"],
             f"{r['partition']}:{r['offset']}",
-            " ".join(r["rule_ids"]),
-        )
+        ]
+        cells += [r["arm"] or ""] * arms + [_shadow_cell(r)] * shadows
+        cells.append(" ".join(r["rule_ids"]))
         table.add_row(*map(Text, cells), style="red" if r["effect"] == "deny" else None)
     out.print(table)
     out.print(f"{len(rows)} decision(s)")
+
+
+def _shadow_cell(row: dict[str, Any]) -> str:
+    """``deny by sha256:1a2b3c4d5e6f… (p/r)``, with ``≠`` ahead when it is not what was
+    enforced; empty without a shadow verdict."""
+    if row["shadow_effect"] is None:
+        return ""
+    differs = "≠ " if row["shadow_effect"] != row["effect"] else ""
+    rules = f" ({' '.join(row['shadow_rule_ids'])})" if row["shadow_rule_ids"] else ""
+    return f"{differs}{row['shadow_effect']} by {row['shadow_bundle_id'][:19]}…{rules}"
