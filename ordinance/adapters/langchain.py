@@ -45,6 +45,7 @@ from ordinance.client import (
     guard,
 )
 from ordinance.client.guard import Part
+from ordinance.surfaces.mcp_mapping import ToolMapping
 
 __all__ = [
     "GuardedTool",
@@ -242,17 +243,20 @@ def guard_tool(
 def guard_tools(
     tools: Iterable[BaseTool],
     *,
-    mapping: Mapping[str, str],
+    mapping: Mapping[str, str] | ToolMapping,
     client: Client | SyncClient,
     **options: Any,
 ) -> list[GuardedTool]:
-    """Each tool guarded as ``mapping[tool.name]``; a tool missing from the mapping is an
-    error here (a tool nobody mapped is not silently left unguarded)."""
+    """Each tool guarded as the policy tool ``mapping`` names for it: a dict, or the MCP
+    gateway's mapping file (`ToolMapping.from_file`), so both surfaces can share one. A
+    tool the mapping does not name is an error here (never silently left unguarded)."""
     tools = list(tools)
-    missing = [t.name for t in tools if t.name not in mapping]
+    lookup = mapping.policy_tool if isinstance(mapping, ToolMapping) else mapping.get
+    names = {t.name: lookup(t.name) for t in tools}
+    missing = [name for name, policy_tool in names.items() if policy_tool is None]
     if missing:
         raise ValueError(f"no policy tool mapped for {', '.join(missing)}")
-    return [guard_tool(t, policy_tool=mapping[t.name], client=client, **options) for t in tools]
+    return [guard_tool(t, policy_tool=str(names[t.name]), client=client, **options) for t in tools]
 
 
 class _CheckArgs(BaseModel):

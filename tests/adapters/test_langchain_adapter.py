@@ -324,3 +324,17 @@ def test_an_optional_argument_left_out_or_null_is_absent(pipeline_url: str) -> N
         assert guarded.invoke({**pay, "memo": "rent"}) == "transfer done"
     assert [args["memo"] for _, args in recorder.ran] == [None, None, "rent"]
     assert ["memo" in judged for _, judged in recorder.judged] == [False, False, True]
+
+
+def test_the_mcp_gateways_mapping_file_maps_tools_too(tmp_path: Any) -> None:
+    from ordinance.surfaces.mcp_mapping import ToolMapping
+
+    path = tmp_path / "map.yaml"
+    path.write_text(
+        "version: 1\ntools: {read_file: fs.read}\nunmapped: decide\nunmapped_prefix: lc.\n"
+    )
+    guarded = guard_tools(tools(Recorder())[:2], mapping=ToolMapping.from_file(path), client=None)  # type: ignore[arg-type]
+    assert [g.policy_tool for g in guarded] == ["fs.read", "lc.transfer"]
+    path.write_text("version: 1\ntools: {read_file: fs.read}\n")
+    with pytest.raises(ValueError, match="transfer"):
+        guard_tools(tools(Recorder())[:2], mapping=ToolMapping.from_file(path), client=None)  # type: ignore[arg-type]
