@@ -338,3 +338,43 @@ def test_the_mcp_gateways_mapping_file_maps_tools_too(tmp_path: Any) -> None:
     path.write_text("version: 1\ntools: {read_file: fs.read}\n")
     with pytest.raises(ValueError, match="transfer"):
         guard_tools(tools(Recorder())[:2], mapping=ToolMapping.from_file(path), client=None)  # type: ignore[arg-type]
+
+
+def test_approval_timeout_waits_for_the_human_and_then_runs(pipeline_url: str) -> None:
+    """With approval_timeout the call waits inside the tool (guard's own wait): a human
+    approves meanwhile, and the body runs once, on the judged objects."""
+    import threading
+    import time
+
+    from ordinance.processors.approvals import pending_approvals
+    from ordinance.streams import open_log
+
+    recorder = Recorder()
+    stop = threading.Event()
+
+    def human() -> None:
+        with open_log(pipeline_url) as log:
+            while not stop.is_set():
+                mine = [d for d in pending_approvals(log) if d["agent_id"] == "lc-waits"]
+                if mine:
+                    approve(pipeline_url, mine[0]["request_id"])
+                    return
+                time.sleep(0.05)
+
+    approver = threading.Thread(target=human, daemon=True)
+    approver.start()
+    try:
+        with SpyClient(pipeline_url, recorder, agent_id="lc-waits", **AGENT) as client:  # type: ignore[arg-type]
+            transfer = guard_tool(
+                tools(recorder)[1],
+                policy_tool="payments.transfer",
+                client=client,
+                approval_timeout=20,
+            )
+            big = {"amount": "25000", "country": "FR", "currency": "EUR", "iban": "DE89"}
+            assert transfer.invoke(big) == "transfer done"
+    finally:
+        stop.set()
+        approver.join()
+    (_, body_args), (_, judged) = recorder.ran[0], recorder.judged[0]
+    assert len(recorder.ran) == 1 and all(body_args[k] is judged[k] for k in judged)
