@@ -3,7 +3,8 @@
 ``guarded_function_tool(policy_tool="fs.read", client=client)`` is ``@function_tool`` with
 `ordinance.client.guard` inside: the SDK parses the model's JSON and validates it against
 the function's signature as usual, and the validated arguments — exactly what the function
-would receive — are the intent's args (no second decision path). On allow the function
+would receive, less the run context and None values (absent, not null) — are the intent's
+args (no second decision path). On allow the function
 runs on those very objects (or, with ``use_canonical_args``, on the canonical forms the
 enforcer judged). A denied, unanswered or approval-needing call never runs it: the model
 gets the refusal as the tool's result (reason, code, rule ids, request id), through the
@@ -117,14 +118,16 @@ def guarded_function_tool(
     use_canonical_args: bool = False,
     failure_error_function: ToolErrorFunction | None = default_tool_error_function,
     approvals: HeldCalls | None = None,
+    tool_timeout: float | None = None,
     **function_tool_options: Any,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """``@function_tool`` for ``func``, every call of which Ordinance decides first as
     ``policy_tool``.
 
-    The Ordinance options are `guard`'s; the others (``name_override``, ``strict_mode``,
-    ``timeout``-free options such as ``needs_approval``...) go to `function_tool`. A leading
-    `RunContextWrapper`/``ToolContext`` parameter is not a tool argument and is not judged.
+    The Ordinance options are `guard`'s (``timeout`` bounds the decision); the others
+    (``name_override``, ``strict_mode``, ``needs_approval``...) go to `function_tool`, whose
+    own ``timeout`` is ``tool_timeout`` here. A leading `RunContextWrapper`/``ToolContext``
+    parameter is not a tool argument and is not judged; nor is a None value (absent).
     ``failure_error_function`` formats the tool's *own* errors as `function_tool` does
     (``None``: raise them); Ordinance's refusals are always the model-visible result.
     With ``approvals`` a call needing approval is held there and the refusal tells the
@@ -195,7 +198,12 @@ def guarded_function_tool(
                 raise error
             return failure_error_function(ctx, error)
 
-        return function_tool(tool_fn, failure_error_function=failure, **function_tool_options)
+        return function_tool(
+            tool_fn,
+            failure_error_function=failure,
+            timeout=tool_timeout,
+            **function_tool_options,
+        )
 
     return make(func) if func is not None else make
 
