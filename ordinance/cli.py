@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a rule that can fail to evaluate (a silent deny) is an error, not a warning",
     )
     _analysis_check_options(p)
+    p.add_argument(
+        "--log",
+        metavar="URL",
+        default=None,
+        help="also compare the schema with the bundle in force on --target there: a change "
+        "that breaks live traffic exits 5 unless acknowledged (docs/lifecycle.md)",
+    )
+    p.add_argument("--target", default="default", help="deployment target (with --log)")
+    p.add_argument("--prefix", default="ordinance.", help="topic name prefix (with --log)")
 
     p = command(
         "test", "run every policy's tests against the combined set (exit 3: compile, 4: tests)"
@@ -331,6 +340,9 @@ def _analysis_main(args: argparse.Namespace) -> int | None:
             args.jobs,
             args.rlimit,
             args.undecided,
+            args.log,
+            args.target,
+            args.prefix,
         )
     if args.command == "analyze":
         return ac.cmd_analyze(
@@ -360,7 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ordinance.commands import policy_cmds
 
         if args.command == "check":
-            return policy_cmds.cmd_check(args.directory, args.json, args.strict)
+            return policy_cmds.cmd_check(
+                args.directory, args.json, args.strict, args.log, args.target, args.prefix
+            )
         if args.command == "test":
             return policy_cmds.cmd_test(args.directory, args.json, args.verbose)
         if args.command == "eval":

@@ -128,22 +128,34 @@ def cmd_check_analyze(
     jobs: int,
     rlimit: int = DEFAULT_RLIMIT,
     undecided: str = "refuse",
+    log_url: str | None = None,
+    target: str = "default",
+    prefix: str = "ordinance.",
 ) -> int:
-    """``check`` first (compile errors exit 3), then the gate (exit 5)."""
+    """``check`` first (compile errors exit 3; with ``log_url`` the schema-compatibility
+    gate, exit 5), then the analysis gate (exit 5)."""
+    from ordinance.commands.schema_compat_cmds import checked
+
     if not as_json:
-        code = cmd_check(directory, as_json)
+        code = cmd_check(directory, as_json, log_url=log_url, target=target, prefix=prefix)
         if code != EXIT_OK:
             return code
     loaded = _load(directory, as_json)
     if isinstance(loaded, int):
         return loaded
+    schema: dict[str, Any] = {}
+    if as_json and log_url is not None:
+        compat = checked(directory, loaded, log_url, target, prefix, as_json)
+        if isinstance(compat, int):
+            return compat
+        schema = {"schema": compat.to_json()}
     try:
         report, result = _gated(loaded, directory, conflicts, jobs, rlimit, undecided)
     except AckProblem as exc:
         console().print(f"[red]{exc}[/]")
         return EXIT_COMPILE
     if as_json:
-        emit_json({"analysis": report.to_json(), "gate": result.to_json()})
+        emit_json({"analysis": report.to_json(), "gate": result.to_json(), **schema})
     else:
         out = console()
         print_report(report, out)
@@ -167,7 +179,7 @@ def cmd_check_analyze(
         else:
             ids = ", ".join(f.id for f in result.failures)
             out.print(f"[red]analysis gate refused the bundle:[/] {ids}")
-    return EXIT_OK if result.ok else EXIT_GATE
+    return EXIT_OK if result.ok and schema.get("schema", {}).get("ok", True) else EXIT_GATE
 
 
 def _gated(

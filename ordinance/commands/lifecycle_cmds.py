@@ -125,6 +125,9 @@ def cmd_publish(
         for r in failed:
             err.print(f"[red]FAIL[/] {r.policy}/{r.name}: {r.problem} ({r.location})", markup=True)
         return EXIT_TESTS
+    refused_schema = _schema_gate(directory, files, ruleset, log_url, target, checks, as_json, err)
+    if refused_schema is not None:
+        return refused_schema
     if analysis is not None:
         from ordinance.commands.analysis_cmds import publish_gate
         from ordinance.policy.analysis.gate import AckProblem
@@ -136,7 +139,7 @@ def cmd_publish(
             return EXIT_COMPILE
         refused = result.failures
         checks["analysis"] = "passed"
-        checks["acknowledgements"] = [
+        checks["acknowledgements"] += [
             {
                 "finding": finding.id,
                 "kind": finding.kind,
@@ -203,6 +206,44 @@ def cmd_publish(
         out.print(f"enforce on target {target!r} requested at offset {published.enforced_offset}")
     out.print("the controller validates both before anything reaches policy.active")
     return EXIT_OK
+
+
+def _schema_gate(
+    directory: str,
+    files: dict[str, str],
+    ruleset: Any,
+    log_url: str,
+    target: str,
+    checks: dict[str, Any],
+    as_json: bool,
+    err: Console,
+) -> int | None:
+    """The schema-compatibility gate against the bundle(s) in force on ``target``: None
+    when it passes (its outcome and the acknowledgements it used added to ``checks``),
+    else the exit code (5 refused, 3 a bad acknowledgements file, 1 the log unreadable)."""
+    from ordinance.commands.schema_compat_cmds import (
+        SchemaCheckError,
+        print_schema_check,
+        schema_check,
+    )
+    from ordinance.policy.analysis.gate import AckProblem
+
+    try:
+        compat = schema_check(directory, files, ruleset, log_url, target)
+    except AckProblem as exc:
+        err.print(f"[red]acknowledgements:[/] {exc}", markup=True)
+        return EXIT_COMPILE
+    except SchemaCheckError as exc:
+        err.print(f"could not check schema compatibility: {exc}", style="red", markup=False)
+        return EXIT_FAILED
+    print_schema_check(compat, err)
+    if not compat.ok:
+        if as_json:
+            emit_json({"ok": False, "schema": compat.to_json()})
+        return EXIT_GATE
+    checks["schema_compatibility"] = compat.datum()
+    checks["acknowledgements"] += compat.acknowledgements()
+    return None
 
 
 @contextlib.contextmanager

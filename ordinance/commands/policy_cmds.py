@@ -14,6 +14,7 @@ from rich.table import Table
 from ordinance.commands.output import (
     EXIT_COMPILE,
     EXIT_FAILED,
+    EXIT_GATE,
     EXIT_OK,
     EXIT_TESTS,
     EXIT_USAGE,
@@ -53,10 +54,19 @@ def summary(ruleset: Ruleset) -> dict[str, Any]:
     }
 
 
-def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
+def cmd_check(
+    directory: str,
+    as_json: bool,
+    strict: bool = False,
+    log_url: str | None = None,
+    target: str = "default",
+    prefix: str = "ordinance.",
+) -> int:
     """Compile errors exit 3; so, under ``strict``, do rules that can fail to evaluate
     and suspicious regexes (otherwise they are warnings; a rule that can err comes with a
-    request that makes it err)."""
+    request that makes it err). With ``log_url``, the schema is compared with the bundle
+    in force on ``target``: an unacknowledged breaking change exits 5."""
+    from ordinance.commands.schema_compat_cmds import SchemaCheck, checked, print_schema_check
     from ordinance.policy.analysis.errs import rule_errors
     from ordinance.policy.regexlint import lint_condition
 
@@ -71,16 +81,24 @@ def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
         for cond in [r.condition for r in policy.rules] + [a.condition for a in policy.assertions]:
             problems += lint_condition(cond, severity)
     refused = strict and bool(problems)
+    compat: SchemaCheck | None = None
+    if log_url is not None and not refused:
+        outcome = checked(directory, loaded, log_url, target, prefix, as_json)
+        if isinstance(outcome, int):
+            return outcome
+        compat = outcome
+    incompatible = compat is not None and not compat.ok
     if as_json:
         emit_json(
             {
-                "ok": not refused,
+                "ok": not refused and not incompatible,
                 **info,
                 "errors" if strict else "warnings": [p.to_json() for p in problems],
                 "rule_errors": can_err.to_json(),
+                **({"schema": compat.to_json()} if compat is not None else {}),
             }
         )
-        return EXIT_COMPILE if refused else EXIT_OK
+        return EXIT_COMPILE if refused else EXIT_GATE if incompatible else EXIT_OK
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for problem in problems:
         err.print(problem.render(), markup=False)
@@ -90,6 +108,10 @@ def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
     if refused:
         err.print(f"{len(problems)} error(s) (--strict)", style="bold red")
         return EXIT_COMPILE
+    if compat is not None:
+        print_schema_check(compat, err)
+        if incompatible:
+            return EXIT_GATE
     out = console()
     warned = f", {len(problems)} warning(s)" if problems else ""
     out.print(
@@ -98,6 +120,13 @@ def cmd_check(directory: str, as_json: bool, strict: bool = False) -> int:
         + warned
     )
     out.print(f"bundle {info['bundle_id']}")
+    if compat is not None:
+        against = ", ".join(compat.against) or "-"
+        out.print(
+            f"schema {compat.outcome.replace('_', ' ')} against the bundle in force on "
+            f"{target!r} ({against}){': ' + compat.detail if compat.detail else ''}",
+            markup=False,
+        )
     return EXIT_OK
 
 

@@ -353,3 +353,29 @@ def _record(serde: Serde, output: Output, now: dt.datetime) -> Record:
     return Record(
         output.key, serde.encode(output.schema, output.datum), (), int(now.timestamp() * 1000)
     )
+
+
+def bundles_in_force(
+    log: Log, target: str, prefix: str = DEFAULT_PREFIX
+) -> list[tuple[str, dict[str, str]]]:
+    """The bundles deciding live traffic on ``target`` as ``policy.active`` holds them —
+    the stable bundle, and a canary's candidate — with their files; empty when nothing is
+    in force (or the topic does not exist yet). Reads only: no topic is created."""
+    from ordinance.streams.errors import LogError
+
+    topic = prefix + POLICY_ACTIVE
+    try:
+        state = state_from_active(log, topic, Serde())
+    except LogError:
+        return []  # no policy.active: nothing was ever put in force here
+    rollout = state.rollouts.get(target)
+    if rollout is None:
+        return []
+    ids = [rollout["stable_bundle_id"]]
+    if rollout.get("mode") == "canary":
+        ids.append(rollout["candidate_bundle_id"])
+    return [
+        (bundle_id, {f["path"]: f["content"] for f in state.bundles[bundle_id]})
+        for bundle_id in ids
+        if bundle_id is not None and bundle_id in state.bundles
+    ]

@@ -119,11 +119,18 @@ def test_the_publish_trail_records_bypasses_acknowledgements_and_the_replaced_bu
         "analysis": "skipped",
         "bypasses": ["--skip-analysis"],
         "acknowledgements": [],
-        "schema_compatibility": None,
+        "schema_compatibility": {
+            "outcome": "not_checked",
+            "target": "default",
+            "against": [],
+            "breaking": 0,
+            "detail": "the log does not exist yet: no bundle is in force",
+        },
     }
     checks = published[1]["checks"]
     assert isinstance(checks, dict)
     assert checks["analysis"] == "passed" and checks["bypasses"] == []
+    assert checks["schema_compatibility"]["outcome"] == "compatible"
     assert [a["finding"] for a in checks["acknowledgements"]] == refused
     assert {a["by"] for a in checks["acknowledgements"]} == {"bob"}
     assert enforced[0]["previous_bundle_id"] is None

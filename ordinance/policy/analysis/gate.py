@@ -18,6 +18,11 @@ justification, instead of once per finding and tool. Format::
         kind: conflict                      # optional (default conflict; or assertion,
         tool: "payments.*"                  #   unknown); tool: optional glob over tools
         justification: ...
+      - id: schema-break:5e1f0c2a9b7d       # a breaking schema change (check/publish --log)
+        justification: every caller sends a memo since v2.3
+      - fields: ["action.args.memo"]        # schema breaks on fields matching these globs
+        tool: "payments.*"                  #   (kind schema-break; docs/lifecycle.md)
+        justification: ...
 
 A pattern covers a finding of its kind whose subjects (the two rules of a conflict, in
 either order; the one assertion or rule of other kinds) match its globs one to one. A
@@ -68,6 +73,10 @@ class Ack:
         return self.expires is None or today <= self.expires
 
     @property
+    def is_schema(self) -> bool:
+        return self.kind == SCHEMA_BREAK or self.id.startswith(SCHEMA_BREAK + ":")
+
+    @property
     def name(self) -> str:
         """The id, or the pattern as written: how reports name the acknowledgement."""
         return self.id or self.label
@@ -78,6 +87,8 @@ class Ack:
         if f.kind != self.kind or not fnmatchcase(f.tool, self.tool):
             return False
         subjects = f.subjects
+        if self.kind == SCHEMA_BREAK:
+            return any(fnmatchcase(s, g) for s in subjects for g in self.rules)
         if len(subjects) != len(self.rules):
             return False
         return any(
@@ -94,10 +105,11 @@ def load_acks(path: Path) -> list[Ack]:
         raise AckProblem(f"{path}: expected `acknowledgements:` with a list of entries")
     out: list[Ack] = []
     for n, entry in enumerate(data.get("acknowledgements") or [], 1):
-        forms = [k for k in ("id", "rules", "policies") if isinstance(entry, dict) and k in entry]
+        forms = [k for k in ACK_FORMS if isinstance(entry, dict) and k in entry]
         if len(forms) != 1 or not entry.get("justification"):
             raise AckProblem(
-                f"{path}: entry {n} needs one of `id`, `rules` or `policies`, and a `justification`"
+                f"{path}: entry {n} needs one of `id`, `rules`, `policies` or `fields`, and a "
+                "`justification`"
             )
         unknown = set(entry) - {*ACK_KEYS}
         if unknown:
@@ -118,8 +130,10 @@ def load_acks(path: Path) -> list[Ack]:
     return out
 
 
-ACK_KEYS = ("id", "rules", "policies", "kind", "tool", "justification", "by", "expires")
-PATTERN_KINDS = ("conflict", "assertion", "unknown", "dead-rule", "redundant-rule")
+ACK_FORMS = ("id", "rules", "policies", "fields")
+ACK_KEYS = (*ACK_FORMS, "kind", "tool", "justification", "by", "expires")
+SCHEMA_BREAK = "schema-break"  # ordinance.policy.schema_compat: subjects are fields
+PATTERN_KINDS = ("conflict", "assertion", "unknown", "dead-rule", "redundant-rule", SCHEMA_BREAK)
 
 
 def _pattern(
@@ -128,12 +142,18 @@ def _pattern(
     given = entry[form]
     if not isinstance(given, list) or not given or not all(isinstance(g, str) for g in given):
         raise AckProblem(f"{path}: entry {n}: `{form}` must be a list of names or globs")
-    kind = str(entry.get("kind", "conflict"))
+    kind = str(entry.get("kind", SCHEMA_BREAK if form == "fields" else "conflict"))
     if kind not in PATTERN_KINDS:
         raise AckProblem(f"{path}: entry {n}: `kind` must be one of {', '.join(PATTERN_KINDS)}")
-    if kind == "conflict" and len(given) != 2:
+    if (form == "fields") != (kind == SCHEMA_BREAK):
+        raise AckProblem(
+            f"{path}: entry {n}: `fields` go with kind {SCHEMA_BREAK}, and it with `fields`"
+        )
+    if kind == SCHEMA_BREAK:
+        pass  # each glob is tried against the one field of a break: any of them covers it
+    elif kind == "conflict" and len(given) != 2:
         raise AckProblem(f"{path}: entry {n}: a conflict is between two {form}: give two")
-    if kind != "conflict" and len(given) != 1:
+    elif kind != "conflict" and len(given) != 1:
         raise AckProblem(f"{path}: entry {n}: a {kind} finding is about one subject: give one")
     globs = tuple(f"{p}/*" for p in given) if form == "policies" else tuple(given)
     tool = str(entry.get("tool", "*"))
@@ -181,7 +201,7 @@ def blocking(f: Finding, conflicts: str, undecided: str = "refuse") -> bool:
     """Refuted assertions always block; undecided checks per ``undecided`` (by default
     every one: an unproven assertion is not a proven one, and an undecided conflict check
     may hide a conflict); conflicts block per ``conflicts``."""
-    if f.kind == "assertion":
+    if f.kind in ("assertion", SCHEMA_BREAK):
         return True
     if f.kind == "unknown":
         return undecided == "refuse" or (
@@ -205,13 +225,35 @@ def gate(
         raise ValueError(f"conflicts must be one of {', '.join(CONFLICT_POLICIES)}")
     if undecided not in UNDECIDED_POLICIES:
         raise ValueError(f"undecided must be one of {', '.join(UNDECIDED_POLICIES)}")
+    # Schema-break acknowledgements are the schema gate's (check/publish --log): not stale here.
+    result = gate_findings(report.findings, acks, conflicts, today, undecided)
+    result.stale_acks = [a for a in result.stale_acks if not a.is_schema]
+    return result
+
+
+def gate_schema(breaks: list[Finding], acks: list[Ack], today: dt.date | None = None) -> GateResult:
+    """The schema-compatibility gate: every ``schema-break`` finding refuses unless an
+    acknowledgement of ``acknowledgements.ack`` covers it (by id, or a ``fields``
+    pattern). Its ``stale_acks`` are the unused schema acknowledgements."""
+    result = gate_findings(breaks, acks, today=today)
+    result.stale_acks = [a for a in result.stale_acks if a.is_schema]
+    return result
+
+
+def gate_findings(
+    findings: list[Finding],
+    acks: list[Ack],
+    conflicts: str = "cross-owner",
+    today: dt.date | None = None,
+    undecided: str = "refuse",
+) -> GateResult:
     today = today or dt.date.today()
     active = [a for a in acks if a.active(today)]
     by_id = {a.id: a for a in active if a.id}
     patterns = [a for a in active if not a.id]
     result = GateResult()
     used: set[int] = set()  # acknowledgements (by position) that cover some finding
-    for f in report.findings:
+    for f in findings:
         used |= {n for n, a in enumerate(acks) if a.covers(f)}
         if not blocking(f, conflicts, undecided):
             continue
