@@ -378,3 +378,20 @@ def test_approval_timeout_waits_for_the_human_and_then_runs(pipeline_url: str) -
         approver.join()
     (_, body_args), (_, judged) = recorder.ran[0], recorder.judged[0]
     assert len(recorder.ran) == 1 and all(body_args[k] is judged[k] for k in judged)
+
+
+def test_a_single_string_tool_is_judged_under_its_one_argument(pipeline_url: str) -> None:
+    """A classic `Tool` takes one string; it is sent under the tool's one argument name
+    (here ``tool_input``; fs.read wants ``path``: the strict schema denies it)."""
+    from langchain_core.tools import Tool
+
+    recorder = Recorder()
+    search = Tool(name="search", description="Search.", func=lambda q: recorder.body("search", q=q))
+    with SpyClient(pipeline_url, recorder, agent_id="lc-string", **AGENT) as client:  # type: ignore[arg-type]
+        guarded = guard_tool(search, policy_tool="fs.read", client=client)
+        reply = guarded.invoke(
+            {"name": "search", "args": {"__arg1": "x"}, "id": "1", "type": "tool_call"}
+        )
+    assert recorder.judged == [("fs.read", {"tool_input": "x"})]
+    assert reply.status == "error" and "invalid_request" in reply.content
+    assert recorder.ran == []
