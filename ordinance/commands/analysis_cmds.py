@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok; 3 the bundle does not compile; 5 the analysis gate refused the bundle
 (refuted or unproven assertions, or conflicts as configured, not acknowledged); ``diff``
-exits 1 when ``--fail-on`` finds a matching change or a tool it could not compare, 2 when a bundle id is not on the log.
+exits 5 when ``--fail-on`` finds a matching change or a tool it could not compare, 2 when a bundle id is not on the log.
 """
 
 from __future__ import annotations

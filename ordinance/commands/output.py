@@ -21,7 +21,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # the command line or an input file is wrong; nothing was changed
     COMPILE = 3  # the policy bundle does not compile
     TESTS = 4  # policy tests failed
-    GATE = 5  # a gate refused: the analysis gate (check --analyze, publish), diff --fail-on
+    GATE = 5  # a gate refused: analysis/schema gates (check, publish), a dirty tree, diff --fail-on
     DENIED = 6  # `submit`: denied (by a policy, or the enforcer failing closed)
     APPROVAL = 7  # `submit`: require_approval
     NO_DECISION = 8  # `submit`: no decision reached the client (timeout, log unreachable)
