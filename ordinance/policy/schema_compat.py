@@ -21,7 +21,7 @@ records accept extra fields) break nothing. Each break is a ``Finding`` of kind
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from ordinance.policy.analysis.checks import Finding
@@ -224,3 +224,14 @@ class _Locator:
             return UNKNOWN
         target = key_node if key and key_node is not None else node
         return self.source.node_location(target)
+
+
+def unacknowledged_breaks(
+    old: Schema, new: Schema, acknowledged: Collection[str]
+) -> list[SchemaBreak]:
+    """The breaks from ``old`` to ``new`` whose finding id is not in ``acknowledged`` —
+    for a reader of the log (a controller) that has the ids a publisher acknowledged
+    (``checks.acknowledgements[].finding`` of kind ``schema-break`` on the published
+    event) rather than the acknowledgements file."""
+    done = set(acknowledged)
+    return [b for b in schema_breaks(old, new) if b.finding().id not in done]

@@ -263,3 +263,16 @@ def test_publish_of_a_compatible_schema_records_compatible(
     assert publish(url, v2, "--json") == 0
     compat = out_json(capsys)["checks"]["schema_compatibility"]
     assert compat["outcome"] == "compatible" and len(compat["against"]) == 1
+
+
+def test_unacknowledged_breaks_for_a_reader_of_the_log() -> None:
+    from ordinance.policy.schema_compat import unacknowledged_breaks
+
+    new = OLD.replace("enum: [de, fr, kp]", "enum: [de]")
+    old_schema, new_schema = parse_schema(OLD), parse_schema(new)
+    ids = [b.finding().id for b in breaks(new)]
+    assert len(unacknowledged_breaks(old_schema, new_schema, [])) == 2
+    assert [b.field for b in unacknowledged_breaks(old_schema, new_schema, ids[:1])] == [
+        "action.args.country=kp"
+    ]
+    assert unacknowledged_breaks(old_schema, new_schema, ids) == []
