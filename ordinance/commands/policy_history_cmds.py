@@ -403,9 +403,10 @@ def _git_text(git: dict[str, Any] | None, commit: str | None) -> str:
         return "not in git"
     if git["state"] == "unknown":
         return "[red]unknown[/]: " + escape(git["detail"] or "")
-    text = escape(
-        f"{(git['commit'] or 'no commit')[:12]} {git['author'] or ''}: {git['subject'] or ''}"
-    )
+    author = (git["author"] or "").split(" <", 1)[0]  # the name; --json has the email
+    subject = git["subject"] or ""
+    subject = subject if len(subject) <= 60 else subject[:59] + "…"
+    text = escape(f"{(git['commit'] or 'no commit')[:12]} {author}: {subject}")
     if git["remote"]:
         text += escape(f" ({git['remote']})")
     if git["state"] == "dirty":
@@ -425,7 +426,7 @@ def _checks_text(checks: dict[str, Any] | None) -> str:
         parts.append(f"{len(checks['acknowledgements'])} acknowledged")
     text = escape(", ".join(parts))
     if checks["bypasses"]:
-        text += " [red]bypassed: " + escape(", ".join(checks["bypasses"])) + "[/]"
+        text += "; [red]bypassed: " + escape(", ".join(checks["bypasses"])) + "[/]"
     return text
 
 
