@@ -68,9 +68,23 @@ class _GitFailed(Exception):
     pass
 
 
+# Variables that point git at another repository than the directory's (a git hook sets
+# some): the directory alone says which work tree it is in.
+_REDIRECTS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_CEILING_DIRECTORIES",
+)
+
+
 def _git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTS}
+    env |= {
         "GIT_OPTIONAL_LOCKS": "0",  # `status` must not write the index of someone's tree
         "LC_ALL": "C",
         "GIT_TERMINAL_PROMPT": "0",

@@ -96,6 +96,9 @@ def test_publish_records_the_commit_as_git_log_says(
     assert recorded["remote_name"] == "origin"
     assert published["bypasses"] == ["--skip-analysis"]
     assert enforced["git"] is None  # only the published event carries it
+    # --allow-dirty on a clean tree bypassed nothing: not recorded
+    assert publish(url, repo / "policies", "--allow-dirty", "--no-enforce") == 0
+    assert history(url, capsys)[-1]["bypasses"] == ["--skip-analysis"]
     assert main(["policy", "history", "--log", url]) == 0
     table = capsys.readouterr().out
     assert commit[:12] in table and "Alice Author" in table
@@ -193,3 +196,23 @@ def test_long_messages_are_bounded(tmp_path: Path) -> None:
 )
 def test_remote_urls_lose_their_credentials(url: str, kept: str) -> None:
     assert strip_credentials(url) == kept
+
+
+def test_a_tree_git_cannot_read_is_refused_and_allow_dirty_records_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))  # a .git, but no git to read it
+    assert publish(url, repo / "policies") == 5
+    assert "git is not installed" in capsys.readouterr().err
+    assert publish(url, repo / "policies", "--allow-dirty", "--no-enforce") == 0
+    monkeypatch.undo()
+    [published] = history(url, capsys)
+    assert published["git"]["state"] == "unknown"
+    assert published["git"]["detail"] == "git is not installed"
+    assert published["bypasses"] == ["--skip-analysis", "--allow-dirty"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    assert git_source(outside).state == "not_in_git"  # no git and no .git: not in git
