@@ -11,7 +11,10 @@ embedded log and indexed by `index_log`, as ``ordinance audit index`` does.
 
 Rows: 10k agents with Zipf-like activity (the busiest does ~10% of all decisions), 30 days
 of decision times in log order, 4 partitions, allow/deny/require_approval ~85/10/5, rule
-ids from 40 policies. Each query runs ``--runs`` times (after one warm-up); the table shows
+ids from 40 policies. Rollouts, as on a live system: a canary (20 % of agents) on days
+10-13 and a shadow of another candidate on days 20-23, whose verdict differs from the
+enforced one on ~5 % of its decisions; ``--no-rollouts`` leaves them out (the log the
+index had before it knew rollouts, for comparing build rates). Each query runs ``--runs`` times (after one warm-up); the table shows
 the median. The baseline is the same SQL with ``NOT INDEXED``: SQLite must read the whole
 table. Target (issue 5): agent + time over 1M indexed decisions well under a second.
 A script that prints a table, not a test: nothing here asserts on time.
@@ -54,6 +57,10 @@ TOOLS = [
 ]
 POLICIES = [f"policy-{i:02d}" for i in range(40)]
 BUNDLE = "sha256:" + "ab" * 32
+CANARY = "sha256:" + "cd" * 32
+SHADOW = "sha256:" + "ef" * 32
+CANARY_DAYS = (10, 13)
+SHADOW_DAYS = (20, 23)
 
 
 def agents(count: int) -> tuple[list[str], list[float]]:
@@ -65,8 +72,12 @@ def agents(count: int) -> tuple[list[str], list[float]]:
     return names, cumulative
 
 
-def synthetic_rows(count: int, agent_count: int, seed: int = 7) -> list[DecisionRow]:
+def synthetic_rows(
+    count: int, agent_count: int, seed: int = 7, rollouts: bool = True
+) -> list[DecisionRow]:
     rng = random.Random(seed)
+    canary = (T0 + CANARY_DAYS[0] * DAY, T0 + CANARY_DAYS[1] * DAY)
+    shadow = (T0 + SHADOW_DAYS[0] * DAY, T0 + SHADOW_DAYS[1] * DAY)
     names, cumulative = agents(agent_count)
     who = rng.choices(names, cum_weights=cumulative, k=count)
     effects = rng.choices(["allow", "deny", "require_approval"], weights=[85, 10, 5], k=count)
@@ -92,12 +103,22 @@ def synthetic_rows(count: int, agent_count: int, seed: int = 7) -> list[Decision
             rules = (f"{policy}/approve-{rng.randrange(2)}",)
         code = "matched" if rules else "default"
         tool = TOOLS[rng.randrange(len(TOOLS))]
-        rows.append(
-            DecisionRow(
-                partition, offset, f"req-{i:09d}", agent, tool, effect, code, rules,
-                BUNDLE, 3, at - rng.randrange(50_000), at, f"enforcer-{partition}",
-            )
+        row = DecisionRow(
+            partition, offset, f"req-{i:09d}", agent, tool, effect, code, rules,
+            BUNDLE, 3, at - rng.randrange(50_000), at, f"enforcer-{partition}",
         )  # fmt: skip
+        if rollouts and canary[0] <= at < canary[1]:
+            arm = "canary" if zlib.crc32(agent.encode()) % 5 == 0 else "control"
+            row = row._replace(arm=arm, bundle_id=CANARY if arm == "canary" else BUNDLE)
+        elif rollouts and shadow[0] <= at < shadow[1]:
+            differs = rng.random() < 0.05
+            row = row._replace(
+                shadow_bundle_id=SHADOW,
+                shadow_effect=("allow" if effect == "deny" else "deny") if differs else effect,
+                shadow_code="matched" if rules or differs else "default",
+                shadow_rule_ids=(f"{policy}/candidate",) if differs else rules,
+            )
+        rows.append(row)
     return rows
 
 
@@ -114,10 +135,10 @@ def build_index(path: Path, rows: list[DecisionRow], batch: int = 20_000) -> flo
     return time.perf_counter() - began
 
 
-def e2e_rate(records: int) -> dict[str, float]:
+def e2e_rate(records: int, rollouts: bool = True) -> dict[str, float]:
     """Decision records (Avro) on an embedded log, indexed by `index_log`."""
     serde = Serde()
-    rows = synthetic_rows(records, 1000, seed=11)
+    rows = synthetic_rows(records, 1000, seed=11, rollouts=rollouts)
     with tempfile.TemporaryDirectory(prefix="audit-query-e2e-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'log.db'}"
         with open_log(url) as log:
@@ -134,6 +155,15 @@ def e2e_rate(records: int) -> dict[str, float]:
                     policy_offset=r.policy_offset,
                     tool=r.tool,
                 )
+                datum["arm"] = r.arm
+                if r.shadow_bundle_id is not None:
+                    datum["shadow"] = {
+                        "bundle_id": r.shadow_bundle_id,
+                        "effect": r.shadow_effect,
+                        "rule_ids": list(r.shadow_rule_ids or ()),
+                        "code": r.shadow_code,
+                        "detail": "",
+                    }
                 batch.append(Record(r.agent_id.encode(), serde.encode("Decision", datum)))
                 if len(batch) == 5000:
                     log.produce(topic, batch)
@@ -180,6 +210,17 @@ def queries(agent_count: int) -> list[tuple[str, QueryFilter]]:
         ("time range 1 hour + deny", QueryFilter(since=mid, until=mid + HOUR, effect="deny")),
         ("time range 1 day + deny", QueryFilter(since=mid, until=mid + DAY, effect="deny")),
         ("policy + 1 day", QueryFilter(policy=POLICIES[3], since=mid, until=mid + DAY)),
+        ("arm canary, all time", QueryFilter(arm="canary")),
+        (
+            "arm control + 1 day",
+            QueryFilter(arm="control", since=T0 + 11 * DAY, until=T0 + 12 * DAY),
+        ),
+        ("shadow disagrees, all time", QueryFilter(shadow_disagrees=True)),
+        ("shadow disagrees + deny", QueryFilter(shadow_disagrees=True, effect="deny")),
+        (
+            "shadow bundle prefix + 1 day",
+            QueryFilter(shadow_bundle=SHADOW[7:15], since=T0 + 21 * DAY, until=T0 + 22 * DAY),
+        ),
     ]
 
 
@@ -252,7 +293,8 @@ def environment() -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"{result['decisions']:,} decisions ({result['rule_rows']:,} rule rows), index "
+        f"{result['decisions']:,} decisions ({result['rule_rows']:,} rule rows, "
+        f"{result['rollout_rows']:,} of a canary or shadow), index "
         f"{result['index_mb']:.0f} MB, built in {result['build_s']:.1f}s "
         f"({result['build_per_s']:,.0f} rows/s through AuditIndex.write_batch); "
         f"`index_log` end to end (Avro decode + insert) {result['e2e']['per_s']:,.0f} "
@@ -285,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--e2e", type=int, default=50_000, help="records through index_log")
     parser.add_argument("--index", default=None, help="keep the index at this path")
+    parser.add_argument(
+        "--no-rollouts", action="store_true", help="no canary or shadow decisions in the rows"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     env = environment()
@@ -293,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         print(f"generating {args.decisions:,} decisions…", file=sys.stderr)
-        rows = synthetic_rows(args.decisions, args.agents)
+        rows = synthetic_rows(args.decisions, args.agents, rollouts=not args.no_rollouts)
         print("building the index…", file=sys.stderr)
         build_s = build_index(path, rows)
         print("timing queries…", file=sys.stderr)
@@ -312,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             / 1e6,
             "build_s": build_s,
             "build_per_s": len(rows) / build_s,
-            "e2e": e2e_rate(args.e2e),
+            "e2e": e2e_rate(args.e2e, rollouts=not args.no_rollouts),
+            "rollout_rows": sum(r.arm is not None or r.shadow_effect is not None for r in rows),
             "runs": args.runs,
             "cli": cli,
             "environment": env,
