@@ -3,9 +3,9 @@
 Every filter is a condition on an indexed column or an ``IN`` over ``decision_rules``
 restricted to the same time range, so an agent + time or a time-range question is an index
 search (the tests check the plans). Rollouts (docs/lifecycle.md) have their own partial
-indexes, which hold only the decisions of a canary (``arm``) or a shadow (``shadow_*``):
-a log without rollouts pays nothing for them. Results come in decision-time order (``evaluated_at``,
-then log position), times in ISO-8601 UTC.
+indexes, which hold only the decisions of a canary (``arm``) or with a shadow verdict
+(``shadow_*``): a log without rollouts pays nothing for them. Results come in
+decision-time order (``evaluated_at``, then log position), times in ISO-8601 UTC.
 
 This module needs only SQLite (the indexer imports its time and rule-id helpers from
 here, not the other way round), so ``audit query`` starts without loading the log or Avro.
@@ -242,14 +242,20 @@ def connect(path: str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
         conn.execute("SELECT 1 FROM decisions LIMIT 1")
-        [version] = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except (sqlite3.Error, TypeError) as exc:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error as exc:
         raise QueryError(
             f"{path}: not an audit index ({exc}); build it with `audit index`"
         ) from exc
-    if version != str(SCHEMA_VERSION):
+    if found is None:
         conn.close()
-        raise QueryError(schema_mismatch(path, version))
+        raise QueryError(
+            f"{path}: not an audit index (no schema version); build it with `audit index`"
+        )
+    # Before any question: an older layout would answer with "no such column".
+    if found[0] != str(SCHEMA_VERSION):
+        conn.close()
+        raise QueryError(schema_mismatch(path, found[0]))
     return conn
 
 
@@ -268,7 +274,7 @@ def query(conn: sqlite3.Connection, f: QueryFilter) -> Iterator[dict[str, Any]]:
 
 def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     out = dict(zip(COLUMNS, row, strict=True))
-    out["rule_ids"] = out["rule_ids"].split("\n") if out["rule_ids"] else []
+    out["rule_ids"] = _split_rules(out["rule_ids"])
     shadow_rules = out["shadow_rule_ids"]  # None: no shadow verdict; []: one naming no rule
     out["shadow_rule_ids"] = None if shadow_rules is None else _split_rules(shadow_rules)
     out["evaluated_at"] = iso(out["evaluated_at"])
