@@ -97,7 +97,7 @@ def schema_breaks(
         old_fields: Fields = getattr(old, record)
         new_fields: Fields = getattr(new, record)
         out += _fields(old_fields, new_fields, "*", record, where, (record,))
-    return out
+    return sorted(out, key=lambda b: (b.location.line, b.location.column, b.field))
 
 
 def _fields(

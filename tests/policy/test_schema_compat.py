@@ -124,10 +124,10 @@ def test_removed_enum_values_each_a_break() -> None:
     new = OLD.replace("enum: [de, fr, kp]", "enum: [de]").replace(
         "enum: [dev, prod]", "enum: [prod]"
     )
-    assert kinds(new) == [
+    assert kinds(new) == [  # in file order
+        ("removed-enum-value", "*", "agent.environment=dev"),
         ("removed-enum-value", "pay.send", "action.args.country=fr"),
         ("removed-enum-value", "pay.send", "action.args.country=kp"),
-        ("removed-enum-value", "*", "agent.environment=dev"),
     ]
     ids = {b.finding().id for b in breaks(new)}
     assert len(ids) == 3 and all(i.startswith("schema-break:") for i in ids)
@@ -276,3 +276,23 @@ def test_unacknowledged_breaks_for_a_reader_of_the_log() -> None:
         "action.args.country=kp"
     ]
     assert unacknowledged_breaks(old_schema, new_schema, ids) == []
+
+
+def test_check_with_log_says_compatible(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = in_force(tmp_path, capsys)
+    v2 = bundle(tmp_path, "v2", OLD.replace("memo?: string", "memo?: string\n      note?: string"))
+    assert main(["check", str(v2), "--log", url]) == 0
+    assert "schema compatible against the bundle in force on 'default'" in capsys.readouterr().out
+
+
+def test_diff_fail_on_fails_on_tools_it_could_not_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new context field changes every tool's request shape: nothing is compared, so a
+    --fail-on gate must fail rather than pass on an empty list of changes."""
+    v1 = bundle(tmp_path, "v1", OLD)
+    v2 = bundle(tmp_path, "v2", OLD.replace("  ticket?: string", "  ticket?: string\n  x?: int"))
+    assert main(["diff", str(v1), str(v2), "--fail-on", "new-allow", "--json"]) == 5
+    out = out_json(capsys)
+    assert out["changes"] == [] and set(out["failing_not_compared"]) == {"pay.refund", "pay.send"}
+    assert main(["diff", str(v1), str(v1), "--fail-on", "new-allow"]) == 0
