@@ -593,6 +593,43 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
         },
     ),
     (
+        # PolicyChange 7: the what-if replay of recent traffic under the published bundle.
+        "PolicyChange",
+        7,
+        {
+            "bundle_id": "sha256:" + "ef" * 32,
+            "event": "published",
+            "actor": "alice",
+            "at": T0,
+            "reason": "tighten refunds",
+            "git_commit": None,
+            "target": None,
+            "canary_percent": None,
+            "auto_rollback": False,
+            "previous_bundle_id": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "checks": {
+                "tests": 3,
+                "analysis": "passed",
+                "bypasses": [],
+                "acknowledgements": [],
+                "schema_compatibility": None,
+                "whatif": {
+                    "outcome": "ran",
+                    "reason": None,
+                    "window_from": "2026-12-06T10:00:00+00:00",
+                    "window_to": "2026-12-07T10:00:00+00:00",
+                    "evaluated": 1200,
+                    "changed": 3,
+                    "transitions": [
+                        {"old_effect": "allow", "new_effect": "require_approval", "count": 3}
+                    ],
+                },
+            },
+            "git": None,
+        },
+    ),
+    (
         # ActiveRollout 2: a canary that asked for automatic rollback.
         "ActiveRollout",
         2,
