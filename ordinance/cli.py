@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--target", default="default", help="deployment target whose bundle to enforce")
     p.add_argument(
+        "--prefix",
+        default="ordinance.",
+        help="topic name prefix: one per environment isolates it (docs/lifecycle.md)",
+    )
+    p.add_argument(
         "--enforcer-id", default=None, help="stable name of this enforcer (default: random)"
     )
     p.add_argument(
@@ -395,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trust=args.trust,
             dedupe_horizon_s=args.dedupe_horizon,
             http=args.http,
+            prefix=args.prefix,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds

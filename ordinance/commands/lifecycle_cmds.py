@@ -302,6 +302,7 @@ def cmd_serve(
     trust: str | None = None,
     dedupe_horizon_s: float | None = None,
     http: str | None = None,
+    prefix: str = "ordinance.",
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -319,6 +320,7 @@ def cmd_serve(
             trust=trust,
             dedupe_horizon_s=dedupe_horizon_s,
             http=http,
+            prefix=prefix,
         )
 
 
@@ -336,6 +338,7 @@ def _serve(
     trust: str | None = None,
     dedupe_horizon_s: float | None = None,
     http: str | None = None,
+    prefix: str = "ordinance.",
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
@@ -377,14 +380,21 @@ def _serve(
     threads = [
         beside_the_enforcer(
             "ordinance-controller",
-            lambda log: run_controller(log, stop=stop, progress=note, trust=root),
+            lambda log: run_controller(
+                log,
+                stop=stop,
+                progress=note,
+                trust=root,
+                prefix=prefix,
+                group=f"{prefix}controller",  # one group per environment
+            ),
         )
     ]
     if signer is not None:
         threads.append(
             beside_the_enforcer(
                 "ordinance-checkpointer",
-                lambda log: Checkpointer(log, signer, progress=note).run(stop=stop),
+                lambda log: Checkpointer(log, signer, progress=note, prefix=prefix).run(stop=stop),
             )
         )
     for thread in threads:
@@ -401,9 +411,12 @@ def _serve(
                 max_clock_skew_s=max_clock_skew_s,
                 trust=root,
                 dedupe_horizon_s=dedupe_horizon_s,
+                prefix=prefix,
+                group=f"{prefix}enforcer",  # "ordinance.enforcer" for the default prefix
             )
             err.print(
-                f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}); SIGTERM stops"
+                f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}, topics "
+                f"{prefix}*); SIGTERM stops"
             )
             if address is not None:
                 server = HttpServer(build_serve_app(enforcer, errors), *address)

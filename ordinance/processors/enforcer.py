@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ordinance.errors import OrdinanceError
 from ordinance.identity.signing import signature_valid
 from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle
@@ -84,6 +85,10 @@ ASSIGNMENT_WAIT_S = 30.0  # how long `until_idle` waits for a first partition
 CACHE_SAVE_INTERVAL_S = 5.0
 #: What ``ordinance serve`` allows between an action's event time and the enforcer's clock.
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0
+
+
+class TargetConflictError(OrdinanceError):
+    """The partition belongs to another deployment target's enforcer."""
 
 
 def _at(seconds: float) -> dt.datetime:
@@ -334,6 +339,7 @@ class Enforcer:
             "max_clock_skew_ms": self.max_clock_skew_ms,
             "trust_root": self.trust.to_wire() if self.trust is not None else None,
             "dedupe_horizon_ms": self.dedupe_horizon_ms,
+            "target": self.target,
             "prev_hash": None,
             "hash": None,
         }
@@ -358,13 +364,32 @@ class Enforcer:
                     self.report.replayed += 1
                     state.follow(record.key, record.value)
                     if isinstance(decoded, Decoded):
+                        mine = (
+                            decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce
+                        )
+                        if mine:
+                            self._refuse_another_targets(state)
                         state.fold(decoded.name, decoded.value, record.offset)
-                        if decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce:
+                        if mine:
                             self.report.takeovers += 1
                             self.progress(
                                 f"{self.enforcer_id}: took over partition {partition} at decisions offset {record.offset}"
                             )
                             return state
+
+    def _refuse_another_targets(self, state: PartitionState) -> None:
+        """Before our marker is folded, ``state.target`` is the previous owner's. A
+        partition another target's enforcer decided is not ours to decide: two targets
+        sharing the topics (and so the enforcer group) would each get some partitions,
+        and agents would run whichever bundle their partition's owner has. Stop loudly
+        instead; the group gives the partition back to its target's enforcer."""
+        if state.target is not None and state.target != self.target:
+            raise TargetConflictError(
+                f"decisions partition {state.partition} is decided for target "
+                f"{state.target!r}; this enforcer serves {self.target!r}. Two targets on one "
+                "set of topics would mix bundles across agents: give each target its own "
+                "topic prefix (serve --prefix; docs/lifecycle.md, 'Targets')"
+            )
 
     # -- the loop ------------------------------------------------------------------------
     def run(

@@ -103,6 +103,7 @@ class PartitionState:
     # checks existed (replay then decides as those enforcers did).
     agent_partitions: int | None = None
     max_clock_skew_ms: int | None = None
+    target: str | None = None  # the deployment target of the owner's takeover
     # The registry this partition judges identities with (`identity_gate`); None when
     # its owner enforces no identity (no trust root in its takeover).
     identity: PartitionIdentity | None = None
@@ -156,6 +157,7 @@ class PartitionState:
         elif name == "EnforcerTakeover":
             self.agent_partitions = datum.get("agent_partitions")
             self.max_clock_skew_ms = datum.get("max_clock_skew_ms")
+            self.target = datum.get("target")
             self.horizon.on_takeover(datum)
             self.identity = takeover_identity(self.identity, datum.get("trust_root"))
         elif name == "IdentityUpdate" and self.identity is not None:

@@ -23,7 +23,7 @@ from rocksdict import Rdict
 from ordinance.errors import OrdinanceError
 from ordinance.processors.enforcer_state import PartitionState
 
-FORMAT = 7  # bump when PartitionState's fields change: older snapshots are then ignored
+FORMAT = 8  # bump when PartitionState's fields change: older snapshots are then ignored
 
 
 class StateCacheError(OrdinanceError):

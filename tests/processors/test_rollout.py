@@ -112,10 +112,10 @@ def test_canary_then_promote_or_roll_back() -> None:
 
 
 # -- end to end --------------------------------------------------------------------------
-def _send(url: str, tag: str, minute: int) -> None:
+def _send(url: str, tag: str, minute: int, prefix: str = "ordinance.") -> None:
     serde = Serde()
     with open_log(url) as log:
-        spec = ensure_topics(log)[AGENT_ACTIONS]
+        spec = ensure_topics(log, prefix)[AGENT_ACTIONS]
         records = []
         for agent in AGENTS:
             request = {

@@ -677,6 +677,23 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "checks": None,
         },
     ),
+    (
+        # EnforcerTakeover 5 names the target its enforcer decides for.
+        "EnforcerTakeover",
+        5,
+        {
+            "enforcer_id": "enforcer-5",
+            "partition": 2,
+            "previous_enforcer_id": None,
+            "nonce": "c0ffee13",
+            "at": T0,
+            "agent_partitions": 4,
+            "max_clock_skew_ms": 300_000,
+            "trust_root": None,
+            "dedupe_horizon_ms": 7 * 86_400_000,
+            "target": "staging",
+        },
+    ),
 ]
 
 
