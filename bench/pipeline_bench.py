@@ -6,10 +6,12 @@ them (`kafka_echo.py`). Each Kafka row gets a fresh broker and shows the broker'
 
     python bench/pipeline_bench.py [--backlog 20000] [--rate 1000] [--seconds 5] [--skip-kafka]
 
-The embedded backlog runs twice in the same run: without identity, and with identity
-enforced (issue 12: a trust root, the agents in the registry, every intent signed by its
-agent's key and verified before it is evaluated), beside the cost of that verification
-per decision measured alone.
+The embedded backlog runs three times in the same run: plain; with identity enforced
+(issue 12: a trust root, the agents in the registry, every intent signed by its agent's
+key and verified before it is evaluated), beside the cost of that verification per
+decision measured alone; and with a shadow bundle (issue 13: a candidate evaluated beside
+the enforced bundle on every action and recorded, never enforced) — the enforced answers
+are checked equal to the plain run's.
 
 Targets (issue 4): embedded >= 10k decisions/s sustained; Kafka round trip p99 <= 20 ms at
 1k actions/s. A script that prints a table, not a test: no timing assertions anywhere.
@@ -44,7 +46,7 @@ from ordinance.processors.audit.keys import Signer, key_id_of
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState
 from ordinance.processors.identity_gate import judge_intent
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
@@ -64,15 +66,35 @@ def _request(i: int) -> dict[str, Any]:
     return {"agent": AGENTS[i % len(AGENTS)], "action": {"tool": "payments.transfer", "args": args}}
 
 
-def _prepare(url: str) -> None:
+SHADOW_POLICY = """policy: bench-shadow
+owner: bench
+description: A candidate that would refuse transfers to DE above 500 (about half the bench's).
+target:
+  agents: {roles: [billing]}
+  actions: [payments.transfer]
+rules:
+  - id: no-large
+    effect: deny
+    when: action.args.amount > 500 && action.args.country == "DE"
+    reason: the candidate caps transfers to DE at 500
+"""
+
+
+def _prepare(url: str, *, shadow: bool = False) -> None:
     files = read_bundle_dir(EXAMPLES)
+    stable = compile_bundle(files).bundle_id
     with open_log(url) as log:
         ensure_topics(log)
-        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="bench")
+        publish_bundle(log, files, stable, actor="bench")
+        if shadow:
+            candidate_files = {**files, "bench-shadow.yaml": SHADOW_POLICY}
+            candidate = compile_bundle(candidate_files).bundle_id
+            publish_bundle(log, candidate_files, candidate, actor="bench", enforce=False)
+            append_change(log, "shadow", candidate, actor="bench", target="default")
         run_controller(log, once=True)
 
 
-OUTCOMES: dict[bool, list[tuple[str, str, str]]] = {}  # identity on/off -> every decision
+OUTCOMES: dict[str, list[tuple[str, str, str]]] = {}  # variant -> every enforced decision
 
 
 def _identity(url: str) -> tuple[TrustRoot, dict[str, PrincipalSigner]]:
@@ -146,10 +168,11 @@ def verification_cost(n: int = 5000) -> tuple[float, float]:
     return whole, bare
 
 
-def sustained(url: str, backlog: int, *, identity: bool = False) -> float:
+def sustained(url: str, backlog: int, *, identity: bool = False, shadow: bool = False) -> float:
     """Decisions per second of one enforcer over a backlog produced beforehand; with
-    ``identity``, every intent signed and verified against the registry."""
-    _prepare(url)
+    ``identity``, every intent signed and verified against the registry; with ``shadow``,
+    a shadow bundle evaluated beside the enforced one."""
+    _prepare(url, shadow=shadow)
     trust, keys = _identity(url) if identity else (None, {})
     serde = Serde()
     now = time.time()
@@ -188,7 +211,9 @@ def sustained(url: str, backlog: int, *, identity: bool = False) -> float:
         # Both runs decide the same (the registry gives the roles the requests carry):
         # the outcomes are checked equal in main().
         assert all((d["key_id"] is not None) == identity for d in decided)
-        OUTCOMES[identity] = sorted((d["request_id"], d["effect"], d["code"]) for d in decided)
+        assert all((d["shadow"] is not None) == shadow for d in decided)
+        variant = "identity" if identity else "shadow" if shadow else "plain"
+        OUTCOMES[variant] = sorted((d["request_id"], d["effect"], d["code"]) for d in decided)
     return float((len(times) - 1) / (max(times) - min(times)))
 
 
@@ -257,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, float | None, float, float, float, int, float | None]] = []
     signed_rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("a", "b", "c"):
+        for name in ("a", "b", "c", "d"):
             url = f"sqlite:///{Path(tmp) / f'{name}.db'}"
             if name == "a":
                 rate = sustained(url, args.backlog)
@@ -268,10 +293,18 @@ def main(argv: list[str] | None = None) -> int:
                         sustained(url, args.backlog, identity=True),
                     )
                 )
+            elif name == "d":
+                signed_rows.append(
+                    (
+                        "embedded (sqlite), a shadow bundle evaluated beside",
+                        sustained(url, args.backlog, shadow=True),
+                    )
+                )
             else:
                 p50, p99, achieved, answered, _ = round_trip(url, args.rate, args.seconds)
         rows.append(("embedded (sqlite)", rate, p50, p99, achieved, answered, None))
-    assert OUTCOMES[True] == OUTCOMES[False], "identity changed a decision"
+    assert OUTCOMES["identity"] == OUTCOMES["plain"], "identity changed a decision"
+    assert OUTCOMES["shadow"] == OUTCOMES["plain"], "a shadow bundle changed an enforced decision"
     whole_us, bare_us = verification_cost()
     if not args.skip_kafka:
         from ordinance.streams.kafka_broker import start_broker
@@ -309,8 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {sustained_cell} | {p50:.2f} | {p99:.2f} | {achieved:,.0f} | {answered} | {cpu_cell} |"
         )
+    plain = rows[0][1] or 1.0
     for name, decisions_per_s in signed_rows:
-        print(f"| {name} | {decisions_per_s:,.0f} | — | — | — | — | — |")
+        print(
+            f"| {name} ({decisions_per_s / plain:.2f}x plain) | {decisions_per_s:,.0f} "
+            "| — | — | — | — | — |"
+        )
     print(
         f"\nidentity check per intent, alone: {whole_us:.1f} µs (of which one Ed25519 verify: {bare_us:.1f} µs)"
     )
