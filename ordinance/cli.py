@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish from a Git tree with uncommitted changes or untracked policy files "
         "(refused by default, exit 5); recorded on the published event as a bypass",
     )
+    p.add_argument(
+        "--whatif-since",
+        default="24h",
+        metavar="T",
+        help="replay the log's decisions since T (default 24h ago) under the bundle and record "
+        "how many would change on the published event (docs/lifecycle.md)",
+    )
+    p.add_argument(
+        "--skip-whatif",
+        action="store_true",
+        help="publish without that replay (recorded on the published event as a bypass)",
+    )
     _analysis_gate_options(p)
 
     p = command("serve", "run the controller and the enforcer on a log until SIGTERM")
@@ -440,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 key=args.key,
                 allow_dirty=args.allow_dirty,
+                whatif_since=None if args.skip_whatif else args.whatif_since,
             )
         return lifecycle_cmds.cmd_controller(
             args.log, once=args.once, as_json=args.json, trust=args.trust

@@ -23,6 +23,7 @@ from ordinance.commands.output import (
     EXIT_USAGE,
     console,
     emit_json,
+    report_failure,
     report_policy_errors,
 )
 from ordinance.errors import OrdinanceError
@@ -84,14 +85,23 @@ def cmd_publish(
     ),
     key: str | None = None,
     allow_dirty: bool = False,
+    whatif_since: str | None = "24h",
 ) -> int:
     """Compile, check the directory is committed in Git (unless ``allow_dirty``), test
     and (unless ``analysis`` is None) pass the Z3 analysis gate locally first: a bundle
     that fails here never reaches the log. ``analysis`` is (which unacknowledged
     conflicts refuse, the ignored legacy per-check ms, worker processes, the per-check Z3
-    resource budget, which undecided checks refuse)."""
+    resource budget, which undecided checks refuse). ``whatif_since``: the start of the
+    recent traffic replayed under the bundle (None: ``--skip-whatif``)."""
+    from ordinance.commands import publish_whatif
     from ordinance.gitsource import CLEAN, NOT_IN_GIT, describe, git_source
     from ordinance.policy.analysis.gate import ACK_FILE
+    from ordinance.timeargs import TimeArgumentError, parse_time
+
+    try:
+        since = parse_time(whatif_since) if whatif_since is not None else None
+    except TimeArgumentError as exc:
+        return report_failure(f"--whatif-since: {exc}", as_json)
 
     try:
         files = read_bundle_dir(Path(directory))
@@ -159,6 +169,9 @@ def cmd_publish(
             if as_json:
                 emit_json({"ok": False, "refused": [f.to_json() for f in refused]})
             return EXIT_GATE
+    checks["whatif"] = publish_whatif.whatif_summary(ruleset, log_url, since)
+    if since is None:
+        checks["bypasses"].append(publish_whatif.SKIP_OPTION)
     try:
         signer = change_signer(default_actor(actor), key)
         with open_log(log_url) as log:
@@ -196,6 +209,7 @@ def cmd_publish(
         f"published {published.bundle_id} at policy.changes offset {published.published_offset}"
     )
     out.print(f"from git: {describe(git)}", markup=False)
+    out.print(publish_whatif.describe(checks["whatif"]), markup=False)
     if signer is not None:
         out.print(f"signed as {signer.principal_id} with key {signer.key_id}", markup=False)
     else:

@@ -147,7 +147,14 @@ def _checks_json(checks: Any) -> dict[str, Any] | None:
         "bypasses": list(checks.get("bypasses") or []),
         "acknowledgements": [dict(a) for a in checks.get("acknowledgements") or []],
         "schema_compatibility": _schema_json(checks.get("schema_compatibility")),
+        "whatif": _whatif_json(checks.get("whatif")),
     }
+
+
+def _whatif_json(summary: Any) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {**summary, "transitions": [dict(t) for t in summary.get("transitions") or []]}
 
 
 def _schema_json(compat: Any) -> dict[str, Any] | None:
@@ -424,6 +431,10 @@ def _checks_text(checks: dict[str, Any] | None) -> str:
         parts.append(f"schema {compat['outcome'].replace('_', ' ')}")
     if checks["acknowledgements"]:
         parts.append(f"{len(checks['acknowledgements'])} acknowledged")
+    if checks.get("whatif") is not None:
+        from ordinance.commands.publish_whatif import describe
+
+        parts.append(describe(checks["whatif"]))
     text = escape(", ".join(parts))
     if checks["bypasses"]:
         text += "; [red]bypassed: " + escape(", ".join(checks["bypasses"])) + "[/]"

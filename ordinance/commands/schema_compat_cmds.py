@@ -77,7 +77,7 @@ class SchemaCheckError(Exception):
     """The bundle in force could not be read: the check cannot say the change is safe."""
 
 
-def _missing_embedded_log(log_url: str) -> bool:
+def missing_embedded_log(log_url: str) -> bool:
     parts = urllib.parse.urlsplit(log_url)
     return parts.scheme == "sqlite" and not Path(parts.path[1:]).exists()
 
@@ -98,7 +98,7 @@ def schema_check(
     from ordinance.streams.errors import LogError
 
     check = SchemaCheck(target)
-    if _missing_embedded_log(log_url):
+    if missing_embedded_log(log_url):
         check.detail = "the log does not exist yet: no bundle is in force"
         return check
     try:
