@@ -22,11 +22,25 @@ Two conditions are judged on a sliding window of each partition's decisions (the
 An alert opens once and stays open until its condition clears with hysteresis (half the
 threshold), which writes a ``<kind>_resolved`` alert: one alert per episode, not per
 record.
+
+Two bounded views for the dashboard are folded too, each the top N of its records under a
+fixed key, so that they — like the counts — do not depend on how the partitions were
+interleaved (a kept entry was never evicted, so every record of it was merged in):
+
+* the **rollout timeline** (`Timeline`, the last ``TIMELINE_LIMIT`` entries): each
+  ``RulesetSwap``, de-duplicated across partitions by the policy.changes offset that
+  caused it and what it put in force (bundle, mode, candidate, percentage, auto-rollback;
+  the partitions that swapped and the first and last time), and each
+  ``canary_regression`` alert opening or resolving, ordered by the policy.changes offset
+  in force, then swaps before alerts, then time;
+* the **recent denials** (`RecentDenials`, the last ``DENIALS_LIMIT``): the deny decisions
+  with the latest (evaluation time, partition, offset).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -62,6 +76,11 @@ FOLLOW_UP_CODES = frozenset(
 )
 DRIFT = "drift"
 FAIL_CLOSED_SPIKE = "fail_closed_spike"
+#: Entries of the rollout timeline and deny decisions the fold keeps (the latest ones).
+TIMELINE_LIMIT = 200
+DENIALS_LIMIT = 50
+#: Characters of a log string (tool, agent, reason, detail) a denial keeps.
+TEXT_LIMIT = 300
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -107,6 +126,141 @@ class PartitionWindow:
             self.base.add(item[1], item[2], -1)
 
 
+def _clip(text: Any) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= TEXT_LIMIT else value[: TEXT_LIMIT - 1] + "…"
+
+
+TimelineKey = tuple[int, int, str, int, int, int]
+
+
+@dataclass
+class Timeline:
+    """The rollout timeline: the ``limit`` greatest entries under a fixed key
+    ``(policy offset, rank, identity, time µs, partition, offset)`` — rank 1 a swap
+    (identity: what it put in force), 2 a canary alert (rank 0 is left to the rollbacks
+    the monitor process adds, `http.report`). Every swap of one change on every partition
+    merges into one entry; an entry whose key falls below the ``limit`` greatest seen is
+    dropped and never comes back."""
+
+    limit: int = TIMELINE_LIMIT
+    entries: dict[TimelineKey, dict[str, Any]] = field(default_factory=dict)
+    _heap: list[TimelineKey] = field(default_factory=list)
+
+    def _slot(self, key: TimelineKey) -> bool:
+        """Make room for ``key``; False when it is not among the greatest."""
+        if key in self.entries or len(self._heap) < self.limit:
+            return True
+        if key < self._heap[0]:
+            return False
+        del self.entries[heapq.heappop(self._heap)]
+        return True
+
+    def _add(self, key: TimelineKey, entry: dict[str, Any]) -> None:
+        heapq.heappush(self._heap, key)
+        self.entries[key] = entry
+
+    def swap(self, partition: int, datum: dict[str, Any]) -> None:
+        mode = str(datum.get("mode") or "stable")
+        candidate = datum.get("candidate_bundle_id") if mode != "stable" else None
+        percent = int(datum.get("canary_percent") or 0) if mode == "canary" else 0
+        auto = bool(datum.get("auto_rollback")) and mode == "canary"
+        bundle, at = str(datum["bundle_id"]), datum["at"]
+        identity = f"{bundle}|{mode}|{candidate or ''}|{percent}|{auto}"
+        key = (int(datum["policy_offset"]), 1, identity, 0, 0, 0)
+        if not self._slot(key):
+            return
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = {
+                "event": "swap",
+                "policy_offset": key[0],
+                "at": at,
+                "last_at": at,
+                "bundle_id": bundle,
+                "mode": mode,
+                "candidate_bundle_id": candidate,
+                "canary_percent": percent,
+                "auto_rollback": auto,
+                "partitions": [],
+                "swaps": 0,
+            }
+            self._add(key, entry)
+        entry["at"], entry["last_at"] = min(entry["at"], at), max(entry["last_at"], at)
+        if partition not in entry["partitions"]:
+            entry["partitions"] = sorted([*entry["partitions"], partition])
+        entry["swaps"] += 1
+
+    def alert(self, policy_offset: int, alert: dict[str, Any]) -> None:
+        details = alert["details"]
+        at: dt.datetime = alert["at"]
+        micros = int(at.timestamp() * 1_000_000)
+        key = (policy_offset, 2, "", micros, int(details["partition"]), int(details["offset"]))
+        if self._slot(key):
+            self._add(
+                key,
+                {
+                    "event": alert["kind"],
+                    "policy_offset": policy_offset,
+                    "at": at,
+                    "alert_id": alert["alert_id"],
+                    "partition": details["partition"],
+                    "candidate_bundle_id": alert["bundle_id"],
+                    "message": alert["message"],
+                    "opened_by": details.get("opened_by"),
+                },
+            )
+
+    def items(self) -> list[tuple[TimelineKey, dict[str, Any]]]:
+        return sorted(self.entries.items(), key=lambda item: item[0])
+
+
+@dataclass(order=True)
+class _Denial:
+    key: tuple[float, int, int]  # evaluation time, partition, offset: unique, fixed
+    entry: dict[str, Any] = field(compare=False)
+
+
+@dataclass
+class RecentDenials:
+    """The ``limit`` deny decisions with the latest (evaluation time, partition, offset):
+    a min-heap, so a record older than all kept is dropped — the same denials whatever
+    order the partitions were read in."""
+
+    limit: int = DENIALS_LIMIT
+    _heap: list[_Denial] = field(default_factory=list)
+
+    def add(self, partition: int, offset: int, datum: dict[str, Any]) -> None:
+        at: dt.datetime = datum["evaluated_at"]
+        key = (at.timestamp(), partition, offset)
+        if len(self._heap) >= self.limit and key <= self._heap[0].key:
+            return
+        reasons = datum.get("reasons") or []
+        entry = {
+            "at": at,
+            "partition": partition,
+            "offset": offset,
+            "request_id": _clip(datum.get("request_id")),
+            "agent_id": _clip(datum.get("agent_id")),
+            "tool": _clip(datum.get("tool")),
+            "code": _clip(datum.get("code")),
+            "rule_ids": [_clip(r) for r in (datum.get("rule_ids") or [])[:10]],
+            "reason": _clip(reasons[0]) if reasons else None,
+            "reasons": len(reasons),
+            "detail": _clip(datum.get("detail")),
+            "bundle_id": datum.get("bundle_id"),
+            "arm": datum.get("arm"),
+        }
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, _Denial(key, entry))
+        else:
+            heapq.heapreplace(self._heap, _Denial(key, entry))
+
+    def latest(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        return [d.entry for d in sorted(self._heap, reverse=True)]
+
+
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
     """(z, two-sided p) of H0: the two rates are equal (pooled standard error)."""
     pooled = (x1 + x2) / (n1 + n2)
@@ -146,6 +300,8 @@ class MonitorState:
     # (enforced bundle, shadow bundle, enforced effect, shadow effect) -> disagreements
     shadow_disagreements: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     canaries: dict[int, CanaryWatch] = field(default_factory=dict)  # canary per partition
+    timeline: Timeline = field(default_factory=Timeline)  # swaps and canary alerts
+    denials: RecentDenials = field(default_factory=RecentDenials)  # the latest denies
 
     def fold(
         self, partition: int, offset: int, name: str, datum: dict[str, Any]
@@ -154,7 +310,11 @@ class MonitorState:
         self.positions[partition] = offset + 1
         if name == "RulesetSwap":
             self.bundles[partition] = datum["bundle_id"]
-            return self._swap(partition, offset, datum)
+            self.timeline.swap(partition, datum)
+            ended = self._swap(partition, offset, datum)
+            for alert in ended:
+                self.timeline.alert(int(datum["policy_offset"]), alert)
+            return ended
         if name != "Decision":
             return []
         bundle = datum.get("bundle_id") or ""
@@ -174,6 +334,8 @@ class MonitorState:
         if action_offset is not None:
             seen = self.decided_through.get(partition, 0)
             self.decided_through[partition] = max(seen, action_offset + 1)
+        if effect == "deny":
+            self.denials.add(partition, offset, datum)
         window = self.windows.setdefault(partition, PartitionWindow())
         fail_closed = failed_closed(datum)
         window.add(evaluated_at.timestamp(), effect == "deny", fail_closed, self.config)
@@ -191,7 +353,10 @@ class MonitorState:
             watch = self.canaries.get(partition)
             if watch is not None and datum.get("code") not in FOLLOW_UP_CODES:
                 watch.add(arm, effect == "deny")
-                alerts += self._judge_canary(partition, offset, evaluated_at, watch)
+                judged = self._judge_canary(partition, offset, evaluated_at, watch)
+                for alert in judged:
+                    self.timeline.alert(watch.policy_offset, alert)
+                alerts += judged
         return alerts
 
     def _swap(self, partition: int, offset: int, datum: dict[str, Any]) -> list[dict[str, Any]]:

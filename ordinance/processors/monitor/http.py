@@ -40,7 +40,12 @@ from starlette.routing import Route
 
 from ordinance.jsonutil import canonical_json
 from ordinance.processors.monitor.dashboard import dashboard
-from ordinance.processors.monitor.fold import JUDGED_CODES, LATENCY_BUCKETS
+from ordinance.processors.monitor.fold import (
+    JUDGED_CODES,
+    LATENCY_BUCKETS,
+    TIMELINE_LIMIT,
+    MonitorState,
+)
 from ordinance.processors.monitor.runner import Monitor
 
 #: Seconds without a successful poll after which the monitor reports itself unhealthy.
@@ -151,7 +156,8 @@ def health_problems(monitor: Monitor) -> list[str]:
 
 def report(monitor: Monitor) -> dict[str, Any]:
     """The JSON report: totals, per bundle/tool/effect counts, the canary arms and shadow
-    disagreements, open alerts, health (what the dashboard at ``/`` shows)."""
+    disagreements, the rollout timeline, the latest denials (newest first), open alerts,
+    health (what the dashboard at ``/`` shows)."""
     problems = health_problems(monitor)
     with monitor.lock:
         state, health = monitor.state, monitor.health
@@ -191,6 +197,8 @@ def report(monitor: Monitor) -> dict[str, Any]:
         ]
         out = {
             "totals": state.totals(),
+            "timeline": timeline(state, monitor.rollbacks),
+            "denials": state.denials.latest(),
             "decisions": rows,
             "arm_decisions": arms,
             "shadow_disagreements": shadow,
@@ -212,6 +220,28 @@ def report(monitor: Monitor) -> dict[str, Any]:
         }
     parsed: dict[str, Any] = orjson.loads(canonical_json(out))  # decimals, times as text
     return parsed
+
+
+def timeline(state: MonitorState, rollbacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fold's rollout timeline with the rollbacks this monitor wrote, in order of the
+    policy.changes offset (a rollback before the swaps its event caused), oldest first,
+    the last ``TIMELINE_LIMIT``."""
+    entries = state.timeline.items()
+    for rollback in rollbacks:
+        offset = int(rollback["change_offset"])
+        key = (offset, 0, str(rollback["alert_id"]), 0, 0, 0)
+        entry = {
+            "event": "rolled_back",
+            "policy_offset": offset,
+            "at": rollback["at"],
+            "candidate_bundle_id": rollback["candidate"],
+            "rollout_policy_offset": rollback["policy_offset"],
+            "alert_id": rollback["alert_id"],
+            "message": rollback["reason"],
+        }
+        entries.append((key, entry))
+    entries.sort(key=lambda item: item[0])
+    return [entry for _, entry in entries[-TIMELINE_LIMIT:]]
 
 
 def build_app(monitor: Monitor) -> Starlette:

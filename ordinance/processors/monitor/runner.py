@@ -104,7 +104,8 @@ class Monitor:
         canary whose rollout asked for it when its regression alert opens; None: only
         alert."""
         self.auto_rollback = auto_rollback
-        self.rollbacks: list[dict[str, Any]] = []  # events written: candidate, offset, alert
+        # events written: candidate, rollout policy offset, alert, change offset, reason, at
+        self.rollbacks: list[dict[str, Any]] = []
         self.log = log
         self.read_only = read_only
         self.config = config or MonitorConfig()
@@ -233,6 +234,7 @@ class Monitor:
             r["candidate"] == candidate and r["policy_offset"] == offset for r in self.rollbacks
         ):
             return  # another partition's alert for the same rollout: one event is enough
+        reason = f"{alert['alert_id']}: {alert['message']}"
         change_offset = append_change(
             self.log,
             "rolled_back",
@@ -240,7 +242,7 @@ class Monitor:
             actor=self.auto_rollback.actor,
             signer=self.auto_rollback.signer,
             target=self.auto_rollback.target,
-            reason=f"{alert['alert_id']}: {alert['message']}",
+            reason=reason,
             prefix=self.prefix,
             clock=self.clock,
         )
@@ -250,6 +252,8 @@ class Monitor:
                 "policy_offset": offset,
                 "alert_id": alert["alert_id"],
                 "change_offset": change_offset,
+                "reason": reason,
+                "at": dt.datetime.fromtimestamp(self.clock(), dt.UTC),  # when it was written
             }
         )
         self.progress(
