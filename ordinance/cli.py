@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ordinance import __version__
+from ordinance import __version__, service_config
 
 # Command groups that own their sub-parser and dispatch. Each module has
 # ``register(command)`` (``command(name, help) -> ArgumentParser``, with --json added) and
@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long request ids and window history are remembered (e.g. 7d, 12h; 'off':"
         " forever); an intent dated further back is denied stale_request (default: 7d)",
     )
+    service_config.prepare_parser(p, "serve")
 
     p = command(
         "approvals", "list require_approval decisions waiting for a human, approve or reject them"
@@ -263,27 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _skew_seconds(text: str) -> float | None:
     """``serve --max-clock-skew``: seconds >= 0, or ``off``."""
-    if text.strip().lower() == "off":
-        return None
     try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds or 'off': {text!r}") from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0: {text!r}")
-    return seconds
+        return service_config.skew_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _horizon_seconds(text: str) -> float | None:
     """``serve --dedupe-horizon``: a duration such as ``7d`` or ``90m``, or ``off``."""
-    from ordinance.policy.typecheck import parse_duration
-
-    if text.strip().lower() == "off":
-        return None
-    seconds = parse_duration(text.strip())
-    if seconds is None:
-        raise argparse.ArgumentTypeError(f"not a duration such as 7d, 12h, 90m or 'off': {text!r}")
-    return float(seconds)
+    try:
+        return service_config.horizon_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _analysis_check_options(p: argparse.ArgumentParser) -> None:
@@ -399,7 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return policy_cmds.cmd_fmt(args.paths, args.check, args.json)
     if args.command == "serve":
         from ordinance.commands import lifecycle_cmds
+        from ordinance.commands.output import report_failure
 
+        try:
+            service_config.resolve("serve", args)
+        except service_config.ServiceConfigError as exc:
+            return report_failure(str(exc), args.json)
         return lifecycle_cmds.cmd_serve(
             args.log,
             target=args.target,

@@ -8,8 +8,10 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 
+from ordinance import service_config
 from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, report_failure
 from ordinance.errors import OrdinanceError
 
@@ -39,16 +41,37 @@ def register(command: Command) -> None:
         metavar="BYTES",
         help="largest request body accepted (413 beyond); default 1 MiB",
     )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, answer /readyz 503 for S seconds while still deciding, so a load"
+        " balancer stops routing here before the listener closes (default 0)",
+    )
+    service_config.prepare_parser(p, "gateway")
 
 
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "gateway":
         return None
-    return cmd_gateway(args.log, args.http, args.prefix, args.timeout, args.max_body, args.json)
+    try:
+        service_config.resolve("gateway", args)
+    except service_config.ServiceConfigError as exc:
+        return report_failure(str(exc), args.json, EXIT_USAGE)
+    return cmd_gateway(
+        args.log, args.http, args.prefix, args.timeout, args.max_body, args.json, args.drain
+    )
 
 
 def cmd_gateway(
-    log_url: str, http: str, prefix: str, timeout: float, max_body: int, as_json: bool
+    log_url: str,
+    http: str,
+    prefix: str,
+    timeout: float,
+    max_body: int,
+    as_json: bool,
+    drain: float = 0.0,
 ) -> int:
     from ordinance.identity.http_signing import MAX_SIGNED_BODY_BYTES
     from ordinance.processors.http_server import HttpServer, host_port
@@ -59,6 +82,8 @@ def cmd_gateway(
         address = host_port(http)
         if not 0 < timeout <= 600:
             raise ValueError(f"--timeout wants 0 < S <= 600, not {timeout:g}")
+        if not 0 <= drain <= 300:
+            raise ValueError(f"--drain wants 0 <= S <= 300, not {drain:g}")
         if not 0 < max_body <= MAX_SIGNED_BODY_BYTES:
             raise ValueError(
                 f"--max-body wants 1..{MAX_SIGNED_BODY_BYTES} (what an enforcer parses)"
@@ -81,6 +106,13 @@ def cmd_gateway(
             flush=True,
         )
         stop.wait()
+        # Rolling restarts: /readyz answers 503 from here on, decides are still served for
+        # --drain seconds (a load balancer notices and routes elsewhere), then the listener
+        # closes and uvicorn finishes the requests in flight.
+        gateway.closed = True
+        if drain > 0:
+            print(f"gateway: draining for {drain:g}s", file=sys.stderr, flush=True)
+            time.sleep(drain)
     except TimeoutError as exc:
         return report_failure(str(exc), as_json, EXIT_FAILED)
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ordinance import service_config
 from ordinance.commands.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -43,7 +44,14 @@ def register(command: Command) -> None:
     )
     p.add_argument("--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://…")
     p.add_argument("--prefix", default="ordinance.", help="topic name prefix")
-    p.add_argument("--config", default=None, metavar="FILE", help="monitor thresholds (YAML)")
+    p.add_argument(
+        "--config",
+        "--thresholds",
+        dest="config",
+        default=None,
+        metavar="FILE",
+        help="monitor thresholds (YAML; docs/monitor.md); `thresholds:` in the service config",
+    )
     p.add_argument(
         "--http",
         default=None,
@@ -68,11 +76,16 @@ def register(command: Command) -> None:
         help="sign rollbacks as --rollback-actor with this key (default $ORDINANCE_KEY)",
     )
     p.add_argument("--target", default="default", help="the deployment target rollbacks name")
+    service_config.prepare_parser(p, "monitor")
 
 
 def run(args: argparse.Namespace) -> int | None:
     if args.command != "monitor":
         return None
+    try:
+        service_config.resolve("monitor", args)
+    except service_config.ServiceConfigError as exc:
+        return report_failure(str(exc), args.json, EXIT_USAGE)
     return cmd_monitor(
         args.log,
         args.prefix,
