@@ -24,10 +24,12 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from ordinance.processors.http_server import HttpServer
+from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.dashboard import PAGE, page
 from ordinance.processors.monitor.fold import alert_datum
 from ordinance.processors.monitor.http import build_app
-from ordinance.processors.monitor.runner import Monitor
+from ordinance.processors.monitor.runner import AutoRollback, Monitor
+from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import Log, open_log
 from tests.processors.http_client import http_get
 from tests.processors.monitor.helpers import (
@@ -38,6 +40,16 @@ from tests.processors.monitor.helpers import (
     write_decisions,
     write_records,
 )
+from tests.processors.test_rollout import (
+    BUNDLE_ID,
+    CANDIDATE_FILES,
+    FILES,
+    _change,
+    _enforce,
+    _send,
+)
+from tests.processors.test_rollout import CANDIDATE as ROLLOUT_CANDIDATE
+from tests.processors.test_rollout import T0 as ROLLOUT_T0
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -177,6 +189,7 @@ def _shown(page_: Page) -> dict[str, Any]:
       return {
         totals, canaries, alerts,
         decisions: rows("decisions"), arms: rows("arms"), shadow: rows("shadow"),
+        timeline: rows("timeline"), denials: rows("denials"),
         lag: rows("lag"), records: text(document.getElementById("records")),
         ready: text(document.getElementById("ready")),
         connection: text(document.getElementById("connection")),
@@ -226,6 +239,8 @@ def _expected(report: dict[str, Any]) -> dict[str, Any]:
             for s in report["shadow_disagreements"]
         ],
         "lag": [[g, count(n)] for g, n in sorted(report["lag"].items())],
+        "timeline": [_timeline_row(e) for e in reversed(report["timeline"])],
+        "denials": [_denial_row(d) for d in report["denials"]],
         "records": count(report["records"]),
         "alerts": [
             {
@@ -241,6 +256,59 @@ def _expected(report: dict[str, Any]) -> dict[str, Any]:
             for a in report["open_alerts"]
         ],
     }
+
+
+def _clock(iso: str) -> str:
+    """An ISO time as the page shows it (HH:MM:SS UTC)."""
+    return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%H:%M:%S UTC")
+
+
+def _timeline_row(e: dict[str, Any]) -> list[str]:
+    """A timeline entry as the page shows it (newest first)."""
+    if e["event"] == "swap":
+        event = f"swap: {e['mode']}"
+        if e["mode"] == "canary":
+            event = f"swap: canary {e['canary_percent']}%"
+            event += ", auto-rollback" if e["auto_rollback"] else ""
+        parts = e["partitions"]
+        details = ("partition " if len(parts) == 1 else "partitions ") + ", ".join(map(str, parts))
+        details += f" ({e['swaps']} swaps)" if e["swaps"] > len(parts) else ""
+        details += f" · last at {_clock(e['last_at'])}" if e["last_at"] != e["at"] else ""
+    else:
+        event = {
+            "canary_regression": "canary regression alert opened",
+            "canary_regression_resolved": "canary regression alert resolved",
+            "rolled_back": "rolled back by this monitor",
+        }[e["event"]]
+        ids = [("for alert " if e["event"] == "rolled_back" else "alert ") + e["alert_id"]]
+        ids += [f"closes {e['opened_by']}"] if e.get("opened_by") else []
+        if "rollout_policy_offset" in e:
+            ids.append(f"ends the rollout of policy offset {e['rollout_policy_offset']}")
+        details = e["message"] + " · ".join(ids)
+    bundle = e["bundle_id"] if e["event"] == "swap" else ""
+    return [
+        _clock(e["at"]),
+        f"{e['policy_offset']:,}",
+        event,
+        bundle,
+        e.get("candidate_bundle_id") or "",
+        details,
+    ]
+
+
+def _denial_row(d: dict[str, Any]) -> list[str]:
+    reason = d["reason"] if d["reason"] is not None else d["detail"]
+    reason += f" (+{d['reasons'] - 1} more)" if d["reasons"] > 1 else ""
+    return [
+        _clock(d["at"]),
+        d["agent_id"],
+        d["tool"] or "(none)",
+        d["code"],
+        ", ".join(d["rule_ids"]) or "—",
+        reason or "—",
+        d["bundle_id"] or "",
+        d["arm"] or "—",
+    ]
 
 
 def _as_text(value: Any) -> str:
@@ -351,6 +419,20 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         assert hostile["evidence"]["tool"] == HOSTILE_TOOL_2
         tools = {row[1] for row in shown["decisions"]}
         assert {HOSTILE_TOOL, HOSTILE_TOOL_2} <= tools
+        # The latest denials, newest first: the hostile tools' and the fail-closed ones.
+        assert [row[2] for row in shown["denials"][:5]] == [
+            "(none)",
+            "(none)",
+            HOSTILE_TOOL_2,
+            HOSTILE_TOOL,
+            HOSTILE_TOOL,
+        ]
+        assert shown["denials"][0][3] == "no_ruleset" and len(shown["denials"]) == 50
+        # The canary's swap and its regression alert, on the timeline.
+        assert [row[2] for row in shown["timeline"]] == [
+            "canary regression alert opened",
+            "swap: canary 20%",
+        ]
         expect(tab.get_by_text(HOSTILE_TOOL_2, exact=True).first).to_be_visible()
         expect(tab.get_by_text(HOSTILE_TOOL, exact=True).first).to_be_visible()
         expect(tab.get_by_text(HOSTILE_MESSAGE, exact=True)).to_be_visible()
@@ -388,6 +470,131 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         sink = "() => { try { document.createElement('p').innerHTML = '<b>'; return 'written' }"
         sink += " catch (e) { return e.name } }"
         assert tab.evaluate(sink) == "TypeError"
+    finally:
+        context.close()
+        server.stop()
+        stop.set()
+        loop.join(timeout=10)
+
+
+# -- an automatic rollback, end to end ----------------------------------------------------
+
+
+def _timeline_events(page_: Page) -> list[str]:
+    """The timeline's events as the page lists them, oldest first."""
+    events: list[str] = page_.evaluate(
+        """() => [...document.querySelectorAll("#timeline tbody tr[data-event]")]
+          .map((tr) => tr.dataset.event).reverse()"""
+    )
+    return events
+
+
+def test_the_dashboard_shows_a_canary_regression_and_the_rollback_the_monitor_wrote(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The example policies stable, a candidate that denies the transfers they allow in a
+    50 % canary with automatic rollback: the page shows the regression alert, the
+    rollback on the timeline beside the swaps, and — once the controller ran and more
+    traffic was enforced — the canary gone and the alert resolved."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    with open_log(url) as log:
+        publish_bundle(log, FILES, BUNDLE_ID, actor="test", clock=lambda: ROLLOUT_T0)
+        publish_bundle(
+            log,
+            CANDIDATE_FILES,
+            ROLLOUT_CANDIDATE,
+            actor="test",
+            enforce=False,
+            clock=lambda: ROLLOUT_T0,
+        )
+        run_controller(log, once=True, clock=lambda: ROLLOUT_T0)
+    _change(
+        url, "canary", ROLLOUT_CANDIDATE, target="default", canary_percent=50, auto_rollback=True
+    )
+    config = MonitorConfig.from_mapping({"canary": {"min_samples": 5}})
+    stop, started = threading.Event(), list[Monitor]()
+
+    def run_monitor() -> None:
+        with open_log(url) as log:
+            monitor = Monitor(
+                log,
+                config=config,
+                clock=lambda: ROLLOUT_T0 + 700,
+                check_every_s=0.5,
+                auto_rollback=AutoRollback("monitor-bot", None, "default"),
+            )
+            started.append(monitor)
+            monitor.run(stop)
+
+    loop = threading.Thread(target=run_monitor, daemon=True)
+    loop.start()
+    deadline = time.monotonic() + 10
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [monitor] = started
+    server = HttpServer(build_app(monitor), "127.0.0.1", 0)
+    server.start()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        tab.goto(f"http://127.0.0.1:{server.bound_port}/?every=0.5")
+        expect(tab.locator("#connection")).to_have_text("connected", timeout=10_000)
+        for round_ in range(4):  # the candidate denies every one of these; control allows
+            _send(url, f"r{round_}", round_)
+        _enforce(url)
+
+        # The regression: an open critical alert, the canary outlined, and the rollback
+        # the monitor wrote on the timeline right after the alert it answers.
+        # (one alert per partition that saw the regression; one rollback for the rollout)
+        regression = tab.locator("#alerts tbody tr", has_text="canary_regression").first
+        expect(regression).to_be_visible(timeout=15_000)
+        expect(regression.locator('[data-field="severity"]')).to_have_text("critical")
+        expect(tab.locator("#canaries .canary.regressing")).not_to_have_count(0)
+        rolled_back = tab.locator('#timeline tr[data-event="rolled_back"]')
+        expect(rolled_back).to_have_count(1, timeout=15_000)
+        [rollback] = monitor.rollbacks
+        assert rollback["candidate"] == ROLLOUT_CANDIDATE
+        expect(rolled_back.locator('[data-field="details"]')).to_contain_text(rollback["alert_id"])
+        expect(rolled_back.locator('[data-field="policy_offset"]')).to_have_text(
+            f"{rollback['change_offset']:,}"
+        )
+        expect(tab.locator("#rollbacks tbody tr", has_text=rollback["alert_id"])).to_be_visible()
+        events = _timeline_events(tab)
+        assert events[-1] == "rolled_back"
+        assert "swap" in events[: events.index("canary_regression")]
+        # Denials of the canary arm, with the candidate's reason and rule.
+        canary_denial = tab.locator("#denials tbody tr", has_text="canary").first
+        expect(canary_denial.locator('[data-field="reason"]')).to_have_text(
+            "no transfers to NL in the candidate"
+        )
+        expect(canary_denial.locator('[data-field="rule_ids"]')).to_have_text(
+            "canary-candidate/no-nl"
+        )
+        tab.screenshot(path=str(tmp_path / "rollback-alert.png"), full_page=True)
+
+        # The controller ends the canary; the enforcers swap back on the next traffic.
+        with open_log(url) as log:
+            run_controller(log, once=True, clock=lambda: ROLLOUT_T0 + 700)
+        _send(url, "after", 5)
+        _enforce(url)
+        expect(tab.locator("#canaries-empty")).to_be_visible(timeout=15_000)
+        expect(tab.locator("#canaries .canary")).to_have_count(0)
+        expect(tab.locator("#alerts tbody tr", has_text="canary_regression")).to_have_count(0)
+        expect(tab.locator("#alert-count")).to_have_text("0")
+        resolved = tab.locator('#timeline tr[data-event="canary_regression_resolved"]')
+        expect(resolved.first).to_be_visible()
+        events = _timeline_events(tab)
+        after = events[events.index("rolled_back") :]
+        assert after[:2] == ["rolled_back", "swap"] and "canary_regression_resolved" in after
+        swap_back = tab.locator('#timeline tr[data-event="swap"]').first  # newest first
+        expect(swap_back.locator('[data-field="event"]')).to_have_text("swap: stable")
+        expect(swap_back.locator('[data-field="policy_offset"]')).to_have_text(
+            f"{rollback['change_offset']:,}"
+        )
+        tab.screenshot(path=str(tmp_path / "rollback.png"), full_page=True)
+        assert errors == []
     finally:
         context.close()
         server.stop()
