@@ -59,6 +59,7 @@ class ControllerState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Identities are verified (a trust root): the two-person rule applies (`_require_approvals`).
     governed: bool = False
+    schemas: dict[str, Any] = field(default_factory=dict)  # bundle id -> compiled schema (cache)
 
 
 class Rejected(Exception):
@@ -73,6 +74,7 @@ class Rejected(Exception):
 
 SELF_APPROVAL = "self_approval"
 NEEDS_APPROVAL = "needs_approval"
+SCHEMA_BREAK = "schema_break"
 
 
 def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> str:
@@ -137,6 +139,7 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
             "published_by": change.get("actor"),
             "impact": impact,
             "approvals": [],
+            "schema_break_acks": _schema_break_acks(change),
         }
         state.records[bundle_id] = datum
         return [Output("active", bundle_key(bundle_id), "PolicyBundle", datum)]
@@ -148,6 +151,7 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
     if event in ROLLOUT_EVENTS:
         if event in ("enforced", "canary"):
             _require_approvals(state, bundle_id, event)
+            _refuse_schema_breaks(state, bundle_id, target, event)
         rollout = next_rollout(state, change, target, offset)
         state.rollouts[target] = rollout
         return [Output("active", target_key(target), "ActiveRollout", rollout)]
@@ -186,6 +190,50 @@ def _approve(state: ControllerState, bundle_id: str, actor: str) -> list[Output]
     updated = {**record, "approvals": [*record["approvals"], actor]}
     state.records[bundle_id] = updated
     return [Output("active", bundle_key(bundle_id), "PolicyBundle", updated)]
+
+
+def _schema_break_acks(change: dict[str, Any]) -> list[str]:
+    """The schema-break finding ids the publisher acknowledged (its event's checks)."""
+    checks = change.get("checks") or {}
+    return sorted(
+        {
+            str(a.get("finding"))
+            for a in checks.get("acknowledgements") or []
+            if a.get("kind") == "schema-break"
+        }
+    )
+
+
+def _refuse_schema_breaks(state: ControllerState, bundle_id: str, target: str, event: str) -> None:
+    """A bundle put in force (or canaried) on a target must not break requests valid under
+    the stable bundle there, unless its publisher acknowledged each break: the CLI checks
+    before publishing (docs/lifecycle.md, "Schema compatibility"); this catches a change
+    that bypassed it. Rollbacks restore and are not checked."""
+    current = state.rollouts.get(target)
+    stable = current["stable_bundle_id"] if current is not None else None
+    if stable is None or stable == bundle_id or stable not in state.bundles:
+        return
+    from ordinance.policy.schema_compat import unacknowledged_breaks
+
+    acks = (state.records.get(bundle_id) or {}).get("schema_break_acks") or []
+    breaks = unacknowledged_breaks(_schema(state, stable), _schema(state, bundle_id), acks)
+    if breaks:
+        listed = "; ".join(f"{b.field}: {b.message}" for b in breaks[:3])
+        more = f" (and {len(breaks) - 3} more)" if len(breaks) > 3 else ""
+        raise Rejected(
+            f"the bundle breaks requests valid under {stable[:19]}… on {target!r} and its "
+            f"publisher acknowledged none of these: {listed}{more}",
+            SCHEMA_BREAK,
+        )
+
+
+def _schema(state: ControllerState, bundle_id: str) -> Any:
+    """A validated bundle's schema, compiled once per controller process (content-addressed:
+    the id names it forever)."""
+    if bundle_id not in state.schemas:
+        files = state.bundles[bundle_id]
+        state.schemas[bundle_id] = compile_bundle({f["path"]: f["content"] for f in files}).schema
+    return state.schemas[bundle_id]
 
 
 def _require_approvals(state: ControllerState, bundle_id: str, event: str) -> None:

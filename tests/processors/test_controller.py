@@ -186,3 +186,40 @@ def test_two_person_rule_for_high_impact_bundles_where_identities_are_verified()
     apply_change(ungoverned, change("published", files=FILES), 0, AT)
     [out] = apply_change(ungoverned, change("enforced"), 1, AT)
     assert out.schema == "ActiveRollout"
+
+
+def test_a_breaking_schema_change_is_refused_on_enforce_unless_acknowledged() -> None:
+    """The CLI refuses breaking changes before publishing; the controller refuses one that
+    bypassed it (schema_break), and lets through the breaks the publisher acknowledged on
+    its published event. Rollbacks are not checked."""
+    from ordinance.policy.schema_compat import schema_breaks
+
+    narrower = {**FILES, "schema.yaml": FILES["schema.yaml"].replace("      memo?: string\n", "")}
+    assert narrower != FILES
+    narrower_id = compile_bundle(narrower).bundle_id
+    [brk] = schema_breaks(compile_bundle(FILES).schema, compile_bundle(narrower).schema)
+    state = ControllerState()
+    apply_change(state, change("published", files=FILES), 0, AT)
+    apply_change(state, change("enforced"), 1, AT)
+    apply_change(state, change("published", narrower_id, files=narrower), 2, AT)
+    [out] = apply_change(state, change("enforced", narrower_id), 3, AT)
+    assert out.datum["details"]["code"] == "schema_break"
+    assert "memo" in out.datum["message"]
+    [out] = apply_change(state, change("canary", narrower_id, canary_percent=5), 4, AT)
+    assert out.datum["details"]["code"] == "schema_break"
+
+    acked = ControllerState()
+    ack = {"finding": brk.finding().id, "kind": "schema-break", "justification": "unused"}
+    apply_change(acked, change("published", files=FILES), 0, AT)
+    apply_change(acked, change("enforced"), 1, AT)
+    [out] = apply_change(
+        acked,
+        change("published", narrower_id, files=narrower, checks={"acknowledgements": [ack]}),
+        2,
+        AT,
+    )
+    assert out.datum["schema_break_acks"] == [brk.finding().id]
+    [out] = apply_change(acked, change("enforced", narrower_id), 3, AT)
+    assert out.schema == "ActiveRollout"
+    [out] = apply_change(acked, change("rolled_back", previous_bundle_id=BUNDLE_ID), 4, AT)
+    assert out.schema == "ActiveRollout"  # back to the wider schema: not a break

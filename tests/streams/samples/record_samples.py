@@ -694,6 +694,21 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "target": "staging",
         },
     ),
+    (
+        # PolicyBundle 3: the schema breaks its publisher acknowledged.
+        "PolicyBundle",
+        3,
+        {
+            "bundle_id": "sha256:" + "ab" * 32,
+            "created_at": T0,
+            "git_commit": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "published_by": "alice",
+            "impact": "medium",
+            "approvals": [],
+            "schema_break_acks": ["schema-break:0123456789ab"],
+        },
+    ),
 ]
 
 
