@@ -215,50 +215,49 @@ class Timeline:
         return sorted(self.entries.items(), key=lambda item: item[0])
 
 
-@dataclass(order=True)
-class _Denial:
-    key: tuple[float, int, int]  # evaluation time, partition, offset: unique, fixed
-    entry: dict[str, Any] = field(compare=False)
-
-
 @dataclass
 class RecentDenials:
     """The ``limit`` deny decisions with the latest (evaluation time, partition, offset):
     a min-heap, so a record older than all kept is dropped — the same denials whatever
-    order the partitions were read in."""
+    order the partitions were read in. It keeps the decoded records (the fold does not
+    change them) and builds what the report shows only when asked."""
 
     limit: int = DENIALS_LIMIT
-    _heap: list[_Denial] = field(default_factory=list)
+    # (evaluation time, partition, offset, arrival: never equal, datum)
+    _heap: list[tuple[float, int, int, int, dict[str, Any]]] = field(default_factory=list)
+    _seen: int = 0
 
     def add(self, partition: int, offset: int, datum: dict[str, Any]) -> None:
-        at: dt.datetime = datum["evaluated_at"]
-        key = (at.timestamp(), partition, offset)
-        if len(self._heap) >= self.limit and key <= self._heap[0].key:
-            return
-        reasons = datum.get("reasons") or []
-        entry = {
-            "at": at,
-            "partition": partition,
-            "offset": offset,
-            "request_id": _clip(datum.get("request_id")),
-            "agent_id": _clip(datum.get("agent_id")),
-            "tool": _clip(datum.get("tool")),
-            "code": _clip(datum.get("code")),
-            "rule_ids": [_clip(r) for r in (datum.get("rule_ids") or [])[:10]],
-            "reason": _clip(reasons[0]) if reasons else None,
-            "reasons": len(reasons),
-            "detail": _clip(datum.get("detail")),
-            "bundle_id": datum.get("bundle_id"),
-            "arm": datum.get("arm"),
-        }
+        at = datum["evaluated_at"].timestamp()
+        self._seen += 1
+        item = (at, partition, offset, self._seen, datum)
         if len(self._heap) < self.limit:
-            heapq.heappush(self._heap, _Denial(key, entry))
-        else:
-            heapq.heapreplace(self._heap, _Denial(key, entry))
+            heapq.heappush(self._heap, item)
+        elif (at, partition, offset) > self._heap[0][:3]:
+            heapq.heapreplace(self._heap, item)
 
     def latest(self) -> list[dict[str, Any]]:
         """Newest first."""
-        return [d.entry for d in sorted(self._heap, reverse=True)]
+        return [_denial(p, o, d) for _, p, o, _, d in sorted(self._heap, reverse=True)]
+
+
+def _denial(partition: int, offset: int, datum: dict[str, Any]) -> dict[str, Any]:
+    reasons = datum.get("reasons") or []
+    return {
+        "at": datum["evaluated_at"],
+        "partition": partition,
+        "offset": offset,
+        "request_id": _clip(datum.get("request_id")),
+        "agent_id": _clip(datum.get("agent_id")),
+        "tool": _clip(datum.get("tool")),
+        "code": _clip(datum.get("code")),
+        "rule_ids": [_clip(r) for r in (datum.get("rule_ids") or [])[:10]],
+        "reason": _clip(reasons[0]) if reasons else None,
+        "reasons": len(reasons),
+        "detail": _clip(datum.get("detail")),
+        "bundle_id": datum.get("bundle_id"),
+        "arm": datum.get("arm"),
+    }
 
 
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
