@@ -5,8 +5,10 @@ The page (``dashboard.html``, shipped in the package and read with importlib.res
 has its CSS and script inline and loads nothing else: no CDN, no build step. Its script
 polls ``/v1/report`` (every 2 s; ``?every=SECONDS`` from 0.5 to 60) and shows the totals
 per effect and the fail-closed denies with the decision rate, the open alerts with their
-severity, message and evidence, each canary in force with its arms' samples and deny
-rates, decisions per arm, shadow disagreements, the rollbacks this monitor wrote,
+severity, message and evidence, the rollout timeline (swaps, canary regression alerts,
+the rollbacks this monitor wrote), the latest denials with their rule ids and reasons,
+each canary in force with its arms' samples and deny rates, decisions per arm, shadow
+disagreements, the rollbacks this monitor wrote,
 consumer lag per group, readiness, health and the time of the last update. When the
 report cannot be fetched the page says "disconnected", since when and why, and greys out
 the figures it still shows.
