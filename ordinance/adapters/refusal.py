@@ -13,19 +13,7 @@ from ordinance.client import ApprovalRequired, GuardError
 
 
 def summary(error: GuardError, policy_tool: str) -> dict[str, Any]:
-    decision = error.decision
-    return {
-        "effect": decision.effect,
-        "code": decision.code,
-        "reasons": list(decision.reasons),
-        "rule_ids": list(decision.rule_ids),
-        "detail": decision.detail,
-        "request_id": decision.request_id,
-        "bundle_id": decision.bundle_id,
-        "approval_ticket": decision.approval_ticket,
-        "client_side": decision.client_side,
-        "policy_tool": policy_tool,
-    }
+    return {**error.decision.brief(), "policy_tool": policy_tool}
 
 
 def refusal_text(error: GuardError, tool: str, policy_tool: str) -> str:

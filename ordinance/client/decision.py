@@ -43,6 +43,21 @@ class ClientDecision(Decision):
         """True when no enforcer decided this: the client failed closed."""
         return self.code in CLIENT_CODES
 
+    def brief(self) -> dict[str, Any]:
+        """What a surface tells an agent about a decision (a refused tool call's error,
+        an allowed result's metadata): the answer, why, and how to find it on the log."""
+        return {
+            "effect": self.effect,
+            "code": self.code,
+            "reasons": list(self.reasons),
+            "rule_ids": list(self.rule_ids),
+            "detail": self.detail,
+            "request_id": self.request_id,
+            "bundle_id": self.bundle_id,
+            "approval_ticket": self.approval_ticket,
+            "client_side": self.client_side,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             **Decision.to_json(self),

@@ -81,19 +81,7 @@ class _Held:
 
 
 def _summary(decision: ClientDecision, name: str, policy_tool: str) -> dict[str, Any]:
-    return {
-        "effect": decision.effect,
-        "code": decision.code,
-        "reasons": list(decision.reasons),
-        "rule_ids": list(decision.rule_ids),
-        "detail": decision.detail,
-        "request_id": decision.request_id,
-        "bundle_id": decision.bundle_id,
-        "approval_ticket": decision.approval_ticket,
-        "client_side": decision.client_side,
-        "tool": name,
-        "policy_tool": policy_tool,
-    }
+    return {**decision.brief(), "tool": name, "policy_tool": policy_tool}
 
 
 def _refusal(text: str, summary: Mapping[str, Any]) -> types.CallToolResult:
