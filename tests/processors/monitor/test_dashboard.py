@@ -142,7 +142,9 @@ def _traffic() -> tuple[list[tuple[str, dict[str, Any]]], int]:
         records.append(("Decision", armed(n, arm, deny, CANDIDATE)))
     at = T0 + dt.timedelta(seconds=400)
     for n, tool in enumerate([HOSTILE_TOOL, HOSTILE_TOOL, HOSTILE_TOOL_2]):
-        records.append(("Decision", decision(1000 + n, at=at, effect="deny", tool=tool)))
+        denied = decision(1000 + n, at=at, effect="deny", tool=tool)
+        denied["reasons"] = [HOSTILE_MESSAGE]  # shown among the recent denials, as text
+        records.append(("Decision", denied))
     for n in range(4):
         shadowed = decision(2000 + n, at=at)
         shadowed["shadow"] = {
@@ -428,6 +430,7 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
             HOSTILE_TOOL,
         ]
         assert shown["denials"][0][3] == "no_ruleset" and len(shown["denials"]) == 50
+        assert shown["denials"][2][5] == HOSTILE_MESSAGE
         # The canary's swap and its regression alert, on the timeline.
         assert [row[2] for row in shown["timeline"]] == [
             "canary regression alert opened",
@@ -435,7 +438,7 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         ]
         expect(tab.get_by_text(HOSTILE_TOOL_2, exact=True).first).to_be_visible()
         expect(tab.get_by_text(HOSTILE_TOOL, exact=True).first).to_be_visible()
-        expect(tab.get_by_text(HOSTILE_MESSAGE, exact=True)).to_be_visible()
+        expect(tab.get_by_text(HOSTILE_MESSAGE, exact=True).first).to_be_visible()
         assert tab.locator("img").count() == 0
         assert tab.locator("script").count() == 1  # the page's own
         assert tab.evaluate("window.__pwned") is None
