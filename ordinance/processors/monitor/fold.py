@@ -196,7 +196,7 @@ class Timeline:
         at: dt.datetime = alert["at"]
         micros = int(at.timestamp() * 1_000_000)
         key = (policy_offset, 2, "", micros, int(details["partition"]), int(details["offset"]))
-        if self._slot(key):
+        if key not in self.entries and self._slot(key):  # a record folded again adds nothing
             self._add(
                 key,
                 {
