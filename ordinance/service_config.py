@@ -221,7 +221,8 @@ def convert(option: Option, value: Any, *, text: bool, base: Path | None = None)
     kind = option.kind
     if kind in ("url", "text", "path", "host_port"):
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"must be a non-empty string, not {value!r}")
+            what = "HOST:PORT" if kind == "host_port" else "a non-empty string"
+            raise ValueError(f"must be {what}, not {value!r}")
         if kind == "host_port":
             from ordinance.processors.http_server import host_port
 

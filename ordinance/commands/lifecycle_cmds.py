@@ -433,7 +433,7 @@ def _serve(
                 f"{prefix}*); SIGTERM stops"
             )
             if address is not None:
-                server = HttpServer(build_serve_app(enforcer, errors), *address)
+                server = HttpServer(build_serve_app(enforcer, errors, stop), *address)
                 server.start()
                 err.print(f"metrics and health on http://{address[0]}:{server.bound_port}/")
             try:

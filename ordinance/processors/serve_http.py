@@ -2,7 +2,8 @@
 for the enforcer a `serve` process runs (the monitor serves its own; docs/monitor.md).
 
 * ``/readyz`` — 200 once a verified bundle is in force and the process owns at least one
-  partition (it is deciding); 503 before.
+  partition (it is deciding); 503 before, and from SIGTERM on (``stopping``) while the
+  enforcer finishes its record and the listener closes (docs/deploy.md).
 * ``/healthz`` — 503 when the decide loop has not polled for ``STUCK_AFTER_S`` seconds,
   or a processor beside it (controller, checkpointer) failed; 200 otherwise.
 
@@ -12,6 +13,7 @@ time; ``ordinance_enforcer_bundle_info{bundle,policy_offset}`` names what is in 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -69,7 +71,11 @@ def problems(enforcer: Enforcer, failures: Sequence[BaseException]) -> list[str]
     return found
 
 
-def build_serve_app(enforcer: Enforcer, failures: Sequence[BaseException] = ()) -> Starlette:
+def build_serve_app(
+    enforcer: Enforcer,
+    failures: Sequence[BaseException] = (),
+    stopping: threading.Event | None = None,
+) -> Starlette:
     registry = CollectorRegistry()
     registry.register(EnforcerCollector(enforcer))
 
@@ -82,8 +88,14 @@ def build_serve_app(enforcer: Enforcer, failures: Sequence[BaseException] = ()) 
 
     async def readyz(_: Request) -> Response:
         bundle = enforcer.ruleset.bundle_id if enforcer.ruleset is not None else None
-        ready = bundle is not None and bool(enforcer.states)
-        body = {"ready": ready, "bundle_id": bundle, "partitions": sorted(enforcer.states)}
+        closing = stopping is not None and stopping.is_set()
+        ready = bundle is not None and bool(enforcer.states) and not closing
+        body = {
+            "ready": ready,
+            "stopping": closing,
+            "bundle_id": bundle,
+            "partitions": sorted(enforcer.states),
+        }
         return JSONResponse(body, 200 if ready else 503)
 
     return Starlette(

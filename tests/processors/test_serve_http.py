@@ -1,5 +1,6 @@
 """`serve --http`: the enforcer's /metrics, /healthz and /readyz. Ready once a verified
-bundle is in force and partitions are owned; the counters equal what the log holds."""
+bundle is in force and partitions are owned, not ready again once stopping; the counters
+equal what the log holds."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def test_ready_health_and_counters(tmp_path: Path) -> None:
     stop = threading.Event()
     with open_log(url) as log:
         enforcer = Enforcer(log, clock=lambda: T0, max_clock_skew_s=None)
-        server = HttpServer(build_serve_app(enforcer), "127.0.0.1", 0)
+        stopping = threading.Event()
+        server = HttpServer(build_serve_app(enforcer, stopping=stopping), "127.0.0.1", 0)
         server.start()
         base = f"http://127.0.0.1:{server.bound_port}"
         try:
@@ -49,6 +51,9 @@ def test_ready_health_and_counters(tmp_path: Path) -> None:
                 f.name: f
                 for f in text_string_to_metric_families(http_get(base + "/metrics")[1].decode())
             }
+            stopping.set()  # SIGTERM: not ready while the enforcer finishes and closes
+            status, body = http_get(base + "/readyz")
+            assert status == 503 and json.loads(body)["stopping"] is True, body
         finally:
             stop.set()
             thread.join(timeout=30)
