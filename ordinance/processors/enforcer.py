@@ -50,6 +50,7 @@ from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import longest_window_seconds
+from ordinance.processors.audit.chain import record_hash
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail
@@ -347,19 +348,34 @@ class Enforcer:
             self.decisions, [self._control(partition, "EnforcerTakeover", datum)]
         )
         cached = self.cache.load(partition) if self.cache is not None else None
-        if cached is not None and cached.offset >= marker.offset:
+        if cached is not None and not 0 <= cached.offset < marker.offset:
             cached = None  # a cache of records this partition does not hold: not this log's
         state = cached or PartitionState(partition)
-        start: StartAt = AtOffset(state.offset + 1) if cached is not None else Position.BEGINNING
+        # With a snapshot, the fold resumes after its offset — once the record at that
+        # offset proves the snapshot is of this log (`_matches`).
+        start: StartAt = AtOffset(state.offset) if cached is not None else Position.BEGINNING
+        unproven = cached is not None
         deadline = time.monotonic() + TAKEOVER_TIMEOUT_S
+        tp = TopicPartition(self.decisions, partition)
         with self.log.consumer(None) as reader:
-            reader.assign({TopicPartition(self.decisions, partition): start})
+            reader.assign({tp: start})
             while True:
                 if time.monotonic() > deadline:
                     raise LogError(
                         f"takeover of partition {partition}: own marker not seen in {TAKEOVER_TIMEOUT_S}s"
                     )
                 for record in reader.poll(max_records=1000, timeout=0.5):
+                    if unproven:
+                        unproven = False
+                        if _matches(state, record):
+                            continue  # folded already: the snapshot's own last record
+                        self.progress(
+                            f"{self.enforcer_id}: the state cache of partition {partition} does "
+                            f"not match this log at offset {state.offset}; refolding from the log"
+                        )
+                        state = PartitionState(partition)
+                        reader.assign({tp: Position.BEGINNING})
+                        break
                     decoded = self.serde.decode_record(record)
                     self.report.replayed += 1
                     state.follow(record.key, record.value)
@@ -542,6 +558,17 @@ class Enforcer:
 
         if outputs or offsets:
             outbox.send(outputs, offsets, on_delivered)
+
+
+def _matches(state: PartitionState, record: Any) -> bool:
+    """Whether ``record`` is the one a snapshot's state last folded: it sits at the
+    state's offset, and the chain over it from the state's previous head is the state's
+    head. A snapshot of another log (a reused cache directory, a recreated topic) fails
+    this and is refolded, never trusted."""
+    return bool(
+        record.offset == state.offset
+        and record_hash(state.prev_chain_head, record.key, record.value) == state.chain_head
+    )
 
 
 def _longest_window_ms(ruleset: Ruleset | None) -> int:

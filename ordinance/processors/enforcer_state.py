@@ -99,6 +99,9 @@ class PartitionState:
     offset: int = -1  # the last decisions offset folded in
     now: float = 0.0  # the event time the window state is asked at
     chain_head: bytes = GENESIS  # chain hash of the last record of the partition (audit)
+    # The head before it: a snapshot proves it is of this log by the record at `offset`
+    # hashing from this to `chain_head` (`enforcer._matches`).
+    prev_chain_head: bytes = GENESIS
     # Set by the owner's EnforcerTakeover record; None on records written before the
     # checks existed (replay then decides as those enforcers did).
     agent_partitions: int | None = None
@@ -120,6 +123,7 @@ class PartitionState:
     def follow(self, key: bytes | None, value: bytes | None) -> None:
         """Advance the chain head over a record read from the partition (any record:
         the chain covers what cannot be decoded too)."""
+        self.prev_chain_head = self.chain_head
         self.chain_head = record_hash(self.chain_head, key, value)
 
     def link(self, key: bytes | None, value: bytes | None) -> Headers:

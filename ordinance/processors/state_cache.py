@@ -3,9 +3,11 @@ decisions offset it reflects, so a restarted enforcer folds only the tail of the
 
 The log stays the truth: a cached state is a fold of ``decisions[p]`` up to its offset,
 and the takeover continues the fold from there to the enforcer's own marker. A cache
-from another log (different topic) is never used, and a cache whose offset lies beyond
-the partition's records is ignored (the topic was recreated): the fold starts from
-the beginning instead.
+from another log (different topic) is never used; a cache whose offset lies beyond the
+partition's records is ignored (the topic was recreated); and a cache whose last record
+is not the log's record at that offset (the chain over it does not give the cached
+head: a reused directory, another log with the same topic names) is detected when the
+takeover reads that record, and the fold starts from the beginning instead.
 
 RocksDB reports every failure (a full disk, a read-only directory, a lock held by
 another enforcer) as a bare ``Exception``; here each becomes a `StateCacheError` that
@@ -23,7 +25,7 @@ from rocksdict import Rdict
 from ordinance.errors import OrdinanceError
 from ordinance.processors.enforcer_state import PartitionState
 
-FORMAT = 8  # bump when PartitionState's fields change: older snapshots are then ignored
+FORMAT = 9  # bump when PartitionState's fields change: older snapshots are then ignored
 
 
 class StateCacheError(OrdinanceError):

@@ -56,3 +56,35 @@ def test_a_cache_from_another_log_is_not_used(tmp_path: Path) -> None:
         assert any(snapshot.load(p) is not None for p in range(4))
     finally:
         snapshot.close()
+
+
+def test_a_cache_of_another_log_that_is_long_enough_is_detected_and_refolded(
+    tmp_path: Path,
+) -> None:
+    """The same topic names, a longer partition: the offset check alone would trust a's
+    snapshot on b. The record at the snapshot's offset does not chain to its head, so the
+    takeover refolds b from the beginning."""
+    cache = tmp_path / "state"
+    url_a, url_b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    for url in (url_a, url_b):
+        publish(url, EXAMPLES)
+    send(url_a, *(transfer(f"x{i}", "9400", i) for i in range(5)))  # 47,000 of the budget
+    _enforce(url_a, cache)
+    send(url_b, *(transfer(f"y{i}", "100", i) for i in range(12)))
+    first_b = _enforce(url_b, None)  # b's partition grows past a's snapshot offset
+    assert first_b.report.decided == 12
+    send(url_b, transfer("y12", "9400", 20), transfer("x0", "50", 21))
+    notes: list[str] = []
+    with open_log(url_b) as log:
+        enforcer = Enforcer(log, clock=lambda: T0, state_dir=cache, progress=notes.append)
+        enforcer.run(until_idle=True, idle_s=1.0)
+    assert any("does not match this log" in n for n in notes), notes
+    decided = {d["request_id"]: d for _, n, d in decisions_log(url_b) if n == "Decision"}
+    # a's budget was not counted against b, and a's request ids are not b's duplicates
+    assert decided["y12"]["effect"] == "allow" and decided["x0"]["effect"] == "allow"
+    from ordinance.processors.audit.keys import Keyring
+    from ordinance.processors.audit.verify import verify_log
+
+    with open_log(url_b) as log:  # b's chain is whole: no head carried over from a
+        report = verify_log(log, Keyring({}))
+    assert report.findings == [], report.findings
