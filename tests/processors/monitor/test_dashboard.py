@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import threading
@@ -68,6 +69,15 @@ HOSTILE_TOOL = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_TOOL_2 = "<script>window.__pwned=2</script>"
 HOSTILE_MESSAGE = 'denied <img src=x onerror="window.__pwned=3"> <script>window.__pwned=4</script>'
 HOSTILE_ALERT_ID = "drift:99:0"
+
+
+def artifact(name: str) -> Path:
+    """Where a screenshot is left for people to look at after the run (CI keeps the
+    clone's build/test-artifacts/; $ORDINANCE_TEST_ARTIFACTS moves it)."""
+    default = Path(__file__).resolve().parents[3] / "build" / "test-artifacts"
+    directory = Path(os.environ.get("ORDINANCE_TEST_ARTIFACTS") or default)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / name
 
 
 # -- the page as served (no browser) ----------------------------------------------
@@ -442,7 +452,7 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         assert tab.locator("img").count() == 0
         assert tab.locator("script").count() == 1  # the page's own
         assert tab.evaluate("window.__pwned") is None
-        tab.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        tab.screenshot(path=str(artifact("dashboard.png")), full_page=True)
 
         # More decisions: the page follows without a reload.
         later = T0 + dt.timedelta(seconds=500)
@@ -463,7 +473,7 @@ def test_the_dashboard_shows_the_report_live_escapes_the_log_and_says_when_it_is
         expect(tab.locator("body")).to_have_class("disconnected")
         expect(tab.locator("#ready")).to_have_text("readiness unknown")
         expect(tab.locator("#health")).to_have_text("health unknown")
-        tab.screenshot(path=str(tmp_path / "dashboard-disconnected.png"), full_page=True)
+        tab.screenshot(path=str(artifact("dashboard-disconnected.png")), full_page=True)
         assert dialogs == [] and errors == []
         assert tab.evaluate("window.__pwned") is None
         # Nothing was even blocked by the Content-Security-Policy: nothing tried to run.
@@ -575,7 +585,7 @@ def test_the_dashboard_shows_a_canary_regression_and_the_rollback_the_monitor_wr
         expect(canary_denial.locator('[data-field="rule_ids"]')).to_have_text(
             "canary-candidate/no-nl"
         )
-        tab.screenshot(path=str(tmp_path / "rollback-alert.png"), full_page=True)
+        tab.screenshot(path=str(artifact("rollback-alert.png")), full_page=True)
 
         # The controller ends the canary; the enforcers swap back on the next traffic.
         with open_log(url) as log:
@@ -596,7 +606,7 @@ def test_the_dashboard_shows_a_canary_regression_and_the_rollback_the_monitor_wr
         expect(swap_back.locator('[data-field="policy_offset"]')).to_have_text(
             f"{rollback['change_offset']:,}"
         )
-        tab.screenshot(path=str(tmp_path / "rollback.png"), full_page=True)
+        tab.screenshot(path=str(artifact("rollback.png")), full_page=True)
         assert errors == []
     finally:
         context.close()
