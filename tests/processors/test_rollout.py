@@ -143,8 +143,11 @@ def _change(url: str, event: str, bundle_id: str, **extra: Any) -> None:
 
 
 def _enforce(url: str) -> None:
+    # On Kafka the first fetch after a group join can take seconds: an enforcer that gives
+    # up after 2 idle seconds may leave actions for the next one (and the test short).
+    idle_s = 6.0 if url.startswith("kafka") else 2.0
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: T0 + 600).run(until_idle=True, idle_s=2.0)
+        Enforcer(log, clock=lambda: T0 + 600).run(until_idle=True, idle_s=idle_s)
 
 
 def _decisions(url: str) -> tuple[dict[str, dict[str, Any]], list[tuple[int, int, str]]]:
@@ -260,7 +263,11 @@ def test_replay_notices_a_rewritten_arm_or_shadow_verdict(tmp_path: Path, tamper
     assert tampered in report.findings[0].to_json()["differences"]
 
 
-def test_the_monitor_rolls_back_a_regressing_canary_that_asked_for_it(tmp_path: Path) -> None:
+def test_the_monitor_rolls_back_a_regressing_canary_that_asked_for_it(log_url: str) -> None:
+    """Issue 14's must-show, on both backends: a canary that wrongly denies a legitimate
+    transfer is rolled back by the monitor; on every partition, each decision before the
+    swap back names the candidate for canary agents, and every one after it names the
+    stable bundle."""
     import threading
 
     from ordinance.processors.monitor.config import MonitorConfig
@@ -268,7 +275,7 @@ def test_the_monitor_rolls_back_a_regressing_canary_that_asked_for_it(tmp_path: 
     from ordinance.streams.serde import Serde as _Serde
     from ordinance.streams.topics import POLICY_ACTIVE, POLICY_CHANGES
 
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+    url = log_url
     with open_log(url) as log:
         publish_bundle(log, FILES, BUNDLE_ID, actor="test", clock=lambda: T0)
         publish_bundle(
@@ -316,3 +323,18 @@ def test_the_monitor_rolls_back_a_regressing_canary_that_asked_for_it(tmp_path: 
     decided, _ = _decisions(url)
     assert all(decided[f"after-{a}"]["arm"] is None for a in AGENTS)
     assert all(decided[f"after-{a}"]["effect"] == "allow" for a in AGENTS)
+    # Per partition: the swap back is one record; canary agents' decisions name the
+    # candidate before it and the stable bundle after it.
+    canary = {a for a in AGENTS if in_canary(CANDIDATE, a, 50)}
+    back: dict[int, int] = {}
+    with open_log(url) as log:
+        for record in log.read_to_end(ensure_topics(log)[AGENT_DECISIONS].name):
+            d = serde.decode_record(record)
+            assert isinstance(d, Decoded)
+            if d.name == "RulesetSwap" and d.value["mode"] == "stable":
+                back[record.partition] = record.offset
+    for d in decided.values():
+        partition, offset = d["_at"]
+        if d["agent_id"] in canary:
+            before = offset < back[partition]
+            assert d["bundle_id"] == (CANDIDATE if before else BUNDLE_ID), d["request_id"]

@@ -10,7 +10,15 @@ same offset:
 
 * both arms have at least ``canary.min_samples`` decisions;
 * the canary's deny rate exceeds control's by at least ``canary.threshold``;
-* a one-sided two-proportion z-test (pooled) puts that excess at p < ``canary.alpha``.
+* a one-sided two-proportion z-test (pooled) puts that excess at p < the look's alpha.
+
+The test is not run after every decision: over a long rollout, a test at p < alpha
+after each of thousands of decisions flags a good canary by chance sooner or later (a
+simulation of 40,000 noisy decisions did, at n = 50). It is run at the **looks** — the
+canary decision that brings the canary arm to m, 2m, 4m, … decisions (m =
+``min_samples``) — and look k spends alpha / 2^(k+1) (`look_alpha`), so the chance of
+any false alarm over the whole rollout stays below ``canary.alpha`` (a union bound), and
+a reviewer can recompute each look from the evidence (``look``, ``look_alpha``).
 
 The evidence names both bundles, the percentage, each arm's sample and rate, z and p, so a
 reviewer can recompute it. The alert resolves (``canary_regression_resolved``) when the
@@ -67,6 +75,17 @@ def one_sided_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
         return (0.0, 1.0) if diff <= 0 else (math.inf, 0.0)
     z = diff / se
     return z, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def look_alpha(n: int, m: int, alpha: float) -> tuple[int, float] | None:
+    """(k, alpha / 2^(k+1)) when ``n`` = m·2^k is a look; None between looks."""
+    if n < m or n % m:
+        return None
+    ratio = n // m
+    if ratio & (ratio - 1):
+        return None
+    k = ratio.bit_length() - 1
+    return k, alpha / 2 ** (k + 1)
 
 
 def watch_from_swap(datum: dict[str, Any], current: CanaryWatch | None) -> CanaryWatch | None:

@@ -15,7 +15,7 @@ fail_closed:
 canary:
   min_samples: 50       # decisions in each arm before the arms are compared
   threshold: 0.1        # canary deny rate - control deny rate that counts as a regression
-  alpha: 0.01           # one-sided two-proportion z-test
+  alpha: 0.001          # one-sided z-test; spent over the looks (m, 2m, 4m... canary decisions)
 silence:
   after_s: 30           # actions waiting this long with no decision: the enforcer is silent
 lag:
@@ -62,7 +62,7 @@ class FailClosed:
 class Canary:
     min_samples: int = 50
     threshold: float = 0.1
-    alpha: float = 0.01
+    alpha: float = 0.001
 
 
 @dataclass(frozen=True)

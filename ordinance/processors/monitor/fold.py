@@ -51,6 +51,7 @@ from typing import Any
 from ordinance.processors.monitor.canary import (
     CANARY_REGRESSION,
     CanaryWatch,
+    look_alpha,
     one_sided_z,
     watch_from_swap,
 )
@@ -352,7 +353,7 @@ class MonitorState:
             watch = self.canaries.get(partition)
             if watch is not None and datum.get("code") not in FOLLOW_UP_CODES:
                 watch.add(arm, effect == "deny")
-                judged = self._judge_canary(partition, offset, evaluated_at, watch)
+                judged = self._judge_canary(partition, offset, evaluated_at, watch, arm)
                 for alert in judged:
                     self.timeline.alert(watch.policy_offset, alert)
                 alerts += judged
@@ -385,7 +386,7 @@ class MonitorState:
         )
 
     def _judge_canary(
-        self, partition: int, offset: int, at: dt.datetime, watch: CanaryWatch
+        self, partition: int, offset: int, at: dt.datetime, watch: CanaryWatch, arm: str
     ) -> list[dict[str, Any]]:
         config = self.config.canary
         canary, control = watch.arms["canary"], watch.arms["control"]
@@ -395,6 +396,13 @@ class MonitorState:
         is_open = (partition, CANARY_REGRESSION) in self.open_alerts
         if not (excess < config.threshold / 2 if is_open else excess >= config.threshold):
             return []
+        # Opening is judged only at the looks (`look_alpha`), each with its share of alpha:
+        # a test after every decision would, over a long rollout, flag a good canary by
+        # chance sooner or later. Clearing is judged at every decision.
+        look = look_alpha(canary.n, config.min_samples, config.alpha)
+        if not is_open and (arm != "canary" or look is None):
+            return []
+        k, alpha = look if look is not None else (-1, config.alpha)
         z, p = one_sided_z(canary.deny, canary.n, control.deny, control.n)
         evidence = {
             "stable_bundle_id": watch.stable,
@@ -410,13 +418,15 @@ class MonitorState:
             "p_value": _dec(p),
             "threshold": _dec(config.threshold),
             "alpha": _dec(config.alpha),
+            "look": k,
+            "look_alpha": _dec(alpha),
         }
         message = (
             f"partition {partition}: the canary {watch.candidate[:19]}… denies "
             f"{canary.rate:.1%} of {canary.n} decisions against control's {control.rate:.1%} "
             f"of {control.n} (z={z:.2f}, one-sided p={p:.2g})"
         )
-        firing = excess >= config.threshold and p < config.alpha
+        firing = excess >= config.threshold and p < alpha
         clear = excess < config.threshold / 2
         return self._transition(
             partition,

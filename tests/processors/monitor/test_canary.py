@@ -128,3 +128,20 @@ def test_shadow_disagreements_are_counted_by_bundle_pair_and_effects() -> None:
     state, alerts = _fold(records)
     assert state.shadow_disagreements == {(BUNDLE, CANDIDATE, "allow", "deny"): 3}
     assert alerts == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_good_canary_raises_no_false_alarm_over_a_long_noisy_run(seed: int) -> None:
+    """Both arms deny 20 % of the time at random (the candidate is as good as control);
+    over 40,000 decisions per partition, judged after every one, the canary is never
+    flagged — the minimum sample, the threshold and the one-sided test hold together."""
+    import random
+
+    rng = random.Random(seed)
+    records: list[tuple[str, dict[str, Any]]] = [("RulesetSwap", _swap(percent=10))]
+    for n in range(40_000):
+        arm = "canary" if rng.random() < 0.1 else "control"
+        records.append(("Decision", _armed(n, arm, rng.random() < 0.2)))
+    state, alerts = _fold(records)
+    assert [a for a in alerts if a["kind"].startswith(CANARY_REGRESSION)] == []
+    assert state.canaries[0].arms["canary"].n > 3000
