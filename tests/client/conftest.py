@@ -7,10 +7,7 @@ the topics and nobody answering."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +15,12 @@ from typing import Any
 import pytest
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import Log, open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import DEFAULT_PREFIX, ensure_topics, topic_specs
+from tests.processors.running import RunningEnforcer, enforcer_thread
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 ACTIONS = topic_specs()["agent.actions"].name
@@ -46,57 +43,6 @@ def publish(log: Log, bundle: Bundle, prefix: str = DEFAULT_PREFIX) -> None:
     """Publish and enforce the bundle, as ``ordinance publish`` and the controller would."""
     publish_bundle(log, bundle.files, bundle.bundle_id, actor="test", prefix=prefix)
     run_controller(log, once=True, prefix=prefix, group=f"{prefix}controller")
-
-
-@dataclass
-class RunningEnforcer:
-    enforcer: Enforcer
-    failures: list[BaseException]
-
-    def check(self) -> None:
-        """Raise what killed the enforcer thread, if anything did."""
-        if self.failures:
-            raise self.failures[0]
-
-
-@contextmanager
-def enforcer_thread(
-    url: str,
-    *,
-    prefix: str = DEFAULT_PREFIX,
-    group: str = "ordinance.enforcer",
-    ready_timeout: float = 60.0,
-) -> Iterator[RunningEnforcer]:
-    """An `Enforcer` on its own log connection in a background thread, stopped with an Event.
-
-    Yields once it has taken over every actions partition, so no answer waits for a group
-    join or a takeover; on exit stops it and re-raises what killed it.
-    """
-    stop = threading.Event()
-    with open_log(url) as log:
-        running = RunningEnforcer(Enforcer(log, prefix=prefix, group=group), [])
-        partitions = len(log.partitions(running.enforcer.actions))
-
-        def main() -> None:
-            try:
-                running.enforcer.run(stop=stop)
-            except BaseException as exc:  # handed to the owner; a thread cannot raise
-                running.failures.append(exc)
-
-        thread = threading.Thread(target=main, name="enforcer", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + ready_timeout
-            while len(running.enforcer.states) < partitions:
-                running.check()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the enforcer took over no partitions in {ready_timeout}s")
-                time.sleep(0.01)
-            yield running
-        finally:
-            stop.set()
-            thread.join()
-        running.check()
 
 
 @pytest.fixture(scope="session")

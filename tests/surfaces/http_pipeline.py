@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from ordinance.streams import open_log
 from ordinance.streams.topics import DEFAULT_PREFIX, IDENTITY_REGISTRY, ensure_topics
 from tests.identity.helpers import new_signer
 from tests.processors.identity_helpers import BEFORE, SERDE, Registry
+from tests.processors.running import enforcer_thread
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -70,31 +70,8 @@ def pipeline(where: Path | str, *, identity: bool) -> Iterator[Pipeline]:
             }
         keys = register(registry, principals)
         trust = registry.trust
-    stop = threading.Event()
-    failures: list[BaseException] = []
-    with open_log(url) as log:
-        enforcer = Enforcer(log, trust=trust, max_clock_skew_s=300)
-        partitions = len(log.partitions(enforcer.actions))
-
-        def main() -> None:
-            try:
-                enforcer.run(stop=stop)
-            except BaseException as exc:
-                failures.append(exc)
-
-        thread = threading.Thread(target=main, name="enforcer", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 60
-            while len(enforcer.states) < partitions and not failures:
-                assert time.monotonic() < deadline, "the enforcer took over no partitions"
-                time.sleep(0.01)
-            yield Pipeline(url, bundle_id, enforcer, registry, keys)
-        finally:
-            stop.set()
-            thread.join()
-    if failures:
-        raise failures[0]
+    with enforcer_thread(url, trust=trust, max_clock_skew_s=300) as running:
+        yield Pipeline(url, bundle_id, running.enforcer, registry, keys)
 
 
 def register(

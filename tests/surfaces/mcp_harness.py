@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import ensure_topics, topic_specs
+from tests.processors.running import enforcer_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "policies"
@@ -65,31 +67,8 @@ def enforcer(
 ) -> Iterator[Enforcer]:
     """A real enforcer in a thread, yielded once it owns every actions partition; with
     ``trust`` it enforces identity (signed intents, the registry's roles)."""
-    stop = threading.Event()
-    failures: list[BaseException] = []
-    with open_log(url) as log:
-        running = Enforcer(log, trust=trust)
-        partitions = len(log.partitions(running.actions))
-
-        def main() -> None:
-            try:
-                running.run(stop=stop)
-            except BaseException as exc:
-                failures.append(exc)
-
-        thread = threading.Thread(target=main, name="enforcer", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + ready_timeout
-            while len(running.states) < partitions and not failures:
-                assert time.monotonic() < deadline, "the enforcer took over no partitions"
-                time.sleep(0.01)
-            yield running
-        finally:
-            stop.set()
-            thread.join()
-    if failures:
-        raise failures[0]
+    with enforcer_thread(url, ready_timeout=ready_timeout, trust=trust) as running:
+        yield running.enforcer
 
 
 def gateway_command(
@@ -211,3 +190,18 @@ def human(url: str, agent_id: str, *, approve: bool, timeout: float = 30) -> thr
 def approve(url: str, request_id: str, *, yes: bool = True) -> None:
     with open_log(url) as log:
         answer(log, request_id, approve=yes, approver="dana")
+
+
+@dataclass
+class Stack:
+    """A log, an agent talking to the gateway, and the upstream's record of its calls."""
+
+    url: str
+    record: Path
+    agent: Agent
+
+    def call(self, name: str, args: dict[str, Any]) -> tuple[types.CallToolResult, list[Any]]:
+        """The result, and what the upstream received because of this call."""
+        before = len(received(self.record))
+        result = self.agent.call(name, args)
+        return result, received(self.record)[before:]

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -23,31 +21,18 @@ from tests.surfaces.mcp_harness import (
     MAPPING,
     UPSTREAM,
     Agent,
+    Stack,
     approve,
     enforcer,
     gateway_command,
     intents,
     new_log,
     ordinance,
-    received,
     text,
 )
 
 AGENT = "coder-1"
 META_KEY = "ordinance/decision"
-
-
-@dataclass
-class Stack:
-    url: str
-    record: Path
-    agent: Agent
-
-    def call(self, name: str, args: dict[str, Any]) -> tuple[types.CallToolResult, list[Any]]:
-        """The result, and what the upstream received because of this call."""
-        before = len(received(self.record))
-        result = self.agent.call(name, args)
-        return result, received(self.record)[before:]
 
 
 @pytest.fixture(scope="module")

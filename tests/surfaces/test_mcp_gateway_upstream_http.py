@@ -10,41 +10,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import mcp_types as types
 import pytest
 
 from tests.surfaces.mcp_harness import (
     MAPPING,
     UPSTREAM,
     Agent,
+    Stack,
     enforcer,
     gateway_command,
     human,
     intents,
     new_log,
     ordinance,
-    received,
     text,
 )
 
 AGENT = "coder-2"
 META_KEY = "ordinance/decision"
-
-
-@dataclass
-class Stack:
-    url: str
-    record: Path
-    agent: Agent
-
-    def call(self, name: str, args: dict[str, Any]) -> tuple[types.CallToolResult, list[Any]]:
-        before = len(received(self.record))
-        result = self.agent.call(name, args)
-        return result, received(self.record)[before:]
 
 
 def _free_port() -> int:
