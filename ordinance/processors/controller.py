@@ -26,6 +26,7 @@ from typing import Any
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.document import IMPACTS
 from ordinance.policy.errors import PolicyErrors
+from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.testing import run_tests
 
 DEFAULT_TARGET = "default"
@@ -77,9 +78,9 @@ NEEDS_APPROVAL = "needs_approval"
 SCHEMA_BREAK = "schema_break"
 
 
-def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> str:
+def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> Ruleset:
     """The bundle compiles, its tests pass against the combined set, and its id is its
-    content; returns the highest impact of its policies."""
+    content; returns it compiled."""
     if not files:
         raise Rejected("a published event must carry the bundle's files")
     try:
@@ -95,6 +96,11 @@ def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> str:
     if failed:
         names = ", ".join(f"{r.policy}/{r.name}" for r in failed[:3])
         raise Rejected(f"{len(failed)} policy test(s) fail against the combined set: {names}")
+    return ruleset
+
+
+def _impact(ruleset: Ruleset) -> str:
+    """The highest impact of a bundle's policies."""
     return max((p.impact for p in ruleset.policies), key=IMPACTS.index, default="medium")
 
 
@@ -129,15 +135,16 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
     if event == "published":
         if bundle_id in state.bundles:
             return []  # re-publishing the same content changes nothing
-        impact = validate_bundle(bundle_id, list(change.get("files") or []))
+        ruleset = validate_bundle(bundle_id, list(change.get("files") or []))
         state.bundles[bundle_id] = list(change["files"])
+        state.schemas[bundle_id] = ruleset.schema  # compiled already: a later enforce compares
         datum = {
             "bundle_id": bundle_id,
             "created_at": at,
             "git_commit": change.get("git_commit"),
             "files": list(change["files"]),
             "published_by": change.get("actor"),
-            "impact": impact,
+            "impact": _impact(ruleset),
             "approvals": [],
             "schema_break_acks": _schema_break_acks(change),
         }
@@ -228,8 +235,8 @@ def _refuse_schema_breaks(state: ControllerState, bundle_id: str, target: str, e
 
 
 def _schema(state: ControllerState, bundle_id: str) -> Any:
-    """A validated bundle's schema, compiled once per controller process (content-addressed:
-    the id names it forever)."""
+    """A validated bundle's schema: kept when it was validated, compiled from its files
+    for one rebuilt from policy.active (content-addressed: the id names it forever)."""
     if bundle_id not in state.schemas:
         files = state.bundles[bundle_id]
         state.schemas[bundle_id] = compile_bundle({f["path"]: f["content"] for f in files}).schema
