@@ -20,14 +20,13 @@ from ordinance.commands.output import EXIT_OK, console, emit_json
 
 def status_report(store: Any) -> dict[str, Any]:
     """The JSON form: ``targets`` and ``bundles`` (a BundleStore's changes, folded)."""
-    from ordinance.processors.controller import (
-        HIGH_IMPACT_APPROVALS,
-        ControllerState,
-        apply_change,
-    )
+    import datetime as dt
+
+    from ordinance.processors.controller import HIGH_IMPACT_APPROVALS
     from ordinance.replay.times import iso
 
-    state = ControllerState()
+    # Every accepted change folded by the controller's code (refused ones change nothing).
+    state, _ = store.state_at(dt.datetime.max.replace(tzinfo=dt.UTC))
     reviews: dict[str, list[dict[str, Any]]] = {}
     last: dict[str, dict[str, Any]] = {}
     refused: dict[str, dict[str, Any]] = {}
@@ -37,8 +36,7 @@ def status_report(store: Any) -> dict[str, Any]:
         event["at"] = iso(d["at"])
         if change.rejected is not None:
             refused[d["bundle_id"]] = {**event, "reason": change.rejected}
-            continue  # refused by the controller: it changed nothing
-        apply_change(state, d, change.offset, change.at)
+            continue
         last[d["bundle_id"]] = event
         if d["event"] == "reviewed":
             reviews.setdefault(d["bundle_id"], []).append({**event, "comment": d.get("reason")})
