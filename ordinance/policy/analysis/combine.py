@@ -65,10 +65,26 @@ class RuleTerm:
     applies: z3.BoolRef
     errs: z3.BoolRef
     notes: list[str] = field(default_factory=list)
+    # require_approval: an approver holds one of these roles (empty: any approver)
+    approvers: frozenset[str] = frozenset()
 
     @property
     def tier(self) -> int:
         return TIER_OF_EFFECT[self.effect]
+
+
+def approval_conflict(rules: Sequence[RuleTerm]) -> z3.BoolRef:
+    """The applying approval rules among ``rules`` have no approver role in common: the
+    evaluator then denies (code ``approval_conflict``, ordinance.policy.approvers). The
+    intersection is empty exactly when every role some rule names is missing from some
+    applying rule that names roles (a rule naming none restricts nothing)."""
+    restricting = [r for r in rules if r.tier == APPROVAL and r.approvers]
+    roles = sorted({role for r in restricting for role in r.approvers})
+    if not roles:  # no rule restricts its approvers: every combination has an approver
+        return false()
+    return all_of(
+        *[any_of(*[r.applies for r in restricting if role not in r.approvers]) for role in roles]
+    )
 
 
 def encode_assertion_condition(
@@ -118,10 +134,14 @@ class ToolModel:
         approval = any_of(*[r.applies for r in rules if r.tier == APPROVAL])
         allow = any_of(*[r.applies for r in rules if r.tier == ALLOW])
         tier = z3.IntVal
+        conflict = approval_conflict(rules)
+        approved = (
+            tier(APPROVAL) if conflict.eq(false()) else z3.If(conflict, tier(DENY), tier(APPROVAL))
+        )
         return z3.If(
             deny,
             tier(DENY),
-            z3.If(approval, tier(APPROVAL), z3.If(allow, tier(ALLOW), tier(self.default_tier))),
+            z3.If(approval, approved, z3.If(allow, tier(ALLOW), tier(self.default_tier))),
         )
 
     def _shared(self, tier: int) -> tuple[z3.BoolRef, z3.BoolRef, z3.BoolRef]:
@@ -188,6 +208,7 @@ def build_tool_model(ruleset: Ruleset, tool_name: str, space: ToolSpace | None =
                 all_of(g, z3.Not(enc.term.err), enc.term.val),
                 all_of(g, enc.term.err),
                 enc.notes,
+                frozenset(cr.rule.approval.roles if cr.rule.effect == "require_approval" else ()),
             )
         )
     return ToolModel(space, ruleset, terms)
