@@ -24,7 +24,7 @@ import z3
 from ordinance.policy.analysis.abstract import Abstraction
 from ordinance.policy.analysis.combine import EFFECTS, ToolModel
 from ordinance.policy.analysis.fuse import Fuser
-from ordinance.policy.analysis.space import Unrealisable, Witness
+from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
 from ordinance.policy.decision import Decision
 from ordinance.policy.ruleset import Ruleset
 
@@ -145,6 +145,12 @@ class Bucket:
         # the time limit where a fresh solver answers in milliseconds. Quantifier-free
         # buckets keep one solver (re-asserting the base made them about twice as slow).
         self.fresh = not (terms_qf and quantifier_free(base))
+        # Formulas built from this bucket's own terms (rules, combining) are rewritten
+        # already; fusing them only matters while some string keeps the exact theory. On
+        # a bucket whose strings are all classes, both walks are identities, and walking
+        # every check's O(rules) combining formula again in Python dominated large buckets.
+        self._exact_strings = abstraction is None or _exact_strings(self.space, abstraction)
+        self._restated: tuple[tuple[int, ...], list[z3.BoolRef]] = ((), [])
         if not self.fresh:
             self.solver.add(*self._fused_base)
         # Quantifier-free, exactly encoded rules are evaluated in the check's own model
@@ -192,10 +198,8 @@ class Bucket:
             solver = self.solver
             solver.push()
         try:
-            # window constraints are re-stated: an assertion may read a duration no rule
-            # reads; so are sorted sets an assertion's encoding added to the space
-            parts = [*formulas, *self.space.window_constraints(), *self.space.base[self._base]]
-            solver.add(*[self.fuse(self.rewrite(f)) for f in parts])
+            own = list(formulas) if not self._exact_strings else [*map(self.fuse, formulas)]
+            solver.add(*own, *self._restate())
             before = spent(solver)
             status = str(solver.check())
             self.max_spent = max(self.max_spent, spent(solver) - before)
@@ -216,6 +220,21 @@ class Bucket:
         finally:
             if not self.fresh:
                 solver.pop()
+
+    def _restate(self) -> list[z3.BoolRef]:
+        """The window constraints and the space's later base constraints, prepared: they
+        are re-stated in every check (an assertion may read a duration no rule reads, or
+        add sorted sets to the space) and are the same until the space grows."""
+        parts = [*self.space.window_constraints(), *self.space.base[self._base]]
+        key = tuple(f.get_id() for f in parts)
+        if key != self._restated[0]:
+            self._restated = (key, [self.prepare(f) for f in parts])
+        return self._restated[1]
+
+    def prepare(self, f: z3.BoolRef) -> z3.BoolRef:
+        """A formula over the space's own variables (not the bucket's terms) as a check
+        takes it: string atoms as classes, and fused."""
+        return self.fuse(self.rewrite(f))
 
     # -- what the encoding says about a model's request -------------------------------------
     def rewrite(self, f: z3.BoolRef) -> z3.BoolRef:
@@ -347,6 +366,18 @@ class Bucket:
             if found is not None and (extra is None or extra(found[0])):
                 return found
         return None
+
+
+def _exact_strings(space: ToolSpace, abstraction: Abstraction) -> bool:
+    """Some string (or list of strings) of the space keeps the exact string theory."""
+    for a in space.attrs.values():
+        sort = a.var.sort()
+        stringy = sort == z3.StringSort() or (
+            isinstance(sort, z3.SeqSortRef) and sort.basis() == z3.StringSort()
+        )
+        if stringy and not abstraction.abstracted(a.var):
+            return True
+    return False
 
 
 def quantifier_free(exprs: list[z3.BoolRef]) -> bool:

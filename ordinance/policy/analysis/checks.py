@@ -359,7 +359,7 @@ def check_assertions(b: Bucket, report: ToolReport, assertions: list[EncodedAsse
             name, a, holds, notes = encoded.name, encoded.assertion, encoded.holds, encoded.notes
             target = z3.IntVal(TIER_OF_EFFECT[a.effect])
             bad = b.effect == target if a.quantifier == "never" else b.effect != target
-            status, nice, raw = b.solve(holds, bad)
+            status, nice, raw = b.solve(b.prepare(holds), bad)
             if status == UNSAT:
                 report.proven.append(name)
                 continue
