@@ -5,10 +5,12 @@ each check is a ``push``/``pop`` — except in buckets with quantifiers, see ``f
 formulas retired afterwards, made every string-heavy check after the first run out of
 time: the retired string constraints stay in the solver.)
 
-A model's *prediction* (the effect and the rules that determine it) is read from copies of
-the combining formulas over one Boolean per rule (``applies``/``errs`` proxies): the
-request is pinned, the per-rule definitions are solved once (a ground problem) and every
-proxy formula is then evaluated in that model. Each prediction also records which rules
+A model's *prediction* (the effect and the rules that determine it) is the combining
+algorithm applied to which rules the model's request makes apply and err
+(``combine.Combiner``, the formulas' case analysis in Python). Those flags are read in the
+check's own model where the rules are quantifier-free and exactly encoded; otherwise the
+request is pinned and the per-rule definitions are solved once (a ground problem) over
+one Boolean per rule. Each prediction also records which rules
 it shows determining a decision (``alive``) and which it shows changing the effect when
 removed (``matters``): the dead-rule and redundancy checks are skipped for those, since a
 model of the same constraints already answers them (``sat``).
@@ -22,7 +24,7 @@ from dataclasses import dataclass, replace
 import z3
 
 from ordinance.policy.analysis.abstract import Abstraction
-from ordinance.policy.analysis.combine import EFFECTS, ToolModel
+from ordinance.policy.analysis.combine import EFFECTS, Combiner, ToolModel
 from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
 from ordinance.policy.decision import Decision
@@ -86,43 +88,21 @@ class Bucket:
         self.applies = {rid: r.applies for rid, r in self.rules.items()}
         self._determines: dict[str, z3.BoolRef] = {}
         self._without: dict[str, z3.ArithRef] = {}
-        # the combining formulas again, over one Boolean per rule (see the module doc)
+        # one Boolean per rule for the pinned-request path (see the module doc)
         tag = f"{id(model.ruleset)}:{self.space.tool.name}"
         self.tag = tag
-        proxy = ToolModel(
-            self.space,
-            model.ruleset,
-            [
-                replace(
-                    r,
-                    applies=z3.Bool(f"{tag}:applies:{r.index}"),
-                    errs=z3.Bool(f"{tag}:errs:{r.index}"),
-                )
-                for r in model.rules
-            ],
-        )
-        self.proxy = proxy
-        self.proxy_rules = {r.qualified_id: r for r in proxy.rules}
-        self.proxy_effect = proxy.effect()
-        proxies = [t for r in proxy.rules for t in (r.applies, r.errs)]
-        self._proxy_array = (z3.Ast * len(proxies))(*[t.as_ast() for t in proxies])
-        self._proxy_terms = proxies  # keeps the ASTs of the array alive
-        self.proxy_determines = {rid: proxy.determines(r) for rid, r in self.proxy_rules.items()}
+        self.combiner = Combiner(model)
+        proxies = [
+            (z3.Bool(f"{tag}:applies:{r.index}"), z3.Bool(f"{tag}:errs:{r.index}"))
+            for r in model.rules
+        ]
         # one evaluation reads a flag per rule (per-rule model.eval calls dominated the time)
-        self._flags = {
-            "determines": _bits(list(self.proxy_determines.values())),
-            "applies": _bits([r.applies for r in proxy.rules]),
-            "errs": _bits([r.errs for r in proxy.rules]),
-            # removing the rule changes this request's effect
-            "matters": _bits(
-                [proxy.effect(without=r.index) != self.proxy_effect for r in proxy.rules]
-            ),
-        }
+        self._flags = (_bits([a for a, _ in proxies]), _bits([e for _, e in proxies]))
         self.definitions = z3.And(
             *[
                 d
-                for r, p in zip(model.rules, proxy.rules, strict=True)
-                for d in (p.applies == r.applies, p.errs == r.errs)
+                for r, (applies, errs) in zip(model.rules, proxies, strict=True)
+                for d in (applies == r.applies, errs == r.errs)
             ]
         )
         base = [*map(self.rewrite, [*self.space.base, *self.space.window_constraints()])]
@@ -272,55 +252,23 @@ class Bucket:
         if solver.check() != z3.sat:
             return None
         m = solver.model()
-        tier_value = m.eval(self.proxy_effect, model_completion=True)
-        if not z3.is_int_value(tier_value):
+        applies, errs = (self._read_flags(m, t) for t in self._flags)
+        if applies is None or errs is None:
             return None
-        tier = tier_value.as_long()
+        return self._from_flags(applies, errs)
 
-        flags = {name: self._read_flags(m, term) for name, term in self._flags.items()}
-        if None in flags.values():
-            return None
-        ids, applying = frozenset(flags["determines"] or ()), frozenset(flags["applies"] or ())
-        self.alive |= ids
-        self.matters |= flags["matters"] or set()
-        return Prediction(EFFECTS[tier], ids, applying)
-
-    def _from_flags(self, applies: set[str], errs: set[str]) -> Prediction | None:
-        """The prediction from which rules apply and err, through the proxy formulas."""
-        # z3.substitute re-checks every pair's sorts in Python: the C API directly
-        true, false = z3.BoolVal(True).as_ast(), z3.BoolVal(False).as_ast()
-        to = [
-            true if rid in chosen else false
-            for rid in self.proxy_rules
-            for chosen in (applies, errs)
-        ]
-        n = len(to)
-        ctx = z3.main_ctx()
-        targets = (z3.Ast * n)(*to)
-
-        def value(term: z3.ExprRef | None) -> z3.ExprRef | None:
-            if term is None:
-                return None
-            ast = z3.Z3_substitute(ctx.ref(), term.as_ast(), n, self._proxy_array, targets)
-            return z3.simplify(z3.ExprRef(ast, ctx))
-
-        tier_value = value(self.proxy_effect)
-        determines, matters = value(self._flags["determines"]), value(self._flags["matters"])
-        if tier_value is None or not z3.is_int_value(tier_value):
-            return None
-        ids = self._bits_to_ids(determines) if determines is not None else set()
-        gained = self._bits_to_ids(matters) if matters is not None else set()
-        if ids is None or gained is None:
-            return None
-        self.alive |= ids
-        self.matters |= gained
-        return Prediction(EFFECTS[tier_value.as_long()], frozenset(ids), frozenset(applies))
+    def _from_flags(self, applies: set[str], errs: set[str]) -> Prediction:
+        """The prediction from which rules apply and err (combine.Combiner)."""
+        outcome = self.combiner.outcome(applies, errs)
+        self.alive |= outcome.determines
+        self.matters |= outcome.matters
+        return Prediction(EFFECTS[outcome.tier], outcome.determines, frozenset(applies))
 
     def _bits_to_ids(self, value: z3.ExprRef) -> set[str] | None:
         if not z3.is_bv_value(value):
             return None
         bits = value.as_long()
-        ids = list(self.proxy_rules)
+        ids = list(self.rules)
         # Concat puts the first rule in the most significant bit
         return {rid for n, rid in enumerate(ids) if bits >> (len(ids) - 1 - n) & 1}
 

@@ -212,3 +212,89 @@ def build_tool_model(ruleset: Ruleset, tool_name: str, space: ToolSpace | None =
             )
         )
     return ToolModel(space, ruleset, terms)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the combining formulas give one request, from which rules apply and err."""
+
+    tier: int
+    determines: frozenset[str]  # the decision's rule ids
+    matters: frozenset[str]  # rules whose removal changes the tier
+
+
+class Combiner:
+    """``ToolModel.effect``/``determines``/``effect(without=...)`` evaluated in Python for
+    one assignment of the rules' ``applies``/``errs`` flags.
+
+    A witness's prediction needs these for every model the checks produce; building the
+    same questions as Z3 formulas took O(rules²) terms per bucket (one ``without`` effect
+    per rule) and a substitution per model. This is the same case analysis, term by term
+    (``test_bucket.py`` checks the two agree on random flag assignments and that every
+    claim it yields is one the skipped solver check confirms)."""
+
+    def __init__(self, model: ToolModel):
+        self.default = model.default_tier
+        self.first = model.combining == "first-applicable"
+        self.rules = {r.qualified_id: r for r in model.rules}
+        self.order = [r.qualified_id for r in model.ordered(model.rules)]
+
+    def outcome(self, applies: set[str], errs: set[str]) -> Outcome:
+        return self._first(applies, errs) if self.first else self._deny_overrides(applies, errs)
+
+    def _first(self, applies: set[str], errs: set[str]) -> Outcome:
+        hits = [rid for rid in self.order if rid in applies or rid in errs]
+        if not hits:
+            return Outcome(self.default, frozenset(), frozenset())
+        tiers = [DENY if rid in errs else self.rules[rid].tier for rid in hits[:2]]
+        tier = tiers[0]
+        after = tiers[1] if len(tiers) > 1 else self.default
+        return Outcome(tier, frozenset(hits[:1]), frozenset(hits[:1] if after != tier else ()))
+
+    def _tier(self, denies: int, approvals: list[RuleTerm], allows: int) -> int:
+        if denies:
+            return DENY
+        if approvals:
+            return DENY if _no_common_approver(approvals) else APPROVAL
+        return ALLOW if allows else self.default
+
+    def _deny_overrides(self, applies: set[str], errs: set[str]) -> Outcome:
+        rules = self.rules
+        denying = [
+            rid for rid in rules if rid in errs or (rid in applies and rules[rid].tier == DENY)
+        ]
+        approvals = [rules[rid] for rid in rules if rid in applies and rules[rid].tier == APPROVAL]
+        allows = [rid for rid in rules if rid in applies and rules[rid].tier == ALLOW]
+        tier = self._tier(len(denying), approvals, len(allows))
+        matters = {
+            rid for rid in denying if self._tier(len(denying) - 1, approvals, len(allows)) != tier
+        }
+        matters |= {
+            r.qualified_id
+            for r in approvals
+            if self._tier(len(denying), [a for a in approvals if a is not r], len(allows)) != tier
+        }
+        matters |= {
+            rid for rid in allows if self._tier(len(denying), approvals, len(allows) - 1) != tier
+        }
+        # ToolModel.determines: a deny-tier rule (not an erring lower one) ends the search
+        if any(rules[rid].tier == DENY for rid in denying):
+            determines = {rid for rid in denying if rules[rid].tier == DENY}
+        elif any(rid in errs for rid in rules):
+            determines = {rid for rid in rules if rid in errs}
+        elif approvals:
+            determines = {r.qualified_id for r in approvals}
+        else:
+            determines = set(allows)
+        return Outcome(tier, frozenset(determines), frozenset(matters))
+
+
+def _no_common_approver(approvals: list[RuleTerm]) -> bool:
+    """``approvers.combine`` finds no role every applying approval rule accepts."""
+    common: frozenset[str] | None = None
+    for r in approvals:
+        if r.approvers:
+            common = r.approvers if common is None else common & r.approvers
+            if not common:
+                return True
+    return False
