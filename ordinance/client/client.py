@@ -7,7 +7,13 @@ Decision to ``agent.decisions`` on the *same partition* as the action. So the cl
 only the decisions partitions its own actions went to, with one reader thread and one
 consumer for all of them (each consumer costs the broker a fetch every few milliseconds
 even when idle), and hands each Decision to the waiting caller by request id (a second
-Decision for the same id finds nobody waiting and is ignored).
+Decision for the same id finds nobody waiting and is ignored). A Decision written after
+another enforcer's takeover marker on its partition is no answer at all: its writer had
+lost the partition (frozen past its group session, then resumed), the log's fold leaves
+it out, and the partition's owner decides the request itself (`audit.fence`). The reader
+knows the owner from the markers it reads; it starts at the end of a partition, so a
+writer fenced by a marker written before that start is not recognised (docs/guarantees.md,
+"Zombie writers", says when that can matter).
 
 Where a reader starts matters: it must start at or before the offset the Decision will get,
 or the answer is skipped. A Decision is written only after its action was published, so the
@@ -104,6 +110,8 @@ _SERVE_S = 0.005  # while acknowledgements are outstanding, how often the publis
 DEFAULT_OPEN_TIMEOUT_S = 5.0  # how long the constructor may wait for the log
 DEFAULT_CLOSE_TIMEOUT_S = 5.0  # how long close() may take, letting outstanding publishes finish
 _MAX_FOLLOW_UPS = 10_000  # unanswered approvals remembered; a human may never answer
+_TAKEOVER = "EnforcerTakeover"
+_READ = frozenset({"Decision", _TAKEOVER})  # answers, and who may write them
 
 Request = Mapping[str, Any]
 
@@ -147,6 +155,9 @@ class _Reader:
         self._stop = threading.Event()
         self._added: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self.starts: dict[int, int] = {}  # partition -> the offset reading began at
+        # partition -> the enforcer of the latest takeover marker read there
+        self.owners: dict[int, str] = {}
+        self.fenced = 0  # decisions ignored: their writer had lost the partition
         self.thread = threading.Thread(
             target=self._run, name="ordinance-client-decisions", daemon=True
         )
@@ -158,6 +169,14 @@ class _Reader:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _fenced(self, partition: int, datum: Mapping[str, Any]) -> bool:
+        """A decision written after another enforcer's takeover marker: its writer had
+        lost the partition (frozen, then resumed), the log's fold leaves it out and the
+        owner decides the request itself, so it is no answer (`audit.fence`; the rule is
+        restated here because the client imports nothing from the processors)."""
+        owner = self.owners.get(partition)
+        return owner is not None and datum["enforcer_id"] != owner
 
     def _run(self) -> None:
         engine = self._engine
@@ -173,11 +192,18 @@ class _Reader:
                         consumer.assign({tp: AtOffset(at) for tp, at in positions.items()})
                     for record in consumer.poll(max_records=500, timeout=_POLL_S):
                         positions[record.position] = record.offset + 1
-                        # Control records (swaps, takeovers) and undecodable bytes are not
-                        # answers; an undecodable answer leaves its caller to time out.
-                        decoded = engine.serde.decode_record(record, expect={"Decision"})
-                        if isinstance(decoded, Decoded):
-                            engine.answer(decoded.value, record.partition)
+                        # Control records (swaps) and undecodable bytes are not answers;
+                        # an undecodable answer leaves its caller to time out.
+                        decoded = engine.serde.decode_record(record, expect=_READ)
+                        if not isinstance(decoded, Decoded):
+                            continue
+                        datum = decoded.value
+                        if decoded.name == _TAKEOVER:
+                            self.owners[record.partition] = datum["enforcer_id"]
+                        elif self._fenced(record.partition, datum):
+                            self.fenced += 1
+                        else:
+                            engine.answer(datum, record.partition)
         except Exception as exc:  # reported to the callers waiting on this reader
             engine.reader_failed(self, f"reading {engine.decisions_topic}: {exc}")
 
@@ -447,6 +473,7 @@ class _Engine:
             return {
                 "in_flight": len(self._pending),
                 "readers": dict(sorted(self._reader.starts.items())) if self._reader else {},
+                "fenced_ignored": self._reader.fenced if self._reader else 0,
             }
 
 

@@ -378,20 +378,25 @@ class Enforcer:
                         break
                     decoded = self.serde.decode_record(record)
                     self.report.replayed += 1
-                    state.follow(record.key, record.value)
-                    if isinstance(decoded, Decoded):
-                        mine = (
-                            decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce
-                        )
-                        if mine:
-                            self._refuse_another_targets(state)
+                    if not isinstance(decoded, Decoded):
+                        state.follow(record.key, record.value)  # the chain covers it too
+                        continue
+                    if state.fences(decoded.name, decoded.value):
+                        # Its writer had lost the partition: not in the chain, and not
+                        # folded (`enforcer_state`, "Fencing"); fold() counts it.
                         state.fold(decoded.name, decoded.value, record.offset)
-                        if mine:
-                            self.report.takeovers += 1
-                            self.progress(
-                                f"{self.enforcer_id}: took over partition {partition} at decisions offset {record.offset}"
-                            )
-                            return state
+                        continue
+                    state.follow(record.key, record.value)
+                    mine = decoded.name == "EnforcerTakeover" and decoded.value["nonce"] == nonce
+                    if mine:
+                        self._refuse_another_targets(state)
+                    state.fold(decoded.name, decoded.value, record.offset)
+                    if mine:
+                        self.report.takeovers += 1
+                        self.progress(
+                            f"{self.enforcer_id}: took over partition {partition} at decisions offset {record.offset}"
+                        )
+                        return state
 
     def _refuse_another_targets(self, state: PartitionState) -> None:
         """Before our marker is folded, ``state.target`` is the previous owner's. A
@@ -435,6 +440,11 @@ class Enforcer:
                 records = consumer.poll(max_records=200, timeout=0.2)
                 self.last_poll = time.monotonic()  # liveness, for serve --http's /healthz
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
+                if owned - self.states.keys():
+                    # Everything we wrote before lands before our new markers: a partition
+                    # we lost and got back must not receive our old writes after its
+                    # marker, where they would count as the new owner's (same enforcer id).
+                    outbox.settle()
                 for partition in sorted(owned - self.states.keys()):
                     self.states[partition] = self._take_over(partition)
                 for partition in list(self.states):

@@ -20,6 +20,15 @@ Before any policy runs, an action must be one agent's, exactly (budgets are per 
   and not older than the partition's dedupe horizon (else ``stale_request``): state older
   than the horizon (plus the longest window) is pruned, and an intent that old is never
   judged, so pruning never lets anything be judged twice (`state_horizon`).
+
+Fencing (`audit.fence`; docs/guarantees.md, "Zombie writers"): the partition belongs to the enforcer of
+its latest ``EnforcerTakeover`` record (``owner``). A chained record written by any other
+enforcer after that marker comes from a writer that lost the partition without knowing
+it (frozen, then resumed: its takeover was superseded) and is *fenced*: not folded (no
+request id, no window event, no swap), not part of the chain the owner continues. The
+owner decides that request itself, since its state never saw the fenced decision. The
+rule is part of the fold, so every reader of the log (a takeover, replay, the audit, the
+client) draws the same line.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import AgentWindows, InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
+from ordinance.processors.audit.fence import fenced_write
 from ordinance.processors.identity_gate import (
     APPROVAL_RECORDED,
     APPROVAL_REFUSED,
@@ -111,6 +121,9 @@ class PartitionState:
     # its owner enforces no identity (no trust root in its takeover).
     identity: PartitionIdentity | None = None
     horizon: Horizon = field(default_factory=Horizon)  # what may be forgotten, and when
+    # The enforcer of the latest takeover marker: writes by any other are fenced.
+    owner: str | None = None
+    fenced: int = 0  # records not folded because they were fenced (`fenced_write`)
     windows: InMemoryWindows = field(init=False)
 
     def __post_init__(self) -> None:
@@ -121,10 +134,15 @@ class PartitionState:
         return self.now
 
     def follow(self, key: bytes | None, value: bytes | None) -> None:
-        """Advance the chain head over a record read from the partition (any record:
-        the chain covers what cannot be decoded too)."""
+        """Advance the chain head over a record read from the partition (any record not
+        fenced: the chain covers what cannot be decoded too)."""
         self.prev_chain_head = self.chain_head
         self.chain_head = record_hash(self.chain_head, key, value)
+
+    def fences(self, name: str | None, datum: dict[str, Any]) -> bool:
+        """Whether a record read from the partition is fenced (neither followed nor
+        folded), given the state before it."""
+        return fenced_write(self.owner, name, datum)
 
     def link(self, key: bytes | None, value: bytes | None) -> Headers:
         """The chain headers of a record this partition's owner writes next."""
@@ -132,8 +150,12 @@ class PartitionState:
         self.follow(key, value)
         return chain_headers(prev, self.chain_head)
 
-    def fold(self, name: str, datum: dict[str, Any], offset: int) -> None:
-        """Apply one record of ``agent.decisions[partition]``."""
+    def fold(self, name: str, datum: dict[str, Any], offset: int) -> bool:
+        """Apply one record of ``agent.decisions[partition]``; False (and nothing applied,
+        not even its offset) when it is fenced."""
+        if fenced_write(self.owner, name, datum):
+            self.fenced += 1
+            return False
         if name == "Decision":
             event_time = datum.get("event_time")
             evaluated_at: dt.datetime = datum["evaluated_at"]
@@ -159,6 +181,7 @@ class PartitionState:
             self.canary_seed = datum.get("canary_seed")
             self.horizon.on_swap(datum)
         elif name == "EnforcerTakeover":
+            self.owner = datum.get("enforcer_id")
             self.agent_partitions = datum.get("agent_partitions")
             self.max_clock_skew_ms = datum.get("max_clock_skew_ms")
             self.target = datum.get("target")
@@ -167,6 +190,7 @@ class PartitionState:
         elif name == "IdentityUpdate" and self.identity is not None:
             self.identity.fold_update(datum)
         self.offset = offset
+        return True
 
 
 def decide(

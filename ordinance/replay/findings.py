@@ -89,6 +89,7 @@ class PartitionCounts:
     follow_ups: int = 0
     duplicates_skipped: int = 0  # actions whose request already had a decision
     undecided: int = 0  # actions after the last decided one: not processed yet
+    fenced: int = 0  # records written by an enforcer that had lost the partition
 
 
 @dataclass

@@ -4,7 +4,9 @@ For every Decision on ``agent.decisions[p]`` whose event time falls in the windo
 action it names is decided again by ``enforcer_state.decide`` — the enforcer's function —
 with the state folded from the log up to that record and the bundle the state says was in
 force (``RulesetSwap`` records), compiled from the content the log stores for that id.
-Follow-up decisions are recomputed by ``answer_approval`` from the ``agent.approvals``
+Records the fold fences (written by an enforcer after another's takeover marker:
+`enforcer_state`, "Fencing") are counted and not re-decided; the owner's decision of the
+same request is verified instead. Follow-up decisions are recomputed by ``answer_approval`` from the ``agent.approvals``
 record they answer. The recorded and recomputed datums are compared field by field
 (effect, rule ids, reasons, code, bundle id, policy offset, the canonical action and
 event time that feed the window counters, ...); the evaluation time and enforcer id are
@@ -143,7 +145,11 @@ class PartitionVerifier:
             records += 1
             if records % 1000 == 0:
                 tick(1000)
-            if step.name == "Decision":
+            if step.fenced:
+                # Its writer had lost the partition; the owner decided the request
+                # itself. Counted, not re-decided: it was never in force.
+                self.counts.fenced += 1
+            elif step.name == "Decision":
                 datum = step.datum
                 if everything or self._wanted(datum["agent_id"], decision_time(datum)):
                     windows.reads = []

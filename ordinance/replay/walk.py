@@ -4,7 +4,8 @@ The enforcer's state when it decided the record at decisions offset k is the fol
 offsets < k: it folds each decision it makes before making the next, control records
 (swaps, takeovers) sit between batches, and a takeover rebuilds exactly that fold. So the
 walk yields every record with the state *before* it, then folds it with the enforcer's own
-``PartitionState.fold``. The actions a decision names are looked up by offset with a
+``PartitionState.fold`` (which leaves fenced writes out; each step says whether its record
+is one). The actions a decision names are looked up by offset with a
 cursor over ``agent.actions[p]`` that moves forward with them (decisions are written in
 action order), keeping what it passes over for the "every action has a decision" check.
 """
@@ -65,6 +66,9 @@ class Step:
     record: ConsumedRecord
     decoded: Decoded | UndecodableRecord
     name: str | None  # the schema's short name; None when the record did not decode
+    # Written by an enforcer that had lost the partition: the fold leaves it out, and so
+    # does every check of what the enforcer decided (`enforcer_state`, "Fencing").
+    fenced: bool = False
 
     @property
     def datum(self) -> dict[str, Any]:
@@ -79,7 +83,7 @@ def walk(source: Source, partition: int, state: PartitionState, serde: Serde) ->
     for record in source.read("agent.decisions", partition, headers=False):
         decoded = serde.decode_record(record)
         if isinstance(decoded, Decoded):
-            yield Step(record, decoded, decoded.name)
+            yield Step(record, decoded, decoded.name, state.fences(decoded.name, decoded.value))
             fold(decoded.name, decoded.value, record.offset)
         else:
             yield Step(record, decoded, None)

@@ -227,8 +227,8 @@ def _partition(
         walked += 1
         if walked % 1000 == 0:
             tick(1000)
-        if step.name != "Decision":
-            continue
+        if step.name != "Decision" or step.fenced:
+            continue  # a fenced decision was never in force: nothing to compare
         old = step.datum
         offset = old["action_offset"]
         # Every original decision takes its action, in or out of the window, so the

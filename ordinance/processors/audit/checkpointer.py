@@ -9,7 +9,9 @@ log, like a Certificate Transparency log's signer.
 
 It signs only what it has checked: a record whose stored chain links do not match what
 came before stops checkpointing of its partition and raises a critical Alert on
-``monitor.alerts`` — a signer must never bless a tampered or forked log.
+``monitor.alerts`` — a signer must never bless a tampered or forked log. A fenced write
+(an enforcer writing on after losing the partition, `audit.fence`) is not a fork: it is
+signed as a leaf like every record, and the chain goes on past it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signed
+from ordinance.processors.audit.fence import Ownership
 from ordinance.processors.audit.keys import Signer
 from ordinance.processors.audit.merkle import Frontier
 from ordinance.processors.audit.verify import latest, read_checkpoints
@@ -44,8 +47,13 @@ class _Tail:
     """What the checkpointer knows of one partition."""
 
     partition: int
+    ownership: Ownership
     frontier: Frontier = field(default_factory=Frontier)
-    head: bytes = GENESIS  # position chain hash of the last record
+    head: bytes = GENESIS  # position chain hash of the last record (what is signed)
+    # The chain the partition's owners continue: it skips fenced writes (`audit.fence`),
+    # which stay leaves of the Merkle tree like every record.
+    claimed: bytes = GENESIS
+    fenced: int = 0
     first_offset: int | None = None
     last_offset: int = -1
     signed_count: int = 0  # records covered by the latest checkpoint on the topic
@@ -89,7 +97,7 @@ class Checkpointer:
         self.alerts = specs[MONITOR_ALERTS].name
         self.prefix = prefix
         self.report = CheckpointerReport()
-        self.tails = {p: _Tail(p) for p in log.partitions(self.decisions)}
+        self.tails = {p: _Tail(p, Ownership(self.serde)) for p in log.partitions(self.decisions)}
         for partition, existing in read_checkpoints(log, prefix).items():
             if partition in self.tails and existing:
                 newest = latest(existing)
@@ -128,11 +136,23 @@ class Checkpointer:
         tail = self.tails[record.partition]
         self.report.records += 1
         prev, own = stored_links(record.headers)
-        if tail.broken is None and prev is not None and prev != tail.head:
-            self._break(tail, record, "its stored previous hash is not the partition's head")
-        tail.head = record_hash(tail.head, record.key, record.value)
-        if tail.broken is None and own is not None and own != tail.head:
+        fenced = False
+        if prev is None:
+            tail.ownership.unlinked(record.value)
+        elif prev != tail.claimed:
+            fenced = tail.ownership.fenced_writer(record.value) is not None
+            if fenced:
+                tail.fenced += 1
+            elif tail.broken is None:
+                self._break(tail, record, "its stored previous hash is not the partition's head")
+        link = tail.claimed if prev is None else prev
+        before, tail.head = tail.head, record_hash(tail.head, record.key, record.value)
+        # Untampered and unfenced, the chain and the position chain agree: hash once.
+        mine = tail.head if link == before else record_hash(link, record.key, record.value)
+        if tail.broken is None and own is not None and own != mine:
             self._break(tail, record, "its bytes do not hash to the hash stored with it")
+        if not fenced:
+            tail.claimed = mine
         tail.frontier.append(tail.head)
         if tail.first_offset is None:
             tail.first_offset = record.offset

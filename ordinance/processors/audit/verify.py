@@ -15,6 +15,10 @@ Each record is checked three ways, so a tampering is located, not just detected:
   under the keyring is *forged_checkpoint*; one missing between two others is
   *checkpoint_gap*.
 
+A record whose link breaks the chain because its writer had lost the partition (written
+after another enforcer's takeover marker, `audit.fence`) is not a finding: it is listed
+as *fenced*, left out of the claimed chain, and stays a leaf of the Merkle tree.
+
 Claimed hashes re-synchronise after each finding, so one tampering is one finding, not
 a cascade over the rest of the partition.
 
@@ -33,6 +37,7 @@ from typing import Any
 
 from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signature_valid
+from ordinance.processors.audit.fence import Ownership
 from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.merkle import Levels
 from ordinance.streams import ConsumedRecord, Log
@@ -64,6 +69,16 @@ class Finding:
     checkpoint_offset: int | None = None  # the audit.checkpoints record involved
 
 
+@dataclass(frozen=True)
+class FencedWrite:
+    """A record its writer wrote after another enforcer's takeover marker (`audit.fence`):
+    left out of the chain and of every fold, and not a finding."""
+
+    offset: int
+    writer: str  # the enforcer that wrote it
+    owner: str  # the enforcer that owned the partition then
+
+
 @dataclass
 class PartitionReport:
     partition: int
@@ -74,6 +89,7 @@ class PartitionReport:
     covered: int = 0  # records covered by the latest valid checkpoint
     witnessed: int | None = None  # records covered by the newest witnessed checkpoint
     findings: list[Finding] = field(default_factory=list)
+    fenced: list[FencedWrite] = field(default_factory=list)
 
 
 @dataclass
@@ -90,10 +106,16 @@ class VerifyReport:
     def records(self) -> int:
         return sum(p.records for p in self.partitions)
 
+    @property
+    def fenced(self) -> list[tuple[int, FencedWrite]]:
+        return [(p.partition, f) for p in self.partitions for f in p.fenced]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": not self.findings,
             "records": self.records,
+            # Not findings: writes the fold leaves out (docs/audit.md, "Fenced writes").
+            "fenced": len(self.fenced),
             "seconds": round(self.seconds, 3),
             "records_per_second": round(self.records / self.seconds) if self.seconds else None,
             "partitions": [
@@ -177,6 +199,7 @@ def verify_partition(
 ) -> PartitionReport:
     report = PartitionReport(partition)
     findings = report.findings
+    ownership = Ownership(Serde())
     valid = _valid_checkpoints(partition, checkpoints, keyring, report)
     tail_index = max(valid, default=0)  # the first record no valid checkpoint covers
     tail_timestamp_ms: int | None = None
@@ -188,12 +211,21 @@ def verify_partition(
     for index, record in enumerate(records):
         key, value = record.key, record.value
         prev, own = stored_links(record.headers)
+        fenced: str | None = None
+        if prev is None:
+            ownership.unlinked(value)
+        elif prev != claimed_head:
+            fenced = ownership.fenced_writer(value)
         link = claimed_head if prev is None else prev  # a marker's hash follows from position
         mine = record_hash(link, key, value)
-        # Untampered, the claimed and the position chain agree: hash once.
+        # Untampered, the claimed and the position chain agree: hash once. (A fenced
+        # write is a leaf of the Merkle tree, like every record, but not in the chain.)
         position_head = mine if link == position_head else record_hash(position_head, key, value)
         if prev is not None:
-            if prev != claimed_head:
+            if fenced is not None:
+                assert ownership.owner is not None
+                report.fenced.append(FencedWrite(record.offset, fenced, ownership.owner))
+            elif prev != claimed_head:
                 breaks.append((index, prev))
             if own is not None and own != mine:
                 findings.append(
@@ -208,7 +240,8 @@ def verify_partition(
         offsets.append(record.offset)
         claimed.append(mine)
         positions.append(position_head)
-        claimed_head = mine
+        if fenced is None:
+            claimed_head = mine
         if index == tail_index:
             tail_timestamp_ms = record.timestamp_ms
         if index % 100_000 == 99_999:
@@ -221,7 +254,7 @@ def verify_partition(
     )
     _check_checkpoints(facts, report)
     _classify_breaks(partition, offsets, claimed, breaks, findings)
-    _check_tail(partition, valid, claimed, offsets, report)
+    _check_tail(partition, valid, claimed, positions, offsets, report)
     for check in checks:
         check(facts, report)
     return report
@@ -310,6 +343,7 @@ def _check_tail(
     partition: int,
     valid: dict[int, Checkpoint],
     claimed: list[bytes],
+    positions: list[bytes],
     offsets: list[int],
     report: PartitionReport,
 ) -> None:
@@ -318,7 +352,9 @@ def _check_tail(
     latest = max(valid)
     audit_offset, datum = valid[latest]
     report.covered = latest
-    if datum["chain_head"] in set(claimed):
+    # A checkpoint signs the position chain; past a fenced write it differs from the
+    # claimed chain (which skips the write), so either holding the head will do.
+    if datum["chain_head"] in set(claimed) or datum["chain_head"] in set(positions):
         return
     last = offsets[-1] if offsets else None
     report.findings.append(
