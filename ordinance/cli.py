@@ -170,6 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the audit checkpointer, signing with this Ed25519 key",
     )
     p.add_argument(
+        "--controller-key",
+        default=None,
+        metavar="PEM",
+        help="the controller's private key: with --trust it signs every policy.active record, "
+        "and enforcers with a trust root believe no other (docs/identity.md)",
+    )
+    p.add_argument(
+        "--controller-id",
+        default="policy-controller",
+        metavar="NAME",
+        help="the registry principal (role policy-controller) whose key --controller-key is "
+        "(default: policy-controller)",
+    )
+    p.add_argument(
         "--state-dir",
         default=None,
         help="RocksDB state cache: a restart folds only the tail of the decisions log",
@@ -228,6 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="trust file: accept only changes signed by registry principals allowed to "
         "make them (default $ORDINANCE_TRUST; neither: changes are not authenticated)",
+    )
+    p.add_argument(
+        "--controller-key",
+        default=None,
+        metavar="PEM",
+        help="the controller's private key: with --trust it signs every policy.active record, "
+        "and enforcers with a trust root believe no other (docs/identity.md)",
+    )
+    p.add_argument(
+        "--controller-id",
+        default="policy-controller",
+        metavar="NAME",
+        help="the registry principal (role policy-controller) whose key --controller-key is "
+        "(default: policy-controller)",
     )
 
     # --- submit (agent client; ordinance/commands/submit_cmd.py) ---
@@ -410,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dedupe_horizon_s=args.dedupe_horizon,
             http=args.http,
             prefix=args.prefix,
+            controller_key=args.controller_key,
+            controller_id=args.controller_id,
         )
     if args.command == "approvals":
         from ordinance.commands import lifecycle_cmds
@@ -452,7 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 whatif_since=None if args.skip_whatif else args.whatif_since,
             )
         return lifecycle_cmds.cmd_controller(
-            args.log, once=args.once, as_json=args.json, trust=args.trust
+            args.log,
+            once=args.once,
+            as_json=args.json,
+            trust=args.trust,
+            controller_key=args.controller_key,
+            controller_id=args.controller_id,
         )
     if args.command == "demo":
         from ordinance.commands.demo import cmd_demo

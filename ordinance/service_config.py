@@ -110,6 +110,18 @@ PROCESSES: Final[dict[str, tuple[Option, ...]]] = {
         Option("enforcer_id", "text", None, "stable name of this enforcer (default: random)"),
         Option("mask_config", "path", None, "masking file: arguments stored as keyed hashes"),
         Option("signing_key", "path", None, "run the audit checkpointer with this Ed25519 key"),
+        Option(
+            "controller_key",
+            "path",
+            None,
+            "with trust: the controller signs policy.active with this key (its registry principal)",
+        ),
+        Option(
+            "controller_id",
+            "text",
+            "policy-controller",
+            "the registry principal (role policy-controller) controller_key belongs to",
+        ),
         Option("state_dir", "path", None, "RocksDB state cache directory"),
         Option(
             "max_clock_skew",

@@ -271,7 +271,8 @@ def cmd_demo(
     if left_behind and trust_file is not None:
         out.print(
             f"identities: agent keys and the trust file in {Path(trust_file).parent} — go on with "
-            f"`ordinance serve --log {run.url} --trust {trust_file}`",
+            f"`ordinance serve --log {run.url} --trust {trust_file} --controller-key "
+            f"{Path(trust_file).parent / 'demo-controller.pem'} --controller-id demo-controller`",
             markup=False,
         )
     out.print(

@@ -22,6 +22,7 @@ from ordinance.identity.records import identity_datum, key_entry, signed_identit
 from ordinance.identity.registry_log import load_registry
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustedKey, TrustRoot, add_admin
+from ordinance.processors.active_auth import CONTROLLER_ROLE
 from ordinance.processors.audit.keys import Signer, generate, key_id_of
 from ordinance.processors.change_auth import POLICY_APPROVER, POLICY_AUTHOR
 from ordinance.streams import Log
@@ -33,7 +34,10 @@ DEMO_PUBLISHER = "demo"
 # Two people who approve and put bundles in force: the example policies are high impact,
 # and a controller with a trust root wants two approvers other than the publisher.
 DEMO_APPROVERS = ("demo-approver-a", "demo-approver-b")
-DEMO_PEOPLE = frozenset({DEMO_PUBLISHER, *DEMO_APPROVERS})
+#: The service that writes policy.active: enforcers believe only what it signs.
+DEMO_CONTROLLER = "demo-controller"
+#: The principals that are not agents (no client is started for them).
+DEMO_PEOPLE = frozenset({DEMO_PUBLISHER, *DEMO_APPROVERS, DEMO_CONTROLLER})
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ def demo_identities(
     ]
     wanted.append((DEMO_PUBLISHER, "service", (POLICY_AUTHOR, POLICY_APPROVER), {}))
     wanted += [(pid, "person", (POLICY_APPROVER,), {}) for pid in DEMO_APPROVERS]
+    wanted.append((DEMO_CONTROLLER, "service", (CONTROLLER_ROLE,), {}))
     signers = {pid: _signer(pid, directory) for pid, _, _, _ in wanted}
     ensure_topics(log)
     view = load_registry(log, trust)

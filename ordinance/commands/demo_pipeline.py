@@ -21,6 +21,7 @@ from typing import Any
 from ordinance.client import Client
 from ordinance.commands.demo_identity import (
     DEMO_APPROVERS,
+    DEMO_CONTROLLER,
     DEMO_PEOPLE,
     DEMO_PUBLISHER,
     DemoIdentities,
@@ -216,7 +217,7 @@ def run_pipeline(
 
     def controller() -> None:
         with open_log(url) as log:
-            run_controller(log, stop=stop, trust=ids.trust)
+            run_controller(log, stop=stop, trust=ids.trust, signer=ids.signers[DEMO_CONTROLLER])
 
     enforcer_report: dict[str, int] = {}
 

@@ -55,6 +55,21 @@ def change_signer(actor: str, key: str | None) -> Any:
     return PrincipalSigner.from_env(actor)
 
 
+#: Environment variable naming the controller's key file when ``--controller-key`` is not given.
+CONTROLLER_KEY_ENV = "ORDINANCE_CONTROLLER_KEY"
+
+
+def controller_signer(principal_id: str, key: str | None) -> Any:
+    """The controller's signer for ``policy.active`` (`active_auth`): ``--controller-key``
+    or ``$ORDINANCE_CONTROLLER_KEY``; None when neither names a key (then a controller
+    with a trust root refuses to start, saying so)."""
+    from ordinance.identity.signing import PrincipalSigner
+
+    if key is not None:
+        return PrincipalSigner.from_file(principal_id, Path(key))
+    return PrincipalSigner.from_env(principal_id, CONTROLLER_KEY_ENV)
+
+
 def _trust_root(path: str | None) -> Any:
     """``--trust`` or ``$ORDINANCE_TRUST``; None when neither is given (legacy: changes
     are not authenticated)."""
@@ -277,10 +292,19 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def cmd_controller(log_url: str, *, once: bool, as_json: bool, trust: str | None = None) -> int:
+def cmd_controller(
+    log_url: str,
+    *,
+    once: bool,
+    as_json: bool,
+    trust: str | None = None,
+    controller_key: str | None = None,
+    controller_id: str = "policy-controller",
+) -> int:
     err = Console(stderr=True, highlight=False)
     try:
         root = _trust_root(trust)
+        signer = controller_signer(controller_id, controller_key)
         with _stop_on_signals() as stop, open_log(log_url) as log:
             report = run_controller(
                 log,
@@ -288,6 +312,7 @@ def cmd_controller(log_url: str, *, once: bool, as_json: bool, trust: str | None
                 stop=stop,
                 progress=lambda m: err.print(f"[dim]{m}[/]"),
                 trust=root,
+                signer=signer,
             )
     except OrdinanceError as exc:
         err.print(f"[red]controller stopped:[/] {exc}")
@@ -317,6 +342,8 @@ def cmd_serve(
     dedupe_horizon_s: float | None = None,
     http: str | None = None,
     prefix: str = "ordinance.",
+    controller_key: str | None = None,
+    controller_id: str = "policy-controller",
 ) -> int:
     """Controller and enforcer in one process until SIGTERM/SIGINT; both stop between
     records, so nothing is left half-written."""
@@ -335,6 +362,8 @@ def cmd_serve(
             dedupe_horizon_s=dedupe_horizon_s,
             http=http,
             prefix=prefix,
+            controller_key=controller_key,
+            controller_id=controller_id,
         )
 
 
@@ -353,6 +382,8 @@ def _serve(
     dedupe_horizon_s: float | None = None,
     http: str | None = None,
     prefix: str = "ordinance.",
+    controller_key: str | None = None,
+    controller_id: str = "policy-controller",
 ) -> int:
     from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
@@ -372,6 +403,13 @@ def _serve(
         masking = Masking.from_file(Path(mask_config)) if mask_config else None
         signer = Signer.from_file(Path(signing_key)) if signing_key else None
         root = _trust_root(trust)
+        controller = controller_signer(controller_id, controller_key)
+        if root is not None and controller is None:
+            raise ValueError(
+                "with a trust root the controller signs policy.active and enforcers believe "
+                "nothing else: give --controller-key (or $ORDINANCE_CONTROLLER_KEY), the key "
+                f"of registry principal {controller_id!r} with the policy-controller role"
+            )
         address = host_port(http) if http else None
     except (OrdinanceError, ValueError) as exc:
         err.print(f"[red]cannot serve:[/] {exc}")
@@ -401,6 +439,7 @@ def _serve(
                 trust=root,
                 prefix=prefix,
                 group=f"{prefix}controller",  # one group per environment
+                signer=controller,
             ),
         )
     ]

@@ -76,6 +76,8 @@ class Rejected(Exception):
 SELF_APPROVAL = "self_approval"
 NEEDS_APPROVAL = "needs_approval"
 SCHEMA_BREAK = "schema_break"
+#: enforced/canary/shadow of a bundle published before the target's stable one.
+REVISION_ROLLBACK = "revision_rollback"
 
 
 def validate_bundle(bundle_id: str, files: list[dict[str, str]]) -> Ruleset:
@@ -147,6 +149,9 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
             "impact": _impact(ruleset),
             "approvals": [],
             "schema_break_acks": _schema_break_acks(change),
+            # The order of publication: a target only moves forward but by a rollback.
+            "revision": 1
+            + max((r.get("revision") or 0 for r in state.records.values()), default=0),
         }
         state.records[bundle_id] = datum
         return [Output("active", bundle_key(bundle_id), "PolicyBundle", datum)]
@@ -159,6 +164,8 @@ def _apply(state: ControllerState, change: dict[str, Any], offset: int) -> list[
         if event in ("enforced", "canary"):
             _require_approvals(state, bundle_id, event)
             _refuse_schema_breaks(state, bundle_id, target, event)
+        if event != "rolled_back":
+            _refuse_revision_rollback(state, bundle_id, target, event)
         rollout = next_rollout(state, change, target, offset)
         state.rollouts[target] = rollout
         return [Output("active", target_key(target), "ActiveRollout", rollout)]
@@ -231,6 +238,27 @@ def _refuse_schema_breaks(state: ControllerState, bundle_id: str, target: str, e
             f"the bundle breaks requests valid under {stable[:19]}… on {target!r} and its "
             f"publisher acknowledged none of these: {listed}{more}",
             SCHEMA_BREAK,
+        )
+
+
+def _refuse_revision_rollback(
+    state: ControllerState, bundle_id: str, target: str, event: str
+) -> None:
+    """Anti-rollback: a target's stable bundle gives way only to a bundle published after
+    it. Going back is allowed, but only as what it is — a ``rolled_back`` event, which
+    history shows as one — never by enforcing (or canarying) an old bundle again."""
+    current = state.rollouts.get(target)
+    stable = current["stable_bundle_id"] if current is not None else None
+    if stable is None or stable == bundle_id:
+        return
+    in_force = (state.records.get(stable) or {}).get("revision")
+    wanted = (state.records.get(bundle_id) or {}).get("revision")
+    if in_force is not None and wanted is not None and wanted < in_force:
+        raise Rejected(
+            f"the bundle is revision {wanted}, published before revision {in_force} in force "
+            f"on {target!r}: {event} never goes back; to return to it, roll back "
+            f"(ordinance lifecycle rollback {stable} --to {bundle_id} --target {target})",
+            REVISION_ROLLBACK,
         )
 
 

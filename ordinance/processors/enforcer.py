@@ -50,7 +50,9 @@ from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import longest_window_seconds
+from ordinance.processors.active_auth import STALE_ROLLOUT, ActiveGuard
 from ordinance.processors.audit.chain import record_hash
+from ordinance.processors.change_auth import RegistryFollower
 from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail
@@ -59,6 +61,7 @@ from ordinance.processors.rollout import CANARY, STABLE
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
     AtOffset,
+    ConsumedRecord,
     Consumer,
     Delivered,
     Log,
@@ -98,30 +101,57 @@ def _at(seconds: float) -> dt.datetime:
 
 @dataclass
 class ActiveTable:
-    """``policy.active`` read incrementally: rollouts per target, bundle files by id."""
+    """``policy.active`` read incrementally: rollouts per target, bundle files by id.
+    With a ``guard`` (a trust root) only the controller's signed records are believed, and
+    a target's rollout never goes back to an older change (`active_auth`)."""
 
     reader: Consumer
     serde: Serde
+    guard: ActiveGuard | None = None
+    progress: Callable[[str], None] = lambda _message: None
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    refused: int = 0
 
     def refresh(self) -> None:
+        if self.guard is not None:
+            self.guard.new_batch()
+            for record in self.guard.retry():  # now vouched for by a grown registry
+                self._take(record)
         while records := self.reader.poll(max_records=500, timeout=0.0):
             for record in records:
-                decoded = self.serde.decode_record(record, expect={"ActiveRollout", "PolicyBundle"})
-                if not isinstance(decoded, Decoded) or record.key is None:
-                    continue  # the controller writes only these; anything else is not ours to trust
-                key = record.key.decode(errors="replace")
-                if (
-                    decoded.name == "ActiveRollout"
-                    and key == target_key(decoded.value["target"]).decode()
-                ):
-                    self.rollouts[decoded.value["target"]] = decoded.value
-                elif (
-                    decoded.name == "PolicyBundle"
-                    and key == bundle_key(decoded.value["bundle_id"]).decode()
-                ):
-                    self.bundles[decoded.value["bundle_id"]] = decoded.value["files"]
+                refusal = self.guard.judge(record) if self.guard is not None else None
+                if refusal is None:
+                    self._take(record)
+                else:
+                    self._refuse(record, f"{refusal.code}: {refusal.detail}")
+
+    def _refuse(self, record: ConsumedRecord, why: str) -> None:
+        self.refused += 1
+        self.progress(f"policy.active offset {record.offset} refused: {why}")
+
+    def _take(self, record: ConsumedRecord) -> None:
+        decoded = self.serde.decode_record(record, expect={"ActiveRollout", "PolicyBundle"})
+        if not isinstance(decoded, Decoded) or record.key is None:
+            return  # the controller writes only these; anything else is not ours to trust
+        key = record.key.decode(errors="replace")
+        value = decoded.value
+        if decoded.name == "ActiveRollout" and key == target_key(value["target"]).decode():
+            believed = self.rollouts.get(value["target"])
+            if (
+                self.guard is not None
+                and believed is not None
+                and value["change_offset"] < believed["change_offset"]
+            ):
+                self._refuse(
+                    record,
+                    f"{STALE_ROLLOUT}: change {value['change_offset']} is older than change "
+                    f"{believed['change_offset']} in force on {value['target']!r}",
+                )
+                return
+            self.rollouts[value["target"]] = value
+        elif decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]).decode():
+            self.bundles[value["bundle_id"]] = value["files"]
 
 
 @dataclass
@@ -133,6 +163,7 @@ class EnforcerReport:
     approvals: int = 0
     identity_updates: int = 0
     replayed: int = 0  # decisions records folded during takeovers
+    refused_policy: int = 0  # policy.active records not believed (`active_auth`)
 
 
 class Enforcer:
@@ -174,6 +205,7 @@ class Enforcer:
         self.clock = clock
         self.progress = progress
         self.serde = Serde()
+        self.prefix = prefix
         specs = ensure_topics(log, prefix)
         self.actions = specs[AGENT_ACTIONS].name
         # Where each agent id belongs: the same hashing the client and Kafka use.
@@ -201,8 +233,13 @@ class Enforcer:
         self.report = EnforcerReport()
         self.last_poll = 0.0  # time.monotonic() of the loop's last poll (0: not yet)
         self._compiled: dict[str, Ruleset | None] = {}
+        self._held_back: set[int] = set()  # partitions refusing an older rollout (noted once)
 
     # -- policy ------------------------------------------------------------------------
+    def _refused_policy(self, message: str) -> None:
+        self.report.refused_policy += 1
+        self.progress(f"{self.enforcer_id}: {message}")
+
     def _wanted_rollout(self, table: ActiveTable) -> None:
         """Set the stable ruleset, the candidate and the rollout the target's
         ``ActiveRollout`` asks for (each bundle compiled and verified once)."""
@@ -260,6 +297,23 @@ class Enforcer:
             and (state.mode, state.candidate_bundle_id, state.canary_percent) == self.rollout
         ):
             return
+        if (
+            self.trust is not None
+            and self.policy_offset is not None
+            and state.policy_offset is not None
+            and self.policy_offset < state.policy_offset
+        ):
+            # The table holds an older rollout than this partition already ran: after
+            # compaction, a replayed record may be all a fresh reader sees (`active_auth`).
+            if state.partition not in self._held_back:
+                self._held_back.add(state.partition)
+                self._refused_policy(
+                    f"partition {state.partition} stays on change {state.policy_offset}: "
+                    f"policy.active names the older change {self.policy_offset} "
+                    f"({STALE_ROLLOUT})"
+                )
+            return
+        self._held_back.discard(state.partition)
         datum = {
             "enforcer_id": self.enforcer_id,
             "partition": state.partition,
@@ -425,7 +479,10 @@ class Enforcer:
             self.log.consumer(self.group) as consumer,
         ):
             reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
-            table = ActiveTable(reader, self.serde)
+            guard = None
+            if self.trust is not None:
+                guard = ActiveGuard(self.log, RegistryFollower.start(self.trust, self.prefix))
+            table = ActiveTable(reader, self.serde, guard, self._refused_policy)
             if self.trust is not None:
                 registry_reader.assign({TopicPartition(self.registry_topic, 0): Position.BEGINNING})
                 self.registry_tail = RegistryTail(registry_reader)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ordinance.errors import OrdinanceError
-from ordinance.identity.registry import Refusal
+from ordinance.identity.registry import Refusal, Registry
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
+from ordinance.processors.active_auth import CONTROLLER_ROLE, authorise_active_record
 from ordinance.processors.change_auth import (
     DEFAULT_MAX_SKEW,
     RegistryFollower,
@@ -47,6 +48,10 @@ Clock = Callable[[], float]
 
 class ChangeSignerError(OrdinanceError):
     """A change that would be signed by someone other than its actor."""
+
+
+class ControllerKeyError(OrdinanceError):
+    """A controller with a trust root but no key of its own to sign ``policy.active``."""
 
 
 def _at(clock: Clock) -> dt.datetime:
@@ -193,6 +198,7 @@ def run_controller(
     progress: Callable[[str], None] = lambda _message: None,
     trust: TrustRoot | None = None,
     max_skew: dt.timedelta = DEFAULT_MAX_SKEW,
+    signer: PrincipalSigner | None = None,
 ) -> ControllerReport:
     """Process ``policy.changes`` from the group's committed offset. The state is first
     rebuilt (its outputs are in ``policy.active`` already); each change's outputs are then
@@ -204,7 +210,18 @@ def run_controller(
     rejected with its code like an invalid change. The state is then rebuilt from
     ``policy.active`` — what was accepted — rather than by folding the changes again: a
     change accepted under the registry of its day stays accepted when a key has since
-    expired. Without one, every well-formed change is believed (the legacy behaviour)."""
+    expired. Without one, every well-formed change is believed (the legacy behaviour).
+
+    ``signer`` signs every record the controller writes (`active_auth`): a registry
+    principal with the ``policy-controller`` role, without which enforcers with a trust
+    root believe nothing on ``policy.active``. It is required with a ``trust`` root —
+    the rebuild from ``policy.active`` believes only signed records too."""
+    if trust is not None and signer is None:
+        raise ControllerKeyError(
+            "a controller with a trust root signs what it writes to policy.active, and "
+            "believes only signed records there: give it the key of a registry principal "
+            f"with the {CONTROLLER_ROLE} role (serve --controller-key, controller --key)"
+        )
     serde = Serde()
     specs = ensure_topics(log, prefix)
     changes, topics = (
@@ -225,9 +242,9 @@ def run_controller(
                 if isinstance(decoded, Decoded):
                     apply_change(state, decoded.value, record.offset, _at(clock))
         if follower is not None:
-            state = state_from_active(log, topics["active"], serde)
-            state.governed = True
             follower.refresh(log)
+            state = state_from_active(log, topics["active"], serde, follower.registry)
+            state.governed = True
             progress(
                 f"controller: changes must be signed; identity.registry folded to offset "
                 f"{follower.end_offset} ({len(follower.registry.principals)} principal(s))"
@@ -262,7 +279,9 @@ def run_controller(
                             now,
                         )
                     ]
-                outputs, encoded = _encode_outputs(serde, topics, outputs, record.offset, now)
+                outputs, encoded = _encode_outputs(
+                    serde, topics, outputs, record.offset, now, signer
+                )
                 rejected = any(o.topic == "alerts" for o in outputs)
                 report.rejected += rejected
                 report.applied += not rejected
@@ -318,41 +337,66 @@ def _judge_and_apply(
     return apply_change(state, change, record.offset, now)
 
 
-def state_from_active(log: Log, topic: str, serde: Serde) -> ControllerState:
+def state_from_active(
+    log: Log, topic: str, serde: Serde, registry: Registry | None = None
+) -> ControllerState:
     """The controller's state as ``policy.active`` holds it: every validated bundle and
-    the rollout in force per target (records under a key that is not theirs ignored)."""
+    the rollout in force per target (records under a key that is not theirs ignored).
+
+    With a ``registry`` (a trust root) only records signed by a controller principal are
+    believed, read in log order, and a target keeps the rollout of its latest change —
+    a genuine old rollout appended again does not bring its bundle back (`active_auth`).
+    Without one, the last record of each key."""
     state = ControllerState()
-    for key, record in log.latest_by_key(topic).items():
+    records: Iterable[ConsumedRecord]
+    if registry is None:
+        records = log.latest_by_key(topic).values()
+    else:
+        records = (
+            r
+            for r in log.read_to_end(topic)
+            if not isinstance(authorise_active_record(registry, r), Refusal)
+        )
+    for record in records:
         decoded = serde.decode_record(record, expect={"PolicyBundle", "ActiveRollout"})
-        if not isinstance(decoded, Decoded):
+        if not isinstance(decoded, Decoded) or record.key is None:
             continue
-        value = decoded.value
+        value, key = decoded.value, record.key
         if decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]):
             state.bundles[value["bundle_id"]] = [dict(f) for f in value["files"]]
             state.records[value["bundle_id"]] = dict(value)
         elif decoded.name == "ActiveRollout" and key == target_key(value["target"]):
-            state.rollouts[value["target"]] = dict(value)
+            believed = state.rollouts.get(value["target"])
+            if believed is None or value["change_offset"] >= believed["change_offset"]:
+                state.rollouts[value["target"]] = dict(value)
     return state
 
 
 def _encode_outputs(
-    serde: Serde, topics: Mapping[str, str], outputs: list[Output], offset: int, now: dt.datetime
+    serde: Serde,
+    topics: Mapping[str, str],
+    outputs: list[Output],
+    offset: int,
+    now: dt.datetime,
+    signer: PrincipalSigner | None = None,
 ) -> tuple[list[Output], list[tuple[str, Record]]]:
-    """The outputs of one change and their records. If any output cannot be encoded, the
-    change is rejected instead (one alert): an exception here would stop the controller
-    at this record on every restart."""
+    """The outputs of one change and their records (signed by ``signer`` when given). If
+    any output cannot be encoded, the change is rejected instead (one alert): an
+    exception here would stop the controller at this record on every restart."""
     try:
-        return outputs, [(topics[o.topic], _record(serde, o, now)) for o in outputs]
+        return outputs, [(topics[o.topic], _record(serde, o, now, signer)) for o in outputs]
     except Exception as exc:
         reason = f"the change's outputs could not be encoded for the log: {type(exc).__name__}"
         alert = rejection(reason, None, offset, now)
-        return [alert], [(topics[alert.topic], _record(serde, alert, now))]
+        return [alert], [(topics[alert.topic], _record(serde, alert, now, signer))]
 
 
-def _record(serde: Serde, output: Output, now: dt.datetime) -> Record:
-    return Record(
-        output.key, serde.encode(output.schema, output.datum), (), int(now.timestamp() * 1000)
-    )
+def _record(
+    serde: Serde, output: Output, now: dt.datetime, signer: PrincipalSigner | None
+) -> Record:
+    value = serde.encode(output.schema, output.datum)
+    headers = () if signer is None else signer.headers(value)
+    return Record(output.key, value, headers, int(now.timestamp() * 1000))
 
 
 def bundles_in_force(

@@ -22,10 +22,10 @@ def test_a_signed_cli_answer_counts_and_an_unsigned_one_is_refused(
 ) -> None:
     monkeypatch.delenv("ORDINANCE_KEY", raising=False)
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    publish(url, bundle(tmp_path))
+    registry = Registry(url)
+    publish(url, bundle(tmp_path), registry.controller())
     pem = tmp_path / "alice.pem"
     assert main(["keys", "generate", "--key", str(pem)]) == 0
-    registry = Registry(url)
     bot = registry.put("billing-bot", **BILLING)  # type: ignore[arg-type]
     registry.put(
         "alice",

@@ -27,8 +27,8 @@ def _at(capsys: pytest.CaptureFixture[str], url: str, when: dt.datetime) -> dict
 
 def test_who_an_agent_was_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     first = registry.put("billing-bot", roles=("billing",), attributes={"team": "finance"})
     send_records(url, signed(intent("one", "billing-bot"), first))
     enforce(url, registry.trust, now=T0)

@@ -10,6 +10,7 @@ from typing import Any
 from ordinance.identity.records import identity_datum, key_entry, signed_identity_record
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
+from ordinance.processors.active_auth import CONTROLLER_ROLE
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
@@ -25,6 +26,7 @@ from tests.identity.helpers import new_signer
 from tests.processors.test_enforcer import SPECS, T0
 
 SERDE = Serde()
+CONTROLLER = "policy-controller"
 BEFORE = dt.datetime.fromtimestamp(T0 - 3600, dt.UTC)  # when the registry was written
 
 
@@ -47,6 +49,13 @@ class Registry:
 
         public = self.root.signer.key.public_key()
         return TrustRoot((TrustedKey("root-admin", self.root.key_id, public),))
+
+    def controller(self) -> PrincipalSigner:
+        """The controller service (role ``policy-controller``), registered once: an enforcer
+        with this trust root believes only what it signs on policy.active (`active_auth`)."""
+        if CONTROLLER in self.keys:
+            return self.keys[CONTROLLER]
+        return self.put(CONTROLLER, kind="service", roles=(CONTROLLER_ROLE,))
 
     def put(
         self,

@@ -15,6 +15,7 @@ import pytest
 
 from ordinance.cli import main
 from ordinance.commands.identity_cmds import TRUST_ENV
+from ordinance.commands.lifecycle_cmds import CONTROLLER_KEY_ENV
 from ordinance.identity.signing import KEY_ENV, PrincipalSigner
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.keys import Signer
@@ -55,9 +56,9 @@ class Setup:
     def trust(self) -> Path:
         return self.dir / "trust.json"
 
-    def add(self, pid: str, roles: str) -> None:
+    def add(self, pid: str, roles: str, kind: str = "person") -> None:
         code, out = self(
-            "identity", "add", pid, "--kind", "person", "--roles", roles,
+            "identity", "add", pid, "--kind", kind, "--roles", roles,
             "--public-key", str(self.key(pid)), "--log", self.log,
             "--trust", str(self.trust), "--as", "root-admin", "--key", str(self.key("root-admin")),
         )  # fmt: skip
@@ -69,7 +70,10 @@ class Setup:
         )
 
     def controller(self) -> dict[str, int]:
-        code, out = self("controller", "--log", self.log, "--once", "--trust", str(self.trust))
+        code, out = self(
+            "controller", "--log", self.log, "--once", "--trust", str(self.trust),
+            "--controller-key", str(self.key("ctl")), "--controller-id", "ctl",
+        )  # fmt: skip
         assert code == 0, out
         return dict(out)
 
@@ -123,6 +127,7 @@ def setup(
 ) -> Iterator[Setup]:
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.delenv(TRUST_ENV, raising=False)
+    monkeypatch.delenv(CONTROLLER_KEY_ENV, raising=False)
     s = Setup(tmp_path, log_url, capsys)
     code, out = s(
         "identity", "trust-init", "--trust", str(s.trust), "--principal", "root-admin",
@@ -132,6 +137,7 @@ def setup(
     s.add("alice", "policy-author")
     s.add("bob", "policy-approver")
     s.add("dora", "policy-approver")
+    s.add("ctl", "policy-controller", kind="service")  # signs what it writes to policy.active
     yield s
 
 
@@ -217,7 +223,8 @@ def test_one_principal_with_both_roles_cannot_put_a_high_impact_bundle_in_force_
     assert code == 0, published
     [own] = s.approve(BUNDLE, "carol")
     monkeypatch.setenv(TRUST_ENV, str(s.trust))  # and the trust file
-    code, report = s("controller", "--log", s.log, "--once")
+    monkeypatch.setenv(CONTROLLER_KEY_ENV, str(s.key("ctl")))  # and the controller's key
+    code, report = s("controller", "--log", s.log, "--once", "--controller-id", "ctl")
     assert code == 0 and report == {"applied": 1, "rejected": 2, "written": 3}
     alerts = s.alerts()
     assert alerts[published["enforced_offset"]]["code"] == "needs_approval"

@@ -58,8 +58,8 @@ def _swap_header(record: Record, name: str, value: bytes) -> Record:
 
 def test_intents_are_verified_and_decided_with_the_registrys_roles(log_url: str) -> None:
     url = log_url
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
     mallory = registry.put("mallory", roles=("support",), attributes={"team": "cx"})
     registry.put("sleepy", roles=("billing",), attributes=BILLING_ATTRS, status="suspended")
@@ -127,7 +127,8 @@ def test_intents_are_verified_and_decided_with_the_registrys_roles(log_url: str)
     # Every installed registry record reached each owned partition once, before any decision.
     updates = [(p, o, d) for p, o, n, d in decisions(url) if n == "IdentityUpdate"]
     partitions = {p for p, _, n, _ in decisions(url) if n == "EnforcerTakeover"}
-    assert enforcer.report.identity_updates == len(updates) == 6 * len(partitions)
+    # Six agents and the controller service.
+    assert enforcer.report.identity_updates == len(updates) == 7 * len(partitions)
     for p in partitions:
         first_decision = min(
             (o for q, o, n, _ in decisions(url) if q == p and n == "Decision"), default=None
@@ -158,10 +159,10 @@ def test_client_guard_and_submit_sign_with_the_agents_key(
     ``submit --key`` sign intents the enforcer accepts; the same client without a key is
     denied ``unsigned``."""
     url = log_url
-    publish(url, EXAMPLES)
+    registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     pem = tmp_path / "bot.pem"
     generate(pem, None)
-    registry = Registry(url)
     registry.put(
         "billing-bot",
         roles=("billing",),
@@ -219,8 +220,8 @@ def test_rotation_and_revocation_take_effect_at_one_offset_and_replay_agrees(
     log_url: str,
 ) -> None:
     url = log_url
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     k1, k2, k3 = (new_signer("billing-bot") for _ in range(3))
     put = functools.partial(
         registry.put, "billing-bot", roles=("billing",), attributes=BILLING_ATTRS
@@ -265,7 +266,7 @@ def test_rotation_and_revocation_take_effect_at_one_offset_and_replay_agrees(
     order = [
         d["request_id"] if n == "Decision" else f"v{_version(d)}"
         for _, n, d in records
-        if n in ("Decision", "IdentityUpdate")
+        if n == "Decision" or (n == "IdentityUpdate" and d["principal_id"] == "billing-bot")
     ]
     assert order == [
         "v1", "k1-before", "v2", "k1-after", "k2", "v3", "k2-overlap", "k2-late", "k3", "v4",
@@ -304,8 +305,8 @@ def test_the_registry_survives_the_state_cache(tmp_path: Path) -> None:
     installed records are re-folded on load) judges as the state it was saved from, and
     a restart from the snapshot folds only the tail."""
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
     send_records(url, signed(intent("before", "billing-bot"), bot))
     cache = tmp_path / "state"
@@ -328,7 +329,7 @@ def test_the_registry_survives_the_state_cache(tmp_path: Path) -> None:
     assert loaded is not None and loaded.identity is not None
     principal = loaded.identity.registry.get("billing-bot")
     assert principal is not None and principal.key(bot.key_id) is not None
-    assert loaded.identity.registry_offset == 0
+    assert loaded.identity.registry_offset == 1  # the controller (0), then the bot
     send_records(
         url,
         signed(intent("after", "billing-bot", minute=1), bot),
@@ -351,8 +352,8 @@ def test_a_back_dated_registry_change_is_judged_at_the_enforcers_clock(log_url: 
     window: a reader judging at the record's ``at`` installs it, the enforcer — judging at
     its own clock — does not, and the agent it would create stays unknown."""
     url = log_url
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     ops = registry.put("ops", kind="person", roles=("admin",), windows=[(BEFORE, at(1))])
     sneaky = new_signer("sneaky")
     datum = identity_datum(
@@ -372,4 +373,4 @@ def test_a_back_dated_registry_change_is_judged_at_the_enforcers_clock(log_url: 
     decided = by_request(url)["sneaky"]
     assert (decided["effect"], decided["code"]) == ("deny", UNKNOWN_AGENT)
     installed = {d["principal_id"] for _, _, n, d in decisions(url) if n == "IdentityUpdate"}
-    assert installed == {"ops"}
+    assert installed == {"ops", "policy-controller"}

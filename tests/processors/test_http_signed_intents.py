@@ -82,8 +82,8 @@ def record_of(
 
 def test_a_body_signed_intent_is_judged_only_as_the_body_says(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
     mallory = registry.put("mallory", roles=("support",), attributes={"team": "cx"})
     good = body("good")
@@ -167,8 +167,8 @@ def approval_record(raw: bytes, signer: PrincipalSigner, **change: Any) -> Recor
 
 def test_a_body_signed_approval_counts_only_as_the_body_says(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    publish(url, EXAMPLES)
     registry = Registry(url)
+    publish(url, EXAMPLES, registry.controller())
     bot = registry.put("billing-bot", roles=("billing",), attributes=BILLING_ATTRS)
     dana = registry.put("dana", kind="person", roles=("approver:finance",))
     erin = registry.put("erin", kind="person", roles=("approver:finance",))

@@ -76,8 +76,8 @@ def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
     log_url: str, tmp_path: Path
 ) -> None:
     url = log_url
-    publish(url, two_approver_bundle(tmp_path))
     registry = Registry(url)
+    publish(url, two_approver_bundle(tmp_path), registry.controller())
     bot = registry.put("billing-bot", **BILLING)  # type: ignore[arg-type]
     alice = registry.put("alice", kind="person", roles=("approver:finance",))
     bob = registry.put("bob", kind="person", roles=("approver:finance",))
@@ -143,8 +143,9 @@ def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
 
 def test_a_forged_signature_on_an_approval_is_refused(log_url: str, tmp_path: Path) -> None:
     url = log_url
-    publish(url, bundle(tmp_path))  # one approval needed, by anyone but the agent
     registry = Registry(url)
+    # one approval needed, by anyone but the agent
+    publish(url, bundle(tmp_path), registry.controller())
     bot = registry.put("billing-bot", **BILLING)  # type: ignore[arg-type]
     alice = registry.put("alice", kind="person", roles=("approver",))
     send_records(url, signed(intent("big", "billing-bot", "25000"), bot))

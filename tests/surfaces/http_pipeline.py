@@ -51,15 +51,16 @@ def pipeline(where: Path | str, *, identity: bool) -> Iterator[Pipeline]:
     url = where if isinstance(where, str) else f"sqlite:///{where / 'log.db'}"
     files = read_bundle_dir(EXAMPLES / "policies")
     bundle_id = compile_bundle(files).bundle_id
+    registry = Registry(url) if identity else None
     with open_log(url) as log:
         ensure_topics(log)
+        # With identity, the controller signs policy.active: the enforcer believes no other.
+        controller = registry.controller() if registry is not None else None
         publish_bundle(log, files, bundle_id, actor="test")
-        run_controller(log, once=True)
-    registry: Registry | None = None
+        run_controller(log, once=True, signer=controller)
     trust: TrustRoot | None = None
     keys: dict[str, PrincipalSigner] = {}
-    if identity:
-        registry = Registry(url)
+    if registry is not None:
         principals = {f"billing-bot{n}": BILLING for n in ("", "-2", "-3", "-4")}
         principals["mallory"] = {"roles": ("support",), "attributes": {}}
         for person in ("dana", "erin"):

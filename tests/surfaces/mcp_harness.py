@@ -33,6 +33,7 @@ from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import ensure_topics, topic_specs
+from tests.processors.identity_helpers import Registry
 from tests.processors.running import enforcer_thread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,14 +51,20 @@ tools:
 """
 
 
-def new_log(directory: Path) -> str:
-    """An embedded log with the topics created and the example bundle enforced."""
-    url = f"sqlite:///{directory / 'log.db'}"
+def log_url_in(directory: Path) -> str:
+    return f"sqlite:///{directory / 'log.db'}"
+
+
+def new_log(directory: Path, registry: Registry | None = None) -> str:
+    """An embedded log with the topics created and the example bundle enforced; with a
+    ``registry`` (of `log_url_in` the directory), by a registered, signing controller."""
+    url = log_url_in(directory)
     files = read_bundle_dir(EXAMPLES)
     with open_log(url, create=True) as log:
         ensure_topics(log)
+        controller = registry.controller() if registry is not None else None
         publish_bundle(log, files, compile_bundle(files).bundle_id, actor="test")
-        run_controller(log, once=True)
+        run_controller(log, once=True, signer=controller)
     return url
 
 

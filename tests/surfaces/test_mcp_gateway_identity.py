@@ -19,6 +19,7 @@ from tests.surfaces.mcp_harness import (
     Agent,
     enforcer,
     gateway_command,
+    log_url_in,
     new_log,
     ordinance,
     received,
@@ -34,10 +35,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     """A log whose registry knows the agent (role billing, its public key); an enforcer
     that enforces identity. Yields the log URL and the agent's private key file."""
     directory = tmp_path_factory.mktemp("mcp-gateway-identity")
-    url = new_log(directory)
+    registry = Registry(log_url_in(directory))
+    url = new_log(directory, registry)
     key = directory / "agent.pem"
     generate(key, None)
-    registry = Registry(url)
     registry.put(
         AGENT,
         roles=("billing",),

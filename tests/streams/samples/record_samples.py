@@ -709,6 +709,22 @@ SAMPLES: list[tuple[str, int, dict[str, Any]]] = [
             "schema_break_acks": ["schema-break:0123456789ab"],
         },
     ),
+    (
+        # PolicyBundle 4: its revision, the order of publication (anti-rollback).
+        "PolicyBundle",
+        4,
+        {
+            "bundle_id": "sha256:" + "ab" * 32,
+            "created_at": T0,
+            "git_commit": None,
+            "files": [{"path": "schema.yaml", "content": "tools:\n  a.b: {}\n"}],
+            "published_by": "alice",
+            "impact": "medium",
+            "approvals": [],
+            "schema_break_acks": [],
+            "revision": 7,
+        },
+    ),
 ]
 
 
