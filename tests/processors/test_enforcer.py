@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ordinance.identity.signing import PrincipalSigner
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import NO_RULESET, UNDECODABLE
@@ -75,17 +76,21 @@ def enforce(url: str) -> None:
         Enforcer(log, clock=lambda: T0).run(until_idle=True, idle_s=3.0)
 
 
-def publish(url: str, directory: Path) -> str:
-    return publish_at(url, directory)[0]
+def publish(url: str, directory: Path, controller: PrincipalSigner | None = None) -> str:
+    return publish_at(url, directory, controller)[0]
 
 
-def publish_at(url: str, directory: Path) -> tuple[str, int]:
-    """Publish and enforce a bundle; (bundle id, offset of the enforced event)."""
+def publish_at(
+    url: str, directory: Path, controller: PrincipalSigner | None = None
+) -> tuple[str, int]:
+    """Publish and enforce a bundle; (bundle id, offset of the enforced event). With
+    ``controller`` the controller signs policy.active (enforcers with a trust root
+    believe nothing else)."""
     files = read_bundle_dir(directory)
     bundle_id = compile_bundle(files).bundle_id
     with open_log(url) as log:
         published = publish_bundle(log, files, bundle_id, actor="test", clock=lambda: T0)
-        run_controller(log, once=True, clock=lambda: T0)
+        run_controller(log, once=True, clock=lambda: T0, signer=controller)
     assert published.enforced_offset is not None
     return bundle_id, published.enforced_offset
 
