@@ -70,6 +70,8 @@ def status_report(store: Any) -> dict[str, Any]:
         bundles.append(
             {
                 "bundle_id": bundle_id,
+                # The order of publication: a target goes back only by a rollback.
+                "revision": record.get("revision"),
                 "published_by": record.get("published_by"),
                 "impact": record.get("impact"),
                 "approvals": approvals,
@@ -102,7 +104,7 @@ def print_status(args: argparse.Namespace, store: Any) -> int:
             t["since"],
         )
     out.print(table if report["targets"] else "no target has a bundle in force")
-    table = Table("bundle", "published by", "impact", "approvals", "reviews", "runs", "last")
+    table = Table("bundle", "rev", "published by", "impact", "approvals", "reviews", "runs", "last")
     for b in report["bundles"]:
         approvals = ", ".join(b["approvals"]) or "-"
         if b["approvals_missing"]:
@@ -110,6 +112,7 @@ def print_status(args: argparse.Namespace, store: Any) -> int:
         last = b["last_event"]
         table.add_row(
             escape(b["bundle_id"][:19]),
+            str(b["revision"] or "-"),
             escape(str(b["published_by"] or "-")),
             str(b["impact"] or "-"),
             escape(approvals),

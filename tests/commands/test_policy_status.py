@@ -38,6 +38,7 @@ def test_status_names_rollouts_approvals_reviews_and_refusals(
     bundles = {b["bundle_id"]: b for b in report["bundles"]}
     candidate = bundles[CANDIDATE]
     assert (candidate["published_by"], candidate["impact"]) == ("alice", "high")
+    assert (bundles[BUNDLE_ID]["revision"], candidate["revision"]) == (1, 2)
     assert candidate["approvals"] == ["test"] and candidate["approvals_missing"] == 1
     assert [r["comment"] for r in candidate["reviews"]] == ["NL is out of scope"]
     assert candidate["runs"] == [{"target": "default", "as": "canary"}]
