@@ -239,7 +239,7 @@ def decide(
     arm, shadow = None, None
     refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
     if refused is None and state.identity is not None:
-        verified = judge_intent(state.identity, datum, value, headers, verify)
+        verified = judge_intent(state.identity, datum, value, headers, verify, state.target)
         if isinstance(verified, Refusal):
             refused = verified.code, verified.detail
         else:  # decided with the registry's roles and attributes, never the claims

@@ -72,6 +72,10 @@ from ordinance.streams.serde import Decoded, Serde
 UNKNOWN_AGENT = "unknown_agent"
 AGENT_SUSPENDED = "agent_suspended"
 AGENT_REVOKED = "agent_revoked"
+#: The registry assigns the agent to another deployment target than the enforcer's.
+WRONG_TARGET = "wrong_target"
+#: The registry attribute that assigns an agent to a target (a name, or a list of names).
+TARGET_ATTRIBUTE = "target"
 INTENT_CODES = (
     UNSIGNED,
     BAD_SIGNATURE,
@@ -81,6 +85,7 @@ INTENT_CODES = (
     KEY_NOT_VALID,
     IDENTITY_MISMATCH,
     BODY_MISMATCH,
+    WRONG_TARGET,
 )
 # Codes of the records a signed approval causes that do not end the request.
 APPROVAL_RECORDED = "approval_recorded"
@@ -172,9 +177,12 @@ def judge_intent(
     value: bytes | None,
     headers: Headers,
     verify: Verify = signature_valid,
+    target: str | None = None,
 ) -> VerifiedIntent | Refusal:
     """Whether an ActionRequest was signed by the agent it names with a key valid at its
-    event time, and claims no roles or attributes other than the registry's."""
+    event time, and claims no roles or attributes other than the registry's; and, for
+    the enforcer of ``target``, whether the registry lets that target decide for the
+    agent (its ``target`` attribute, when it has one, names it)."""
     agent = datum["agent"]
     agent_id: str = agent["id"]
     try:
@@ -233,6 +241,17 @@ def judge_intent(
             f"the intent claims attributes the registry does not give {agent_id!r}: "
             + ", ".join(differing[:8]),
         )
+    assigned = principal.attributes.get(TARGET_ATTRIBUTE)
+    if target is not None and assigned is not None:
+        targets = assigned if isinstance(assigned, list) else [assigned]
+        if target not in targets:
+            # Environments never mix: a staging agent pointed at prod's topics is not
+            # judged by prod's bundle (docs/lifecycle.md, "Targets").
+            return Refusal(
+                WRONG_TARGET,
+                f"the registry assigns agent {agent_id!r} to target(s) "
+                f"{', '.join(map(str, targets))[:256]}; this enforcer serves {target!r}",
+            )
     effective = dict(datum)
     effective["agent"] = {
         "id": agent_id,

@@ -23,7 +23,13 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.keys import Keyring, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.identity_gate import AGENT_REVOKED, AGENT_SUSPENDED, UNKNOWN_AGENT
+from ordinance.processors.identity_gate import (
+    AGENT_REVOKED,
+    AGENT_SUSPENDED,
+    UNKNOWN_AGENT,
+    WRONG_TARGET,
+)
+from ordinance.processors.policy_log import publish_bundle, run_controller
 from ordinance.processors.state_cache import StateCache
 from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
@@ -374,3 +380,42 @@ def test_a_back_dated_registry_change_is_judged_at_the_enforcers_clock(log_url: 
     assert (decided["effect"], decided["code"]) == ("deny", UNKNOWN_AGENT)
     installed = {d["principal_id"] for _, _, n, d in decisions(url) if n == "IdentityUpdate"}
     assert installed == {"ops", "policy-controller"}
+
+
+def test_an_agent_the_registry_assigns_to_another_target_is_denied_wrong_target(
+    tmp_path: Path,
+) -> None:
+    """Agent -> target mapping by the registry's ``target`` attribute: prod's enforcer
+    decides for prod's agents and for agents the registry assigns to no target, and
+    denies one assigned elsewhere instead of judging it with prod's bundle."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    registry = Registry(url)
+    controller = registry.controller()
+    files = read_bundle_dir(EXAMPLES)
+    with open_log(url) as log:
+        publish_bundle(
+            log, files, compile_bundle(files).bundle_id, actor="t", target="prod", clock=lambda: T0
+        )
+        run_controller(log, once=True, clock=lambda: T0, signer=controller)
+    agents = {
+        "prod-bot": {**BILLING_ATTRS, "target": "prod"},
+        "staging-bot": {**BILLING_ATTRS, "target": ["staging", "dev"]},
+        "free-bot": BILLING_ATTRS,
+    }
+    send_records(
+        url,
+        *(
+            signed(intent(name, name), registry.put(name, roles=("billing",), attributes=attrs))
+            for name, attrs in agents.items()
+        ),
+    )
+    with open_log(url) as log:
+        Enforcer(
+            log, clock=lambda: T0, trust=registry.trust, target="prod", max_clock_skew_s=86_400
+        ).run(until_idle=True, idle_s=1.0)
+    got = {rid: (d["effect"], d["code"]) for rid, d in by_request(url).items()}
+    assert got == {
+        "prod-bot": ("allow", "matched"),
+        "staging-bot": ("deny", WRONG_TARGET),
+        "free-bot": ("allow", "matched"),
+    }
