@@ -95,6 +95,8 @@ class Abstraction:
         self._bad: set[int] = set()
         self._why: dict[int, str] = {}
         self._solver: z3.Solver | None = None
+        # (text, language id) -> (language, member?): the language is kept so its id stays
+        self._members: dict[tuple[str, int], tuple[z3.ReRef, bool]] = {}
         for a in space.attrs.values():
             v = a.var
             label = f"{a.root}.{a.name}"
@@ -288,10 +290,23 @@ class Abstraction:
             return status, pretty, True
         return status, found, False
 
+    def _literal_in(
+        self, subject: Subject, literal: z3.ReRef, language: z3.ReRef
+    ) -> tuple[str, str | None, bool]:
+        """``_sample`` of ``language ∩ {literal}``, without the solver: the literal is its
+        only possible member (a ground membership test decides it)."""
+        text = literal.arg(0).as_string()
+        if not self._member(text, language):
+            return "unsat", None, False
+        return "sat", text, subject.nice is None or self._member(text, subject.nice)
+
     def _partition(self, subject: Subject) -> bool:
         """Split the type's language by every atom, keeping the nonempty parts. Each cell
         carries a member, so a split costs one solver check (or two, when the new part has
-        no realisable member): the side holding the member is nonempty without asking."""
+        no realisable member): the side holding the member is nonempty without asking.
+        Literals cost none: a cell inside an equality atom is that one string, which no
+        later atom splits, and a cell's share of a literal is a ground membership test
+        (the example set's path literals made most of its checks such empty splits)."""
         status, rep, nice = self._sample(subject, subject.base)
         if rep is None:
             return False  # an empty type, or undecided: stay exact
@@ -300,10 +315,17 @@ class Abstraction:
             singleton_atom = z3.is_app_of(lang, z3.Z3_OP_SEQ_TO_RE)
             split: list[Cell] = []
             for cell in cells:
+                if cell.singleton:  # exactly {rep}: inside every atom or outside it
+                    split.append(cell)
+                    continue
                 inside = self._member(cell.rep, lang)
                 other_part = z3.Complement(lang) if inside else lang
                 other = z3.Intersect(cell.language, other_part)
-                status, found, nice = self._sample(subject, other)
+                if singleton_atom and not inside:
+                    # the other part is the cell's share of {literal}: a ground test
+                    status, found, nice = self._literal_in(subject, lang, cell.language)
+                else:
+                    status, found, nice = self._sample(subject, other)
                 if status == "unknown":
                     return False
                 same = z3.Intersect(cell.language, lang if inside else z3.Complement(lang))
@@ -318,6 +340,9 @@ class Abstraction:
         for cell in cells:
             if cell.nice or subject.nice is None:
                 cell.nice = True
+                continue
+            if cell.singleton:  # its one member is the representative
+                cell.nice = self._member(cell.rep, subject.nice)
                 continue
             if cell.no_nice or self._member(cell.rep, subject.nice):
                 cell.nice = not cell.no_nice
@@ -360,6 +385,15 @@ class Abstraction:
         return [k for k, c in enumerate(subject.cells) if self._member(c.rep, lang)]
 
     def _member(self, text: str, lang: z3.ReRef) -> bool:
+        """``text`` is in ``lang`` (cached: the partition and every rewritten occurrence
+        of an atom ask the same representatives about the same languages)."""
+        key = (text, lang.get_id())
+        found = self._members.get(key)
+        if found is None:
+            found = self._members[key] = (lang, self._ground_member(text, lang))
+        return found[1]
+
+    def _ground_member(self, text: str, lang: z3.ReRef) -> bool:
         ground = z3.InRe(z3.StringVal(text), lang)
         value = z3.simplify(ground)
         if z3.is_true(value) or z3.is_false(value):

@@ -10,6 +10,8 @@ other than the ends of the pattern or of its top-level alternatives are rejected
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Callable
 from re import _constants as C  # type: ignore[attr-defined]  # noqa: N812
 from typing import Any
@@ -161,28 +163,39 @@ def search_regex(pattern: str, mapper: Mapper | None = None) -> z3.ReRef:
 
 def lower_preimage(ranges: Intervals) -> Intervals:
     """Every character ``u`` with ``simple_lower(u)`` in ``ranges`` (exact)."""
+    return list(_lower_preimage(tuple(_normalise(ranges))))
+
+
+@functools.cache
+def _lower_index() -> tuple[list[int], list[int], dict[int, list[int]]]:
+    """The code points lower() changes (sorted), the lower cases it yields (sorted) and
+    each lower case's preimage: ranges are searched by bisection, not by a scan of the
+    table per range (per-character classes of every literal made that a hot loop)."""
     from ordinance.policy.codegen import lower_table
 
     table = lower_table()
-    ranges = _normalise(ranges)
-
-    def inside(code: int) -> bool:
-        return any(lo <= code <= hi for lo, hi in ranges)
-
     changed = sorted(table)
+    inverse: dict[int, list[int]] = {}
+    for u in changed:
+        inverse.setdefault(table[u], []).append(u)
+    return changed, sorted(inverse), inverse
+
+
+@functools.cache  # plain intervals (no Z3 terms), so one cache serves every context
+def _lower_preimage(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    changed, targets, inverse = _lower_index()
     keep: Intervals = []
     for lo, hi in ranges:  # characters lower() leaves alone stay where they are
         start = lo
-        for code in changed:
-            if code < lo or code > hi:
-                continue
+        for code in changed[bisect.bisect_left(changed, lo) : bisect.bisect_right(changed, hi)]:
             if code > start:
                 keep.append((start, code - 1))
             start = code + 1
         if start <= hi:
             keep.append((start, hi))
-    keep += [(u, u) for u in changed if inside(table[u])]
-    return _normalise(keep)
+        for target in targets[bisect.bisect_left(targets, lo) : bisect.bisect_right(targets, hi)]:
+            keep += [(u, u) for u in inverse[target]]
+    return tuple(_normalise(keep))
 
 
 def lowered_literal(text: str) -> z3.ReRef:
