@@ -19,7 +19,6 @@ from ordinance.policy.schema import parse_schema
 
 from .helpers import SCENARIOS
 
-
 COMBINING = ("deny-overrides", "first-applicable")
 
 
