@@ -100,7 +100,9 @@ def test_a_zombie_writers_decisions_are_fenced_for_every_reader(tmp_path: Path) 
             )
             asking.start()
             send(url, transfer("q3", "9000", 3))
-            while sum(1 for _ in log.read_to_end(SPECS[AGENT_ACTIONS].name)) < 5 and asking.is_alive():
+            while (
+                sum(1 for _ in log.read_to_end(SPECS[AGENT_ACTIONS].name)) < 5 and asking.is_alive()
+            ):
                 time.sleep(0.05)
             # B takes the partition over while A is frozen: B's marker, then A resumes and
             # decides q3 and the client's c1 with what it knew, after B's marker.
