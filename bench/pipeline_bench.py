@@ -42,6 +42,7 @@ from ordinance.identity.registry_log import fold_registry_record
 from ordinance.identity.signing import PrincipalSigner, signature_valid
 from ordinance.identity.trust import TrustedKey, TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.active_auth import CONTROLLER_ROLE
 from ordinance.processors.audit.keys import Signer, key_id_of
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState
@@ -58,7 +59,10 @@ from ordinance.streams.topics import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
-AGENTS = [{"id": f"billing-bot-{i}", "roles": ["billing"], "team": "finance"} for i in range(8)]
+AGENTS: list[dict[str, Any]] = [
+    {"id": f"billing-bot-{i}", "roles": ["billing"], "team": "finance"} for i in range(8)
+]
+CONTROLLER = "bench-controller"
 
 
 def _request(i: int) -> dict[str, Any]:
@@ -80,7 +84,7 @@ rules:
 """
 
 
-def _prepare(url: str, *, shadow: bool = False) -> None:
+def _prepare(url: str, *, shadow: bool = False, controller: PrincipalSigner | None = None) -> None:
     files = read_bundle_dir(EXAMPLES)
     stable = compile_bundle(files).bundle_id
     with open_log(url) as log:
@@ -91,17 +95,20 @@ def _prepare(url: str, *, shadow: bool = False) -> None:
             candidate = compile_bundle(candidate_files).bundle_id
             publish_bundle(log, candidate_files, candidate, actor="bench", enforce=False)
             append_change(log, "shadow", candidate, actor="bench", target="default")
-        run_controller(log, once=True)
+        # With identity the controller signs policy.active: the enforcer believes no other.
+        run_controller(log, once=True, signer=controller)
 
 
 OUTCOMES: dict[str, list[tuple[str, str, str]]] = {}  # variant -> every enforced decision
 
 
 def _identity(url: str) -> tuple[TrustRoot, dict[str, PrincipalSigner]]:
-    """A trust root, and the bench's agents in the registry with one key each."""
+    """A trust root, and the bench's agents in the registry with one key each (and the
+    controller, ``keys[CONTROLLER]``, which signs policy.active)."""
     root = _new_signer("root-admin")
     trust = TrustRoot((TrustedKey("root-admin", root.key_id, root.signer.key.public_key()),))
     keys = {a["id"]: _new_signer(a["id"]) for a in AGENTS}
+    keys[CONTROLLER] = _new_signer(CONTROLLER)
     since = dt.datetime.fromtimestamp(time.time() - 3600, dt.UTC)
     serde = Serde()
     records = [
@@ -109,7 +116,7 @@ def _identity(url: str) -> tuple[TrustRoot, dict[str, PrincipalSigner]]:
             serde,
             identity_datum(
                 agent["id"],
-                kind="agent",
+                kind="service" if agent["id"] == CONTROLLER else "agent",
                 version=1,
                 at=since,
                 keys=[key_entry(keys[agent["id"]].signer.key.public_key(), since)],
@@ -118,7 +125,7 @@ def _identity(url: str) -> tuple[TrustRoot, dict[str, PrincipalSigner]]:
             ),
             root,
         )
-        for agent in AGENTS
+        for agent in [*AGENTS, {"id": CONTROLLER, "roles": [CONTROLLER_ROLE], "team": "ops"}]
     ]
     with open_log(url) as log:
         log.produce(ensure_topics(log)[IDENTITY_REGISTRY].name, records)
@@ -172,8 +179,8 @@ def sustained(url: str, backlog: int, *, identity: bool = False, shadow: bool = 
     """Decisions per second of one enforcer over a backlog produced beforehand; with
     ``identity``, every intent signed and verified against the registry; with ``shadow``,
     a shadow bundle evaluated beside the enforced one."""
-    _prepare(url, shadow=shadow)
     trust, keys = _identity(url) if identity else (None, {})
+    _prepare(url, shadow=shadow, controller=keys.get(CONTROLLER))
     serde = Serde()
     now = time.time()
     with open_log(url) as log:
