@@ -46,12 +46,27 @@ def budgeted(rlimit: int) -> z3.Solver:
     return solver
 
 
+_RLIMIT_KEY = "rlimit count"
+_rlimit_at = [0]  # where the key was last seen among the statistics
+
+
 def spent(solver: z3.Solver) -> int:
     """Resource units the solver has used so far (cumulative over its checks)."""
-    try:
-        return int(solver.statistics().get_key_value("rlimit count"))
-    except z3.Z3Exception:  # no check has run yet
-        return 0
+    # Statistics.get_key_value scans every key through the C API (twice per check, a
+    # few percent of a large bucket's time); the key's position rarely moves, so it is
+    # looked up where it was last found and searched for only when it is not there.
+    stats = solver.statistics()
+    ref, ctx = stats.stats, stats.ctx.ref()
+    size = z3.Z3_stats_size(ctx, ref)
+    at = _rlimit_at[0]
+    if not (at < size and z3.Z3_stats_get_key(ctx, ref, at) == _RLIMIT_KEY):
+        found = [i for i in range(size) if z3.Z3_stats_get_key(ctx, ref, i) == _RLIMIT_KEY]
+        if not found:  # no check has run yet
+            return 0
+        at = _rlimit_at[0] = found[0]
+    if z3.Z3_stats_is_uint(ctx, ref, at):
+        return int(z3.Z3_stats_get_uint_value(ctx, ref, at))
+    return int(z3.Z3_stats_get_double_value(ctx, ref, at))
 
 
 @dataclass(frozen=True)
@@ -112,12 +127,15 @@ class Bucket:
         # representatives of string classes are already realisable where possible: the
         # preferences on abstracted strings would read them as strings again
         self._nice = [
-            f for f in self.space.nice if abstraction is None or not abstraction.mentions(f)
+            f
+            for f in self.space.nice
+            if abstraction is None or not (abstraction.mentions(f) or _items_only(f, abstraction))
         ]
         if abstraction is not None:
             self._nice += abstraction.preferences()
         self._base = slice(len(self.space.base), None)
         self.nice_literal = z3.Bool(f"{tag}:nice")
+        self._nice_formula: z3.BoolRef | None = None
         terms_qf = quantifier_free([f for r in model.rules for f in (r.applies, r.errs)])
         # A bucket with quantifiers (over list/set elements) gets a fresh solver per check:
         # after a push Z3 answers on its incremental core, without the preprocessing of a
@@ -190,9 +208,15 @@ class Bucket:
             raw = solver.model()
             if not nice:
                 return SAT, None, raw
+            if not self._nice:  # nothing to prefer (e.g. only numbers and string classes)
+                return SAT, raw, raw
             # Preferences under an assumption, not a nested push: a push right after a
             # satisfiable string check can propagate for minutes with no limit armed.
-            solver.add(z3.Implies(self.nice_literal, z3.And(*map(self.fuse, self._nice))))
+            if self._nice_formula is None:  # built once: the preferences do not change
+                self._nice_formula = z3.Implies(
+                    self.nice_literal, z3.And(*map(self.fuse, self._nice))
+                )
+            solver.add(self._nice_formula)
             solver.set("rlimit", max(1, self.rlimit // NICE_SHARE))
             pretty = solver.check(self.nice_literal)
             solver.set("rlimit", self.rlimit)
@@ -326,6 +350,27 @@ def _exact_strings(space: ToolSpace, abstraction: Abstraction) -> bool:
         if stringy and not abstraction.abstracted(a.var):
             return True
     return False
+
+
+def _items_only(f: z3.BoolRef, abstraction: Abstraction) -> bool:
+    """``f`` reads only the element constants of abstracted lists (``space.py``'s nice
+    list shapes): the abstraction builds those lists from its classes, so preferring
+    values for the constants is a solver check with no effect on the witness."""
+    items = {
+        f"{a.root}.{a.name}[{n}]"
+        for a in abstraction.space.attrs.values()
+        if a.type.is_collection and abstraction.abstracted(a.var)
+        for n in range(3)
+    }
+    names: set[str] = set()
+    todo: list[z3.ExprRef] = [f]
+    while todo:
+        e = todo.pop()
+        if z3.is_const(e) and e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            names.add(e.decl().name())
+        elif z3.is_app(e):
+            todo.extend(e.children())
+    return bool(names) and names <= items
 
 
 def quantifier_free(exprs: list[z3.BoolRef]) -> bool:

@@ -71,18 +71,22 @@ def connective(make: Any, parts: list[z3.BoolRef]) -> z3.BoolRef:
     return z3.BoolRef(make(ctx.ref(), len(parts), args), ctx)
 
 
+# Terms are hash-consed, so a term is the constant exactly when it is the same AST
+# pointer: comparing addresses avoids a Z3 call (and its wrappers) per part.
 def any_of(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not p.eq(false())]
+    no = false().as_ast().value
+    live = [p for p in parts if p.as_ast().value != no]
     if not live:
         return false()
     return live[0] if len(live) == 1 else connective(z3.Z3_mk_or, live)
 
 
 def all_of(*parts: z3.BoolRef) -> z3.BoolRef:
-    live = [p for p in parts if not p.eq(true())]
+    yes, no = true().as_ast().value, false().as_ast().value
+    live = [p for p in parts if p.as_ast().value != yes]
     if not live:
         return true()
-    if any(p.eq(false()) for p in live):
+    if any(p.as_ast().value == no for p in live):
         return false()
     return live[0] if len(live) == 1 else connective(z3.Z3_mk_and, live)
 
