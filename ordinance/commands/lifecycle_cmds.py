@@ -7,7 +7,7 @@ import contextlib
 import getpass
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +31,7 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.streams import Log, open_log
+from ordinance.streams import open_log
 
 
 def default_actor(explicit: str | None) -> str:
@@ -385,16 +385,12 @@ def _serve(
     controller_key: str | None = None,
     controller_id: str = "policy-controller",
 ) -> int:
-    from ordinance.processors.audit.checkpointer import Checkpointer
     from ordinance.processors.audit.keys import Signer
-    from ordinance.processors.enforcer import Enforcer
-    from ordinance.processors.http_server import HttpServer, host_port
+    from ordinance.processors.http_server import host_port
     from ordinance.processors.masking import Masking
-    from ordinance.processors.serve_http import build_serve_app
+    from ordinance.processors.service import ServeOptions, serve, stable_enforcer_id
 
     err = Console(stderr=True, highlight=False)
-    errors: list[BaseException] = []
-    server: Any = None
 
     def note(message: str) -> None:
         err.print(f"[dim]{message}[/]")
@@ -415,87 +411,46 @@ def _serve(
         err.print(f"[red]cannot serve:[/] {exc}")
         return EXIT_USAGE
 
-    def beside_the_enforcer(name: str, work: Callable[[Log], object]) -> threading.Thread:
-        """A helper processor on its own log handle. Its failure is reported below and
-        stops the enforcer (which keeps failing closed meanwhile)."""
-
-        def run() -> None:
-            try:
-                with open_log(log_url) as log:
-                    work(log)
-            except BaseException as exc:
-                errors.append(exc)
-                stop.set()
-
-        return threading.Thread(target=run, name=name, daemon=True)
-
-    threads = [
-        beside_the_enforcer(
-            "ordinance-controller",
-            lambda log: run_controller(
-                log,
-                stop=stop,
-                progress=note,
-                trust=root,
-                prefix=prefix,
-                group=f"{prefix}controller",  # one group per environment
-                signer=controller,
+    options = ServeOptions(
+        log_url,
+        target=target,
+        prefix=prefix,
+        enforcer_id=enforcer_id or stable_enforcer_id(),
+        state_dir=Path(state_dir) if state_dir else None,
+        masking=masking,
+        checkpoint_signer=signer,
+        controller_signer=controller,
+        trust=root,
+        max_clock_skew_s=max_clock_skew_s,
+        dedupe_horizon_s=dedupe_horizon_s,
+        http=address,
+    )
+    err.print(
+        f"serving {log_url} as {options.enforcer_id} (target {target!r}, topics {prefix}*); "
+        "SIGTERM stops"
+    )
+    try:
+        outcome = serve(
+            options,
+            stop,
+            progress=note,
+            on_http=lambda port: err.print(
+                f"metrics and health on http://{address[0] if address else ''}:{port}/"
             ),
         )
-    ]
-    if signer is not None:
-        threads.append(
-            beside_the_enforcer(
-                "ordinance-checkpointer",
-                lambda log: Checkpointer(log, signer, progress=note, prefix=prefix).run(stop=stop),
-            )
-        )
-    for thread in threads:
-        thread.start()
-    try:
-        with open_log(log_url) as log:
-            enforcer = Enforcer(
-                log,
-                state_dir=Path(state_dir) if state_dir else None,
-                enforcer_id=enforcer_id,
-                target=target,
-                progress=note,
-                masking=masking,
-                max_clock_skew_s=max_clock_skew_s,
-                trust=root,
-                dedupe_horizon_s=dedupe_horizon_s,
-                prefix=prefix,
-                group=f"{prefix}enforcer",  # "ordinance.enforcer" for the default prefix
-            )
-            err.print(
-                f"serving {log_url} as {enforcer.enforcer_id} (target {target!r}, topics "
-                f"{prefix}*); SIGTERM stops"
-            )
-            if address is not None:
-                server = HttpServer(build_serve_app(enforcer, errors, stop), *address)
-                server.start()
-                err.print(f"metrics and health on http://{address[0]}:{server.bound_port}/")
-            try:
-                report = enforcer.run(stop=stop)
-            finally:
-                if server is not None:
-                    server.stop()
-    except OrdinanceError as exc:
-        err.print(f"[red]enforcer stopped:[/] {exc}")
-        stop.set()
+    except (OrdinanceError, OSError) as exc:  # the HTTP listener could not start
+        err.print(f"[red]cannot serve:[/] {exc}")
         return EXIT_FAILED
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-    if errors:
-        err.print(f"[red]controller stopped:[/] {errors[0]}")
+    if outcome.failure is not None:
+        err.print(f"[red]{outcome.failed} stopped:[/] {outcome.failure}")
         return EXIT_FAILED
+    report = outcome.report
     summary = {
         "decided": report.decided,
         "duplicates": report.duplicates,
         "swaps": report.swaps,
         "takeovers": report.takeovers,
+        "restarts": sum(outcome.restarts.values()),
     }
     if as_json:
         emit_json(summary)

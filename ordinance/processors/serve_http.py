@@ -5,7 +5,8 @@ for the enforcer a `serve` process runs (the monitor serves its own; docs/monito
   partition (it is deciding); 503 before, and from SIGTERM on (``stopping``) while the
   enforcer finishes its record and the listener closes (docs/deploy.md).
 * ``/healthz`` — 503 when the decide loop has not polled for ``STUCK_AFTER_S`` seconds,
-  or a processor beside it (controller, checkpointer) failed; 200 otherwise.
+  or a processor (enforcer, controller, checkpointer) failed or is restarting after a
+  storage failure (`supervisor`); 200 otherwise.
 
 Counters are the enforcer's own report (``ordinance_enforcer_*_total``), read at scrape
 time; ``ordinance_enforcer_bundle_info{bundle,policy_offset}`` names what is in force.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -36,35 +37,45 @@ _COUNTERS = (
     ("approvals", "Approval records answered"),
     ("identity_updates", "Identity updates written"),
     ("replayed", "Decisions records folded during takeovers"),
+    ("refused_policy", "policy.active records not believed: unsigned, forged or stale"),
 )
 
 
+#: The enforcer running now (None while it restarts: `supervisor`).
+Current = Callable[[], Enforcer | None]
+
+
 class EnforcerCollector(Collector):
-    def __init__(self, enforcer: Enforcer) -> None:
-        self.enforcer = enforcer
+    def __init__(self, current: Current) -> None:
+        self.current = current
 
     def collect(self) -> Iterator[Metric]:
-        report = self.enforcer.report
+        enforcer = self.current()
+        if enforcer is None:
+            return  # restarting: no counters rather than counters going back to zero
+        report = enforcer.report
         for name, help_text in _COUNTERS:
             counter = CounterMetricFamily(f"ordinance_enforcer_{name}", help_text)
             counter.add_metric([], getattr(report, name))
             yield counter
         owned = GaugeMetricFamily("ordinance_enforcer_partitions", "Partitions this process owns")
-        owned.add_metric([], len(self.enforcer.states))
+        owned.add_metric([], len(enforcer.states))
         yield owned
         info = GaugeMetricFamily(
             "ordinance_enforcer_bundle_info",
             "The verified bundle in force (1), by id and policy.changes offset",
             labels=["bundle", "policy_offset"],
         )
-        ruleset = self.enforcer.ruleset
+        ruleset = enforcer.ruleset
         if ruleset is not None:
-            info.add_metric([ruleset.bundle_id, str(self.enforcer.policy_offset)], 1)
+            info.add_metric([ruleset.bundle_id, str(enforcer.policy_offset)], 1)
         yield info
 
 
-def problems(enforcer: Enforcer, failures: Sequence[BaseException]) -> list[str]:
+def problems(enforcer: Enforcer | None, failures: Sequence[BaseException]) -> list[str]:
     found = [f"{type(f).__name__}: {f}" for f in failures]
+    if enforcer is None:
+        return found
     since = time.monotonic() - enforcer.last_poll if enforcer.last_poll else None
     if since is not None and since > STUCK_AFTER_S:
         found.append(f"stuck: the decide loop has not polled for {since:.0f}s")
@@ -72,30 +83,32 @@ def problems(enforcer: Enforcer, failures: Sequence[BaseException]) -> list[str]
 
 
 def build_serve_app(
-    enforcer: Enforcer,
+    enforcer: Enforcer | Current,
     failures: Sequence[BaseException] = (),
     stopping: threading.Event | None = None,
+    health: Callable[[], list[str]] = lambda: [],
 ) -> Starlette:
+    """``enforcer``: the one to report on, or how to find the one running now;
+    ``health``: further problems (the supervisors')."""
+    current: Current = enforcer if not isinstance(enforcer, Enforcer) else lambda: enforcer
     registry = CollectorRegistry()
-    registry.register(EnforcerCollector(enforcer))
+    registry.register(EnforcerCollector(current))
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(_: Request) -> Response:
-        found = problems(enforcer, failures)
+        found = [*problems(current(), failures), *health()]
         return JSONResponse({"healthy": not found, "problems": found}, 503 if found else 200)
 
     async def readyz(_: Request) -> Response:
-        bundle = enforcer.ruleset.bundle_id if enforcer.ruleset is not None else None
+        running = current()
+        ruleset = running.ruleset if running is not None else None
+        bundle = ruleset.bundle_id if ruleset is not None else None
         closing = stopping is not None and stopping.is_set()
-        ready = bundle is not None and bool(enforcer.states) and not closing
-        body = {
-            "ready": ready,
-            "stopping": closing,
-            "bundle_id": bundle,
-            "partitions": sorted(enforcer.states),
-        }
+        owned = sorted(running.states) if running is not None else []
+        ready = bundle is not None and bool(owned) and not closing
+        body = {"ready": ready, "stopping": closing, "bundle_id": bundle, "partitions": owned}
         return JSONResponse(body, 200 if ready else 503)
 
     return Starlette(
