@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import decimal
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -148,6 +148,14 @@ class InMemoryWindows:
     def events(self) -> int:
         """How many allowed actions the state holds (its size, for metrics and tests)."""
         return sum(len(s.times) for s in self._series.values())
+
+    def history(self) -> Iterator[tuple[str, str, float, Mapping[str, Any]]]:
+        """Every kept event as (agent id, tool, event time, arguments), each series in its
+        order: recording them again in this order rebuilds the same windows (the state
+        cache's snapshot does)."""
+        for (agent_id, tool), series in self._series.items():
+            for at, args in zip(series.times, series.args, strict=True):
+                yield agent_id, tool, at, args
 
     def _span(self, agent_id: str, tool: str, seconds: int) -> tuple[_Series, int, int] | None:
         now = self.clock()

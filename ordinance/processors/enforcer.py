@@ -28,7 +28,8 @@ partition, between batches, for every registry record the registry installs at i
 actions are then verified and decided with the registry's roles (`identity_gate`).
 
 With ``state_dir`` the partition states are snapshotted to RocksDB with the offset they
-reflect, and a takeover folds only the tail after it (`state_cache`).
+reflect — incrementally, what changed since the last save in one atomic batch — and a
+takeover folds only the tail after it (`state_cache`).
 """
 
 from __future__ import annotations
@@ -223,7 +224,13 @@ class Enforcer:
         # Signatures of a batch verified on all cores before it is decided (`PreVerifier`).
         self.pre_verifier = PreVerifier(os.cpu_count() or 1) if trust is not None else None
         self.states: dict[int, PartitionState] = {}
-        self.cache = StateCache(state_dir, self.decisions) if state_dir is not None else None
+        self.cache = (
+            StateCache(
+                state_dir, self.decisions, lambda m: self.progress(f"{self.enforcer_id}: {m}")
+            )
+            if state_dir is not None
+            else None
+        )
         self._saved_at = time.monotonic()
         self.ruleset: Ruleset | None = None  # the stable bundle
         self.candidate: Ruleset | None = None  # a canary or shadow rollout's (`rollout`)
@@ -534,8 +541,9 @@ class Enforcer:
         return self.report
 
     def _save_states(self, outbox: Outbox) -> None:
-        """Snapshot every owned partition's state with the offset it reflects. A crash
-        loses at most an interval of snapshots, never correctness: the tail is refolded."""
+        """Snapshot every owned partition's state with the offset it reflects: what changed
+        since the last save, one atomic batch per partition. A crash loses at most an
+        interval of changes, never correctness: the tail is refolded."""
         if self.cache is None:
             return
         # A snapshot must not hold folds of decisions the log may still lose.

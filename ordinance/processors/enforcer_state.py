@@ -64,6 +64,7 @@ from ordinance.processors.rollout import (
     in_canary,
     shadow_verdict,
 )
+from ordinance.processors.state_changes import StateChanges
 from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
 from ordinance.processors.wire import (
     agent_id_problem,
@@ -125,6 +126,9 @@ class PartitionState:
     owner: str | None = None
     fenced: int = 0  # records not folded because they were fenced (`fenced_write`)
     windows: InMemoryWindows = field(init=False)
+    # What changed since the state cache last saved this state (`state_changes`); None
+    # when no cache holds it. Bookkeeping only: the fold never reads it.
+    changes: StateChanges | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # A bound method, not a lambda: the state is pickled into the RocksDB cache.
@@ -159,19 +163,37 @@ class PartitionState:
         if name == "Decision":
             event_time = datum.get("event_time")
             evaluated_at: dt.datetime = datum["evaluated_at"]
-            self.decided[datum["request_id"]] = (event_time or evaluated_at).timestamp()
+            request_id: str = datum["request_id"]
+            changes = self.changes
+            if changes is not None:
+                if request_id in self.decided:
+                    changes.ids_updated.add(request_id)
+                else:
+                    changes.ids_added += 1
+            self.decided[request_id] = (event_time or evaluated_at).timestamp()
             if datum["effect"] == "require_approval" and datum.get("approval_ticket"):
-                self.pending[datum["request_id"]] = datum
-            elif datum.get("code") in FOLLOW_UPS:
-                self.pending.pop(datum["request_id"], None)
+                self.pending[request_id] = datum
+                if changes is not None:
+                    changes.pending.add(request_id)
+            elif (
+                datum.get("code") in FOLLOW_UPS
+                and self.pending.pop(request_id, None) is not None
+                and changes is not None
+            ):
+                changes.pending.add(request_id)
             if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
-                self.windows.record(
-                    datum["agent_id"],
-                    datum["tool"],
-                    datum.get("args") or {},
-                    event_time.timestamp(),
-                )
-            self.horizon.on_decision(evaluated_at, self.decided, self.windows)
+                at, args = event_time.timestamp(), datum.get("args") or {}
+                self.windows.record(datum["agent_id"], datum["tool"], args, at)
+                if changes is not None:
+                    changes.window_log.append((at, datum["agent_id"], datum["tool"], args))
+            if changes is None:
+                self.horizon.on_decision(evaluated_at, self.decided, self.windows)
+            else:
+                ids, through = len(self.decided), self.windows.pruned_through
+                self.horizon.on_decision(evaluated_at, self.decided, self.windows)
+                changes.ids_forgotten += ids - len(self.decided)
+                if self.windows.pruned_through != through:
+                    changes.window_log.append(self.windows.pruned_through)
         elif name == "RulesetSwap":
             self.bundle_id = datum["bundle_id"]
             self.policy_offset = datum["policy_offset"]

@@ -16,7 +16,7 @@ from ordinance.processors.state_cache import StateCache, StateCacheError
 class _FullDisk:
     """What rocksdict raises when the disk is full (the message is RocksDB's)."""
 
-    def __setitem__(self, key: bytes, value: Any) -> None:
+    def write(self, batch: Any) -> None:
         raise Exception("IO error: No space left on device: While appending to file: 000009.log")
 
     def close(self) -> None:
