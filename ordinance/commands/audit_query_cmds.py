@@ -103,6 +103,15 @@ def add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="a shadow verdict by this bundle (sha256:8d38… or 8d38…)",
     )
     q.add_argument(
+        "--fenced",
+        default="exclude",
+        choices=["include", "only"],
+        help=(
+            "also (include) or only (only) a zombie enforcer's fenced writes: decisions "
+            "after another's takeover, never acted on and left out by default"
+        ),
+    )
+    q.add_argument(
         "--mask-config",
         default=None,
         metavar="FILE",
@@ -198,6 +207,7 @@ def cmd_index(
         return EXIT_FAILED
     summary = {
         "indexed": report.indexed,
+        "fenced": report.fenced,  # of them, a zombie enforcer's writes (`audit query --fenced`)
         "control_records": report.control,
         "other_records": report.other,
         "seconds": round(report.seconds, 3),
@@ -210,7 +220,9 @@ def cmd_index(
     else:
         where = ", ".join(f"{p}:{o}" for p, o in sorted((report.positions or {}).items()))
         console().print(
-            f"indexed {report.indexed:,} decision(s) ({report.control:,} control, "
+            f"indexed {report.indexed:,} decision(s)"
+            + (f", {report.fenced:,} of them fenced writes" if report.fenced else "")
+            + f" ({report.control:,} control, "
             f"{report.other:,} other records skipped) in {report.seconds:.1f}s, "
             f"{report.per_second:,.0f} records/s; the index holds {report.total:,}; "
             f"next offsets {where}"
@@ -260,6 +272,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
             arm=args.arm,
             shadow_disagrees=args.shadow_disagrees,
             shadow_bundle=args.shadow_bundle,
+            fenced=args.fenced,
             # One more than asked: whether the answer was cut short is then known.
             limit=None if limit is None else limit + 1,
         )
@@ -327,8 +340,9 @@ def _table(rows: list[dict[str, Any]]) -> None:
     # The rollout columns only when a row has something in them: most logs have none.
     arms = any(r["arm"] is not None for r in rows)
     shadows = any(r["shadow_effect"] is not None for r in rows)
+    fenced = any(r["fenced_owner"] is not None for r in rows)  # only asked for with --fenced
     columns = ["decided at (UTC)", "agent", "tool", "effect", "code", "request", "at"]
-    columns += ["arm"] * arms + ["shadow"] * shadows + ["rules"]
+    columns += ["arm"] * arms + ["shadow"] * shadows + ["fenced"] * fenced + ["rules"]
     # Rule ids and the shadow verdict last and allowed to wrap: an auditor reads them in full.
     for column in columns:
         table.add_column(column, no_wrap=column not in ("rules", "shadow"), overflow="fold")
@@ -345,10 +359,20 @@ def _table(rows: list[dict[str, Any]]) -> None:
             f"{r['partition']}:{r['offset']}",
         ]
         cells += [r["arm"] or ""] * arms + [_shadow_cell(r)] * shadows
+        cells += [_fenced_cell(r)] * fenced
         cells.append(" ".join(r["rule_ids"]))
-        table.add_row(*map(Text, cells), style="red" if r["effect"] == "deny" else None)
+        # A fenced write was never acted on: dimmed, whatever its effect.
+        style = "dim" if r["fenced_owner"] is not None else "red" if r["effect"] == "deny" else None
+        table.add_row(*map(Text, cells), style=style)
     out.print(table)
     out.print(f"{len(rows)} decision(s)")
+
+
+def _fenced_cell(row: dict[str, Any]) -> str:
+    """``by e-1, owner e-2`` for a fenced write (its writer had lost the partition)."""
+    if row["fenced_owner"] is None:
+        return ""
+    return f"by {row['enforcer_id']}, owner {row['fenced_owner']}"
 
 
 def _shadow_cell(row: dict[str, Any]) -> str:

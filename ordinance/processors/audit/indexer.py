@@ -13,6 +13,13 @@ bundle's verdict (``shadow_*``: bundle, effect, code, rule ids; null when there 
 Their indexes are partial — only rows with an arm or a shadow verdict are in them — so a
 log without rollouts costs the indexer nothing more than the columns.
 
+A fenced write (`fence.py`: a Decision by an enforcer other than the owner named by the
+partition's latest takeover marker) is indexed, since it is in the log and an auditor
+investigating a zombie enforcer asks for it, but it was never acted on (the owner decided
+that request again), so its row names the owner that fenced it (``fenced_owner``) and
+queries leave it out unless asked. Each partition's owner is stored with its position, in
+the same transaction: a resumed indexer judges the next record as a fresh one would.
+
 Times are integer microseconds since the epoch, UTC. Queries filter on ``evaluated_at`` —
 the enforcer's clock, which is what an auditor asks about ("what was decided between T1
 and T2"); ``event_time`` is the agent's clock and is only stored.
@@ -24,31 +31,39 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ordinance.closing import Closing
 from ordinance.errors import OrdinanceError
-from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.chain import GENESIS, record_hash
+from ordinance.processors.audit.index_rows import DecisionRow, IndexReport, decision_rows, row_id
 from ordinance.processors.audit.query import (  # the schema version lives with the queries,
     SCHEMA_VERSION,  # which check it too (`audit query` opens no log, loads no Avro)
     SHADOW_DISAGREES_EXPR,
-    micros,
     schema_mismatch,
     split_rule_id,
 )
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
-from ordinance.streams.serde import Decoded, Serde
+from ordinance.streams.serde import Serde
 from ordinance.streams.sqlite_store import write_txn
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
-CONTROL_RECORDS = frozenset({"RulesetSwap", "EnforcerTakeover", "IdentityUpdate"})
-# A row id packs (partition, offset): unique by construction, and no extra UNIQUE index
-# to maintain on every insert. 2^40 offsets per partition is ~35 years at 1k records/s.
-OFFSET_BITS = 40
+# DecisionRow and IndexReport live in index_rows; callers import them from here.
+__all__ = [
+    "STALL_TIMEOUT_S",
+    "AuditIndex",
+    "DecisionRow",
+    "Head",
+    "IndexFileError",
+    "IndexReport",
+    "decisions_topic",
+    "index_log",
+    "record_digest",
+    "remove_index",
+    "row_id",
+]
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,7 +71,8 @@ CREATE TABLE IF NOT EXISTS positions (
     partition INTEGER PRIMARY KEY,
     next_offset INTEGER NOT NULL,
     last_offset INTEGER,
-    last_digest BLOB
+    last_digest BLOB,
+    owner TEXT  -- the partition's owner at next_offset (`fence.py`); NULL: no marker yet
 );
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY,
@@ -78,7 +94,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     shadow_bundle_id TEXT,
     shadow_effect TEXT,
     shadow_code TEXT,
-    shadow_rule_ids TEXT
+    shadow_rule_ids TEXT,
+    fenced_owner TEXT  -- a fenced write: the partition's owner when it landed
 );
 CREATE INDEX IF NOT EXISTS decisions_agent_time ON decisions (agent_id, evaluated_at);
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions (evaluated_at);
@@ -89,6 +106,8 @@ CREATE INDEX IF NOT EXISTS decisions_shadow_time ON decisions (shadow_bundle_id,
     WHERE shadow_bundle_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS decisions_shadow_disagrees_time
     ON decisions ({SHADOW_DISAGREES_EXPR}, evaluated_at) WHERE shadow_effect IS NOT NULL;
+CREATE INDEX IF NOT EXISTS decisions_fenced_time ON decisions (evaluated_at)
+    WHERE fenced_owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS decision_rules (
     policy TEXT NOT NULL,
     rule TEXT NOT NULL,
@@ -101,7 +120,7 @@ CREATE INDEX IF NOT EXISTS decision_rules_rule_time ON decision_rules (rule, eva
 
 # rule_ids is kept as text (ids joined by newlines, which an id cannot contain) so output
 # needs no join; decision_rules exists only for filtering.
-_INSERT_DECISION = f"INSERT INTO decisions VALUES ({', '.join('?' * 20)})"
+_INSERT_DECISION = f"INSERT INTO decisions VALUES ({', '.join('?' * 21)})"
 _INSERT_RULE = "INSERT INTO decision_rules VALUES (?, ?, ?, ?)"
 
 
@@ -118,62 +137,6 @@ def record_digest(record: ConsumedRecord) -> bytes:
     """What the index remembers of the last record it read, to know on resuming that the
     log is still the same one: the record's chain hash from a zero head (its bytes only)."""
     return record_hash(GENESIS, record.key, record.value)
-
-
-class DecisionRow(NamedTuple):
-    """One indexed decision. A tuple, not a dataclass: the bench builds a million."""
-
-    partition: int
-    offset: int
-    request_id: str
-    agent_id: str
-    tool: str
-    effect: str
-    code: str
-    rule_ids: tuple[str, ...]
-    bundle_id: str | None
-    policy_offset: int | None
-    event_time: int | None  # µs since the epoch, UTC
-    evaluated_at: int  # µs since the epoch, UTC
-    enforcer_id: str
-    args: str = "{}"  # canonical JSON; masked arguments as their keyed hashes
-    arm: str | None = None  # "canary" | "control" during a canary rollout
-    # The shadow bundle's verdict, never enforced; all None when there was none.
-    shadow_bundle_id: str | None = None
-    shadow_effect: str | None = None
-    shadow_code: str | None = None
-    shadow_rule_ids: tuple[str, ...] | None = None
-
-
-def row_id(partition: int, offset: int) -> int:
-    return (partition << OFFSET_BITS) | offset
-
-
-def row_from_decision(partition: int, offset: int, value: Mapping[str, Any]) -> DecisionRow:
-    event_time = value.get("event_time")
-    shadow = value.get("shadow")
-    shadow_rules = None if shadow is None else tuple(shadow.get("rule_ids", ()))
-    return DecisionRow(
-        partition,
-        offset,
-        value["request_id"],
-        value["agent_id"],
-        value.get("tool", ""),
-        value["effect"],
-        value.get("code", ""),
-        tuple(value.get("rule_ids", ())),
-        value.get("bundle_id"),
-        value.get("policy_offset"),
-        None if event_time is None else micros(event_time),
-        micros(value["evaluated_at"]),
-        value["enforcer_id"],
-        canonical_json(value.get("args") or {}).decode(),
-        value.get("arm"),
-        None if shadow is None else shadow["bundle_id"],
-        None if shadow is None else shadow["effect"],
-        None if shadow is None else shadow["code"],
-        shadow_rules,
-    )
 
 
 class AuditIndex(Closing):
@@ -244,6 +207,11 @@ class AuditIndex(Closing):
         )
         return {p: Head(o, bytes(d)) for p, o, d in rows}
 
+    def owners(self) -> dict[int, str]:
+        """Each partition's owner at its position (absent: no takeover marker read)."""
+        rows = self.conn.execute("SELECT partition, owner FROM positions WHERE owner IS NOT NULL")
+        return {p: str(o) for p, o in rows}
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM decisions").fetchone()[0])
 
@@ -252,9 +220,10 @@ class AuditIndex(Closing):
         rows: Iterable[DecisionRow],
         positions: Mapping[int, int],
         heads: Mapping[int, Head] | None = None,
+        owners: Mapping[int, str | None] | None = None,
     ) -> int:
-        """Insert ``rows`` and move ``positions`` (and the ``heads`` read up to them) in
-        one transaction; returns rows written.
+        """Insert ``rows`` and move ``positions`` (and the ``heads`` read up to them, and
+        the partitions' ``owners`` there) in one transaction; returns rows written.
 
         Idempotent, so two indexers on one file (a following one, and a query that
         refreshes first) cannot double-index: rows below the index's position for their
@@ -290,6 +259,7 @@ class AuditIndex(Closing):
                         r.shadow_effect,
                         r.shadow_code,
                         None if r.shadow_rule_ids is None else "\n".join(r.shadow_rule_ids),
+                        r.fenced_owner,
                     )
                 )
                 # A rule named twice in one decision is one lookup row (the key refuses two).
@@ -309,6 +279,12 @@ class AuditIndex(Closing):
                 "UPDATE positions SET last_offset = ?, last_digest = ?"
                 " WHERE partition = ? AND coalesce(last_offset, -1) < ?",
                 [(h.offset, h.digest, p, h.offset) for p, h in (heads or {}).items()],
+            )
+            # The owner is the one at the position just written: only where this batch
+            # moved it (an indexer behind another must not put back an older owner).
+            self.conn.executemany(
+                "UPDATE positions SET owner = ? WHERE partition = ?",
+                [(owners[p], p) for p, _ in moved if owners is not None and p in owners],
             )
         return len(decisions)
 
@@ -352,21 +328,6 @@ def remove_index(path: Path | str) -> bool:
     return found
 
 
-@dataclass
-class IndexReport:
-    indexed: int = 0  # Decision rows written
-    control: int = 0  # RulesetSwap / EnforcerTakeover records skipped
-    other: int = 0  # records of another schema, or undecodable: skipped, offsets consumed
-    seconds: float = 0.0
-    total: int = 0  # rows in the index afterwards
-    positions: dict[int, int] | None = None
-
-    @property
-    def per_second(self) -> float:
-        records = self.indexed + self.control + self.other
-        return records / self.seconds if self.seconds > 0 else 0.0
-
-
 Progress = Callable[[IndexReport], None]
 STALL_TIMEOUT_S = 30.0
 
@@ -399,6 +360,9 @@ def index_log(
     began = time.monotonic()
     with AuditIndex(index_path, topic=topic) as index, log.consumer(None, relaxed=True) as consumer:
         positions = {p: index.positions().get(p, 0) for p in partitions}
+        # Stored with the positions, so the rule applies across restarts without reading
+        # back to each partition's latest marker.
+        owners: dict[int, str | None] = dict(index.owners())
         known_ends = log.end_offsets(topic)
         _check_same_log(log, topic, positions, index.heads(), known_ends)
         consumer.assign({TopicPartition(topic, p): AtOffset(o) for p, o in positions.items()})
@@ -414,7 +378,7 @@ def index_log(
             for record in records:
                 moved[record.partition] = max(moved[record.partition], record.offset + 1)
                 heads[record.partition] = Head(record.offset, record_digest(record))
-            rows = _decision_rows(serde, records, report)
+            rows = decision_rows(serde, records, report, owners)
             # The consumer may have moved past records it does not hand out (the Kafka
             # log's own end markers); adopt that, or a partition ending in one never ends.
             for p in partitions:
@@ -422,7 +386,7 @@ def index_log(
             now = time.monotonic()
             if moved != positions:
                 report.indexed += index.write_batch(
-                    rows, {p: o for p, o in moved.items() if o != positions[p]}, heads
+                    rows, {p: o for p, o in moved.items() if o != positions[p]}, heads, owners
                 )
                 positions = moved
                 last_progress = now
@@ -482,23 +446,6 @@ def _check_same_log(
     if wanted:
         missing = ", ".join(f"{tp.partition}@{h.offset}" for tp, h in wanted.items())
         raise IndexFileError(f"the records this index read last are gone ({missing})")
-
-
-def _decision_rows(
-    serde: Serde, records: list[ConsumedRecord], report: IndexReport
-) -> list[DecisionRow]:
-    rows = []
-    for record in records:
-        decoded = serde.decode_record(record)
-        if isinstance(decoded, Decoded) and decoded.name == "Decision":
-            rows.append(row_from_decision(record.partition, record.offset, decoded.value))
-        elif isinstance(decoded, Decoded) and decoded.name in CONTROL_RECORDS:
-            report.control += 1
-        else:
-            # Not ours to judge: `audit verify` reports a record that does not belong;
-            # the index only answers questions about decisions.
-            report.other += 1
-    return rows
 
 
 def _consumer_position(consumer: Consumer, tp: TopicPartition) -> int:

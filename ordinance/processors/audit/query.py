@@ -7,6 +7,11 @@ indexes, which hold only the decisions of a canary (``arm``) or with a shadow ve
 (``shadow_*``): a log without rollouts pays nothing for them. Results come in
 decision-time order (``evaluated_at``, then log position), times in ISO-8601 UTC.
 
+Fenced writes (a zombie enforcer's decisions after another's takeover marker, `fence.py`)
+are indexed with the owner that fenced them (``fenced_owner``) but were never acted on, so
+every question leaves them out unless it asks (``fenced``: ``include`` or ``only``); the
+partial index ``decisions_fenced_time`` holds only them.
+
 This module needs only SQLite (the indexer imports its time and rule-id helpers from
 here, not the other way round), so ``audit query`` starts without loading the log or Avro.
 """
@@ -28,9 +33,13 @@ from ordinance.errors import OrdinanceError
 # The index file's layout; an index of another version is refused with "delete the file
 # and index again" (it is derived data). Here, not in the indexer, so `audit query` can
 # check it without loading the log.
-SCHEMA_VERSION = 3  # 2: the decision's (possibly masked) arguments; 3: arm and shadow verdict
+# 2: the decision's (possibly masked) arguments; 3: arm and shadow verdict; 4: fenced writes
+# flagged, and each partition's owner kept with its position (an index of 3 counts them).
+SCHEMA_VERSION = 4
 EFFECTS = ("allow", "deny", "require_approval")
 ARMS = ("canary", "control")
+#: Which decisions a query takes by whether they were fenced: the default leaves them out.
+FENCED = ("exclude", "include", "only")
 BUNDLE_ID_SCHEME = "sha256:"
 COLUMNS = (
     "evaluated_at",
@@ -52,6 +61,7 @@ COLUMNS = (
     "event_time",
     "enforcer_id",
     "args",
+    "fenced_owner",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM decisions"
 # The shadow verdict differs from the enforced effect. Written exactly as the expression of
@@ -129,6 +139,8 @@ class QueryFilter:
     arm: str | None = None
     shadow_disagrees: bool = False
     shadow_bundle: str | None = None
+    # Fenced writes (never acted on) are left out unless asked for: "include" or "only".
+    fenced: str = "exclude"
     limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -136,6 +148,8 @@ class QueryFilter:
             raise QueryError(f"effect must be one of {', '.join(EFFECTS)}, not {self.effect!r}")
         if self.arm is not None and self.arm not in ARMS:
             raise QueryError(f"arm must be one of {', '.join(ARMS)}, not {self.arm!r}")
+        if self.fenced not in FENCED:
+            raise QueryError(f"fenced must be one of {', '.join(FENCED)}, not {self.fenced!r}")
         if self.shadow_bundle is not None and self.shadow_bundle in ("", BUNDLE_ID_SCHEME):
             raise QueryError("a shadow bundle prefix needs at least one digit of the id")
         if self.since is not None and self.until is not None and self.since >= self.until:
@@ -206,6 +220,10 @@ def build_sql(f: QueryFilter) -> tuple[str, list[Any]]:
         params.append(f.arm)
     if f.shadow_disagrees:
         where.append(SHADOW_DISAGREES)
+    if f.fenced == "exclude":
+        where.append("fenced_owner IS NULL")
+    elif f.fenced == "only":
+        where.append("fenced_owner IS NOT NULL")  # the condition of decisions_fenced_time
     if f.shadow_bundle is not None:
         low, high = bundle_prefix_range(f.shadow_bundle)
         where.append("shadow_bundle_id >= ?")

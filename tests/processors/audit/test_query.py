@@ -139,6 +139,7 @@ def test_rows_carry_every_field_and_iso_times(indexed: tuple[Path, list[dict[str
             **d,
             "evaluated_at": iso(d["evaluated_at"]),
             "event_time": iso(d["event_time"]),
+            "fenced_owner": None,  # no zombie writer on this log
         }
     assert rows[0]["evaluated_at"].endswith("Z")
     assert dt.datetime.fromisoformat(rows[0]["evaluated_at"]).tzinfo == dt.UTC
