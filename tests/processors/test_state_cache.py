@@ -88,3 +88,33 @@ def test_a_cache_of_another_log_that_is_long_enough_is_detected_and_refolded(
     with open_log(url_b) as log:  # b's chain is whole: no head carried over from a
         report = verify_log(log, Keyring({}))
     assert report.findings == [], report.findings
+
+
+def test_a_corrupt_snapshot_is_refolded_from_the_log_and_saved_whole(tmp_path: Path) -> None:
+    """A snapshot with an entry gone (a disk fault, a hand edit): the takeover says so,
+    folds the partition from the log (the budget is still counted), and the next save
+    writes the snapshot whole again, so the restart after that folds only its tail."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    cache = tmp_path / "state"
+    publish(url, EXAMPLES)
+    send(url, *(transfer(f"a{i}", "9400", i) for i in range(4)))  # 37,600 of the 50k budget
+    _enforce(url, cache)
+    snapshot = StateCache(cache, topic_specs()[AGENT_DECISIONS].name)
+    try:
+        [partition] = [p for p in range(4) if (s := snapshot.load(p)) and s.decided]
+        prefix = f"{topic_specs()[AGENT_DECISIONS].name}/{partition}/d".encode()
+        first = next(k for k in snapshot._db.keys(from_key=prefix) if isinstance(k, bytes))
+        del snapshot._db[first]
+    finally:
+        snapshot.close()
+    send(url, transfer("a4", "9400", 10), transfer("a5", "9400", 11))
+    notes: list[str] = []
+    with open_log(url) as log:
+        second = Enforcer(log, clock=lambda: T0, state_dir=cache, progress=notes.append)
+        second.run(until_idle=True, idle_s=1.0)
+    assert any(f"state cache of partition {partition} is not usable" in n for n in notes), notes
+    assert second.report.replayed > second.report.takeovers  # that partition was refolded
+    effects = {d["request_id"]: d["effect"] for _, n, d in decisions_log(url) if n == "Decision"}
+    assert [effects[f"a{i}"] for i in range(6)] == ["allow"] * 5 + ["deny"]
+    third = _enforce(url, cache)
+    assert third.report.replayed == third.report.takeovers
