@@ -24,7 +24,9 @@ from dataclasses import dataclass, replace
 import z3
 
 from ordinance.policy.analysis.abstract import Abstraction
+from ordinance.policy.analysis.boxes import Box, box_of, overlap
 from ordinance.policy.analysis.combine import EFFECTS, Combiner, ToolModel
+from ordinance.policy.analysis.encode import all_of
 from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
 from ordinance.policy.decision import Decision
@@ -166,14 +168,57 @@ class Bucket:
         self.matters: set[str] = set()  # shown to change some effect when removed
         # keyed by id(model); the model is kept so that its id is not reused
         self._predictions: dict[int, tuple[z3.ModelRef, Prediction | None]] = {}
+        self._boxes: dict[str, Box | None] | None = None  # per rule, on first use
+        self._local: dict[str, ToolModel | None] = {}
         self._replays: dict[int, tuple[z3.ModelRef, tuple[Witness, Decision] | None]] = {}
 
     # -- formulas built on demand ---------------------------------------------------------
+    def overlaps(self, a: str, b: str) -> bool:
+        """Some request might make both rules apply (their boxes meet, boxes.py)."""
+        if self._boxes is None:
+            self._boxes = {rid: box_of(r.applies) for rid, r in self.rules.items()}
+        return overlap(self._boxes[a], self._boxes[b])
+
+    def local(self, rid: str) -> ToolModel | None:
+        """The rules that can take part in a decision where ``rid`` applies: the rule, the
+        rules whose box meets its box and every rule that can err (errors are outside any
+        box). Where ``rid`` applies the others neither apply nor err, so a question about
+        ``rid`` applying asked of these rules alone is the same question, with fewer terms
+        for Z3 to take in per check. None when that saves nothing, or ``rid`` can err
+        itself (a request where it errs need not be inside its box)."""
+        if rid in self._local:
+            return self._local[rid]
+        rule = self.rules[rid]
+        found: ToolModel | None = None
+        if z3.is_false(rule.errs):
+            keep = [
+                r
+                for r in self.model.rules
+                if r is rule or not z3.is_false(r.errs) or self.overlaps(rid, r.qualified_id)
+            ]
+            if len(keep) < len(self.model.rules):
+                found = ToolModel(self.space, self.model.ruleset, keep)
+        self._local[rid] = found
+        return found
+
     def determines(self, rid: str) -> z3.BoolRef:
+        """``rid`` is among the decision's rules (exact: ``local`` where it applies; it
+        cannot err there)."""
         found = self._determines.get(rid)
         if found is None:
-            found = self._determines[rid] = self.model.determines(self.rules[rid])
+            model = self.local(rid) or self.model
+            found = self._determines[rid] = model.determines(self.rules[rid])
         return found
+
+    def changes(self, rid: str) -> z3.BoolRef:
+        """Removing ``rid`` changes the request's effect. A rule that neither applies nor
+        errs changes nothing, so where it cannot err this is "it applies and, among the
+        rules of ``local``, the effect differs without it"."""
+        model = self.local(rid)
+        if model is None:
+            return self.effect != self.without(rid)
+        rule = self.rules[rid]
+        return all_of(rule.applies, model.effect() != model.effect(without=rule.index))
 
     def without(self, rid: str) -> z3.ArithRef:
         """The effect with the rule ``rid`` removed."""

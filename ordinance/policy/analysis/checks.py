@@ -151,7 +151,8 @@ def check_conflicts(b: Bucket, probe: RuleProbe, report: ToolReport) -> None:
     denies = [r for r in rules if r.effect == "deny"]
     others = [r for r in rules if r.effect != "deny"]
     for d in denies:
-        remaining = list(others)
+        # rules whose boxes do not meet the deny's never apply with it (boxes.py)
+        remaining = [a for a in others if b.overlaps(a.qualified_id, d.qualified_id)]
         while remaining:
             status, nice, raw = b.solve(
                 b.applies[d.qualified_id], any_of(*[b.applies[a.qualified_id] for a in remaining])
@@ -274,7 +275,7 @@ def check_rules(b: Bucket, probe: RuleProbe, report: ToolReport, options: Option
 def _redundant(b: Bucket, probe: RuleProbe, report: ToolReport, r: RuleTerm) -> None:
     if r.qualified_id in b.matters:  # an earlier model shows removing it changes an effect
         return
-    status, _, raw = b.solve(b.effect != b.without(r.qualified_id), nice=False)
+    status, _, raw = b.solve(b.changes(r.qualified_id), nice=False)
     b.learn(raw)
     if status != UNSAT:
         return

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import z3
 
-from ordinance.policy.analysis.bucket import SAT, Bucket
+from ordinance.policy.analysis.bucket import SAT, UNSAT, Bucket
 from ordinance.policy.analysis.combine import Combiner, build_tool_model
 from ordinance.policy.document import parse_policy
 from ordinance.policy.ruleset import Ruleset, compile_ruleset
@@ -30,14 +30,16 @@ def ranges(
     count: int = 14,
     combining: str = "deny-overrides",
     effects: tuple[str, ...] = EFFECTS,
+    tag_first: bool = False,
 ) -> Ruleset:
     rng = random.Random(seed)
     lines = ["policy: p", "owner: o", "description: d", "rules:"]
     for n in range(count):
         lo = rng.randrange(0, 400, 10)
         when = f"action.args.size > {lo} && action.args.size <= {lo + rng.randrange(10, 200, 10)}"
-        if rng.random() < 0.4:
-            when += f' && action.args.tag == "{rng.choice("abc")}"'
+        if rng.random() < 0.4:  # read first, the optional tag makes the rule err anywhere
+            tag = f'action.args.tag == "{rng.choice("abc")}"'
+            when = f"{tag} && {when}" if tag_first else f"{when} && {tag}"
         effect = rng.choice(effects)
         extra = ""
         if effect == "require_approval" and rng.random() < 0.7:  # approval conflicts too
@@ -114,3 +116,44 @@ def test_direct_predictions_equal_the_pinned_ones(seed: int) -> None:
         assert raw is not None
         assert direct.predicted(raw) == pinned.predicted(raw)
     assert direct.alive == pinned.alive and direct.matters == pinned.matters
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_questions_over_overlapping_rules_are_the_whole_buckets(seed: int) -> None:
+    """``determines`` and ``changes`` ask Z3 only about the rules whose boxes meet the
+    rule's (boxes.py); each must be equivalent to the formula over every rule of the
+    bucket, and pairs the conflict check skips must be disjoint."""
+    ruleset = ranges(seed, combining=COMBINING[seed % 2], tag_first=seed >= 2)
+    b = Bucket(build_tool_model(ruleset, "doc.read"), 100_000)
+    assert any(b.local(rid) is not None for rid in b.rules)  # the shortcut is exercised
+    for rid, rule in b.rules.items():
+        whole = b.model.determines(rule)
+        assert b.solve(z3.Xor(b.determines(rid), whole), nice=False)[0] == UNSAT, rid
+        changes = b.effect != b.without(rid)
+        assert b.solve(z3.Xor(b.changes(rid), changes), nice=False)[0] == UNSAT, rid
+        for other in b.rules:
+            if not b.overlaps(rid, other):
+                both = z3.And(rule.applies, b.rules[other].applies)
+                assert b.solve(both, nice=False)[0] == UNSAT, (rid, other)
+
+
+def test_a_rule_that_errs_outside_its_box_stays_in_every_question() -> None:
+    """``deny-untagged`` reads the optional tag before its range: it errs (a deny) on any
+    untagged request, also inside ``small``'s range, which its box does not meet."""
+    text = (
+        "policy: p\nowner: o\ndescription: d\nrules:\n"
+        "  - {id: small, effect: allow, when: 'action.args.size <= 10'}\n"
+        "  - {id: big, effect: deny, when: 'action.args.tag == \"x\" && action.args.size > 100'}\n"
+    )
+    schema = parse_schema((SCENARIOS / "schema.yaml").read_text(encoding="utf-8"))
+    ruleset = compile_ruleset(schema, [parse_policy(text, "p.yaml")])
+    b = Bucket(build_tool_model(ruleset, "doc.read"), 100_000)
+    assert not b.overlaps("p/small", "p/big")
+    small = b.rules["p/small"]
+    assert (
+        b.solve(z3.Xor(b.determines("p/small"), b.model.determines(small)), nice=False)[0] == UNSAT
+    )
+    status, _, raw = b.solve(b.determines("p/small"), nice=False)
+    assert status == SAT and raw is not None
+    prediction = b.predicted(raw)
+    assert prediction is not None and prediction.effect == "allow"

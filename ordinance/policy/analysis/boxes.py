@@ -1,0 +1,112 @@
+"""Which rules can apply to the same request: an interval box per rule.
+
+A rule's ``applies`` term is mostly a conjunction, and its conjuncts often bound one
+integer variable by a constant (``action.args.amount > 100``, or a string's class after
+the abstraction: ``class(region) == 3``). The box of a rule keeps those bounds, one
+interval per variable, and ignores every other conjunct, so it contains every request the
+rule applies to (an over-approximation). Two rules whose boxes are disjoint never apply
+together: their pair is never a conflict, and where one applies the other does not matter
+to the decision. The checks use this to leave such rules out of a question instead of
+asking Z3 about every rule of the bucket each time (Zelkova-style bucketing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import z3
+
+Interval = tuple[float, float]  # inclusive bounds, -inf/inf when open
+Box = dict[int, Interval]  # variable AST id -> interval
+
+_INF = float("inf")
+_FLIP = {
+    z3.Z3_OP_LT: z3.Z3_OP_GT,
+    z3.Z3_OP_LE: z3.Z3_OP_GE,
+    z3.Z3_OP_GT: z3.Z3_OP_LT,
+    z3.Z3_OP_GE: z3.Z3_OP_LE,
+    z3.Z3_OP_EQ: z3.Z3_OP_EQ,
+}
+
+
+def _int_var(e: z3.ExprRef) -> bool:
+    return bool(
+        z3.is_const(e)
+        and e.decl().kind() == z3.Z3_OP_UNINTERPRETED
+        and e.sort().kind() == z3.Z3_INT_SORT
+    )
+
+
+def _bound(e: z3.ExprRef) -> tuple[int, Interval] | None:
+    """``var op constant`` (either side) as the interval it allows, else None."""
+    if not z3.is_app(e) or e.num_args() != 2:
+        return None
+    kind = e.decl().kind()
+    if kind not in _FLIP:
+        return None
+    a, b = e.arg(0), e.arg(1)
+    if _int_var(b) and z3.is_int_value(a):
+        a, b, kind = b, a, _FLIP[kind]
+    if not (_int_var(a) and z3.is_int_value(b)):
+        return None
+    c = b.as_long()
+    interval = {
+        z3.Z3_OP_LT: (-_INF, c - 1),
+        z3.Z3_OP_LE: (-_INF, c),
+        z3.Z3_OP_GT: (c + 1, _INF),
+        z3.Z3_OP_GE: (c, _INF),
+        z3.Z3_OP_EQ: (c, c),
+    }[kind]
+    return a.get_id(), interval
+
+
+def _hull(e: z3.ExprRef) -> tuple[int, Interval] | None:
+    """``x == 1 || x == 3``: the hull [1, 3] (every disjunct bounds the same variable)."""
+    bounds: list[tuple[int, Interval]] = []
+    for d in e.children():
+        found = _bound(d)
+        if found is None or (bounds and found[0] != bounds[0][0]):
+            return None
+        bounds.append(found)
+    if not bounds:
+        return None
+    return bounds[0][0], (min(b[1][0] for b in bounds), max(b[1][1] for b in bounds))
+
+
+def _conjuncts(e: z3.ExprRef) -> Iterable[z3.ExprRef]:
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if z3.is_and(x):
+            todo.extend(x.children())
+        else:
+            yield x
+
+
+def box_of(term: z3.BoolRef) -> Box | None:
+    """The box of ``term`` (None: ``term`` is false, no request is in it)."""
+    box: Box = {}
+    for c in _conjuncts(term):
+        if z3.is_false(c):
+            return None
+        found = _bound(c) if not z3.is_or(c) else _hull(c)
+        if found is None:
+            continue
+        var, (lo, hi) = found
+        old = box.get(var, (-_INF, _INF))
+        box[var] = (max(old[0], lo), min(old[1], hi))
+        if box[var][0] > box[var][1]:
+            return None
+    return box
+
+
+def overlap(a: Box | None, b: Box | None) -> bool:
+    """Some request could be in both boxes."""
+    if a is None or b is None:
+        return False
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    for var, (lo, hi) in small.items():
+        other = large.get(var)
+        if other is not None and (hi < other[0] or other[1] < lo):
+            return False
+    return True
