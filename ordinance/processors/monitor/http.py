@@ -16,6 +16,8 @@ histograms, base units):
 * ``ordinance_alerts_open{kind}``, ``ordinance_alerts_total{kind}``
 * ``ordinance_consumer_lag_records{group}``, ``ordinance_monitor_records_total``,
   ``ordinance_monitor_position{partition}`` (next decisions offset)
+* ``ordinance_monitor_fenced_records_total{partition,enforcer}`` — a zombie enforcer's
+  writes after another's takeover, left out of every count above (`fold`)
 """
 
 from __future__ import annotations
@@ -40,13 +42,9 @@ from starlette.routing import Route
 
 from ordinance.jsonutil import canonical_json
 from ordinance.processors.monitor.dashboard import dashboard
-from ordinance.processors.monitor.fold import (
-    JUDGED_CODES,
-    LATENCY_BUCKETS,
-    TIMELINE_LIMIT,
-    MonitorState,
-)
+from ordinance.processors.monitor.fold import JUDGED_CODES, LATENCY_BUCKETS, MonitorState
 from ordinance.processors.monitor.runner import Monitor
+from ordinance.processors.monitor.views import TIMELINE_LIMIT
 
 #: Seconds without a successful poll after which the monitor reports itself unhealthy.
 STUCK_AFTER_S = 30.0
@@ -138,8 +136,16 @@ class MonitorCollector(Collector):
             )
             for partition, offset in sorted(state.positions.items()):
                 position.add_metric([str(partition)], offset)
+            fenced = CounterMetricFamily(
+                "ordinance_monitor_fenced_records",
+                "Records an enforcer wrote after another's takeover of the partition (a "
+                "zombie writer): never acted on, not counted as decisions",
+                labels=["partition", "enforcer"],
+            )
+            for (partition, writer), n in sorted(state.fenced.items()):
+                fenced.add_metric([str(partition), writer], n)
         yield from (decisions, rules, arms, shadow, closed, latency, open_alerts, written)
-        yield from (lag, folded, position)
+        yield from (lag, folded, position, fenced)
 
 
 def health_problems(monitor: Monitor) -> list[str]:
@@ -213,6 +219,10 @@ def report(monitor: Monitor) -> dict[str, Any]:
             "positions": {str(p): o for p, o in sorted(state.positions.items())},
             "records": health.records,
             "undecodable": health.undecodable,
+            "fenced": [
+                {"partition": partition, "enforcer_id": writer, "records": n}
+                for (partition, writer), n in sorted(state.fenced.items())
+            ],
             "lag": dict(health.lag),
             "ready": health.ready,
             "config": monitor.config.to_json(),

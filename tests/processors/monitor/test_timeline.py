@@ -16,15 +16,10 @@ from hypothesis import strategies as st
 
 from ordinance.processors.monitor.canary import CANARY_REGRESSION
 from ordinance.processors.monitor.config import MonitorConfig
-from ordinance.processors.monitor.fold import (
-    TEXT_LIMIT,
-    MonitorState,
-    RecentDenials,
-    Timeline,
-    fold_all,
-)
+from ordinance.processors.monitor.fold import MonitorState, fold_all
 from ordinance.processors.monitor.http import report
 from ordinance.processors.monitor.runner import Monitor
+from ordinance.processors.monitor.views import TEXT_LIMIT, RecentDenials, Timeline
 from ordinance.streams import open_log
 from tests.processors.monitor.helpers import (
     BUNDLE,
