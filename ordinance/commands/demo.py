@@ -37,6 +37,7 @@ from ordinance.commands.output import (
 from ordinance.commands.policy_cmds import summary
 from ordinance.errors import OrdinanceError
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.policy.decision import Effect
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
 
@@ -58,7 +59,7 @@ def _report(run: PipelineRun) -> dict[str, Any]:
             "effects": dict(Counter(o.effect for o in rows)),
             "bundles": sorted({o.bundle_id for o in rows}),
             "attacks": sum(o.attack for o in rows),
-            "attacks_denied": sum(o.attack and o.effect == "deny" for o in rows),
+            "attacks_denied": sum(o.attack and o.effect == Effect.DENY for o in rows),
             f"transfers_to_{SWAP_COUNTRY}": dict(Counter(swap_country)),
         }
     return {
@@ -198,9 +199,9 @@ def cmd_demo(
         "phase",
         "bundle",
         "decisions",
-        "allow",
-        "require_approval",
-        "deny",
+        Effect.ALLOW,
+        Effect.REQUIRE_APPROVAL,
+        Effect.DENY,
         "attacks denied",
         f"transfers to {SWAP_COUNTRY}",
     ):
@@ -217,9 +218,9 @@ def cmd_demo(
             label,
             bundle[7:19] + "…",
             str(p["decisions"]),
-            str(effects.get("allow", 0)),
-            str(effects.get("require_approval", 0)),
-            str(effects.get("deny", 0)),
+            str(effects.get(Effect.ALLOW, 0)),
+            str(effects.get(Effect.REQUIRE_APPROVAL, 0)),
+            str(effects.get(Effect.DENY, 0)),
             f"{p['attacks_denied']}/{p['attacks']}",
             swap,
         )
@@ -245,7 +246,7 @@ def cmd_demo(
         {
             f"{i['label']} ({i['code']})"
             for i in report["identity"]["impersonations"]
-            if i["effect"] == "deny"
+            if i["effect"] == Effect.DENY
         }
     )
     out.print(

@@ -28,6 +28,7 @@ from ordinance.commands.demo_identity import (
     demo_identities,
 )
 from ordinance.policy.bundle import compile_bundle
+from ordinance.policy.decision import Effect
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.proofs import check_proof, prove_request
@@ -282,7 +283,7 @@ def _audit(url: str, keyring: Keyring) -> dict[str, Any]:
         denied = None
         for record in log.read_to_end(topic_specs()[AGENT_DECISIONS].name):
             decoded = serde.decode_record(record, expect={"Decision"})
-            if isinstance(decoded, Decoded) and decoded.value["effect"] == "deny":
+            if isinstance(decoded, Decoded) and decoded.value["effect"] == Effect.DENY:
                 denied = decoded.value["request_id"]
         proof = prove_request(log, denied) if denied is not None else None
     return {

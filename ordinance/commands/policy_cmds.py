@@ -24,6 +24,7 @@ from ordinance.commands.output import (
 )
 from ordinance.jsonutil import canonical_json, parse_request_json
 from ordinance.policy import canon
+from ordinance.policy.decision import Effect
 from ordinance.policy.errors import PolicyError, PolicyErrors
 from ordinance.policy.fmt import format_policy
 from ordinance.policy.loader import load_ruleset, policy_files
@@ -31,7 +32,11 @@ from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.testing import run_tests
 from ordinance.policy.window import InMemoryWindows
 
-_EFFECT_STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
+_EFFECT_STYLE: dict[str, str] = {
+    Effect.ALLOW: "green",
+    Effect.DENY: "red",
+    Effect.REQUIRE_APPROVAL: "yellow",
+}
 
 
 def _load(directory: str, as_json: bool) -> Ruleset | int:

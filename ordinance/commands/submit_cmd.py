@@ -30,7 +30,7 @@ from rich.console import Console
 from ordinance.client import CLIENT_INVALID_REQUEST, ClientDecision, SyncClient
 from ordinance.commands.output import EXIT_OK, EXIT_USAGE, ExitCode, console, emit_json
 from ordinance.errors import OrdinanceError
-from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL
+from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL, Effect
 from ordinance.processors.audit.keys import KeyFileError
 from ordinance.streams.errors import UnsupportedLogUrlError
 
@@ -38,7 +38,11 @@ EXIT_DENY = ExitCode.DENIED
 EXIT_APPROVAL = ExitCode.APPROVAL
 EXIT_NO_DECISION = ExitCode.NO_DECISION
 
-_STYLE = {"allow": "green", "deny": "red", "require_approval": "yellow"}
+_STYLE: dict[str, str] = {
+    Effect.ALLOW: "green",
+    Effect.DENY: "red",
+    Effect.REQUIRE_APPROVAL: "yellow",
+}
 #: What closing may take beyond the timeout: when the answer took the whole timeout,
 #: closing still gets a moment to stop the threads cleanly (it takes milliseconds when
 #: the log is healthy, and gives up after this when it is not).

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ordinance.policy.decision import Effect
 from ordinance.policy.errors import SyntaxProblem
 from ordinance.policy.yamlsrc import Mapping, ScalarNode, SequenceNode, scalar_value
 
@@ -51,7 +52,7 @@ NO_REQUIREMENT = Requirement()
 def parse_requirement(m: Mapping, effect: str) -> Requirement:
     """The rule's ``approvers`` / ``approvals`` (a `SyntaxProblem` at the offending node)."""
     present = [key for key in APPROVAL_KEYS if m.has(key)]
-    if present and effect != "require_approval":
+    if present and effect != Effect.REQUIRE_APPROVAL:
         raise SyntaxProblem(
             f"`{present[0]}` is only meaningful on a require_approval rule, not on `{effect}`",
             m.key_location(present[0]),
@@ -64,7 +65,7 @@ def parse_expected(m: Mapping, expect: str) -> tuple[tuple[str, ...] | None, int
     """A policy test's expected requirement: ``approvers: [roles]`` (compared as a set,
     ``[]`` for "anyone") and ``approvals: N``, each None when not stated."""
     present = [key for key in APPROVAL_KEYS if m.has(key)]
-    if present and expect != "require_approval":
+    if present and expect != Effect.REQUIRE_APPROVAL:
         raise SyntaxProblem(
             f"`{present[0]}` in a test is only meaningful when it expects require_approval",
             m.key_location(present[0]),

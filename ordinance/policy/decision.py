@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-ALLOW = "allow"
-DENY = "deny"
-REQUIRE_APPROVAL = "require_approval"
+
+class Effect(StrEnum):
+    """What a decision says. A `StrEnum`: on the wire (Avro strings, JSON) and in every
+    comparison it is its value, so records written before the enum read the same."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+ALLOW, DENY, REQUIRE_APPROVAL = Effect.ALLOW, Effect.DENY, Effect.REQUIRE_APPROVAL
 
 # Machine-readable reason codes: monitoring and the audit trail key on these.
 MATCHED = "matched"  # determined by the rules listed in rule_ids

@@ -17,13 +17,17 @@ from typing import Any
 
 from ordinance.policy import canon
 from ordinance.policy.codegen import Constants
-from ordinance.policy.decision import Decision
+from ordinance.policy.decision import Decision, Effect
 from ordinance.policy.schema import Field, Fields, Schema, Tool
 from ordinance.policy.types import Type, ValueProblem, converter
 
 # Tiers, in precedence order under deny-overrides.
 TIER_DENY, TIER_APPROVAL, TIER_ALLOW = 0, 1, 2
-TIER_OF_EFFECT = {"deny": TIER_DENY, "require_approval": TIER_APPROVAL, "allow": TIER_ALLOW}
+TIER_OF_EFFECT: dict[str, int] = {
+    Effect.DENY: TIER_DENY,
+    Effect.REQUIRE_APPROVAL: TIER_APPROVAL,
+    Effect.ALLOW: TIER_ALLOW,
+}
 
 # The Decision itself when one rule determined it (prebuilt per rule), else
 # (tier, rule indexes, [(rule index, exception)] or None); None when no rule applied.

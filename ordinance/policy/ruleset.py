@@ -27,6 +27,7 @@ from ordinance.policy.decision import (
     REQUIRE_APPROVAL,
     UNKNOWN_TOOL,
     Decision,
+    Effect,
 )
 from ordinance.policy.document import Assertion, Policy, Rule, Target
 from ordinance.policy.errors import (
@@ -56,7 +57,7 @@ from ordinance.policy.window import WindowState
 from ordinance.policy.yamlsrc import closest
 
 BUNDLE_FORMAT = "ordinance.bundle/1"
-EFFECT_OF_TIER = ("deny", "require_approval", "allow")
+EFFECT_OF_TIER = (Effect.DENY, Effect.REQUIRE_APPROVAL, Effect.ALLOW)
 _TOOL_CACHE_LIMIT = 4096  # distinct raw spellings of tool names remembered
 _TOOL_CACHE_NAME_CHARS = 128  # longer raw names are canonicalised each time, never kept
 _DECISION_CACHE_LIMIT = 65536  # distinct multi-rule decisions remembered

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.policy import canon
+from ordinance.policy.decision import Effect
 from ordinance.policy.errors import SchemaProblem
 from ordinance.policy.types import SET_STRING, STRING, Type, ValueProblem, list_of, parse_type
 from ordinance.policy.types import converter as converter_of
 from ordinance.policy.yamlsrc import Mapping, MappingNode, Node, ScalarNode, SourceFile
 
-EFFECTS = ("allow", "deny", "require_approval")
+EFFECTS = tuple(Effect)
 COMBINING = ("deny-overrides", "first-applicable")
 
 
@@ -64,7 +65,7 @@ class Tool:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    default_effect: str = "deny"
+    default_effect: str = Effect.DENY
     combining: str = "deny-overrides"
 
 
@@ -208,7 +209,7 @@ def parse_schema(text: str, filename: str = "schema.yaml") -> Schema:
     settings = Settings()
     if settings_map is not None:
         settings_map.allow_only({"default_effect", "combining"})
-        default = settings_map.string("default_effect", "deny") or "deny"
+        default = settings_map.string("default_effect", Effect.DENY) or Effect.DENY
         combining = settings_map.string("combining", "deny-overrides") or "deny-overrides"
         if default not in EFFECTS:
             raise SchemaProblem(

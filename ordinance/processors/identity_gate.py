@@ -64,6 +64,7 @@ from ordinance.identity.registry import (
 from ordinance.identity.registry_log import fold_registry_record
 from ordinance.identity.signing import Signature, SignatureError, signature_of, signature_valid
 from ordinance.identity.trust import TrustRoot
+from ordinance.policy.decision import Effect
 from ordinance.streams import Consumer
 from ordinance.streams.log import ConsumedRecord, Headers
 from ordinance.streams.serde import Decoded, Serde
@@ -324,7 +325,7 @@ def answer_signed_approval(
         detail = f"{signer.code}: approval by {claimed!r} refused: {signer.detail}"
         return _record(
             original,
-            "require_approval",
+            Effect.REQUIRE_APPROVAL,
             APPROVAL_REFUSED,
             detail,
             enforcer_id,
@@ -339,19 +340,19 @@ def answer_signed_approval(
     expires_at = approval.get("expires_at")
     required = max(1, original.get("approvals_required") or 1)
     if expires_at is not None and evaluated_at > expires_at:
-        effect, code = "deny", expired
+        effect, code = Effect.DENY, expired
         reason = f"approval by {signer.id} expired at {expires_at.isoformat()}"
     elif approval["verdict"] != "approved":
-        effect, code, reason = "deny", rejected, f"rejected by {signer.id}"
+        effect, code, reason = Effect.DENY, rejected, f"rejected by {signer.id}"
     elif len(approvers) < required:
-        effect, code = "require_approval", APPROVAL_RECORDED
+        effect, code = Effect.REQUIRE_APPROVAL, APPROVAL_RECORDED
         reason = f"approved by {signer.id} ({len(approvers)} of {required})"
     else:
-        effect, code, reason = "allow", approved, "approved by " + ", ".join(approvers)
+        effect, code, reason = Effect.ALLOW, approved, "approved by " + ", ".join(approvers)
     if approval.get("reason"):
         reason += f": {approval['reason']}"
     # An approved action counts toward budgets from when it was approved.
-    event_time = approval["at"] if effect == "allow" else original["event_time"]
+    event_time = approval["at"] if effect == Effect.ALLOW else original["event_time"]
     return _record(original, effect, code, reason, enforcer_id, evaluated_at, approvers, event_time)
 
 

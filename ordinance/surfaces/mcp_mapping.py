@@ -31,9 +31,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from ordinance.errors import OrdinanceError
+from ordinance.policy.decision import Effect
 
 MAPPING_VERSION = 1
-UNMAPPED_DENY = "deny"
+UNMAPPED_DENY = Effect.DENY
 UNMAPPED_DECIDE = "decide"
 _KEYS = frozenset({"version", "tools", "unmapped", "unmapped_prefix"})
 
