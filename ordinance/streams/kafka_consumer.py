@@ -18,11 +18,15 @@ consumer would have returned, so nothing is skipped or returned twice (records b
 that offset, still buffered by either consumer, are dropped), and commits still go
 through the tail, the group member. Once the reader's position reaches the high
 watermark of its last fetch (or it reports the partition's end), the tail seeks to
-that position and resumes: tailing latency is the tail's again. If the partition is
-still too long for the tail to list, the rule moves it back after `STALL_S`: slower
-than Kafka, but never stuck. A rebalance, `assign` or `seek` ends the catch-up of the
-partitions it touches. With real Kafka a catch-up changes nothing but which consumer
-fetches: Kafka answers a fetch at once whenever data is there.
+that position and resumes: tailing latency is the tail's again. If the tail then
+returns none of the partition's records before it stalls again, the partition is too
+long for the tail to list at all, and the reader keeps it until the assignment changes:
+new records then wait for the reader's fetch (~250 ms on the local broker), slower than
+the tail but never stuck. A rebalance, `assign` or `seek` ends the catch-up of the
+partitions it touches. If no fetch answer has named a partition for `STALL_S` (the
+local broker names none when the wait is 0), `poll` asks the broker for its watermarks.
+With real Kafka a catch-up changes nothing but which consumer fetches: Kafka answers a
+fetch at once whenever data is there.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ class KafkaConsumer(Closing):
         self._sticky: set[TopicPartition] = set()
         self._behind_since: dict[TopicPartition, float] = {}
         self._progress_at: dict[TopicPartition, float] = {}
+        self._unknown_since: dict[TopicPartition, float] = {}
         self._lag_checked_at = 0.0
 
     def before_revoke(self, hook: Callable[[], None]) -> None:
@@ -207,6 +212,7 @@ class KafkaConsumer(Closing):
         self._starts = {TopicPartition(t.topic, t.partition): t.offset for t in targets}
         self._behind_since.clear()
         self._progress_at.clear()
+        self._unknown_since.clear()
         self._reset_catch_up_history()
 
     def _resolve(self, tp: TopicPartition, start: StartAt) -> KafkaTP:
@@ -346,13 +352,26 @@ class KafkaConsumer(Closing):
 
         if CATCH_UP_CONSUMER is None:
             return
-        stalled: list[TopicPartition] = []
+        stalled: dict[TopicPartition, int] = {}  # -> its high watermark
         for tp in self._assigned:
             if tp in self._catching:
                 continue
             low, high = self._raw.get_watermark_offsets(_kafka_tp(tp), cached=True)
             if high < 0:
-                continue  # no fetch answered yet
+                # No fetch answer named it yet: at first that is the join, but the local
+                # broker leaves every partition out of its answer when the wait is 0.
+                # After STALL_S of that, ask the broker, at most once per STALL_S.
+                unknown = self._unknown_since.setdefault(tp, now)
+                if now - unknown < STALL_S:
+                    continue
+                self._unknown_since[tp] = now
+                try:
+                    low, high = self._raw.get_watermark_offsets(_kafka_tp(tp), timeout=10)
+                except KafkaException as exc:
+                    _log.warning("consumer: watermarks of %s: %s", tp, exc)
+                    continue
+                # Quiet long enough already: it moves now if it is behind at all.
+                self._behind_since.setdefault(tp, unknown)
             nxt = self._next_offset(tp)
             # Not known yet (a stored or earliest start): behind if there is anything
             # to read at all; `_start_catch_up` resolves it before moving anything.
@@ -363,7 +382,7 @@ class KafkaConsumer(Closing):
             since = self._behind_since.setdefault(tp, now)
             quiet_since = max(since, self._progress_at.get(tp, since))
             if (now - since >= STALL_S and lag >= CATCH_UP_LAG) or now - quiet_since >= STALL_S:
-                stalled.append(tp)
+                stalled[tp] = high
         if stalled:
             self._start_catch_up(stalled, CATCH_UP_CONSUMER)
 
@@ -384,14 +403,16 @@ class KafkaConsumer(Closing):
         low, _ = self._raw.get_watermark_offsets(_kafka_tp(tp), timeout=10)
         return int(low)
 
-    def _start_catch_up(self, tps: list[TopicPartition], settings: Mapping[str, Any]) -> None:
+    def _start_catch_up(
+        self, stalled: Mapping[TopicPartition, int], settings: Mapping[str, Any]
+    ) -> None:
+        """Move ``stalled`` (partition -> its high watermark) to the catch-up reader."""
         moving: dict[TopicPartition, int] = {}
-        for tp in tps:
+        for tp, high in stalled.items():
             start = self._exact_start(tp)
             if start is None:
                 continue
             self._starts[tp] = start
-            _, high = self._raw.get_watermark_offsets(_kafka_tp(tp), cached=True)
             if start >= high:
                 self._behind_since.pop(tp, None)  # it was the start that was unknown
                 continue
@@ -403,7 +424,7 @@ class KafkaConsumer(Closing):
                 self._log.client_config, None, "earliest", catch_up=settings
             )
         for tp, start in moving.items():
-            _, high = self._raw.get_watermark_offsets(_kafka_tp(tp), cached=True)
+            high = stalled[tp]
             again = tp in self._handed_back and tp not in self._progress_at
             if again:
                 self._sticky.add(tp)
@@ -455,6 +476,7 @@ class KafkaConsumer(Closing):
     def _forget(self, tp: TopicPartition) -> None:
         self._behind_since.pop(tp, None)
         self._progress_at.pop(tp, None)
+        self._unknown_since.pop(tp, None)
 
     def _reset_catch_up_history(self, tps: set[TopicPartition] | None = None) -> None:
         """Forget what the tail could not read: the partitions moved, or were sought."""
