@@ -131,7 +131,7 @@ class PartitionState:
     changes: StateChanges | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # A bound method, not a lambda: the state is pickled into the RocksDB cache.
+        # A bound method, not a lambda: the state stays picklable.
         self.windows = InMemoryWindows(clock=self.event_time)
 
     def event_time(self) -> float:
