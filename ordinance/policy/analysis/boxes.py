@@ -110,3 +110,39 @@ def overlap(a: Box | None, b: Box | None) -> bool:
         if other is not None and (hi < other[0] or other[1] < lo):
             return False
     return True
+
+
+def neighbours(boxes: dict[str, Box | None]) -> dict[str, set[str]]:
+    """For every rule, the rules whose boxes meet its box (itself included, unless its
+    box is empty). Pairs are found by a sweep over the variable most boxes bound, so a
+    bucket of sparse ranges costs about one comparison per overlapping pair rather than
+    one per pair of rules."""
+    live = [rid for rid, box in boxes.items() if box is not None]
+    out: dict[str, set[str]] = {rid: set() for rid in boxes}
+    counts: dict[int, int] = {}
+    for rid in live:
+        for var in boxes[rid] or {}:
+            counts[var] = counts.get(var, 0) + 1
+    if not counts:
+        return {rid: set(live) if rid in live else set() for rid in boxes}
+    var = max(counts, key=lambda v: (counts[v], -v))  # deterministic on ties
+    spans = sorted(
+        ((box[var], rid) for rid in live if var in (box := boxes[rid] or {})),
+        key=lambda item: item[0][0],
+    )
+    loose = [rid for rid in live if var not in (boxes[rid] or {})]
+
+    def meet(a: str, b: str) -> None:
+        if overlap(boxes[a], boxes[b]):
+            out[a].add(b)
+            out[b].add(a)
+
+    for i, ((_, hi), a) in enumerate(spans):
+        for (lo, _), b in spans[i:]:
+            if lo > hi:
+                break  # sorted by lower bound: no later span meets this one
+            meet(a, b)
+    for a in loose:
+        for b in live:
+            meet(a, b)
+    return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import z3
 
 from ordinance.policy.analysis.abstract import Abstraction
-from ordinance.policy.analysis.boxes import Box, box_of, overlap
+from ordinance.policy.analysis.boxes import box_of, neighbours
 from ordinance.policy.analysis.combine import EFFECTS, Combiner, ToolModel
 from ordinance.policy.analysis.encode import all_of
 from ordinance.policy.analysis.fuse import Fuser
@@ -168,16 +168,16 @@ class Bucket:
         self.matters: set[str] = set()  # shown to change some effect when removed
         # keyed by id(model); the model is kept so that its id is not reused
         self._predictions: dict[int, tuple[z3.ModelRef, Prediction | None]] = {}
-        self._boxes: dict[str, Box | None] | None = None  # per rule, on first use
+        self._near: dict[str, set[str]] | None = None  # boxes that meet, on first use
         self._local: dict[str, ToolModel | None] = {}
         self._replays: dict[int, tuple[z3.ModelRef, tuple[Witness, Decision] | None]] = {}
 
     # -- formulas built on demand ---------------------------------------------------------
     def overlaps(self, a: str, b: str) -> bool:
         """Some request might make both rules apply (their boxes meet, boxes.py)."""
-        if self._boxes is None:
-            self._boxes = {rid: box_of(r.applies) for rid, r in self.rules.items()}
-        return overlap(self._boxes[a], self._boxes[b])
+        if self._near is None:
+            self._near = neighbours({rid: box_of(r.applies) for rid, r in self.rules.items()})
+        return b in self._near[a]
 
     def local(self, rid: str) -> ToolModel | None:
         """The rules that can take part in a decision where ``rid`` applies: the rule, the
