@@ -170,6 +170,7 @@ class Bucket:
         self._predictions: dict[int, tuple[z3.ModelRef, Prediction | None]] = {}
         self._near: dict[str, set[str]] | None = None  # boxes that meet, on first use
         self._local: dict[str, ToolModel | None] = {}
+        self._can_err: set[str] | None = None  # rules whose errs term is not false
         self._replays: dict[int, tuple[z3.ModelRef, tuple[Witness, Decision] | None]] = {}
 
     # -- formulas built on demand ---------------------------------------------------------
@@ -188,14 +189,14 @@ class Bucket:
         itself (a request where it errs need not be inside its box)."""
         if rid in self._local:
             return self._local[rid]
-        rule = self.rules[rid]
         found: ToolModel | None = None
-        if z3.is_false(rule.errs):
-            keep = [
-                r
-                for r in self.model.rules
-                if r is rule or not z3.is_false(r.errs) or self.overlaps(rid, r.qualified_id)
-            ]
+        if self._can_err is None:
+            self._can_err = {q for q, r in self.rules.items() if not z3.is_false(r.errs)}
+        if rid not in self._can_err:
+            self.overlaps(rid, rid)  # the boxes, on first use
+            assert self._near is not None
+            near = self._near[rid] | self._can_err | {rid}
+            keep = [r for r in self.model.rules if r.qualified_id in near]
             if len(keep) < len(self.model.rules):
                 found = ToolModel(self.space, self.model.ruleset, keep)
         self._local[rid] = found
