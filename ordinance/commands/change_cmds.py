@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
+from typing import Any
 
 from ordinance.commands.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, console, emit_json
 from ordinance.errors import OrdinanceError
@@ -39,6 +40,22 @@ def register(command: Command) -> None:
         "rollback, retire) for a published bundle",
     )
     p.add_argument("action", choices=sorted(EVENTS))
+    _change_arguments(p)
+
+
+def register_under_policy(sub: Any) -> None:
+    """The same events as ``ordinance policy ACTION BUNDLE`` (the spelling docs/lifecycle.md
+    uses beside ``lifecycle ACTION``); `ordinance.commands.policy_history_cmds` dispatches
+    them to `cmd_lifecycle`."""
+    for action, event in sorted(EVENTS.items()):
+        text = f"append a signed {event} event for a published bundle (as lifecycle {action})"
+        p = sub.add_parser(action, help=text, description=text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(action=action)
+        _change_arguments(p)
+
+
+def _change_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="the bundle id (sha256:...), as publish printed it")
     p.add_argument(
         "--log", required=True, metavar="URL", help="sqlite:///path.db or kafka://host:port"

@@ -82,6 +82,9 @@ def register(command: Command) -> None:
     )
     diff.add_argument("old", help="a policy directory or a bundle id (prefix, needs --log)")
     diff.add_argument("new", help="a policy directory or a bundle id (prefix, needs --log)")
+    from ordinance.commands.change_cmds import register_under_policy
+
+    register_under_policy(sub)  # policy review|approve|stage|enforce|canary|shadow|...
 
 
 def run(args: argparse.Namespace) -> int | None:
@@ -93,6 +96,10 @@ def run(args: argparse.Namespace) -> int | None:
     from ordinance.streams.errors import LogError
 
     args.json = getattr(args, "json", False)
+    from ordinance.commands.change_cmds import EVENTS, cmd_lifecycle
+
+    if args.policy_command in EVENTS:
+        return cmd_lifecycle(args)
     if args.policy_command == "diff" and args.log is None:
         return _diff(args, None)
     try:

@@ -110,9 +110,10 @@ def _decisions(s: Setup) -> tuple[dict[str, dict[str, Any]], list[tuple[int, str
 
 
 def _lifecycle(s: Setup, action: str, bundle: str, actor: str, *extra: str) -> None:
-    code, out = s("lifecycle", action, bundle, "--log", s.log, "--actor", actor,
+    """``ordinance policy ACTION`` (the same events as ``lifecycle ACTION``)."""
+    code, out = s("policy", action, bundle, "--log", s.log, "--actor", actor,
                   "--key", str(s.key(actor)), *extra)  # fmt: skip
-    assert code == 0, out
+    assert code == 0 and out["ok"], out
 
 
 @pytest.fixture
