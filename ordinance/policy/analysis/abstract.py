@@ -39,6 +39,7 @@ from ordinance.policy.analysis.space import (
     _necessary,
     _nice,
 )
+from ordinance.policy.analysis.terms import mentions
 from ordinance.policy.analysis.zctx import per_context
 from ordinance.policy.types import Type
 
@@ -116,6 +117,11 @@ class Abstraction:
         for q in space.comprehensions.values():
             if q.seq.get_id() in self.lists:
                 self._elem_of[q.elem.get_id()] = q.seq.get_id()
+        # the candidates' variables: a subterm mentioning none of them has nothing for the
+        # scan or the rewrite to do (terms.mentions, memoised by AST id; roots kept alive)
+        self._targets = {*self.scalars, *self.lists, *self._elem_of}
+        self._relevance: dict[int, bool] = {}
+        self._roots: list[z3.ExprRef] = []
         self._scan(formulas)
         self._base_done: set[int] = set()
         for vid in list(self.scalars) + list(self.lists):
@@ -183,6 +189,8 @@ class Abstraction:
             if e.get_id() in seen:
                 continue
             seen.add(e.get_id())
+            if not self._relevant(e):
+                continue
             q = self.space.comprehensions.get(e.get_id())
             if q is not None and q.seq.get_id() in self.lists:
                 todo.append((q.body, quantified))
@@ -413,7 +421,16 @@ class Abstraction:
             self._memo[key] = (e, out)
         return out
 
+    def _relevant(self, e: z3.ExprRef) -> bool:
+        found = self._relevance.get(e.get_id())
+        if found is None:
+            self._roots.append(e)
+            found = mentions(e, self._targets, self._relevance)
+        return found
+
     def _compute(self, e: z3.ExprRef, env: dict[int, z3.ExprRef]) -> z3.ExprRef:
+        if not self._relevant(e):
+            return e
         q = self.space.comprehensions.get(e.get_id())
         if q is not None and q.seq.get_id() in self.lists:
             return self._quantifier(q, env)

@@ -29,6 +29,7 @@ from ordinance.policy.analysis.combine import EFFECTS, Combiner, ToolModel
 from ordinance.policy.analysis.encode import all_of
 from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
+from ordinance.policy.analysis.terms import quantifier_free
 from ordinance.policy.decision import Decision
 from ordinance.policy.ruleset import Ruleset
 
@@ -417,32 +418,6 @@ def _items_only(f: z3.BoolRef, abstraction: Abstraction) -> bool:
         elif z3.is_app(e):
             todo.extend(e.children())
     return bool(names) and names <= items
-
-
-def quantifier_free(exprs: list[z3.BoolRef]) -> bool:
-    """No quantifier anywhere in ``exprs``. Walked over raw ASTs through the C API: the
-    z3py wrappers (one object, reference count and sort check per node) made this walk
-    over every rule's terms a tenth of a large bucket's set-up."""
-    if not exprs:
-        return True
-    ctx = exprs[0].ctx.ref()
-    seen: set[int] = set()
-    todo = [e.as_ast() for e in exprs]  # the children stay alive with their roots
-    while todo:
-        a = todo.pop()
-        node = z3.Z3_get_ast_id(ctx, a)
-        if node in seen:
-            continue
-        seen.add(node)
-        kind = z3.Z3_get_ast_kind(ctx, a)
-        if kind == z3.Z3_QUANTIFIER_AST:
-            return False
-        if kind == z3.Z3_APP_AST:
-            app = z3.Z3_to_app(ctx, a)
-            todo += [
-                z3.Z3_get_app_arg(ctx, app, i) for i in range(z3.Z3_get_app_num_args(ctx, app))
-            ]
-    return True
 
 
 def _bits(flags: list[z3.BoolRef]) -> z3.ExprRef | None:
