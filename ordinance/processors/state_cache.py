@@ -91,11 +91,8 @@ class StateCache:
         """Every (key, value) with start <= key < end, in key order."""
         options = ReadOptions()
         options.set_iterate_upper_bound(end)
-        iterator = self._db.iter(options)
-        iterator.seek(start)
-        while iterator.valid():
-            yield iterator.key(), iterator.value()
-            iterator.next()
+        # items() walks the iterator in Rust: a third of the cost of key()/value()/next().
+        yield from self._db.items(from_key=start, read_opt=options)
 
     def load(self, partition: int) -> PartitionState | None:
         """The partition's snapshot as a state (it then tracks its changes against it),
