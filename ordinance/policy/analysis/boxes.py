@@ -12,7 +12,7 @@ asking Z3 about every rule of the bucket each time (Zelkova-style bucketing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
 import z3
 
@@ -29,27 +29,52 @@ _FLIP = {
 }
 
 
-def _int_var(e: z3.ExprRef) -> bool:
+# The walk reads raw ASTs through the C API (terms.py): z3py wrappers per node were most of
+# the cost of boxing a 100-rule bucket.
+def _int_var(ctx: Any, a: Any) -> bool:
+    if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
+        return False
+    app = z3.Z3_to_app(ctx, a)
     return bool(
-        z3.is_const(e)
-        and e.decl().kind() == z3.Z3_OP_UNINTERPRETED
-        and e.sort().kind() == z3.Z3_INT_SORT
+        z3.Z3_get_app_num_args(ctx, app) == 0
+        and z3.Z3_get_decl_kind(ctx, z3.Z3_get_app_decl(ctx, app)) == z3.Z3_OP_UNINTERPRETED
+        and z3.Z3_get_sort_kind(ctx, z3.Z3_get_sort(ctx, a)) == z3.Z3_INT_SORT
     )
 
 
-def _bound(e: z3.ExprRef) -> tuple[int, Interval] | None:
+def _int_value(ctx: Any, a: Any) -> int | None:
+    if not z3.Z3_is_numeral_ast(ctx, a):
+        return None
+    if z3.Z3_get_sort_kind(ctx, z3.Z3_get_sort(ctx, a)) != z3.Z3_INT_SORT:
+        return None
+    return int(z3.Z3_get_numeral_string(ctx, a))
+
+
+def _app(ctx: Any, a: Any) -> tuple[int, list[Any]] | None:
+    """The application's operator kind and arguments (None: not an application)."""
+    if z3.Z3_get_ast_kind(ctx, a) != z3.Z3_APP_AST:
+        return None
+    app = z3.Z3_to_app(ctx, a)
+    kind = z3.Z3_get_decl_kind(ctx, z3.Z3_get_app_decl(ctx, app))
+    return kind, [z3.Z3_get_app_arg(ctx, app, i) for i in range(z3.Z3_get_app_num_args(ctx, app))]
+
+
+def _bound(ctx: Any, a: Any) -> tuple[int, Interval] | None:
+    found = _app(ctx, a)
+    return None if found is None else _bound_of(ctx, *found)
+
+
+def _bound_of(ctx: Any, kind: int, args: list[Any]) -> tuple[int, Interval] | None:
     """``var op constant`` (either side) as the interval it allows, else None."""
-    if not z3.is_app(e) or e.num_args() != 2:
+    if kind not in _FLIP or len(args) != 2:
         return None
-    kind = e.decl().kind()
-    if kind not in _FLIP:
+    left, right = args
+    c = _int_value(ctx, right)
+    var = left
+    if c is None:
+        c, var, kind = _int_value(ctx, left), right, _FLIP[kind]
+    if c is None or not _int_var(ctx, var):
         return None
-    a, b = e.arg(0), e.arg(1)
-    if _int_var(b) and z3.is_int_value(a):
-        a, b, kind = b, a, _FLIP[kind]
-    if not (_int_var(a) and z3.is_int_value(b)):
-        return None
-    c = b.as_long()
     interval = {
         z3.Z3_OP_LT: (-_INF, c - 1),
         z3.Z3_OP_LE: (-_INF, c),
@@ -57,14 +82,14 @@ def _bound(e: z3.ExprRef) -> tuple[int, Interval] | None:
         z3.Z3_OP_GE: (c, _INF),
         z3.Z3_OP_EQ: (c, c),
     }[kind]
-    return a.get_id(), interval
+    return z3.Z3_get_ast_id(ctx, var), interval
 
 
-def _hull(e: z3.ExprRef) -> tuple[int, Interval] | None:
+def _hull(ctx: Any, disjuncts: list[Any]) -> tuple[int, Interval] | None:
     """``x == 1 || x == 3``: the hull [1, 3] (every disjunct bounds the same variable)."""
     bounds: list[tuple[int, Interval]] = []
-    for d in e.children():
-        found = _bound(d)
+    for d in disjuncts:
+        found = _bound(ctx, d)
         if found is None or (bounds and found[0] != bounds[0][0]):
             return None
         bounds.append(found)
@@ -73,26 +98,25 @@ def _hull(e: z3.ExprRef) -> tuple[int, Interval] | None:
     return bounds[0][0], (min(b[1][0] for b in bounds), max(b[1][1] for b in bounds))
 
 
-def _conjuncts(e: z3.ExprRef) -> Iterable[z3.ExprRef]:
-    todo = [e]
-    while todo:
-        x = todo.pop()
-        if z3.is_and(x):
-            todo.extend(x.children())
-        else:
-            yield x
-
-
 def box_of(term: z3.BoolRef) -> Box | None:
     """The box of ``term`` (None: ``term`` is false, no request is in it)."""
+    ctx = term.ctx.ref()
     box: Box = {}
-    for c in _conjuncts(term):
-        if z3.is_false(c):
-            return None
-        found = _bound(c) if not z3.is_or(c) else _hull(c)
+    todo = [term.as_ast()]
+    while todo:
+        found = _app(ctx, todo.pop())
         if found is None:
             continue
-        var, (lo, hi) = found
+        kind, args = found
+        if kind == z3.Z3_OP_AND:
+            todo += args
+            continue
+        if kind == z3.Z3_OP_FALSE:
+            return None
+        bound = _hull(ctx, args) if kind == z3.Z3_OP_OR else _bound_of(ctx, kind, args)
+        if bound is None:
+            continue
+        var, (lo, hi) = bound
         old = box.get(var, (-_INF, _INF))
         box[var] = (max(old[0], lo), min(old[1], hi))
         if box[var][0] > box[var][1]:
