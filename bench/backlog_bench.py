@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nbacklog bench — {args.backend}, {args.actions:,} actions in batches of 1-10 "
         f"(written in ≤ {write_s:.1f} s), {os.cpu_count()} CPUs, "
-        f"load {tuple(round(x, 2) for x in os.getloadavg())}; stalled = no progress for "
-        f"{args.stall_timeout:g} s\n"
+        f"load {tuple(round(x, 2) for x in os.getloadavg())}; a drain is cut short after "
+        f"{args.stall_timeout:g} s without progress or {args.stall_timeout + 30:g} s in all\n"
     )
     print("| | " + " | ".join(results) + " |")
     print("|---|" + "---:|" * len(results))
