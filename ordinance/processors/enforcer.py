@@ -509,7 +509,8 @@ class Enforcer:
                     # we lost and got back must not receive our old writes after its
                     # marker, where they would count as the new owner's (same enforcer id).
                     outbox.settle()
-                for partition in sorted(owned - self.states.keys()):
+                taken = sorted(owned - self.states.keys())
+                for partition in taken:
                     self.states[partition] = self._take_over(partition)
                 for partition in list(self.states):
                     if partition not in owned:
@@ -528,7 +529,9 @@ class Enforcer:
                 # Idleness counts only once partitions are ours: joining a Kafka group can
                 # take seconds, and an enforcer that owns nothing has seen nothing yet.
                 waiting = not self.states and now - started < ASSIGNMENT_WAIT_S
-                if records or waiting:
+                # A takeover (folding a long partition) is work, not idleness: the actions
+                # it held back are read only after it.
+                if records or waiting or taken:
                     last_activity = now
                 elif until_idle and now - last_activity > idle_s:
                     break
