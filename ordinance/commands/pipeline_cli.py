@@ -104,20 +104,7 @@ def register(command: Any) -> None:
         metavar="FILE",
         help="also run the audit checkpointer, signing with this Ed25519 key",
     )
-    p.add_argument(
-        "--controller-key",
-        default=None,
-        metavar="PEM",
-        help="the controller's private key: with --trust it signs every policy.active record, "
-        "and enforcers with a trust root believe no other (docs/identity.md)",
-    )
-    p.add_argument(
-        "--controller-id",
-        default="policy-controller",
-        metavar="NAME",
-        help="the registry principal (role policy-controller) whose key --controller-key is "
-        "(default: policy-controller)",
-    )
+    _controller_key_options(p)
     p.add_argument(
         "--state-dir",
         default=None,
@@ -178,20 +165,7 @@ def register(command: Any) -> None:
         help="trust file: accept only changes signed by registry principals allowed to "
         "make them (default $ORDINANCE_TRUST; neither: changes are not authenticated)",
     )
-    p.add_argument(
-        "--controller-key",
-        default=None,
-        metavar="PEM",
-        help="the controller's private key: with --trust it signs every policy.active record, "
-        "and enforcers with a trust root believe no other (docs/identity.md)",
-    )
-    p.add_argument(
-        "--controller-id",
-        default="policy-controller",
-        metavar="NAME",
-        help="the registry principal (role policy-controller) whose key --controller-key is "
-        "(default: policy-controller)",
-    )
+    _controller_key_options(p)
 
     p = command(
         "submit",
@@ -317,3 +291,21 @@ def _horizon_seconds(text: str) -> float | None:
         return service_config.horizon_seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _controller_key_options(p: argparse.ArgumentParser) -> None:
+    """``serve`` and ``controller``: the key that signs policy.active (`active_auth`)."""
+    p.add_argument(
+        "--controller-key",
+        default=None,
+        metavar="PEM",
+        help="the controller's private key: with --trust it signs every policy.active record, "
+        "and enforcers with a trust root believe no other (docs/identity.md)",
+    )
+    p.add_argument(
+        "--controller-id",
+        default="policy-controller",
+        metavar="NAME",
+        help="the registry principal (role policy-controller) whose key --controller-key is "
+        "(default: policy-controller)",
+    )
