@@ -26,13 +26,13 @@ keeps the exact string theory, and the report lists it with the reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import z3
 
 from ordinance.policy.analysis.encode import all_of, any_of, connective
 from ordinance.policy.analysis.fuse import Fuser, _atom
+from ordinance.policy.analysis.partition import MAX_CELLS, Partitioner, Subject
 from ordinance.policy.analysis.space import (
     ListQuantifier,
     ToolSpace,
@@ -43,34 +43,10 @@ from ordinance.policy.analysis.terms import mentions
 from ordinance.policy.analysis.zctx import per_context
 from ordinance.policy.types import Type
 
-MAX_CELLS = 64  # beyond this a string keeps the exact theory (the solver handles it better)
 _STR = z3.StringSort  # sorts and terms of the current Z3 context (see zctx.py)
 _RE = per_context(lambda: z3.ReSort(z3.StringSort()))
 _FULL = per_context(lambda: z3.Full(_RE()))
 _STRING_SEQ = per_context(lambda: z3.SeqSort(z3.StringSort()))
-
-
-@dataclass
-class Cell:
-    language: z3.ReRef
-    singleton: bool  # inside an equality atom: exactly one string
-    rep: str = ""
-    nice: bool = False  # rep is a realisable value (see space._nice)
-    # no realisable value in a language containing this one: do not ask again
-    no_nice: bool = False
-
-
-@dataclass
-class Subject:
-    """One abstracted string (a scalar attribute, or the elements of a list attribute)."""
-
-    label: str
-    base: z3.ReRef  # the necessary conditions of its type
-    nice: z3.ReRef | None  # realisable values, preferred for representatives
-    atoms: dict[int, z3.ReRef] = field(default_factory=dict)  # by AST id (hash-consed)
-    cells: list[Cell] = field(default_factory=list)
-    cls: z3.ArithRef | None = None  # the class variable (scalars)
-    extra: dict[int, list[str]] = field(default_factory=dict)  # more members per cell
 
 
 def _regex_of(t: Type, probe: z3.ExprRef, make: Any) -> z3.ReRef | None:
@@ -82,7 +58,7 @@ def _regex_of(t: Type, probe: z3.ExprRef, make: Any) -> z3.ReRef | None:
     return pure[2] if pure is not None and pure[1].eq(probe) else None
 
 
-class Abstraction:
+class Abstraction(Partitioner):
     """Built from every formula a tool's checks will see (rules, assertions, base)."""
 
     def __init__(self, space: ToolSpace, formulas: list[z3.BoolRef], rlimit: int):
@@ -265,120 +241,6 @@ class Abstraction:
                 todo.extend(x.children())
         return out
 
-    # -- the cells -------------------------------------------------------------------------
-    def _status(self, language: z3.ReRef) -> tuple[str, str | None]:
-        from ordinance.policy.analysis.bucket import budgeted
-
-        x = z3.String("abstraction:probe")
-        if self._solver is None:
-            self._solver = budgeted(self.rlimit)
-        solver = self._solver
-        solver.push()
-        try:
-            solver.add(z3.InRe(x, language))
-            status = str(solver.check())
-            if status != "sat":
-                return status, None
-            return status, solver.model().eval(x, model_completion=True).as_string()
-        finally:
-            solver.pop()
-
-    def _sample(self, subject: Subject, language: z3.ReRef) -> tuple[str, str | None, bool]:
-        """Status and a member of ``language``, a realisable ("nice") one where there is
-        one. The plain language first: most parts a split leaves are empty, and an empty
-        part then costs one check, not two (nice, then plain); a member is often nice
-        already (a ground membership test, no search)."""
-        status, found = self._status(language)
-        if found is None or subject.nice is None:
-            return status, found, found is not None
-        if self._member(found, subject.nice):
-            return status, found, True
-        _, pretty = self._status(z3.Intersect(language, subject.nice))
-        if pretty is not None:
-            return status, pretty, True
-        return status, found, False
-
-    def _literal_in(
-        self, subject: Subject, literal: z3.ReRef, language: z3.ReRef
-    ) -> tuple[str, str | None, bool]:
-        """``_sample`` of ``language ∩ {literal}``, without the solver: the literal is its
-        only possible member (a ground membership test decides it)."""
-        text = literal.arg(0).as_string()
-        if not self._member(text, language):
-            return "unsat", None, False
-        return "sat", text, subject.nice is None or self._member(text, subject.nice)
-
-    def _partition(self, subject: Subject) -> bool:
-        """Split the type's language by every atom, keeping the nonempty parts. Each cell
-        carries a member, so a split costs one solver check (or two, when the new part has
-        no realisable member): the side holding the member is nonempty without asking.
-        Literals cost none: a cell inside an equality atom is that one string, which no
-        later atom splits, and a cell's share of a literal is a ground membership test
-        (the example set's path literals made most of its checks such empty splits)."""
-        status, rep, nice = self._sample(subject, subject.base)
-        if rep is None:
-            return False  # an empty type, or undecided: stay exact
-        cells = [Cell(subject.base, False, rep, nice, no_nice=not nice)]
-        for lang in subject.atoms.values():
-            singleton_atom = z3.is_app_of(lang, z3.Z3_OP_SEQ_TO_RE)
-            split: list[Cell] = []
-            for cell in cells:
-                if cell.singleton:  # exactly {rep}: inside every atom or outside it
-                    split.append(cell)
-                    continue
-                inside = self._member(cell.rep, lang)
-                other_part = z3.Complement(lang) if inside else lang
-                other = z3.Intersect(cell.language, other_part)
-                if singleton_atom and not inside:
-                    # the other part is the cell's share of {literal}: a ground test
-                    status, found, nice = self._literal_in(subject, lang, cell.language)
-                else:
-                    status, found, nice = self._sample(subject, other)
-                if status == "unknown":
-                    return False
-                same = z3.Intersect(cell.language, lang if inside else z3.Complement(lang))
-                single = cell.singleton or (inside and singleton_atom)
-                split.append(Cell(same, single, cell.rep, cell.nice, cell.no_nice))
-                if found is not None:
-                    single = cell.singleton or (not inside and singleton_atom)
-                    split.append(Cell(other, single, found, nice, no_nice=not nice))
-            cells = split
-            if len(cells) > MAX_CELLS:
-                return False
-        for cell in cells:
-            if cell.nice or subject.nice is None:
-                cell.nice = True
-                continue
-            if cell.singleton:  # its one member is the representative
-                cell.nice = self._member(cell.rep, subject.nice)
-                continue
-            if cell.no_nice or self._member(cell.rep, subject.nice):
-                cell.nice = not cell.no_nice
-                continue
-            _, found = self._status(z3.Intersect(cell.language, subject.nice))
-            if found is not None:
-                cell.rep, cell.nice = found, True
-        subject.cells = cells
-        return True
-
-    def members(self, subject: Subject, k: int, count: int) -> list[str]:
-        """``count`` distinct strings of cell ``k`` (for sets: distinct elements)."""
-        from ordinance.policy.analysis.bucket import budgeted
-
-        out = [subject.cells[k].rep, *subject.extra.get(k, [])]
-        x = z3.String("abstraction:member")
-        while len(out) < count:
-            solver = budgeted(self.rlimit)
-            language = subject.cells[k].language
-            if subject.nice is not None:
-                language = z3.Intersect(language, subject.nice)
-            solver.add(z3.InRe(x, language), *[x != z3.StringVal(s) for s in out])
-            if solver.check() != z3.sat:
-                break
-            out.append(solver.model().eval(x, model_completion=True).as_string())
-        subject.extra[k] = out[1:]
-        return out[:count]
-
     # -- rewriting formulas --------------------------------------------------------------
     def rewrite(self, e: z3.ExprRef) -> z3.ExprRef:
         if not self.scalars and not self.lists:
@@ -391,24 +253,6 @@ class Abstraction:
         if lang.get_id() not in subject.atoms and not lang.eq(subject.base):
             raise RuntimeError(f"{subject.label}: an atom the abstraction was not built from")
         return [k for k, c in enumerate(subject.cells) if self._member(c.rep, lang)]
-
-    def _member(self, text: str, lang: z3.ReRef) -> bool:
-        """``text`` is in ``lang`` (cached: the partition and every rewritten occurrence
-        of an atom ask the same representatives about the same languages)."""
-        key = (text, lang.get_id())
-        found = self._members.get(key)
-        if found is None:
-            found = self._members[key] = (lang, self._ground_member(text, lang))
-        return found[1]
-
-    def _ground_member(self, text: str, lang: z3.ReRef) -> bool:
-        ground = z3.InRe(z3.StringVal(text), lang)
-        value = z3.simplify(ground)
-        if z3.is_true(value) or z3.is_false(value):
-            return bool(z3.is_true(value))
-        solver = z3.Solver()  # ground membership: decided by derivatives, no budget needed
-        solver.add(ground)
-        return bool(solver.check() == z3.sat)
 
     def _rewrite(self, e: z3.ExprRef, env: dict[int, z3.ExprRef]) -> z3.ExprRef:
         key = e.get_id()
