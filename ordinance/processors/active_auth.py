@@ -36,11 +36,14 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ordinance.identity.registry import BAD_SIGNATURE, NOT_AUTHORISED, Principal, Refusal, Registry
 from ordinance.identity.signing import SignatureError, signature_of
 from ordinance.processors.change_auth import RegistryFollower
-from ordinance.streams.log import ConsumedRecord, Log
+from ordinance.processors.controller import bundle_key, target_key
+from ordinance.streams.log import ConsumedRecord, Consumer, Log
+from ordinance.streams.serde import Decoded, Serde
 
 #: The registry role of the service that writes ``policy.active`` (``serve
 #: --controller-key``, ``controller --key``).
@@ -129,3 +132,58 @@ class ActiveGuard:
         for record in accepted:
             self.pending.pop(record.key or b"", None)
         return accepted
+
+
+@dataclass
+class ActiveTable:
+    """``policy.active`` read incrementally: rollouts per target, bundle files by id.
+    With a ``guard`` (a trust root) only the controller's signed records are believed, and
+    a target's rollout never goes back to an older change."""
+
+    reader: Consumer
+    serde: Serde
+    guard: ActiveGuard | None = None
+    progress: Callable[[str], None] = lambda _message: None
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    refused: int = 0
+
+    def refresh(self) -> None:
+        if self.guard is not None:
+            self.guard.new_batch()
+            for record in self.guard.retry():  # now vouched for by a grown registry
+                self._take(record)
+        while records := self.reader.poll(max_records=500, timeout=0.0):
+            for record in records:
+                refusal = self.guard.judge(record) if self.guard is not None else None
+                if refusal is None:
+                    self._take(record)
+                else:
+                    self._refuse(record, f"{refusal.code}: {refusal.detail}")
+
+    def _refuse(self, record: ConsumedRecord, why: str) -> None:
+        self.refused += 1
+        self.progress(f"policy.active offset {record.offset} refused: {why}")
+
+    def _take(self, record: ConsumedRecord) -> None:
+        decoded = self.serde.decode_record(record, expect={"ActiveRollout", "PolicyBundle"})
+        if not isinstance(decoded, Decoded) or record.key is None:
+            return  # the controller writes only these; anything else is not ours to trust
+        key = record.key.decode(errors="replace")
+        value = decoded.value
+        if decoded.name == "ActiveRollout" and key == target_key(value["target"]).decode():
+            believed = self.rollouts.get(value["target"])
+            if (
+                self.guard is not None
+                and believed is not None
+                and value["change_offset"] < believed["change_offset"]
+            ):
+                self._refuse(
+                    record,
+                    f"{STALE_ROLLOUT}: change {value['change_offset']} is older than change "
+                    f"{believed['change_offset']} in force on {value['target']!r}",
+                )
+                return
+            self.rollouts[value["target"]] = value
+        elif decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]).decode():
+            self.bundles[value["bundle_id"]] = value["files"]

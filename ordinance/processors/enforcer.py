@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,10 @@ from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.ruleset import Ruleset
 from ordinance.policy.window import longest_window_seconds
-from ordinance.processors.active_auth import STALE_ROLLOUT, ActiveGuard
+from ordinance.processors.active_auth import STALE_ROLLOUT, ActiveGuard, ActiveTable
 from ordinance.processors.audit.chain import record_hash
 from ordinance.processors.change_auth import RegistryFollower
-from ordinance.processors.controller import DEFAULT_TARGET, bundle_key, target_key
+from ordinance.processors.controller import DEFAULT_TARGET
 from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail
 from ordinance.processors.masking import Masking
@@ -62,8 +62,6 @@ from ordinance.processors.rollout import CANARY, STABLE
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
     AtOffset,
-    ConsumedRecord,
-    Consumer,
     Delivered,
     Log,
     Outbox,
@@ -98,61 +96,6 @@ class TargetConflictError(OrdinanceError):
 
 def _at(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
-
-
-@dataclass
-class ActiveTable:
-    """``policy.active`` read incrementally: rollouts per target, bundle files by id.
-    With a ``guard`` (a trust root) only the controller's signed records are believed, and
-    a target's rollout never goes back to an older change (`active_auth`)."""
-
-    reader: Consumer
-    serde: Serde
-    guard: ActiveGuard | None = None
-    progress: Callable[[str], None] = lambda _message: None
-    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    refused: int = 0
-
-    def refresh(self) -> None:
-        if self.guard is not None:
-            self.guard.new_batch()
-            for record in self.guard.retry():  # now vouched for by a grown registry
-                self._take(record)
-        while records := self.reader.poll(max_records=500, timeout=0.0):
-            for record in records:
-                refusal = self.guard.judge(record) if self.guard is not None else None
-                if refusal is None:
-                    self._take(record)
-                else:
-                    self._refuse(record, f"{refusal.code}: {refusal.detail}")
-
-    def _refuse(self, record: ConsumedRecord, why: str) -> None:
-        self.refused += 1
-        self.progress(f"policy.active offset {record.offset} refused: {why}")
-
-    def _take(self, record: ConsumedRecord) -> None:
-        decoded = self.serde.decode_record(record, expect={"ActiveRollout", "PolicyBundle"})
-        if not isinstance(decoded, Decoded) or record.key is None:
-            return  # the controller writes only these; anything else is not ours to trust
-        key = record.key.decode(errors="replace")
-        value = decoded.value
-        if decoded.name == "ActiveRollout" and key == target_key(value["target"]).decode():
-            believed = self.rollouts.get(value["target"])
-            if (
-                self.guard is not None
-                and believed is not None
-                and value["change_offset"] < believed["change_offset"]
-            ):
-                self._refuse(
-                    record,
-                    f"{STALE_ROLLOUT}: change {value['change_offset']} is older than change "
-                    f"{believed['change_offset']} in force on {value['target']!r}",
-                )
-                return
-            self.rollouts[value["target"]] = value
-        elif decoded.name == "PolicyBundle" and key == bundle_key(value["bundle_id"]).decode():
-            self.bundles[value["bundle_id"]] = value["files"]
 
 
 @dataclass
