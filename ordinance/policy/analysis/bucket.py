@@ -31,7 +31,6 @@ from ordinance.policy.analysis.fuse import Fuser
 from ordinance.policy.analysis.space import ToolSpace, Unrealisable, Witness
 from ordinance.policy.analysis.terms import quantifier_free
 from ordinance.policy.decision import Decision
-from ordinance.policy.ruleset import Ruleset
 
 SAT, UNSAT, UNKNOWN = "sat", "unsat", "unknown"
 # Budgets are Z3 resource units (``rlimit``), not milliseconds: the count of solver steps
@@ -427,36 +426,3 @@ def _bits(flags: list[z3.BoolRef]) -> z3.ExprRef | None:
     if not bits:
         return None
     return bits[0] if len(bits) == 1 else z3.Concat(*bits)
-
-
-class RuleProbe:
-    """Whether one rule applies to a request, decided by the real evaluator on a ruleset
-    holding that rule alone (used to confirm the rule-level claims of witnesses)."""
-
-    def __init__(self, ruleset: Ruleset, tool: str | None = None):
-        self.ruleset = ruleset
-        self.tool = tool  # only requests to this tool are probed: compile nothing else
-        self._cache: dict[str, Ruleset] = {}
-
-    def alone(self, qualified_id: str) -> Ruleset:
-        found = self._cache.get(qualified_id)
-        if found is None:
-            from ordinance.policy.errors import PolicyErrors
-            from ordinance.policy.ruleset import compile_ruleset
-
-            cr = next(c for c in self.ruleset.rules if c.qualified_id == qualified_id)
-            policy = replace(cr.policy, rules=(cr.rule,), assertions=(), tests=())
-            schema = self.ruleset.schema
-            try:
-                if self.tool is None:
-                    raise PolicyErrors([])
-                one = replace(schema, tools={self.tool: schema.tools[self.tool]})
-                found = compile_ruleset(one, [policy])
-            except PolicyErrors:
-                found = compile_ruleset(schema, [policy])
-            self._cache[qualified_id] = found
-        return found
-
-    def applies(self, qualified_id: str, w: Witness) -> bool:
-        d = self.alone(qualified_id).evaluate(w.request, w.windows())
-        return d.code == "matched" and qualified_id in d.rule_ids

@@ -28,7 +28,6 @@ from ordinance.policy.analysis.bucket import (
     UNKNOWN,
     UNSAT,
     Bucket,
-    RuleProbe,
 )
 from ordinance.policy.analysis.combine import (
     RuleTerm,
@@ -36,6 +35,7 @@ from ordinance.policy.analysis.combine import (
     encode_assertion_condition,
 )
 from ordinance.policy.analysis.encode import any_of
+from ordinance.policy.analysis.probe import RuleProbe
 from ordinance.policy.analysis.space import ToolSpace, Witness
 from ordinance.policy.analysis.zctx import fresh_context
 from ordinance.policy.decision import Decision

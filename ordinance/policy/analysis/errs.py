@@ -22,8 +22,9 @@ from typing import Any
 import z3
 
 from ordinance.policy.analysis.abstract import Abstraction
-from ordinance.policy.analysis.bucket import DEFAULT_RLIMIT, SAT, UNSAT, Bucket, RuleProbe
+from ordinance.policy.analysis.bucket import DEFAULT_RLIMIT, SAT, UNSAT, Bucket
 from ordinance.policy.analysis.combine import build_tool_model
+from ordinance.policy.analysis.probe import RuleProbe
 from ordinance.policy.analysis.space import Unrealisable, Witness
 from ordinance.policy.analysis.zctx import fresh_context
 from ordinance.policy.cel.ast import Binary, Expr, Select, attribute_path, children
