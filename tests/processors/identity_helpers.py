@@ -23,6 +23,7 @@ from ordinance.streams.topics import (
     ensure_topics,
 )
 from tests.identity.helpers import new_signer
+from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import SPECS, T0
 
 SERDE = Serde()
@@ -133,7 +134,7 @@ def send_records(url: str, *records: Record) -> None:
 def enforce(url: str, trust: TrustRoot | None, now: float = T0) -> Enforcer:
     with open_log(url) as log:
         enforcer = Enforcer(log, clock=lambda: now, trust=trust, max_clock_skew_s=86_400)
-        enforcer.run(until_idle=True, idle_s=3.0)
+        run_caught_up(enforcer)
     return enforcer
 
 

@@ -18,6 +18,8 @@ from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
 
+from .caught_up import run_caught_up
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 BILLING = {"id": "billing-bot", "roles": ["billing"], "team": "finance"}
 T0 = 1_767_225_600.0
@@ -73,7 +75,7 @@ def decisions_log(url: str) -> list[tuple[int, str, dict[str, Any]]]:
 
 def enforce(url: str) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: T0).run(until_idle=True, idle_s=3.0)
+        run_caught_up(Enforcer(log, clock=lambda: T0))
 
 
 def publish(url: str, directory: Path, controller: PrincipalSigner | None = None) -> str:
