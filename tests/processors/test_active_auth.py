@@ -39,6 +39,7 @@ from ordinance.streams import ConsumedRecord, Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import POLICY_ACTIVE, ensure_topics, topic_specs
 from tests.identity.helpers import new_signer
+from tests.processors.caught_up import run_caught_up
 from tests.processors.identity_helpers import (
     Registry,
     by_request,
@@ -148,7 +149,7 @@ def test_only_a_registry_principal_with_the_controller_role_may_write_policy_act
 def _decide(url: str, trust: TrustRoot, *request_ids: str) -> tuple[Enforcer, dict[str, str]]:
     with open_log(url) as log:
         enforcer = Enforcer(log, clock=lambda: T0, trust=trust, max_clock_skew_s=86_400)
-        enforcer.run(until_idle=True, idle_s=1.0)
+        run_caught_up(enforcer)
     decided = by_request(url)
     return enforcer, {rid: decided[rid]["bundle_id"] for rid in request_ids}
 

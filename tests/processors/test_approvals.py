@@ -13,13 +13,14 @@ from ordinance.processors.enforcer_state import APPROVAL_EXPIRED, APPROVAL_REJEC
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_APPROVALS
+from tests.processors.caught_up import run_caught_up
 
 from .test_enforcer import EXAMPLES, SPECS, T0, decisions_log, publish, send, transfer
 
 
 def enforce_at(url: str, now: float) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: now).run(until_idle=True, idle_s=3.0)
+        run_caught_up(Enforcer(log, clock=lambda: now))
 
 
 def test_approve_reject_expire_and_a_ticket_for_other_content(log_url: str) -> None:

@@ -31,6 +31,7 @@ from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
+from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import EXAMPLES, T0, publish
 
 SPECS = topic_specs()
@@ -140,9 +141,7 @@ def produce(url: str, sent: list[Sent]) -> None:
 
 def enforce(url: str, group: str) -> EnforcerReport:
     with open_log(url) as log:
-        return Enforcer(log, group=group, clock=lambda: T0, max_clock_skew_s=SKEW_S).run(
-            until_idle=True, idle_s=3.0
-        )
+        return run_caught_up(Enforcer(log, group=group, clock=lambda: T0, max_clock_skew_s=SKEW_S))
 
 
 @dataclass(frozen=True)

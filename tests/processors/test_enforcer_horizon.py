@@ -14,6 +14,7 @@ from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
+from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import EXAMPLES, T0, publish
 from tests.processors.test_enforcer_budgets import SPECS, keyed, produce, transfer
 
@@ -22,8 +23,8 @@ HOUR = 3600.0
 
 def _enforce(url: str, now: float) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: now, max_clock_skew_s=None, dedupe_horizon_s=HOUR).run(
-            until_idle=True, idle_s=2.0
+        run_caught_up(
+            Enforcer(log, clock=lambda: now, max_clock_skew_s=None, dedupe_horizon_s=HOUR)
         )
 
 

@@ -27,6 +27,7 @@ from ordinance.processors.wire import request_to_wire
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
+from tests.processors.caught_up import run_caught_up
 
 from .identity_helpers import SERDE, Registry, at, by_request, decisions, send_records
 from .test_enforcer import EXAMPLES, SPECS, T0, publish
@@ -35,10 +36,10 @@ BILLING_ATTRS = {"team": "finance"}
 
 
 def enforce(url: str, trust: TrustRoot, now: float = T0) -> None:
-    """Decide what is on the log (all of it written before: a short idle wait will do)."""
+    """Decide what is on the log (all of it written before)."""
     with open_log(url) as log:
         enforcer = Enforcer(log, clock=lambda: now, trust=trust, max_clock_skew_s=86_400)
-        enforcer.run(until_idle=True, idle_s=1.0)
+        run_caught_up(enforcer)
 
 
 def body(

@@ -15,6 +15,7 @@ from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import open_log
+from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import EXAMPLES, T0, publish, send, transfer
 
 from .conftest import rewrite
@@ -29,7 +30,7 @@ def _verify(url: str) -> VerifyReport:
 
 def _enforce(url: str, now: float) -> None:
     with open_log(url) as log:
-        Enforcer(log, clock=lambda: now).run(until_idle=True, idle_s=1.0)
+        run_caught_up(Enforcer(log, clock=lambda: now))
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from ordinance.processors.enforcer import Enforcer
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_ACTIONS, ensure_topics
+from tests.processors.caught_up import run_caught_up
 
 from ..test_enforcer import EXAMPLES, T0, publish, transfer
 
@@ -68,7 +69,7 @@ def audited_log(tmp_path_factory: pytest.TempPathFactory) -> AuditedLog:
         # Two enforcer lifetimes: the chain must run on across the second one's takeovers.
         for first, name in [(0, "enforcer-1"), (half, "enforcer-2")]:
             write_actions(url, half, first)
-            Enforcer(log, enforcer_id=name, clock=lambda: T0).run(until_idle=True, idle_s=2.0)
+            run_caught_up(Enforcer(log, enforcer_id=name, clock=lambda: T0))
         Checkpointer(log, Signer.from_file(key), every_records=EVERY, clock=lambda: T0).run(
             until_idle=True, idle_s=0.5
         )

@@ -21,6 +21,7 @@ from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics
+from tests.processors.caught_up import run_caught_up
 
 from ..test_enforcer import EXAMPLES, T0, publish
 
@@ -98,9 +99,9 @@ def send_rounds(url: str, rounds: range) -> int:
 
 def enforce(url: str, clock: Callable[[], float]) -> None:
     with open_log(url) as log:
-        # On Kafka the first fetch after a group join can take seconds.
-        idle_s = 5.0 if url.startswith("kafka") else 1.5
-        Enforcer(log, enforcer_id="enforcer-q", clock=clock).run(until_idle=True, idle_s=idle_s)
+        # Until it has read what was sent: on Kafka the first fetch after a group join can
+        # take seconds, which an idle wait would have to outlast.
+        run_caught_up(Enforcer(log, enforcer_id="enforcer-q", clock=clock))
 
 
 def build_log(url: str, rounds: int = 6, clock: StepClock | None = None) -> StepClock:
