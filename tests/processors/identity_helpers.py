@@ -24,6 +24,7 @@ from ordinance.streams.topics import (
 )
 from tests.identity.helpers import new_signer
 from tests.processors.caught_up import run_caught_up
+from tests.processors.shared_log import helper_log
 from tests.processors.test_enforcer import SPECS, T0
 
 SERDE = Serde()
@@ -90,7 +91,7 @@ class Registry:
             attributes=attributes,
             status=status,
         )
-        with open_log(self.url) as log:
+        with helper_log(self.url) as log:
             ensure_topics(log)
             log.produce(
                 "ordinance." + IDENTITY_REGISTRY, [signed_identity_record(SERDE, datum, self.root)]
@@ -126,13 +127,13 @@ def signed(datum: dict[str, Any], signer: PrincipalSigner | None) -> Record:
 
 
 def send_records(url: str, *records: Record) -> None:
-    with open_log(url) as log:
+    with helper_log(url) as log:
         ensure_topics(log)
         log.produce(SPECS[AGENT_ACTIONS].name, list(records))
 
 
 def enforce(url: str, trust: TrustRoot | None, now: float = T0) -> Enforcer:
-    with open_log(url) as log:
+    with open_log(url) as log:  # the enforcer's own connection, as a restart has
         enforcer = Enforcer(log, clock=lambda: now, trust=trust, max_clock_skew_s=86_400)
         run_caught_up(enforcer)
     return enforcer
@@ -141,7 +142,7 @@ def enforce(url: str, trust: TrustRoot | None, now: float = T0) -> Enforcer:
 def decisions(url: str) -> list[tuple[int, int, str, dict[str, Any]]]:
     """(partition, offset, schema name, datum) of every decisions record."""
     out = []
-    with open_log(url) as log:
+    with helper_log(url) as log:
         for record in log.read_to_end(SPECS[AGENT_DECISIONS].name):
             decoded = SERDE.decode_record(record)
             assert isinstance(decoded, Decoded)
@@ -163,10 +164,13 @@ def approval(
     verdict: str = "approved",
     minute: float = 1,
     produce: bool = True,
+    decided: dict[str, dict[str, Any]] | None = None,
 ) -> Record:
     """An Approval bound to the pending decision's ticket, signed by ``signer``, produced
-    to ``agent.approvals`` (unless not ``produce``); returns the record."""
-    pending = by_request(url)[request_id]
+    to ``agent.approvals`` (unless not ``produce``); returns the record. ``decided``: the
+    caller's `by_request(url)` when no enforcer ran since (each read is a marker round on
+    Kafka); None reads it now."""
+    pending = (by_request(url) if decided is None else decided)[request_id]
     datum = {
         "request_id": request_id,
         "agent_id": pending["agent_id"],
@@ -181,6 +185,6 @@ def approval(
     headers = signer.headers(value) if signer is not None else ()
     record = Record(pending["agent_id"].encode(), value, headers, int(T0 * 1000))
     if produce:
-        with open_log(url) as log:
+        with helper_log(url) as log:
             log.produce(SPECS[AGENT_APPROVALS].name, [record])
     return record

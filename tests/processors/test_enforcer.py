@@ -19,6 +19,7 @@ from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
 
 from .caught_up import run_caught_up
+from .shared_log import helper_log
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 BILLING = {"id": "billing-bot", "roles": ["billing"], "team": "finance"}
@@ -44,7 +45,7 @@ def transfer(request_id: str, amount: str, minute: int, country: str = "DE") -> 
 
 def send(url: str, *data: dict[str, Any] | bytes) -> None:
     serde = Serde()
-    with open_log(url) as log:
+    with helper_log(url) as log:
         ensure_topics(log)
         records = [
             Record(
@@ -61,7 +62,7 @@ def send(url: str, *data: dict[str, Any] | bytes) -> None:
 def decisions_log(url: str) -> list[tuple[int, str, dict[str, Any]]]:
     """The decisions partition that holds the billing agent's actions, in offset order."""
     serde = Serde()
-    with open_log(url) as log:
+    with helper_log(url) as log:
         out: dict[int, list[tuple[int, str, dict[str, Any]]]] = {}
         for record in log.read_to_end(SPECS[AGENT_DECISIONS].name):
             decoded = serde.decode_record(record)
@@ -90,7 +91,7 @@ def publish_at(
     believe nothing else)."""
     files = read_bundle_dir(directory)
     bundle_id = compile_bundle(files).bundle_id
-    with open_log(url) as log:
+    with helper_log(url) as log:
         published = publish_bundle(log, files, bundle_id, actor="test", clock=lambda: T0)
         run_controller(log, once=True, clock=lambda: T0, signer=controller)
     assert published.enforced_offset is not None

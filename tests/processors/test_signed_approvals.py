@@ -5,8 +5,10 @@ refusal is a recorded ``approval_refused`` with its code, and replay agrees."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ordinance.identity.registry import (
     BAD_SIGNATURE,
@@ -21,7 +23,6 @@ from ordinance.processors.enforcer_state import APPROVAL_REJECTED, APPROVED
 from ordinance.processors.identity_gate import APPROVAL_RECORDED, APPROVAL_REFUSED
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
-from ordinance.streams import open_log
 from ordinance.streams.topics import AGENT_APPROVALS
 from tests.identity.helpers import new_signer
 
@@ -35,6 +36,7 @@ from .identity_helpers import (
     send_records,
     signed,
 )
+from .shared_log import helper_log
 from .test_enforcer import EXAMPLES, SPECS, T0, publish
 
 BILLING = {"roles": ("billing",), "attributes": {"team": "finance"}}
@@ -63,13 +65,22 @@ def two_approver_bundle(tmp_path: Path) -> Path:
     return bundle(tmp_path, "    approvers: {roles: [approver:finance]}\n    approvals: 2\n")
 
 
-def history(url: str, request_id: str) -> list[tuple[str, str | None, str, list[str]]]:
-    """(effect, code, detail, approvers) of every decision of one request, in order."""
+def history(
+    url: str, request_id: str, rows: list[tuple[int, int, str, dict[str, Any]]] | None = None
+) -> list[tuple[str, str | None, str, list[str]]]:
+    """(effect, code, detail, approvers) of every decision of one request, in order.
+    ``rows``: `decisions(url)` as the caller read it after the last enforcer run (each
+    read is a marker round on Kafka); None reads it now."""
     return [
         (d["effect"], d["code"], d["detail"], list(d["approvers"]))
-        for _, _, n, d in decisions(url)
+        for _, _, n, d in (decisions(url) if rows is None else rows)
         if n == "Decision" and d["request_id"] == request_id
     ]
+
+
+def last_by_request(rows: list[tuple[int, int, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """`by_request` of rows already read."""
+    return {d["request_id"]: d for _, _, n, d in rows if n == "Decision"}
 
 
 def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
@@ -89,22 +100,26 @@ def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
         signed(intent("big2", "billing-bot", "26000"), bot),
     )
     enforce(url, registry.trust)
-    [(effect, _, _, approvers)] = history(url, "big")
+    seen = decisions(url)
+    [(effect, _, _, approvers)] = history(url, "big", seen)
     assert (effect, approvers) == ("require_approval", [])
-    with open_log(url) as log:
+    decided = last_by_request(seen)  # no enforcer runs until the approvals are all in
+    with helper_log(url) as log:
         [pending] = [d for d in pending_approvals(log) if d["request_id"] == "big"]
     assert (pending["approval_roles"], pending["approvals_required"]) == (["approver:finance"], 2)
-    approval(url, "big", bot)  # self-approval
-    approval(url, "big", carol)  # no approver:finance role
-    approval(url, "big", None, approver="alice")  # unsigned
-    approval(url, "big", new_signer("alice"), approver="alice")  # a key alice does not have
-    approval(url, "big", new_signer("eve"))  # not in the registry
-    approval(url, "big", dave)  # suspended
-    approval(url, "big", bob, approver="alice")  # bob signs an approval naming alice
-    approval(url, "big", alice)
-    approval(url, "big", alice)  # the same approver twice counts once (and records nothing)
+    approve = functools.partial(approval, url, decided=decided)
+    approve("big", bot)  # self-approval
+    approve("big", carol)  # no approver:finance role
+    approve("big", None, approver="alice")  # unsigned
+    approve("big", new_signer("alice"), approver="alice")  # a key alice does not have
+    approve("big", new_signer("eve"))  # not in the registry
+    approve("big", dave)  # suspended
+    approve("big", bob, approver="alice")  # bob signs an approval naming alice
+    approve("big", alice)
+    approve("big", alice)  # the same approver twice counts once (and records nothing)
     enforce(url, registry.trust, now=T0 + 120)
-    steps = history(url, "big")
+    seen = decisions(url)
+    steps = history(url, "big", seen)
     assert [(e, c) for e, c, _, _ in steps] == [
         ("require_approval", "matched"),
         *[("require_approval", APPROVAL_REFUSED)] * 7,
@@ -120,18 +135,19 @@ def test_two_distinct_authorised_approvers_and_every_refusal_recorded(
         IDENTITY_MISMATCH,
     ]
     assert steps[-1][3] == ["alice"]
-    with open_log(url) as log:  # the second distinct approver, by the library call: allowed
+    with helper_log(url) as log:  # the second distinct approver, by the library call: allowed
         answer(log, "big", approve=True, approver="bob", signer=bob, clock=lambda: T0 + 180)
-    approval(url, "big2", alice)
-    approval(url, "big2", bob, verdict="rejected")  # an authorised rejection ends it
+    approval(url, "big2", alice, decided=last_by_request(seen))
+    approval(url, "big2", bob, verdict="rejected", decided=last_by_request(seen))  # ends it
     enforce(url, registry.trust, now=T0 + 240)
-    final = history(url, "big")[-1]
+    seen = decisions(url)
+    final = history(url, "big", seen)[-1]
     assert (final[0], final[1], final[3]) == ("allow", APPROVED, ["alice", "bob"])
-    assert [(e, c, a) for e, c, _, a in history(url, "big2")][1:] == [
+    assert [(e, c, a) for e, c, _, a in history(url, "big2", seen)][1:] == [
         ("require_approval", APPROVAL_RECORDED, ["alice"]),
         ("deny", APPROVAL_REJECTED, ["alice", "bob"]),
     ]
-    with open_log(url) as log:
+    with helper_log(url) as log:
         assert pending_approvals(log) == []
     source, log = open_source(url, None)
     assert log is not None
@@ -156,7 +172,7 @@ def test_a_forged_signature_on_an_approval_is_refused(log_url: str, tmp_path: Pa
     # Alice's signature over her rejection, replayed over the same approval flipped to
     # approved: refused, recorded; her genuine rejection then ends the request.
     flipped = SERDE.encode("Approval", {**datum, "verdict": "approved"})
-    with open_log(url) as log:
+    with helper_log(url) as log:
         log.produce(SPECS[AGENT_APPROVALS].name, [genuine._replace(value=flipped), genuine])
     enforce(url, registry.trust, now=T0 + 120)
     steps = history(url, "big")
