@@ -21,9 +21,11 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.keys import Signer
 from ordinance.processors.controller import target_key
 from ordinance.processors.policy_log import append_change, publish_bundle
-from ordinance.streams import Record, open_log
+from ordinance.streams import Record
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import MONITOR_ALERTS, POLICY_ACTIVE, POLICY_CHANGES, topic_specs
+
+from .shared_log import helper_log
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 FILES = read_bundle_dir(EXAMPLES)
@@ -80,7 +82,7 @@ class Setup:
     def alerts(self) -> dict[int, dict[str, Any]]:
         """Rejected changes by offset: their details (with ``code``) and message."""
         serde, out = Serde(), {}
-        with open_log(self.log) as log:
+        with helper_log(self.log) as log:
             for record in log.read_to_end(topic_specs()[MONITOR_ALERTS].name):
                 alert = serde.decode_record(record)
                 assert isinstance(alert, Decoded)
@@ -89,7 +91,7 @@ class Setup:
         return out
 
     def in_force(self, target: str = "default") -> dict[str, Any] | None:
-        with open_log(self.log) as log:
+        with helper_log(self.log) as log:
             found = log.latest_by_key(topic_specs()[POLICY_ACTIVE].name).get(target_key(target))
         if found is None:
             return None
@@ -99,23 +101,30 @@ class Setup:
 
     def approve(self, bundle_id: str, *approvers: str) -> list[int]:
         """Signed approvals (a high-impact bundle needs two under a trust root)."""
-        with open_log(self.log) as log:
+        with helper_log(self.log) as log:
             return [
                 append_change(log, "approved", bundle_id, actor=a, signer=self.signer(a))
                 for a in approvers or ("bob", "dora")
             ]
 
     def produce(self, *records: Record) -> list[int]:
-        with open_log(self.log) as log:
+        with helper_log(self.log) as log:
             delivered = log.produce(topic_specs()[POLICY_CHANGES].name, list(records))
         return [d.offset for d in delivered]
 
     def change_record(self, offset: int) -> Record:
-        with open_log(self.log) as log:
+        [record] = self.change_records(offset)
+        return record
+
+    def change_records(self, *offsets: int) -> list[Record]:
+        """The policy.changes records at ``offsets``, in that order, from one read."""
+        found: dict[int, Record] = {}
+        with helper_log(self.log) as log:
             for record in log.read_to_end(topic_specs()[POLICY_CHANGES].name):
-                if record.offset == offset:
-                    return Record(record.key, record.value, record.headers)
-        raise AssertionError(offset)
+                if record.offset in offsets:
+                    found[record.offset] = Record(record.key, record.value, record.headers)
+        assert set(found) == set(offsets), (offsets, sorted(found))
+        return [found[offset] for offset in offsets]
 
 
 @pytest.fixture
@@ -160,7 +169,7 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     assert value is not None
     [mismatch] = s.produce(Record(BUNDLE.encode(), value, s.signer("bob").headers(value)))
     s.approve(BUNDLE)  # the examples are high impact: two approvers before enforcing
-    with open_log(s.log) as log:
+    with helper_log(s.log) as log:
         enforced = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
     assert s.controller() == {"applied": 4, "rejected": 5, "written": 9}
 
@@ -179,7 +188,7 @@ def test_only_authorised_signed_changes_take_effect(setup: Setup) -> None:
     assert rollout["change_offset"] == enforced
 
     # Replays: bob's enforce appended again is refused; alice's publish again changes nothing.
-    replayed = s.produce(s.change_record(enforced), s.change_record(published["published_offset"]))
+    replayed = s.produce(*s.change_records(enforced, published["published_offset"]))
     assert s.controller() == {"applied": 1, "rejected": 1, "written": 1}
     assert s.alerts()[replayed[0]]["code"] == "stale_change"
     assert s.in_force() == rollout
@@ -232,7 +241,7 @@ def test_one_principal_with_both_roles_cannot_put_a_high_impact_bundle_in_force_
     assert s.in_force("prod") is None
 
     [first] = s.approve(BUNDLE, "bob")
-    with open_log(s.log) as log:
+    with helper_log(s.log) as log:
         early = append_change(
             log, "enforced", BUNDLE, actor="carol", target="prod", signer=s.signer("carol")
         )
@@ -240,7 +249,7 @@ def test_one_principal_with_both_roles_cannot_put_a_high_impact_bundle_in_force_
     assert "(has: bob)" in s.alerts()[early]["message"]
     # A restart keeps bob's approval (it is on policy.active), and counts bob once.
     s.approve(BUNDLE, "bob", "dora")
-    with open_log(s.log) as log:
+    with helper_log(s.log) as log:
         enforced = append_change(
             log, "enforced", BUNDLE, actor="carol", target="prod", signer=s.signer("carol")
         )
@@ -256,10 +265,10 @@ def test_a_restarted_controller_keeps_what_it_accepted_and_refuses_older_rollout
     """The state comes back from policy.active: the rollout in force is still the one a
     later replay is ordered against, after a restart."""
     s = setup
-    with open_log(s.log) as log:
+    with helper_log(s.log) as log:
         publish_bundle(log, FILES, BUNDLE, actor="alice", enforce=False, signer=s.signer("alice"))
     s.approve(BUNDLE)
-    with open_log(s.log) as log:
+    with helper_log(s.log) as log:
         first = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
         second = append_change(log, "enforced", BUNDLE, actor="bob", signer=s.signer("bob"))
     assert s.controller() == {"applied": 5, "rejected": 0, "written": 5}
