@@ -54,6 +54,23 @@ class StateCacheError(OrdinanceError):
     refolds from the log."""
 
 
+#: RocksDB's memtable (write buffer) size. Its default, 64 MiB (and up to two of them, one
+#: being flushed), is more than the cache's whole state: every id and window event is
+#: written once and range-deleted a horizon later, and the memtable keeps both until it
+#: flushes, so a serve at 2k actions/s grew by ~10 MiB/min for six minutes before each
+#: flush, and the allocator kept much of what a flush freed (bench/soak.py). A few MiB
+#: still batches many saves per flush; the saved state lives in SST files.
+WRITE_BUFFER_BYTES = 8 * 2**20
+MAX_WRITE_BUFFERS = 2
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.set_write_buffer_size(WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(MAX_WRITE_BUFFERS)
+    return options
+
+
 def _open(directory: Path) -> Rdict:
     # Keys and values are our own bytes (raw mode). A cache written before incremental
     # snapshots (format 9 and older: one pickled state per partition, rocksdict's typed
@@ -62,7 +79,7 @@ def _open(directory: Path) -> Rdict:
     if config.exists() and not json.loads(config.read_text()).get("raw_mode"):
         Rdict.destroy(str(directory))
     directory.mkdir(parents=True, exist_ok=True)
-    return Rdict(str(directory), Options(raw_mode=True))
+    return Rdict(str(directory), _options())
 
 
 class StateCache:
