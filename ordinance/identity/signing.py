@@ -129,5 +129,21 @@ def signature_valid(public: Ed25519PublicKey, value: bytes, signature: bytes) ->
     return True
 
 
+def raw_signatures_valid(jobs: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """`signature_valid` for (raw 32-byte public key, value, signature) triples: what a
+    verifying worker process is sent (key objects do not cross a process boundary)."""
+    verdicts = []
+    for public, value, signature in jobs:
+        try:
+            if len(signature) != SIGNATURE_BYTES:
+                raise BadSignatureError("an Ed25519 signature is 64 bytes")
+            crypto_sign_open(signature + SIGNING_CONTEXT + value, public)
+        except BadSignatureError:
+            verdicts.append(False)
+        else:
+            verdicts.append(True)
+    return verdicts
+
+
 def without_signature(headers: Headers) -> Headers:
     return tuple((name, value) for name, value in headers if name not in SIGNATURE_HEADERS)

@@ -245,3 +245,30 @@ def test_the_fold_judges_an_identity_update_again_never_trusting_it() -> None:
     state.fold("IdentityUpdate", genuine, 10)
     assert state.identity.registry.get("intruder") is not None
     assert state.identity.registry_offset == 7
+
+
+def test_a_large_batch_is_verified_by_the_worker_process_with_the_same_verdicts() -> None:
+    """From `PARALLEL_FROM` signatures a batch goes to a worker process (raw key bytes
+    across the boundary): each verdict is the one verifying here gives, a forged
+    signature included."""
+    state = state_with(["billing"], {"team": "finance"}, True)
+    assert state.identity is not None
+    signer = world()[1]
+    principal = state.identity.registry.get(AGENT)
+    assert principal is not None
+    public = principal.keys[0].public
+    values = [f"intent {n}".encode() for n in range(identity_gate.PARALLEL_FROM + 16)]
+    headers = [signer.headers(v) for v in values]
+    forged = len(values) // 2
+    values[forged] = b"altered after signing"
+    verifier = PreVerifier(2)
+    try:
+        verifier.prepare([(state.identity, v, h) for v, h in zip(values, headers, strict=True)])
+        assert verifier.pool is not None  # the worker process took the batch
+        got = [
+            verifier.verify(public, v, dict(h)["ordinance-sig"])
+            for v, h in zip(values, headers, strict=True)
+        ]
+    finally:
+        verifier.close()
+    assert got == [n != forged for n in range(len(values))]
