@@ -122,7 +122,13 @@ PROCESSES: Final[dict[str, tuple[Option, ...]]] = {
             "policy-controller",
             "the registry principal (role policy-controller) controller_key belongs to",
         ),
-        Option("state_dir", "path", None, "RocksDB state cache directory"),
+        Option(
+            "state_dir",
+            "path",
+            None,
+            "RocksDB state cache directory: incremental snapshots, so a restart folds only the"
+            ' tail (docs/log.md, "The state cache")',
+        ),
         Option(
             "max_clock_skew",
             "seconds_or_off",
