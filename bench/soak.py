@@ -116,6 +116,23 @@ def _serve(url: str, state_dir: Path, horizon: str, key: Path) -> subprocess.Pop
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def transfer_request(agent: str, rng: random.Random) -> dict[str, Any]:
+    """One payments transfer of ``agent``: amounts and countries that budgets, limits and
+    the sanctioned-country rule all see (the soak's and the takeover bench's traffic)."""
+    return {
+        "agent": {"id": agent, "roles": ["billing"], "team": "finance"},
+        "action": {
+            "tool": "payments.transfer",
+            "args": {
+                "amount": str(rng.choice([5, 40, 300, 1200])),
+                "currency": "EUR",
+                "country": rng.choice(["DE", "FR", "RU"]),
+                "iban": "DE00",
+            },
+        },
+    }
+
+
 def _fleet(url: str, rate: float, agents: int, stop: threading.Event, sent: list[int]) -> None:
     """Actions at ``rate``/s in 20 ms batches, from ``agents`` agents, small amounts."""
     serde, rng = Serde(), random.Random(7)
@@ -127,20 +144,11 @@ def _fleet(url: str, rate: float, agents: int, stop: threading.Event, sent: list
             batch = []
             for _ in range(per_batch):
                 agent = f"soak-bot-{n % agents}"
-                request = {
-                    "agent": {"id": agent, "roles": ["billing"], "team": "finance"},
-                    "action": {
-                        "tool": "payments.transfer",
-                        "args": {
-                            "amount": str(rng.choice([5, 40, 300, 1200])),
-                            "currency": "EUR",
-                            "country": rng.choice(["DE", "FR", "RU"]),
-                            "iban": "DE00",
-                        },
-                    },
-                }
                 datum = request_to_wire(
-                    request, request_id=f"s{n}", event_time=now, client_id="soak"
+                    transfer_request(agent, rng),
+                    request_id=f"s{n}",
+                    event_time=now,
+                    client_id="soak",
                 )
                 batch.append(
                     Record(

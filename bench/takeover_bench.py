@@ -47,7 +47,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from soak import _policies  # noqa: E402  (the examples with shortened windows)
+from soak import _policies, transfer_request  # noqa: E402  (shortened windows; traffic)
 
 from ordinance.policy.bundle import compile_bundle  # noqa: E402
 from ordinance.processors.enforcer import Enforcer  # noqa: E402
@@ -98,20 +98,8 @@ def _produce(url: str, start: int, end: int, step: float) -> None:
         for i in range(start, end):
             agent = f"bench-bot-{i % AGENTS}"
             event_time = T0 + i * step
-            request = {
-                "agent": {"id": agent, "roles": ["billing"], "team": "finance"},
-                "action": {
-                    "tool": "payments.transfer",
-                    "args": {
-                        "amount": str(rng.choice([5, 40, 300, 1200])),
-                        "currency": "EUR",
-                        "country": rng.choice(["DE", "FR", "RU"]),
-                        "iban": "DE00",
-                    },
-                },
-            }
             datum = request_to_wire(
-                request,
+                transfer_request(agent, rng),
                 request_id=f"t{i}",
                 event_time=dt.datetime.fromtimestamp(event_time, dt.UTC),
                 client_id="bench",

@@ -80,7 +80,6 @@ class ActiveGuard:
 
     log: Log
     follower: RegistryFollower
-    refused: int = 0
     pending: dict[bytes, ConsumedRecord] = field(default_factory=dict)  # key -> latest refused
     monotonic: Callable[[], float] = time.monotonic
     _judged_at_registry: int = -1  # the follower's end offset when `pending` was last judged
@@ -102,16 +101,11 @@ class ActiveGuard:
             verdict = authorise_active_record(self.follower.registry, record)
         key = record.key or b""
         if isinstance(verdict, Refusal):
-            self.refused += 1
             self.pending[key] = record
             self._judged_at_registry = self.follower.end_offset
             return verdict
         self.pending.pop(key, None)
         return None
-
-    def believed(self, record: ConsumedRecord) -> None:
-        """A later record of the same key was believed: the refused one is moot."""
-        self.pending.pop(record.key or b"", None)
 
     def retry(self) -> list[ConsumedRecord]:
         """The refused records the registry now vouches for (offset order), once it has
@@ -146,7 +140,6 @@ class ActiveTable:
     progress: Callable[[str], None] = lambda _message: None
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     bundles: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-    refused: int = 0
 
     def refresh(self) -> None:
         if self.guard is not None:
@@ -162,7 +155,6 @@ class ActiveTable:
                     self._refuse(record, f"{refusal.code}: {refusal.detail}")
 
     def _refuse(self, record: ConsumedRecord, why: str) -> None:
-        self.refused += 1
         self.progress(f"policy.active offset {record.offset} refused: {why}")
 
     def _take(self, record: ConsumedRecord) -> None:
