@@ -42,10 +42,10 @@ from typing import Any
 from ordinance.policy.decision import Decision
 from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log
 from ordinance.processors.audit.query import QueryFilter, build_sql, explain, iso, micros
-from ordinance.processors.wire import decision_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_DECISIONS, ensure_topics
+from ordinance.wire import decision_to_wire
 
 T0 = micros(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 DAY = 86_400_000_000

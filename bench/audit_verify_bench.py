@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ordinance.keys import Keyring, Signer, generate
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.streams import Log, Record, open_log
 from ordinance.streams.serde import Serde

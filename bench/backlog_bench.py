@@ -51,11 +51,11 @@ sys.path.insert(0, str(HERE.parent))
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir  # noqa: E402
 from ordinance.processors.enforcer import Enforcer  # noqa: E402
 from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
-from ordinance.processors.wire import request_to_wire  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402
 from ordinance.streams.log import TopicPartition  # noqa: E402
 from ordinance.streams.serde import Decoded, Serde  # noqa: E402
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics  # noqa: E402
+from ordinance.wire import request_to_wire  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples" / "policies"
 AGENTS: list[dict[str, Any]] = [

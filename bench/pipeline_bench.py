@@ -41,14 +41,13 @@ from ordinance.identity.registry import Refusal
 from ordinance.identity.registry_log import fold_registry_record
 from ordinance.identity.signing import PrincipalSigner, signature_valid
 from ordinance.identity.trust import TrustedKey, TrustRoot
+from ordinance.keys import Signer, key_id_of
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.active_auth import CONTROLLER_ROLE
-from ordinance.processors.audit.keys import Signer, key_id_of
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState
 from ordinance.processors.identity_gate import judge_intent
 from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
@@ -57,6 +56,7 @@ from ordinance.streams.topics import (
     IDENTITY_REGISTRY,
     ensure_topics,
 )
+from ordinance.wire import request_to_wire
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "policies"
 AGENTS: list[dict[str, Any]] = [

@@ -31,7 +31,6 @@ from ordinance.commands.demo_pipeline import ATTACKS, routine, stricter
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.processors.wire import request_to_wire
 from ordinance.replay.bundles import BundleStore
 from ordinance.replay.export import export_slice
 from ordinance.replay.findings import compare
@@ -43,6 +42,7 @@ from ordinance.replay.whatif import whatif
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, ensure_topics
+from ordinance.wire import request_to_wire
 
 
 class _Timed(Protocol):

@@ -22,9 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from ordinance.policy.decision import Decision
-from ordinance.processors.wire import decision_to_wire, request_to_wire
 from ordinance.streams.fastencode import shared_encoder
 from ordinance.streams.serde import MAGIC, Decoded, Serde
+from ordinance.wire import decision_to_wire, request_to_wire
 
 NOW = dt.datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
 

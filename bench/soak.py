@@ -47,17 +47,17 @@ sys.path.insert(0, str(HERE.parent))
 from ruamel.yaml import YAML  # noqa: E402
 
 from ordinance.commands.demo_pipeline import stricter  # noqa: E402
+from ordinance.keys import Keyring, generate  # noqa: E402
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir  # noqa: E402
-from ordinance.processors.audit.keys import Keyring, generate  # noqa: E402
 from ordinance.processors.audit.verify import verify_log  # noqa: E402
 from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
-from ordinance.processors.wire import request_to_wire  # noqa: E402
 from ordinance.replay.source import LogSource  # noqa: E402
 from ordinance.replay.verify import verify  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402
 from ordinance.streams.log import AtOffset, TopicPartition  # noqa: E402
 from ordinance.streams.serde import Decoded, Serde  # noqa: E402
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics  # noqa: E402
+from ordinance.wire import request_to_wire  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples" / "policies"
 _WINDOW = re.compile(r'(window\.(?:count|sum)\((?:[^()"]*,\s*)?)"[0-9]+[smhd]"\)')

@@ -54,10 +54,10 @@ from ordinance.processors.enforcer import Enforcer  # noqa: E402
 from ordinance.processors.enforcer_state import PartitionState  # noqa: E402
 from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
 from ordinance.processors.state_cache import StateCache  # noqa: E402
-from ordinance.processors.wire import request_to_wire  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402
 from ordinance.streams.serde import Serde  # noqa: E402
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics  # noqa: E402
+from ordinance.wire import request_to_wire  # noqa: E402
 
 T0 = 1_750_000_000.0
 AGENTS = 200

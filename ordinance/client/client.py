@@ -84,9 +84,8 @@ from ordinance.client.decision import (
 )
 from ordinance.closing import Closing
 from ordinance.identity.signing import AGENT_KEY_ENV, PrincipalSigner
+from ordinance.keys import Signer
 from ordinance.policy.decision import REQUIRE_APPROVAL
-from ordinance.processors.audit.keys import Signer
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import (
     AtOffset,
     Delivered,
@@ -100,6 +99,7 @@ from ordinance.streams.errors import ProduceError
 from ordinance.streams.log import Headers
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
+from ordinance.wire import request_to_wire
 
 DEFAULT_TIMEOUT_S = 2.0
 _BATCH = 500  # most requests one produce call carries

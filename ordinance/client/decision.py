@@ -92,7 +92,7 @@ def client_deny(
 
 def _obligation(wire: Mapping[str, Any]) -> Any:
     # The policy shape back from the wire's {kind, params} (the inverse of
-    # processors.wire.obligation_to_wire): a bare kind when there are no parameters, the
+    # wire.obligation_to_wire): a bare kind when there are no parameters, the
     # scalar when params is the {"value": scalar} that wrapping made, else {kind: params}.
     params = dict(wire.get("params") or {})
     if not params:

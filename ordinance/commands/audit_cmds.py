@@ -121,7 +121,7 @@ def _stderr_progress() -> Callable[[str], None]:
 
 
 def cmd_keys_generate(key: Path, keyring: Path | None, as_json: bool) -> int:
-    from ordinance.processors.audit.keys import generate
+    from ordinance.keys import generate
 
     key_id = generate(key, keyring)
     if as_json:
@@ -163,8 +163,8 @@ def cmd_mask_value(value: str, config: Path, as_json: bool) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from ordinance.keys import Signer
     from ordinance.processors.audit.checkpointer import Checkpointer
-    from ordinance.processors.audit.keys import Signer
     from ordinance.streams import open_existing_log
 
     stop = threading.Event()
@@ -195,7 +195,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ordinance.processors.audit.keys import Keyring
+    from ordinance.keys import Keyring
     from ordinance.processors.audit.witness import load, verify_witnessed
     from ordinance.processors.audit.witness_store import WitnessError, open_witness
     from ordinance.streams import open_existing_log
@@ -266,7 +266,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 
 def cmd_check_proof(path: Path, keyring_path: Path, as_json: bool) -> int:
-    from ordinance.processors.audit.keys import Keyring
+    from ordinance.keys import Keyring
     from ordinance.processors.audit.proofs import ProofError, check_proof, proven_decision
 
     raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()

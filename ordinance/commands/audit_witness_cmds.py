@@ -78,7 +78,7 @@ def add_anchor_command(
 
 
 def cmd_anchor(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
-    from ordinance.processors.audit.keys import Keyring
+    from ordinance.keys import Keyring
     from ordinance.processors.audit.witness import anchor
     from ordinance.processors.audit.witness_store import open_witness
     from ordinance.streams import open_existing_log

@@ -22,8 +22,8 @@ from ordinance.identity.records import identity_datum, key_entry, signed_identit
 from ordinance.identity.registry_log import load_registry
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustedKey, TrustRoot, add_admin
+from ordinance.keys import Signer, generate, key_id_of
 from ordinance.processors.active_auth import CONTROLLER_ROLE
-from ordinance.processors.audit.keys import Signer, generate, key_id_of
 from ordinance.processors.change_auth import POLICY_APPROVER, POLICY_AUTHOR
 from ordinance.streams import Log
 from ordinance.streams.serde import Serde

@@ -27,10 +27,10 @@ from ordinance.commands.demo_identity import (
     DemoIdentities,
     demo_identities,
 )
+from ordinance.keys import Keyring, Signer, generate
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.decision import Effect
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.proofs import check_proof, prove_request
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer

@@ -360,7 +360,7 @@ def _rotated(current: Any, new: Any, now: dt.datetime, args: argparse.Namespace)
     """The old keys end at now + overlap (or earlier, if they already did); keys already
     expired are dropped; the new key is valid from now."""
     from ordinance.identity.records import key_entry
-    from ordinance.processors.audit.keys import key_id_of
+    from ordinance.keys import key_id_of
 
     if current.key(key_id_of(new)) is not None:
         raise IdentityCommandError(f"key {key_id_of(new)} is already a key of {current.id}")

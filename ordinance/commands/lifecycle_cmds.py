@@ -385,7 +385,7 @@ def _serve(
     controller_key: str | None = None,
     controller_id: str = "policy-controller",
 ) -> int:
-    from ordinance.processors.audit.keys import Signer
+    from ordinance.keys import Signer
     from ordinance.processors.http_server import host_port
     from ordinance.processors.masking import Masking
     from ordinance.processors.service import ServeOptions, serve, stable_enforcer_id

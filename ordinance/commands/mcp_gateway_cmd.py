@@ -151,7 +151,7 @@ def cmd_mcp_gateway(
     from mcp.client.stdio import StdioServerParameters
 
     from ordinance.client import Client
-    from ordinance.processors.audit.keys import KeyFileError
+    from ordinance.keys import KeyFileError
     from ordinance.streams import open_existing_log
     from ordinance.surfaces.mcp_gateway import serve_stdio
     from ordinance.surfaces.mcp_listing import PolicyView

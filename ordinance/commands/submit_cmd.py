@@ -30,8 +30,8 @@ from rich.console import Console
 from ordinance.client import CLIENT_INVALID_REQUEST, ClientDecision, SyncClient
 from ordinance.commands.output import EXIT_OK, EXIT_USAGE, ExitCode, console, emit_json
 from ordinance.errors import OrdinanceError
+from ordinance.keys import KeyFileError
 from ordinance.policy.decision import ALLOW, REQUIRE_APPROVAL, Effect
-from ordinance.processors.audit.keys import KeyFileError
 from ordinance.streams.errors import UnsupportedLogUrlError
 
 EXIT_DENY = ExitCode.DENIED

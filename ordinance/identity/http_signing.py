@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ordinance.errors import OrdinanceError
 from ordinance.identity.signing import KEY_HEADER, SIGNATURE_HEADER, SIGNER_HEADER, SignatureError
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams.log import Headers
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.wire import request_to_wire
 
 INTENT_CONTEXT = b"ordinance-http-intent-v1\x00"
 APPROVAL_CONTEXT = b"ordinance-http-approval-v1\x00"

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ordinance.identity.signing import PrincipalSigner
-from ordinance.processors.audit.keys import key_id_of
+from ordinance.keys import key_id_of
 from ordinance.streams.log import Record
 from ordinance.streams.serde import Serde
 

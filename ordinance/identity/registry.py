@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ordinance.identity.signing import Signature, signature_valid
 from ordinance.identity.trust import TrustRoot
-from ordinance.processors.audit.keys import key_id_of
+from ordinance.keys import key_id_of
 
 ADMIN_ROLE = "admin"
 

@@ -26,7 +26,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from ordinance.errors import OrdinanceError
-from ordinance.processors.audit.keys import KeyFileError, Signer
+from ordinance.keys import KeyFileError, Signer
 from ordinance.streams.log import Headers
 
 SIGNING_CONTEXT = b"ordinance-signed-record-v1\x00"

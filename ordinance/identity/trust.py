@@ -22,7 +22,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ordinance.processors.audit.keys import ALGORITHM, KeyFileError, Signer, key_id_of
+from ordinance.keys import ALGORITHM, KeyFileError, Signer, key_id_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,15 +66,15 @@ from ordinance.processors.rollout import (
 )
 from ordinance.processors.state_changes import StateChanges
 from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
-from ordinance.processors.wire import (
+from ordinance.streams.log import Headers
+from ordinance.streams.partitioner import partition_for
+from ordinance.streams.serde import Decoded, UndecodableRecord
+from ordinance.wire import (
     agent_id_problem,
     content_ticket,
     decision_to_wire,
     request_from_wire,
 )
-from ordinance.streams.log import Headers
-from ordinance.streams.partitioner import partition_for
-from ordinance.streams.serde import Decoded, UndecodableRecord
 
 UNDECODABLE = "undecodable"  # the action record did not decode
 NO_RULESET = "no_ruleset"  # no verified bundle is active for this enforcer's target

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
+from ordinance.keys import Signer
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Signer
 from ordinance.processors.controller import DEFAULT_TARGET
 from ordinance.processors.enforcer import Enforcer, EnforcerReport
 from ordinance.processors.http_server import HttpServer

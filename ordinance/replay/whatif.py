@@ -24,13 +24,13 @@ from ordinance.identity.registry import Refusal
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import APPROVAL_ANSWERS
 from ordinance.processors.identity_gate import judge_intent
-from ordinance.processors.wire import request_from_wire
 from ordinance.replay.findings import Tick, jsonable
 from ordinance.replay.parallel import Opener, map_partitions
 from ordinance.replay.source import Source
 from ordinance.replay.times import Window, decision_time, iso
 from ordinance.replay.walk import ActionCursor, new_state, walk
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.wire import request_from_wire
 
 EXAMPLES_PER_GROUP = 3
 

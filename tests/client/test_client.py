@@ -24,9 +24,9 @@ from ordinance.client import (
 )
 from ordinance.errors import OrdinanceError
 from ordinance.policy.decision import DENY, Decision
-from ordinance.processors.wire import decision_to_wire
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.wire import decision_to_wire
 
 from .conftest import DECISIONS, Pipeline, published
 

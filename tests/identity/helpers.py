@@ -12,7 +12,7 @@ from ordinance.identity.records import identity_datum, key_entry
 from ordinance.identity.registry import Registry
 from ordinance.identity.signing import PrincipalSigner, signature_of
 from ordinance.identity.trust import TrustedKey, TrustRoot
-from ordinance.processors.audit.keys import Signer, key_id_of
+from ordinance.keys import Signer, key_id_of
 from ordinance.streams.serde import Serde
 
 T0 = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)

@@ -32,7 +32,7 @@ from ordinance.identity.registry import (
 from ordinance.identity.registry_log import UNDECODABLE, RegistryView, load_registry
 from ordinance.identity.signing import KEY_ENV, PrincipalSigner, signature_of
 from ordinance.identity.trust import TrustRoot
-from ordinance.processors.audit.keys import Signer
+from ordinance.keys import Signer
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import IDENTITY_REGISTRY

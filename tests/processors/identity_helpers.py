@@ -12,7 +12,6 @@ from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
 from ordinance.processors.active_auth import CONTROLLER_ROLE
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (
@@ -22,6 +21,7 @@ from ordinance.streams.topics import (
     IDENTITY_REGISTRY,
     ensure_topics,
 )
+from ordinance.wire import request_to_wire
 from tests.identity.helpers import new_signer
 from tests.processors.caught_up import run_caught_up
 from tests.processors.shared_log import helper_log

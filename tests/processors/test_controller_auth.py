@@ -17,8 +17,8 @@ from ordinance.cli import main
 from ordinance.commands.identity_cmds import TRUST_ENV
 from ordinance.commands.lifecycle_cmds import CONTROLLER_KEY_ENV
 from ordinance.identity.signing import KEY_ENV, PrincipalSigner
+from ordinance.keys import Signer
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.audit.keys import Signer
 from ordinance.processors.controller import target_key
 from ordinance.processors.policy_log import append_change, publish_bundle
 from ordinance.streams import Record

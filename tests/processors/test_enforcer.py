@@ -13,10 +13,10 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import NO_RULESET, UNDECODABLE
 from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
+from ordinance.wire import request_to_wire
 
 from .caught_up import run_caught_up
 from .shared_log import helper_log

@@ -24,13 +24,13 @@ import pytest
 from ordinance.policy.decision import INVALID_REQUEST
 from ordinance.processors.enforcer import Enforcer, EnforcerReport
 from ordinance.processors.enforcer_state import CLOCK_SKEW, UNDECODABLE, WRONG_PARTITION
-from ordinance.processors.wire import request_to_wire
 from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
+from ordinance.wire import request_to_wire
 from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import EXAMPLES, T0, publish
 

@@ -21,9 +21,9 @@ from ordinance.processors.enforcer_state import (
     PartitionState,
     decide,
 )
-from ordinance.processors.wire import MAX_AGENT_ID_BYTES, agent_id_problem, request_to_wire
 from ordinance.streams import ConsumedRecord, partition_for
 from ordinance.streams.serde import Decoded, Serde, UndecodableRecord
+from ordinance.wire import MAX_AGENT_ID_BYTES, agent_id_problem, request_to_wire
 from tests.processors.test_enforcer import EXAMPLES
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

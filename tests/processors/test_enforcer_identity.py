@@ -19,8 +19,8 @@ from ordinance.identity.records import identity_datum, key_entry, signed_identit
 from ordinance.identity.registry import BAD_SIGNATURE, IDENTITY_MISMATCH, KEY_NOT_VALID, UNSIGNED
 from ordinance.identity.registry_log import load_registry
 from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEADER, PrincipalSigner
+from ordinance.keys import Keyring, generate
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.audit.keys import Keyring, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import (

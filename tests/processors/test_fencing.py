@@ -13,10 +13,10 @@ from typing import Any
 
 from ordinance.client import SyncClient
 from ordinance.client.decision import ClientDecision
+from ordinance.keys import Keyring, Signer, generate
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState, decide

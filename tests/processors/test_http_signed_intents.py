@@ -23,10 +23,10 @@ from ordinance.identity.registry import BAD_SIGNATURE, UNSIGNED
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.wire import request_to_wire
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
+from ordinance.wire import request_to_wire
 from tests.processors.caught_up import run_caught_up
 
 from .identity_helpers import SERDE, Registry, at, by_request, decisions, send_records

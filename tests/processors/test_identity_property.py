@@ -23,8 +23,8 @@ from ordinance.policy.ruleset import Ruleset
 from ordinance.processors import identity_gate
 from ordinance.processors.enforcer_state import PartitionState, decide
 from ordinance.processors.identity_gate import PreVerifier
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.wire import request_to_wire
 from tests.identity.helpers import World, new_signer
 from tests.processors.test_enforcer import EXAMPLES, T0
 

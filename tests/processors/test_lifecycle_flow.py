@@ -17,16 +17,16 @@ import pytest
 from ordinance.identity.records import identity_datum, key_entry, signed_identity_record
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
+from ordinance.keys import Signer
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.audit.keys import Signer
 from ordinance.processors.controller import REVISION_ROLLBACK
 from ordinance.processors.rollout import in_canary
-from ordinance.processors.wire import request_to_wire
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, IDENTITY_REGISTRY, topic_specs
+from ordinance.wire import request_to_wire
 from tests.commands.test_publish_git import git, make_repo
 from tests.processors.running import enforcer_thread
 from tests.processors.test_controller_auth import Setup

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ordinance.cli import main
+from ordinance.keys import Keyring, Signer, generate
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.masking import PREFIX, Masking, MaskingError, generate_key

@@ -17,12 +17,12 @@ from ordinance.processors.controller import ControllerState, apply_change
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
 from ordinance.processors.rollout import canary_bucket, in_canary
-from ordinance.processors.wire import request_to_wire
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics
+from ordinance.wire import request_to_wire
 from tests.processors.caught_up import run_caught_up
 from tests.processors.test_controller import BUNDLE_ID, FILES, change
 

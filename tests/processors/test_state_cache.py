@@ -82,7 +82,7 @@ def test_a_cache_of_another_log_that_is_long_enough_is_detected_and_refolded(
     decided = {d["request_id"]: d for _, n, d in decisions_log(url_b) if n == "Decision"}
     # a's budget was not counted against b, and a's request ids are not b's duplicates
     assert decided["y12"]["effect"] == "allow" and decided["x0"]["effect"] == "allow"
-    from ordinance.processors.audit.keys import Keyring
+    from ordinance.keys import Keyring
     from ordinance.processors.audit.verify import verify_log
 
     with open_log(url_b) as log:  # b's chain is whole: no head carried over from a

@@ -12,9 +12,9 @@ from typing import Any
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.enforcer_state import PartitionState, decide
 from ordinance.processors.identity_gate import INTENT_CODES
-from ordinance.processors.wire import request_from_wire, request_to_wire
 from ordinance.streams import ConsumedRecord, partition_for
 from ordinance.streams.serde import Decoded, Serde
+from ordinance.wire import request_from_wire, request_to_wire
 
 PARTITIONS = 2
 

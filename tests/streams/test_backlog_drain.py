@@ -27,11 +27,11 @@ from streams_helpers import sqlite_url
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.kafka_broker import LocalBroker
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_ACTIONS, ensure_topics
+from ordinance.wire import request_to_wire
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 #: Far more than a drain takes (~5 s on Kafka, with the group join and the takeovers);

@@ -20,12 +20,12 @@ from starlette.testclient import TestClient
 
 from ordinance.policy.decision import Decision
 from ordinance.processors.http_server import HttpServer
-from ordinance.processors.wire import decision_to_wire
 from ordinance.streams import Record, open_log, partition_for
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX, ensure_topics
 from ordinance.surfaces.http_api import build_app, openapi_document
 from ordinance.surfaces.http_gateway import Gateway
+from ordinance.wire import decision_to_wire
 from tests.surfaces.http_pipeline import (
     Pipeline,
     approval_body,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ordinance.identity.signing import PrincipalSigner
-from ordinance.processors.audit.keys import Signer, generate
+from ordinance.keys import Signer, generate
 from tests.processors.identity_helpers import Registry
 from tests.surfaces.mcp_harness import (
     MAPPING,

@@ -22,7 +22,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from ordinance.processors.audit.keys import ALGORITHM, Keyring, Signer
+from ordinance.keys import ALGORITHM, Keyring, Signer
 
 HEADER = "ordinance checkpoint v1"
 

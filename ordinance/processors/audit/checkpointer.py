@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordinance.keys import Signer
 from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signed
 from ordinance.processors.audit.fence import Ownership
-from ordinance.processors.audit.keys import Signer
 from ordinance.processors.audit.merkle import Frontier
 from ordinance.processors.audit.verify import latest, read_checkpoints
 from ordinance.streams import ConsumedRecord, Log, Position, Record, TopicPartition

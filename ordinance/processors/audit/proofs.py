@@ -26,9 +26,9 @@ import orjson
 
 from ordinance.errors import OrdinanceError
 from ordinance.jsonutil import json_default
+from ordinance.keys import Keyring
 from ordinance.processors.audit.chain import GENESIS, record_hash
 from ordinance.processors.audit.checkpoint import message
-from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.merkle import (
     inclusion_path,
     leaf_hash,

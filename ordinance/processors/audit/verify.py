@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ordinance.keys import Keyring
 from ordinance.processors.audit.chain import GENESIS, record_hash, stored_links
 from ordinance.processors.audit.checkpoint import checkpoint_hash, signature_valid
 from ordinance.processors.audit.fence import Ownership
-from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.merkle import Levels
 from ordinance.streams import ConsumedRecord, Log
 from ordinance.streams.serde import Decoded, Serde

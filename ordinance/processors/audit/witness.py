@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ordinance.errors import OrdinanceError
+from ordinance.keys import Keyring
 from ordinance.policy.typecheck import parse_duration
-from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.verify import (
     Checkpoint,
     Finding,

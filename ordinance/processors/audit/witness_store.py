@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import orjson
 
 from ordinance.errors import OrdinanceError
+from ordinance.keys import Keyring
 from ordinance.processors.audit.checkpoint import message, parse_message
-from ordinance.processors.audit.keys import Keyring
 
 KEYRING = "keyring"
 CHECKPOINT = "checkpoint"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ordinance.keys import Signer, generate
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Signer, generate
 from ordinance.processors.enforcer import Enforcer
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde

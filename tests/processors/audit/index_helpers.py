@@ -17,10 +17,10 @@ import orjson
 from ordinance.jsonutil import canonical_json
 from ordinance.processors.audit.query import micros
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.wire import request_to_wire
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics
+from ordinance.wire import request_to_wire
 from tests.processors.caught_up import run_caught_up
 
 from ..test_enforcer import EXAMPLES, T0, publish

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ordinance.cli import main
-from ordinance.processors.audit.keys import Keyring, generate
+from ordinance.keys import Keyring, generate
 from ordinance.processors.audit.verify import verify_log
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ordinance.processors.audit.keys import Keyring
+from ordinance.keys import Keyring
 from ordinance.processors.audit.proofs import (
     PartitionTree,
     ProofError,

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ordinance.keys import Keyring
 from ordinance.processors.audit.chain import record_hash, stored_links
-from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.verify import (
     CHECKPOINT_GAP,
     CHECKPOINT_MISMATCH,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ordinance.keys import Keyring
 from ordinance.processors.audit.chain import CHAIN_HASH, CHAIN_PREV, record_hash, stored_links
-from ordinance.processors.audit.keys import Keyring
 from ordinance.processors.audit.verify import (
     CHECKPOINT_GAP,
     CHECKPOINT_MISMATCH,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from ordinance.keys import Keyring, Signer, generate
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash, stored_links
 from ordinance.processors.audit.checkpointer import Checkpointer
-from ordinance.processors.audit.keys import Keyring, Signer, generate
 from ordinance.processors.audit.verify import DELETED, FORGED_CHECKPOINT, VerifyReport
 from ordinance.processors.audit.witness import (
     CHECKPOINT_MISSING,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ordinance.cli import main
-from ordinance.processors.audit.keys import generate
+from ordinance.keys import generate
 
 from .conftest import AuditedLog
 from .test_verify import PARTITION, _db

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ordinance.keys import KeyFileError, Keyring, Signer, generate
 from ordinance.processors.audit.checkpoint import message, parse_message, signature_valid, signed
-from ordinance.processors.audit.keys import KeyFileError, Keyring, Signer, generate
 
 
 def _unsigned() -> dict[str, object]:
