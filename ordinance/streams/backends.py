@@ -9,12 +9,17 @@
   broker's) and ``timeout_s`` (default 30: how long a produce or admin call may
   take before it fails) are read from the query; every other query parameter
   is passed to librdkafka as is (``security.protocol``, ``sasl.mechanism``...).
+* ``memory://NAME``: the in-memory log, for tests and for embedding in one process.
+  Every open of the same NAME in a process is a handle onto the same data, which
+  closing a handle keeps and which does not survive the process. Options:
+  ``session_timeout_ms``, ``heartbeat_interval_ms``, ``max_record_bytes``.
 
-Who creates an embedded log: `open_log` does (``create=True``), for the processes
-that own one (``serve``, ``topics``, ``demo``, ``publish``, the controller, tests).
+Who creates an embedded or in-memory log: `open_log` does (``create=True``), for the
+processes that own one (``serve``, ``topics``, ``demo``, ``publish``, the controller,
+tests).
 Whoever only uses an existing log — the agent client, ``submit``, the readers —
-opens with ``create=False`` (`open_existing_log`): a mistyped path is then a
-`LogError`, not a new empty database that waits forever or "verifies clean".
+opens with ``create=False`` (`open_existing_log`): a mistyped path or name is then a
+`LogError`, not a new empty log that waits forever or "verifies clean".
 Every failure to open raises `LogError`.
 """
 
@@ -28,6 +33,7 @@ from ordinance.streams.log import Log
 
 _SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
 _SQLITE_INT = ("max_record_bytes", "session_timeout_ms", "heartbeat_interval_ms")
+_MEMORY_INT = ("max_record_bytes", "session_timeout_ms", "heartbeat_interval_ms")
 
 
 def open_log(url: str, *, create: bool = True, open_timeout_s: float | None = None) -> Log:
@@ -36,7 +42,9 @@ def open_log(url: str, *, create: bool = True, open_timeout_s: float | None = No
     another process holds (Kafka clients connect lazily: opening never waits)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise UnsupportedLogUrlError(f"not a log URL (expected sqlite:/// or kafka://): {url!r}")
+        raise UnsupportedLogUrlError(
+            f"not a log URL (expected sqlite:///, kafka:// or memory://): {url!r}"
+        )
     location, _, query = rest.partition("?")
     try:
         options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
@@ -46,6 +54,8 @@ def open_log(url: str, *, create: bool = True, open_timeout_s: float | None = No
         return _open_sqlite(location, options, create, open_timeout_s)
     if scheme == "kafka":
         return _open_kafka(location, options)
+    if scheme == "memory":
+        return _open_memory(location, options, create)
     raise UnsupportedLogUrlError(f"no log backend for scheme {scheme!r} in {url!r}")
 
 
@@ -114,3 +124,25 @@ def _open_kafka(location: str, options: Mapping[str, str]) -> Log:
         )
     except LogError as exc:  # librdkafka refused a setting given in the URL
         raise UnsupportedLogUrlError(f"bad kafka log option: {exc}") from exc
+
+
+def _open_memory(location: str, options: Mapping[str, str], create: bool) -> Log:
+    from ordinance.streams.memory_log import MemoryLog
+
+    if not location:
+        raise UnsupportedLogUrlError("memory URL needs a name: memory://NAME")
+    ints: dict[str, int] = {}
+    try:
+        for name, value in options.items():
+            if name not in _MEMORY_INT:
+                raise UnsupportedLogUrlError(f"unknown memory log option {name!r}")
+            ints[name] = int(value)
+    except ValueError as exc:
+        raise UnsupportedLogUrlError(f"bad memory log option: {exc}") from exc
+    return MemoryLog(
+        location,
+        session_timeout_ms=ints.get("session_timeout_ms", 10_000),
+        heartbeat_interval_ms=ints.get("heartbeat_interval_ms", 250),
+        max_record_bytes=ints.get("max_record_bytes", 8 * 1024 * 1024),
+        create=create,
+    )
