@@ -17,6 +17,8 @@ from tests.processors.caught_up import run_caught_up
 
 from .test_enforcer import EXAMPLES, SPECS, T0, decisions_log, publish, send, transfer
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 
 def enforce_at(url: str, now: float) -> None:
     with open_log(url) as log:

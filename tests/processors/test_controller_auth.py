@@ -27,6 +27,8 @@ from ordinance.streams.topics import MONITOR_ALERTS, POLICY_ACTIVE, POLICY_CHANG
 
 from .shared_log import helper_log
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 FILES = read_bundle_dir(EXAMPLES)
 BUNDLE = compile_bundle(FILES).bundle_id

@@ -18,6 +18,8 @@ from tests.processors.caught_up import run_caught_up
 from tests.processors.test_enforcer import EXAMPLES, T0, publish
 from tests.processors.test_enforcer_budgets import SPECS, keyed, produce, transfer
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 HOUR = 3600.0
 
 

@@ -32,6 +32,8 @@ from tests.processors.running import enforcer_thread
 from tests.processors.test_controller_auth import Setup
 from tests.processors.test_rollout import CANDIDATE_FILES
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 SPECS = topic_specs()
 SERDE = Serde()
 AGENTS = [f"agent-{n}" for n in range(40)]

@@ -15,6 +15,8 @@ from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS
 
 from .test_enforcer import EXAMPLES, SPECS, T0, publish, transfer
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 AGENTS = [f"agent-{i}" for i in range(12)]  # keys spread over all four partitions
 
 

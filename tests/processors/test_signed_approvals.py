@@ -39,6 +39,8 @@ from .identity_helpers import (
 from .shared_log import helper_log
 from .test_enforcer import EXAMPLES, SPECS, T0, publish
 
+ON_MEMORY_LOG = True  # also on memory:// (tests/processors/conftest.py)
+
 BILLING = {"roles": ("billing",), "attributes": {"team": "finance"}}
 
 
