@@ -353,11 +353,16 @@ class MemoryLog(Closing):
         return fold_latest(self.read_to_end(topic))
 
     def close(self, timeout: float | None = None) -> None:
-        """Close this handle; the log's data stays for the other handles. Nothing is
-        ever in progress (every write finished before it returned), so there is
-        nothing for ``timeout`` to bound."""
-        del timeout
-        self._closed = True
+        """Close this handle; the log's data stays for the other handles. Waits at most
+        ``timeout`` seconds for the log's lock (held only for the length of one append),
+        so that once `close` returns no write through this handle can still land; a
+        write already under way when the wait gives up completes, and no later one does."""
+        if self._closed:
+            return
+        locked = self.store.cond.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        self._closed = True  # even without the lock: every later write checks it
+        if locked:
+            self.store.cond.release()
 
 
 def _prefixes(ends: list[tuple[list[ConsumedRecord], int]]) -> Iterator[ConsumedRecord]:
