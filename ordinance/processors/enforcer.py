@@ -34,12 +34,13 @@ takeover folds only the tail after it (`state_cache`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,16 +56,23 @@ from ordinance.processors.active_auth import STALE_ROLLOUT, ActiveGuard, ActiveT
 from ordinance.processors.audit.chain import record_hash
 from ordinance.processors.change_auth import RegistryFollower
 from ordinance.processors.controller import DEFAULT_TARGET
-from ordinance.processors.enforcer_state import PartitionState, answer_approval, decide
-from ordinance.processors.identity_gate import PreVerifier, RegistryTail
+from ordinance.processors.enforcer_state import (
+    PartitionState,
+    answer_approval,
+    decide,
+    internal_error_decision,
+)
+from ordinance.processors.identity_gate import PreVerifier, RegistryTail, Verify
 from ordinance.processors.masking import Masking
 from ordinance.processors.rollout import CANARY, STABLE
+from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
 from ordinance.processors.state_cache import StateCache
 from ordinance.streams import (
     AtOffset,
+    ConsumedRecord,
+    Consumer,
     Delivered,
     Log,
-    Outbox,
     Position,
     Record,
     StartAt,
@@ -108,9 +116,12 @@ class EnforcerReport:
     identity_updates: int = 0
     replayed: int = 0  # decisions records folded during takeovers
     refused_policy: int = 0  # policy.active records not believed (`active_auth`)
+    internal_errors: int = 0  # records the step failed on, answered fail-closed
 
 
-class Enforcer:
+class Enforcer(ProcessorBase):
+    name = "enforcer"
+
     def __init__(
         self,
         log: Log,
@@ -174,14 +185,16 @@ class Enforcer:
             if state_dir is not None
             else None
         )
-        self._saved_at = time.monotonic()
         self.ruleset: Ruleset | None = None  # the stable bundle
         self.candidate: Ruleset | None = None  # a canary or shadow rollout's (`rollout`)
         self.rollout: tuple[str, str | None, int] = (STABLE, None, 0)  # mode, candidate, %
         self.auto_rollback = False
         self.policy_offset: int | None = None
         self.report = EnforcerReport()
-        self.last_poll = 0.0  # time.monotonic() of the loop's last poll (0: not yet)
+        self.runtime: Runtime | None = None
+        self._table: ActiveTable | None = None
+        self._started = time.monotonic()
+        self._verify: Verify = signature_valid
         self._compiled: dict[str, Ruleset | None] = {}
         self._held_back: set[int] = set()  # partitions refusing an older rollout (noted once)
 
@@ -416,99 +429,97 @@ class Enforcer:
                 "topic prefix (serve --prefix; docs/lifecycle.md, 'Targets')"
             )
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- the loop (run by `runtime.Runtime`) -------------------------------------------
     def run(
         self, *, stop: threading.Event | None = None, until_idle: bool = False, idle_s: float = 1.0
     ) -> EnforcerReport:
         """Decide until ``stop`` is set (or, with ``until_idle``, once no action arrived for ``idle_s``)."""
-        # The policy table need not be read within milliseconds: a relaxed consumer
-        # leaves the broker to the decision path.
-        with (
-            self.log.consumer(None, relaxed=True) as reader,
-            self.log.consumer(None, relaxed=True) as registry_reader,
-            self.log.consumer(self.group) as consumer,
-        ):
-            reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
-            guard = None
-            if self.trust is not None:
-                guard = ActiveGuard(self.log, RegistryFollower.start(self.trust, self.prefix))
-            table = ActiveTable(reader, self.serde, guard, self._refused_policy)
-            if self.trust is not None:
-                registry_reader.assign({TopicPartition(self.registry_topic, 0): Position.BEGINNING})
-                self.registry_tail = RegistryTail(registry_reader)
-            consumer.subscribe([self.actions, self.approvals])
-            outbox = self.log.outbox(consumer)
-            started = last_activity = time.monotonic()
-            while not (stop is not None and stop.is_set()):
-                table.refresh()
-                if self.registry_tail is not None:
-                    self.registry_tail.refresh()
-                self._wanted_rollout(table)
-                records = consumer.poll(max_records=200, timeout=0.2)
-                self.last_poll = time.monotonic()  # liveness, for serve --http's /healthz
-                owned = {tp.partition for tp in consumer.assignment() if tp.topic == self.actions}
-                if owned - self.states.keys():
-                    # Everything we wrote before lands before our new markers: a partition
-                    # we lost and got back must not receive our old writes after its
-                    # marker, where they would count as the new owner's (same enforcer id).
-                    outbox.settle()
-                taken = sorted(owned - self.states.keys())
-                for partition in taken:
-                    self.states[partition] = self._take_over(partition)
-                for partition in list(self.states):
-                    if partition not in owned:
-                        del self.states[partition]  # another member owns it now
-                        if self.registry_tail is not None:
-                            self.registry_tail.forget(partition)
-                for state in self.states.values():
-                    self._swap_if_needed(state)  # between two batches, never inside one
-                    self._sync_identity(state)
-                self._process(outbox, records)
-                if not records:
-                    outbox.settle()  # idle: commit what the last batches answered
-                now = time.monotonic()
-                if self.cache is not None and now - self._saved_at > CACHE_SAVE_INTERVAL_S:
-                    self._save_states(outbox)
-                # Idleness counts only once partitions are ours: joining a Kafka group can
-                # take seconds, and an enforcer that owns nothing has seen nothing yet.
-                waiting = not self.states and now - started < ASSIGNMENT_WAIT_S
-                # A takeover (folding a long partition) is work, not idleness: the actions
-                # it held back are read only after it.
-                if records or waiting or taken:
-                    last_activity = now
-                elif until_idle and now - last_activity > idle_s:
-                    break
-            self._save_states(outbox)
-            outbox.close()
-        if self.cache is not None:
-            self.cache.close()
-        if self.pre_verifier is not None:
-            self.pre_verifier.close()
+        self.runtime = Runtime(
+            self.log,
+            self,
+            max_records=200,
+            progress=lambda m: self.progress(f"{self.enforcer_id}: {m}"),
+        )
+        self.runtime.run(stop=stop, until_idle=until_idle, idle_s=idle_s)
         return self.report
 
-    def _save_states(self, outbox: Outbox) -> None:
+    @property
+    def last_poll(self) -> float:
+        """time.monotonic() of the loop's last poll (0: not yet): serve --http's /healthz."""
+        return self.runtime.health.last_poll if self.runtime is not None else 0.0
+
+    def open(self, log: Log, resources: contextlib.ExitStack) -> Consumer:
+        if self.pre_verifier is not None:
+            resources.callback(self.pre_verifier.close)
+        if self.cache is not None:
+            resources.callback(self.cache.close)
+        # The policy table need not be read within milliseconds: a relaxed consumer
+        # leaves the broker to the decision path.
+        reader = resources.enter_context(log.consumer(None, relaxed=True))
+        reader.assign({TopicPartition(self.active_topic, 0): Position.BEGINNING})
+        guard = None
+        if self.trust is not None:
+            guard = ActiveGuard(log, RegistryFollower.start(self.trust, self.prefix))
+            registry_reader = resources.enter_context(log.consumer(None, relaxed=True))
+            registry_reader.assign({TopicPartition(self.registry_topic, 0): Position.BEGINNING})
+            self.registry_tail = RegistryTail(registry_reader)
+        self._table = ActiveTable(reader, self.serde, guard, self._refused_policy)
+        consumer = resources.enter_context(log.consumer(self.group))
+        consumer.subscribe([self.actions, self.approvals])
+        self._started = time.monotonic()
+        return consumer
+
+    def before_poll(self) -> None:
+        assert self._table is not None
+        self._table.refresh()
+        if self.registry_tail is not None:
+            self.registry_tail.refresh()
+        self._wanted_rollout(self._table)
+
+    def rebalanced(self, gained: set[TopicPartition], lost: set[TopicPartition]) -> None:
+        """Take over each actions partition gained (the runtime has settled our earlier
+        writes: they land before the new markers, where they would otherwise count as
+        the new owner's — same enforcer id); forget each one lost."""
+        for partition in sorted(tp.partition for tp in lost if tp.topic == self.actions):
+            self.states.pop(partition, None)  # another member owns it now
+            if self.registry_tail is not None:
+                self.registry_tail.forget(partition)
+        for partition in sorted(tp.partition for tp in gained if tp.topic == self.actions):
+            self.states[partition] = self._take_over(partition)
+
+    def between_batches(self) -> None:
+        for state in self.states.values():
+            self._swap_if_needed(state)  # between two batches, never inside one
+            self._sync_identity(state)
+
+    def busy(self) -> bool:
+        # Joining a Kafka group can take seconds: an enforcer that owns nothing yet has
+        # seen nothing yet, and is not idle.
+        return not self.states and time.monotonic() - self._started < ASSIGNMENT_WAIT_S
+
+    def tasks(self) -> list[Task]:
+        if self.cache is None:
+            return []
+        return [Task(CACHE_SAVE_INTERVAL_S, self._save_states, settled=True)]
+
+    def finish(self) -> None:
+        self._save_states()
+
+    def _save_states(self) -> None:
         """Snapshot every owned partition's state with the offset it reflects: what changed
-        since the last save, one atomic batch per partition. A crash loses at most an
-        interval of changes, never correctness: the tail is refolded."""
+        since the last save, one atomic batch per partition. The runtime has settled the
+        outbox (a snapshot must not hold folds of decisions the log may still lose). A
+        crash loses at most an interval of changes, never correctness: the tail is
+        refolded."""
         if self.cache is None:
             return
-        # A snapshot must not hold folds of decisions the log may still lose.
-        outbox.settle()
         for state in self.states.values():
             self.cache.save(state)
-        self._saved_at = time.monotonic()
 
-    def _process(self, outbox: Outbox, records: list[Any]) -> None:
-        """Decide a batch and send its decisions with its offsets to the outbox (one
-        transaction on the embedded log; on Kafka the next batch is decided while this one
-        is acknowledged). Each decision is folded into the state as it is made, so later
-        actions see earlier ones (budgets, duplicates); if a write fails the process dies
-        and the next takeover rebuilds the state from the log."""
-        outputs: list[tuple[str, Record]] = []
-        folded: list[tuple[PartitionState, dict[str, Any]]] = []
-        offsets: dict[TopicPartition, int] = {}
-        verify = signature_valid
-        if self.pre_verifier is not None and records:
+    def prepare(self, records: Sequence[ConsumedRecord]) -> None:
+        """Verify the batch's signatures on all cores before it is decided (`PreVerifier`)."""
+        self._verify = signature_valid
+        if self.pre_verifier is not None:
             self.pre_verifier.prepare(
                 [
                     (state.identity, record.value, record.headers)
@@ -518,67 +529,96 @@ class Enforcer:
                     and state.identity is not None
                 ]
             )
-            verify = self.pre_verifier.verify
-        for record in records:
-            state = self.states.get(record.partition)
-            if state is None:
-                continue  # not ours (any more): its owner will read it
-            offsets[record.position] = record.offset + 1
-            evaluated_at = _at(self.clock())
-            if record.topic == self.approvals:
-                decoded = self.serde.decode_record(record, expect={"Approval"})
-                datum = (
-                    answer_approval(
-                        state,
-                        decoded.value,
-                        enforcer_id=self.enforcer_id,
-                        evaluated_at=evaluated_at,
-                        value=record.value,
-                        headers=record.headers,
-                    )
-                    if isinstance(decoded, Decoded)
-                    else None  # an approval that does not decode answers nothing
-                )
-                self.report.approvals += datum is not None
-            else:
-                datum = decide(
+            self._verify = self.pre_verifier.verify
+
+    def step(self, record: ConsumedRecord) -> list[Emit] | None:
+        """Decide one action (or answer one approval) and fold the decision into the
+        partition's state as it is made, so later actions see earlier ones (budgets,
+        duplicates). The runtime sends the batch's decisions with its offsets (one
+        transaction on the embedded log; on Kafka the next batch is decided while this
+        one is acknowledged); if a write fails the run ends, and the next takeover
+        rebuilds the state from the log."""
+        state = self.states.get(record.partition)
+        if state is None:
+            return None  # not ours (any more): its owner will read it
+        evaluated_at = _at(self.clock())
+        if record.topic == self.approvals:
+            decoded = self.serde.decode_record(record, expect={"Approval"})
+            datum = (
+                answer_approval(
                     state,
-                    self.ruleset,
-                    self.serde.decode_record(record, expect={"ActionRequest"}),
-                    action_offset=record.offset,
-                    agent_key=record.key,
+                    decoded.value,
                     enforcer_id=self.enforcer_id,
                     evaluated_at=evaluated_at,
                     value=record.value,
                     headers=record.headers,
-                    verify=verify,
-                    candidate=self.candidate,
                 )
-                if datum is None:
-                    self.report.duplicates += 1
-                else:
-                    self.report.decided += 1
-                    if self.masking is not None:
-                        self.masking.apply(datum)  # follow-ups copy the masked original
-            if datum is None:
-                continue
-            state.fold("Decision", datum, state.offset)
-            folded.append((state, datum))
-            value = self.serde.encode("Decision", datum)
-            headers = state.link(record.key, value)
-            outputs.append(
-                (
-                    self.decisions,
-                    Record(record.key, value, headers, record.timestamp_ms, record.partition),
-                )
+                if isinstance(decoded, Decoded)
+                else None  # an approval that does not decode answers nothing
             )
+            self.report.approvals += datum is not None
+        else:
+            datum = decide(
+                state,
+                self.ruleset,
+                self.serde.decode_record(record, expect={"ActionRequest"}),
+                action_offset=record.offset,
+                agent_key=record.key,
+                enforcer_id=self.enforcer_id,
+                evaluated_at=evaluated_at,
+                value=record.value,
+                headers=record.headers,
+                verify=self._verify,
+                candidate=self.candidate,
+            )
+            if datum is None:
+                self.report.duplicates += 1
+            else:
+                self.report.decided += 1
+                if self.masking is not None:
+                    self.masking.apply(datum)  # follow-ups copy the masked original
+        if datum is None:
+            return []
+        return [self._decision(state, record, datum)]
 
-        def on_delivered(delivered: list[Delivered]) -> None:
-            for (state, _datum), where in zip(folded, delivered, strict=True):
-                state.offset = max(state.offset, where.offset)
+    def failed(self, record: ConsumedRecord, error: Exception) -> list[Emit]:
+        """A record the step failed on (a bug, not the input: ``decide`` never raises) is
+        still answered, fail-closed: an action is denied ``internal_error`` naming the
+        failure; an approval answers nothing (its request stays pending). Replay reports
+        such a decision, since policy alone does not produce it."""
+        state = self.states.get(record.partition)
+        self.report.internal_errors += 1
+        if state is None or record.topic != self.actions:
+            return []
+        decoded = self.serde.decode_record(record, expect={"ActionRequest"})
+        datum = internal_error_decision(
+            state,
+            decoded,
+            f"the enforcer failed on this action: {type(error).__name__}: {error}",
+            action_offset=record.offset,
+            agent_key=record.key,
+            enforcer_id=self.enforcer_id,
+            evaluated_at=_at(self.clock()),
+        )
+        return [] if datum is None else [self._decision(state, record, datum)]
 
-        if outputs or offsets:
-            outbox.send(outputs, offsets, on_delivered)
+    def _decision(
+        self, state: PartitionState, record: ConsumedRecord, datum: dict[str, Any]
+    ) -> Emit:
+        """Encode, fold and chain a decision (encoded first: nothing is folded that is
+        not written)."""
+        value = self.serde.encode("Decision", datum)
+        state.fold("Decision", datum, state.offset)
+        headers = state.link(record.key, value)
+
+        def delivered(where: Delivered) -> None:
+            state.offset = max(state.offset, where.offset)
+
+        return Emit(
+            self.decisions,
+            Record(record.key, value, headers, record.timestamp_ms, record.partition),
+            delivered,
+        )
 
 
 def _matches(state: PartitionState, record: Any) -> bool:

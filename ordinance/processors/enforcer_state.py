@@ -80,6 +80,7 @@ UNDECODABLE = "undecodable"  # the action record did not decode
 NO_RULESET = "no_ruleset"  # no verified bundle is active for this enforcer's target
 WRONG_PARTITION = "wrong_partition"  # not keyed by its agent id, or not on that id's partition
 CLOCK_SKEW = "clock_skew"  # event time too far from the enforcer's clock
+INTERNAL_ERROR = "internal_error"  # the enforcer failed on the record (a bug): fail-closed
 # Codes of the follow-up decision an Approval record causes.
 APPROVED = "approved"
 APPROVAL_REJECTED = "approval_rejected"
@@ -236,19 +237,15 @@ def decide(
     the compiled candidate of the partition's canary or shadow rollout (`rollout`)."""
     if isinstance(decoded, UndecodableRecord):
         # Its position is its request id: a redelivered record is not decided twice.
-        request_id = f"{UNDECODABLE}@{state.partition}:{action_offset}"
-        if request_id in state.decided:
-            return None
-        detail = f"{decoded.problem.value}: {decoded.detail}"
-        decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", UNDECODABLE, detail)
-        return decision_to_wire(
-            decision,
-            request_id=request_id,
-            agent_id=(agent_key or b"").decode(errors="replace"),
+        return _denied(
+            state,
+            f"{UNDECODABLE}@{state.partition}:{action_offset}",
+            (agent_key or b"").decode(errors="replace"),
+            UNDECODABLE,
+            f"{decoded.problem.value}: {decoded.detail}",
             enforcer_id=enforcer_id,
             evaluated_at=evaluated_at,
             action_offset=action_offset,
-            policy_offset=state.policy_offset,
         )
     datum = decoded.value
     if datum["request_id"] in state.decided:
@@ -309,6 +306,63 @@ def decide(
         wire["approval_roles"] = list(decision.approval_roles)
         wire["approvals_required"] = decision.approvals_required
     return wire
+
+
+def internal_error_decision(
+    state: PartitionState,
+    decoded: Decoded | UndecodableRecord,
+    detail: str,
+    *,
+    action_offset: int,
+    agent_key: bytes | None,
+    enforcer_id: str,
+    evaluated_at: dt.datetime,
+) -> dict[str, Any] | None:
+    """A deny (``internal_error``) for an action the enforcer failed on — the runtime's
+    last answer when a step raised (`runtime`); None when its request id already has a
+    decision. Named like ``decide`` would name it, so a re-sent request is not decided
+    again."""
+    if isinstance(decoded, Decoded):
+        request_id, agent_id = decoded.value["request_id"], decoded.value["agent"]["id"]
+    else:
+        request_id = f"{UNDECODABLE}@{state.partition}:{action_offset}"
+        agent_id = (agent_key or b"").decode(errors="replace")
+    return _denied(
+        state,
+        request_id,
+        agent_id,
+        INTERNAL_ERROR,
+        detail,
+        enforcer_id=enforcer_id,
+        evaluated_at=evaluated_at,
+        action_offset=action_offset,
+    )
+
+
+def _denied(
+    state: PartitionState,
+    request_id: str,
+    agent_id: str,
+    code: str,
+    detail: str,
+    *,
+    enforcer_id: str,
+    evaluated_at: dt.datetime,
+    action_offset: int,
+) -> dict[str, Any] | None:
+    """A deny with ``code`` that no policy was asked about; None for a decided request."""
+    if request_id in state.decided:
+        return None
+    decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
+    return decision_to_wire(
+        decision,
+        request_id=request_id,
+        agent_id=agent_id,
+        enforcer_id=enforcer_id,
+        evaluated_at=evaluated_at,
+        action_offset=action_offset,
+        policy_offset=state.policy_offset,
+    )
 
 
 def _shadow(
