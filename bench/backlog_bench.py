@@ -49,8 +49,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir  # noqa: E402
+from ordinance.processors.controller_loop import run_controller  # noqa: E402
 from ordinance.processors.enforcer import Enforcer  # noqa: E402
-from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
+from ordinance.processors.policy_log import publish_bundle  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402
 from ordinance.streams.log import TopicPartition  # noqa: E402
 from ordinance.streams.serde import Decoded, Serde  # noqa: E402

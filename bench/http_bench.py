@@ -37,7 +37,8 @@ from typing import Any
 
 from ordinance.client import Client
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.topics import ensure_topics
 

@@ -44,10 +44,11 @@ from ordinance.identity.trust import TrustedKey, TrustRoot
 from ordinance.keys import Signer, key_id_of
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.active_auth import CONTROLLER_ROLE
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState
 from ordinance.processors.identity_gate import judge_intent
-from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
+from ordinance.processors.policy_log import append_change, publish_bundle
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import (

@@ -29,8 +29,9 @@ from typing import Protocol, TypeVar
 
 from ordinance.commands.demo_pipeline import ATTACKS, routine, stricter
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.replay.bundles import BundleStore
 from ordinance.replay.export import export_slice
 from ordinance.replay.findings import compare

@@ -50,7 +50,8 @@ from ordinance.commands.demo_pipeline import stricter  # noqa: E402
 from ordinance.keys import Keyring, generate  # noqa: E402
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir  # noqa: E402
 from ordinance.processors.audit.verify import verify_log  # noqa: E402
-from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
+from ordinance.processors.controller_loop import run_controller  # noqa: E402
+from ordinance.processors.policy_log import publish_bundle  # noqa: E402
 from ordinance.replay.source import LogSource  # noqa: E402
 from ordinance.replay.verify import verify  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402

@@ -50,9 +50,10 @@ sys.path.insert(0, str(HERE.parent))
 from soak import _policies, transfer_request  # noqa: E402  (shortened windows; traffic)
 
 from ordinance.policy.bundle import compile_bundle  # noqa: E402
+from ordinance.processors.controller_loop import run_controller  # noqa: E402
 from ordinance.processors.enforcer import Enforcer  # noqa: E402
 from ordinance.processors.enforcer_state import PartitionState  # noqa: E402
-from ordinance.processors.policy_log import publish_bundle, run_controller  # noqa: E402
+from ordinance.processors.policy_log import publish_bundle  # noqa: E402
 from ordinance.processors.state_cache import StateCache  # noqa: E402
 from ordinance.streams import Record, open_log  # noqa: E402
 from ordinance.streams.serde import Serde  # noqa: E402

@@ -33,8 +33,9 @@ from ordinance.policy.decision import Effect
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.proofs import check_proof, prove_request
 from ordinance.processors.audit.verify import verify_log
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
+from ordinance.processors.policy_log import append_change, publish_bundle
 from ordinance.streams import Log, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, topic_specs

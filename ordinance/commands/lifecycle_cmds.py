@@ -30,7 +30,8 @@ from ordinance.errors import OrdinanceError
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.errors import PolicyErrors
 from ordinance.policy.testing import run_tests
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 
 

@@ -24,10 +24,10 @@ from ordinance.identity.trust import TrustRoot
 from ordinance.keys import Signer
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.controller import DEFAULT_TARGET
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer, EnforcerReport
 from ordinance.processors.http_server import HttpServer
 from ordinance.processors.masking import Masking
-from ordinance.processors.policy_log import run_controller
 from ordinance.processors.serve_http import build_serve_app
 from ordinance.processors.supervisor import Supervisor
 from ordinance.streams import Log, open_log

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import Log, open_log
 from ordinance.streams.kafka_broker import LocalBroker, start_broker
 from ordinance.streams.serde import Decoded, Serde

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ordinance.cli import main
-from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import append_change, publish_bundle
 from ordinance.streams import open_log
 from tests.processors.test_controller import BUNDLE_ID, FILES
 from tests.processors.test_rollout import CANDIDATE, CANDIDATE_FILES, T0, _change

@@ -27,14 +27,10 @@ from ordinance.processors.controller import (
     bundle_key,
     target_key,
 )
+from ordinance.processors.controller_loop import ControllerKeyError, run_controller
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import NO_RULESET
-from ordinance.processors.policy_log import (
-    ControllerKeyError,
-    publish_bundle,
-    run_controller,
-    state_from_active,
-)
+from ordinance.processors.policy_log import publish_bundle, state_from_active
 from ordinance.streams import ConsumedRecord, Record, open_log
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import POLICY_ACTIVE, ensure_topics, topic_specs

@@ -10,7 +10,8 @@ import pytest
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.controller import ControllerState, apply_change, bundle_key, target_key
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import MONITOR_ALERTS, POLICY_ACTIVE, topic_specs

@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState, decide
-from ordinance.processors.policy_log import publish_bundle, run_controller
-from ordinance.streams import Record, open_log
+from ordinance.processors.policy_log import publish_bundle
+from ordinance.streams import Log, Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
 
@@ -102,28 +104,36 @@ def _check(url: str) -> None:
         assert max(counts.values()) == 1, [rid for rid, n in counts.items() if n > 1]
         # the killed enforcers really were deciding when they died
         assert len({d["enforcer_id"] for d in decisions}) >= 3
-        # From scratch: the same actions, in partition order, through the same decide().
-        recomputed: dict[str, str] = {}
-        states: dict[int, PartitionState] = {}
-        for record in log.read_to_end(SPECS[AGENT_ACTIONS].name):
-            state = states.setdefault(
-                record.partition, PartitionState(record.partition, bundle_id=ruleset.bundle_id)
-            )
-            datum = decide(
-                state,
-                ruleset,
-                serde.decode_record(record, expect={"ActionRequest"}),
-                action_offset=record.offset,
-                agent_key=record.key,
-                enforcer_id="recompute",
-                evaluated_at=datum_time(),
-            )
-            if datum is not None:
-                state.fold("Decision", datum, record.offset)
-                recomputed[datum["request_id"]] = datum["effect"]
+        recomputed = recompute_effects(log, ruleset)
     logged = {d["request_id"]: d["effect"] for d in decisions}
     assert logged == recomputed
     assert Counter(logged.values())["deny"] > 0 and Counter(logged.values())["allow"] > 0
+
+
+def recompute_effects(log: Log, ruleset: Ruleset) -> dict[str, str]:
+    """From scratch: every action on the log, in partition order, through the same decide()
+    with a fresh state per partition (so budgets count each request once); request id ->
+    effect. Shared with the freeze test (test_enforcer_freeze.py)."""
+    serde = Serde()
+    recomputed: dict[str, str] = {}
+    states: dict[int, PartitionState] = {}
+    for record in log.read_to_end(SPECS[AGENT_ACTIONS].name):
+        state = states.setdefault(
+            record.partition, PartitionState(record.partition, bundle_id=ruleset.bundle_id)
+        )
+        datum = decide(
+            state,
+            ruleset,
+            serde.decode_record(record, expect={"ActionRequest"}),
+            action_offset=record.offset,
+            agent_key=record.key,
+            enforcer_id="recompute",
+            evaluated_at=datum_time(),
+        )
+        if datum is not None:
+            state.fold("Decision", datum, record.offset)
+            recomputed[datum["request_id"]] = datum["effect"]
+    return recomputed
 
 
 def datum_time() -> dt.datetime:

@@ -22,6 +22,7 @@ from ordinance.identity.signing import AGENT_KEY_ENV, KEY_HEADER, SIGNATURE_HEAD
 from ordinance.keys import Keyring, generate
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.audit.verify import verify_log
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.identity_gate import (
     AGENT_REVOKED,
@@ -29,7 +30,7 @@ from ordinance.processors.identity_gate import (
     UNKNOWN_AGENT,
     WRONG_TARGET,
 )
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.processors.state_cache import StateCache
 from ordinance.replay.findings import VerifyReport
 from ordinance.replay.source import open_source

@@ -18,9 +18,10 @@ from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.ruleset import Ruleset
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.verify import verify_log
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.enforcer_state import PartitionState, decide
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.replay.source import LogSource
 from ordinance.replay.verify import verify as replay_verify
 from ordinance.streams import Log, Record, open_log, partition_for

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.controller import ControllerState, apply_change
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import append_change, publish_bundle, run_controller
+from ordinance.processors.policy_log import append_change, publish_bundle
 from ordinance.processors.rollout import canary_bucket, in_canary
 from ordinance.replay.source import open_source
 from ordinance.replay.verify import verify

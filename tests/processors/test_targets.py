@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer, TargetConflictError
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, ensure_topics

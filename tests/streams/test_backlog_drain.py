@@ -25,8 +25,9 @@ import pytest
 from streams_helpers import sqlite_url
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import Record, open_log
 from ordinance.streams.kafka_broker import LocalBroker
 from ordinance.streams.serde import Serde

@@ -21,8 +21,9 @@ from ordinance.identity.records import identity_datum, key_entry, signed_identit
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.topics import DEFAULT_PREFIX, IDENTITY_REGISTRY, ensure_topics
 from tests.identity.helpers import new_signer

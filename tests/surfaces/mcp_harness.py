@@ -28,8 +28,9 @@ from mcp.client.stdio import StdioServerParameters
 from ordinance.identity.trust import TrustRoot
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.processors.approvals import answer, pending_approvals
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import ensure_topics, topic_specs

@@ -162,7 +162,8 @@ def test_cli_diff_takes_bundle_ids_from_the_log(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from ordinance.policy.bundle import compile_bundle, read_bundle_dir
-    from ordinance.processors.policy_log import publish_bundle, run_controller
+    from ordinance.processors.controller_loop import run_controller
+    from ordinance.processors.policy_log import publish_bundle
     from ordinance.streams import open_log
 
     old, new = bundle(tmp_path, "old", RULES_OLD), bundle(tmp_path, "new", RULES_NEW)

@@ -26,7 +26,8 @@ from ordinance.processors.audit.query import (
     iso,
     query,
 )
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.controller_loop import run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from tests.processors.test_controller import BUNDLE_ID, FILES
 from tests.processors.test_rollout import (

@@ -15,8 +15,9 @@ from typing import Any
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.ruleset import Ruleset
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import Log, partition_for
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs

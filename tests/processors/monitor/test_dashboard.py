@@ -24,13 +24,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.http_server import HttpServer
 from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.dashboard import PAGE, page
 from ordinance.processors.monitor.fold import alert_datum
 from ordinance.processors.monitor.http import build_app
 from ordinance.processors.monitor.runner import AutoRollback, Monitor
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import Log, open_log
 from tests.processors.http_client import http_get
 from tests.processors.monitor.helpers import (
