@@ -99,7 +99,8 @@ class LogSource:
     def __init__(self, log: Log, prefix: str = DEFAULT_PREFIX) -> None:
         self.log = log
         self.prefix = prefix
-        self._embedded = log.url.startswith("sqlite:")
+        # Logs whose end offsets are exact (no transaction markers): read_to_end suffices.
+        self._embedded = log.url.startswith(("sqlite:", "memory:"))
 
     @property
     def label(self) -> str:
