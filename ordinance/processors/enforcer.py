@@ -502,8 +502,9 @@ class Enforcer(ProcessorBase):
             return []
         return [Task(CACHE_SAVE_INTERVAL_S, self._save_states, settled=True)]
 
-    def finish(self) -> None:
+    def finish(self) -> list[Emit]:
         self._save_states()
+        return []
 
     def _save_states(self) -> None:
         """Snapshot every owned partition's state with the offset it reflects: what changed

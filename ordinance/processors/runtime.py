@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,7 +71,7 @@ class Task:
     first (a snapshot must not hold what the log may still lose)."""
 
     every_s: float
-    run: Callable[[], None]
+    run: Callable[[], Sequence[Emit] | None]  # what it writes goes through the outbox
     settled: bool = False
     last: float = field(default_factory=time.monotonic)
 
@@ -107,7 +107,7 @@ class Processor(Protocol):
     def finished(self) -> bool:
         """Whether the processor is done with its input (a bounded run)."""
 
-    def finish(self) -> None:
+    def finish(self) -> Sequence[Emit]:
         """Last work once the outbox is settled (a final snapshot, final signatures)."""
 
 
@@ -139,8 +139,8 @@ class ProcessorBase:
     def finished(self) -> bool:
         return False
 
-    def finish(self) -> None:
-        return None
+    def finish(self) -> Sequence[Emit]:
+        return ()
 
 
 @dataclass
@@ -188,6 +188,9 @@ class Runtime:
             outbox = self.log.outbox(consumer)
             resources.callback(outbox.close)
             tasks = list(processor.tasks())
+            # A consumer without a group has no committed position: the processor
+            # rebuilds its own (the checkpointer from its checkpoints).
+            commits = consumer.group is not None
             assigned: frozenset[TopicPartition] = frozenset()  # none handed over yet
             last_activity = self.monotonic()
             while not (stop is not None and stop.is_set()) and not processor.finished():
@@ -201,7 +204,7 @@ class Runtime:
                     processor.rebalanced(set(now_assigned - assigned), set(assigned - now_assigned))
                     assigned = now_assigned
                 processor.between_batches()
-                self._process(outbox, records)
+                self._process(outbox, records, commits)
                 if not records:
                     outbox.settle()  # idle: commit what the last batches answered
                 now = self.monotonic()
@@ -209,7 +212,7 @@ class Runtime:
                     if now - task.last >= task.every_s:
                         if task.settled:
                             outbox.settle()
-                        task.run()
+                        self._send(outbox, task.run() or (), {})
                         task.last = self.monotonic()
                 # A rebalance (a takeover folding a long partition) is work, not idleness.
                 if records or changed or processor.busy():
@@ -217,9 +220,10 @@ class Runtime:
                 elif until_idle and now - last_activity > idle_s:
                     break
             outbox.settle()
-            processor.finish()
+            self._send(outbox, processor.finish(), {})
+            outbox.settle()
 
-    def _process(self, outbox: Outbox, records: Sequence[ConsumedRecord]) -> None:
+    def _process(self, outbox: Outbox, records: Sequence[ConsumedRecord], commits: bool) -> None:
         if not records:
             return
         processor = self.processor
@@ -235,8 +239,14 @@ class Runtime:
                 caused = self._failed(record, error)
             if caused is None:
                 continue  # not this processor's record (any more): not committed
-            offsets[record.position] = record.offset + 1
+            if commits:
+                offsets[record.position] = record.offset + 1
             emits.extend(caused)
+        self._send(outbox, emits, offsets)
+
+    @staticmethod
+    def _send(outbox: Outbox, emits: Sequence[Emit], offsets: Mapping[TopicPartition, int]) -> None:
+        """One outbox batch: the emits, with the input offsets they answer."""
         if not emits and not offsets:
             return
         callbacks = [(n, e.on_delivered) for n, e in enumerate(emits) if e.on_delivered]

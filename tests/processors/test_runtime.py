@@ -78,8 +78,9 @@ class Echo(ProcessorBase):
     def _tick(self) -> None:
         self.ticks += 1
 
-    def finish(self) -> None:
+    def finish(self) -> list[Emit]:
         self.events.append("finish")
+        return [Emit(OUT, Record(None, b"finished", (), 0))]
 
 
 def committed(log: Log, partition: int = 0) -> int | None:
@@ -93,7 +94,7 @@ def test_a_failing_record_is_answered_and_the_loop_goes_on(log: Log) -> None:
     echo = Echo()
     runtime = Runtime(log, echo)
     runtime.run(until_idle=True, idle_s=0.3)
-    assert out_values(log) == [b"a", b"failed:boom", b"c"]
+    assert out_values(log) == [b"a", b"failed:boom", b"c", b"finished"]
     assert runtime.health.errors == 1
     assert (
         runtime.health.last_error is not None and "ValueError: a bug" in runtime.health.last_error
@@ -125,7 +126,7 @@ def test_a_record_that_is_not_the_processors_is_not_committed(log: Log) -> None:
     assert committed(log) is None
     put(log, b"b")
     Runtime(log, Echo()).run(until_idle=True, idle_s=0.3)
-    assert out_values(log) == [b"b"]
+    assert out_values(log) == [b"finished", b"b", b"finished"]
     assert committed(log) == 2
 
 

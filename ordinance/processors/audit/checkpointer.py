@@ -16,6 +16,7 @@ signed as a leaf like every record, and the chain goes on past it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -29,7 +30,8 @@ from ordinance.processors.audit.checkpoint import checkpoint_hash, signed
 from ordinance.processors.audit.fence import Ownership
 from ordinance.processors.audit.merkle import Frontier
 from ordinance.processors.audit.verify import latest, read_checkpoints
-from ordinance.streams import ConsumedRecord, Log, Position, Record, TopicPartition
+from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
+from ordinance.streams import ConsumedRecord, Consumer, Log, Position, Record, TopicPartition
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import (
     AGENT_DECISIONS,
@@ -70,7 +72,9 @@ class CheckpointerReport:
     alerts: list[str] = field(default_factory=list)
 
 
-class Checkpointer:
+class Checkpointer(ProcessorBase):
+    name = "checkpointer"
+
     def __init__(
         self,
         log: Log,
@@ -111,29 +115,39 @@ class Checkpointer:
     ) -> CheckpointerReport:
         """Follow the log until ``stop`` (or, with ``until_idle``, until nothing new arrived
         for ``idle_s``), then sign whatever is not yet covered."""
-        with self.log.consumer(None, relaxed=True) as reader:
-            reader.assign(
-                {TopicPartition(self.decisions, p): Position.BEGINNING for p in self.tails}
-            )
-            last_activity = time.monotonic()
-            while not (stop is not None and stop.is_set()):
-                records = reader.poll(max_records=2000, timeout=0.2)
-                for record in records:
-                    self._follow(record)
-                now = time.monotonic()
-                for tail in self.tails.values():
-                    if now - tail.signed_at >= self.every_seconds:
-                        self._sign(tail)
-                if records:
-                    last_activity = now
-                elif until_idle and now - last_activity > idle_s:
-                    break
-        for tail in self.tails.values():
-            self._sign(tail)
+        Runtime(self.log, self, max_records=2000, progress=self.progress).run(
+            stop=stop, until_idle=until_idle, idle_s=idle_s
+        )
         return self.report
 
-    def _follow(self, record: ConsumedRecord) -> None:
+    # -- steps (run by `runtime.Runtime`) --------------------------------------------------
+    def open(self, log: Log, resources: contextlib.ExitStack) -> Consumer:
+        # No group: the position is rebuilt from the checkpoints themselves.
+        reader = resources.enter_context(log.consumer(None, relaxed=True))
+        reader.assign({TopicPartition(self.decisions, p): Position.BEGINNING for p in self.tails})
+        return reader
+
+    def step(self, record: ConsumedRecord) -> list[Emit]:
+        return self._follow(record)
+
+    def tasks(self) -> list[Task]:
+        return [Task(0.0, self._sign_due)]
+
+    def _sign_due(self) -> list[Emit]:
+        now = time.monotonic()
+        return [
+            emit
+            for tail in self.tails.values()
+            if now - tail.signed_at >= self.every_seconds
+            for emit in self._sign(tail)
+        ]
+
+    def finish(self) -> list[Emit]:
+        return [emit for tail in self.tails.values() for emit in self._sign(tail)]
+
+    def _follow(self, record: ConsumedRecord) -> list[Emit]:
         tail = self.tails[record.partition]
+        emits: list[Emit] = []
         self.report.records += 1
         prev, own = stored_links(record.headers)
         fenced = False
@@ -144,13 +158,15 @@ class Checkpointer:
             if fenced:
                 tail.fenced += 1
             elif tail.broken is None:
-                self._break(tail, record, "its stored previous hash is not the partition's head")
+                emits += self._break(
+                    tail, record, "its stored previous hash is not the partition's head"
+                )
         link = tail.claimed if prev is None else prev
         before, tail.head = tail.head, record_hash(tail.head, record.key, record.value)
         # Untampered and unfenced, the chain and the position chain agree: hash once.
         mine = tail.head if link == before else record_hash(link, record.key, record.value)
         if tail.broken is None and own is not None and own != mine:
-            self._break(tail, record, "its bytes do not hash to the hash stored with it")
+            emits += self._break(tail, record, "its bytes do not hash to the hash stored with it")
         if not fenced:
             tail.claimed = mine
         tail.frontier.append(tail.head)
@@ -158,14 +174,19 @@ class Checkpointer:
             tail.first_offset = record.offset
         tail.last_offset = record.offset
         if tail.frontier.size == tail.signed_count and tail.frontier.root() != tail.signed_root:
-            self._break(tail, record, "the log no longer matches the latest signed checkpoint")
+            emits += self._break(
+                tail, record, "the log no longer matches the latest signed checkpoint"
+            )
         if tail.frontier.size - tail.signed_count >= self.every_records:
-            self._sign(tail)
+            emits += self._sign(tail)
+        return emits
 
-    def _sign(self, tail: _Tail) -> None:
+    def _sign(self, tail: _Tail) -> list[Emit]:
+        """The next checkpoint of ``tail``, counted as signed now: a write that fails ends
+        the run, and the restart reads back the checkpoints that did land."""
         tail.signed_at = time.monotonic()
         if tail.broken is not None or tail.frontier.size <= tail.signed_count:
-            return
+            return []
         assert tail.first_offset is not None
         unsigned: dict[str, Any] = {
             "partition": tail.partition,
@@ -179,20 +200,14 @@ class Checkpointer:
         }
         datum = signed(unsigned, self.signer)
         key = str(tail.partition).encode()
-        self.log.produce(
-            self.checkpoints,
-            [
-                Record(
-                    key, self.serde.encode("AuditCheckpoint", datum), (), int(self.clock() * 1000)
-                )
-            ],
-        )
+        value = self.serde.encode("AuditCheckpoint", datum)
         tail.signed_count = tail.frontier.size
         tail.signed_root = datum["merkle_root"]
         tail.last_checkpoint = checkpoint_hash(datum)
         self.report.checkpoints += 1
+        return [Emit(self.checkpoints, Record(key, value, (), int(self.clock() * 1000)))]
 
-    def _break(self, tail: _Tail, record: ConsumedRecord, why: str) -> None:
+    def _break(self, tail: _Tail, record: ConsumedRecord, why: str) -> list[Emit]:
         tail.broken = f"decisions partition {tail.partition}, offset {record.offset}: {why}"
         message = f"chain broken at {tail.broken}; checkpointing of the partition stopped"
         self.report.alerts.append(message)
@@ -207,7 +222,5 @@ class Checkpointer:
             "at": dt.datetime.fromtimestamp(self.clock(), dt.UTC),
             "details": {"partition": tail.partition, "offset": record.offset},
         }
-        self.log.produce(
-            self.alerts,
-            [Record(b"audit", self.serde.encode("Alert", datum), (), int(self.clock() * 1000))],
-        )
+        value = self.serde.encode("Alert", datum)
+        return [Emit(self.alerts, Record(b"audit", value, (), int(self.clock() * 1000)))]
