@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ordinance.policy.decision import Decision
-from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log
+from ordinance.processors.audit.index_follow import index_log
+from ordinance.processors.audit.indexer import AuditIndex, DecisionRow
 from ordinance.processors.audit.query import QueryFilter, build_sql, explain, iso, micros
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Serde

@@ -183,7 +183,8 @@ def cmd_index(
     log_url: str, index: str, *, follow: bool, prefix: str, as_json: bool, rebuild: bool = False
 ) -> int:
     from ordinance.commands.lifecycle_cmds import _stop_on_signals
-    from ordinance.processors.audit.indexer import index_log, remove_index
+    from ordinance.processors.audit.index_follow import index_log
+    from ordinance.processors.audit.indexer import remove_index
     from ordinance.streams import open_existing_log
 
     err = _stderr()
@@ -315,7 +316,7 @@ def cmd_query(args: argparse.Namespace, *, as_json: bool) -> int:
 
 
 def _refresh(log_url: str, index: str, prefix: str, err: Console) -> int:
-    from ordinance.processors.audit.indexer import index_log
+    from ordinance.processors.audit.index_follow import index_log
     from ordinance.streams import open_existing_log
 
     try:

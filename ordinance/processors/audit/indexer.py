@@ -28,38 +28,30 @@ and T2"); ``event_time`` is the agent's clock and is only stored.
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ordinance.closing import Closing
 from ordinance.errors import OrdinanceError
 from ordinance.processors.audit.chain import GENESIS, record_hash
-from ordinance.processors.audit.index_rows import DecisionRow, IndexReport, decision_rows, row_id
+from ordinance.processors.audit.index_rows import DecisionRow, IndexReport, row_id
 from ordinance.processors.audit.query import (  # the schema version lives with the queries,
     SCHEMA_VERSION,  # which check it too (`audit query` opens no log, loads no Avro)
     SHADOW_DISAGREES_EXPR,
     schema_mismatch,
     split_rule_id,
 )
-from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
-from ordinance.streams.errors import LogError
-from ordinance.streams.serde import Serde
+from ordinance.streams import ConsumedRecord
 from ordinance.streams.sqlite_store import write_txn
-from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
 # DecisionRow and IndexReport live in index_rows; callers import them from here.
 __all__ = [
-    "STALL_TIMEOUT_S",
     "AuditIndex",
     "DecisionRow",
     "Head",
     "IndexFileError",
     "IndexReport",
-    "decisions_topic",
-    "index_log",
     "record_digest",
     "remove_index",
     "row_id",
@@ -326,130 +318,3 @@ def remove_index(path: Path | str) -> bool:
         found |= target.exists()
         target.unlink(missing_ok=True)
     return found
-
-
-Progress = Callable[[IndexReport], None]
-STALL_TIMEOUT_S = 30.0
-
-
-def decisions_topic(prefix: str = DEFAULT_PREFIX) -> str:
-    return prefix + AGENT_DECISIONS
-
-
-def index_log(
-    log: Log,
-    index_path: Path | str,
-    *,
-    prefix: str = DEFAULT_PREFIX,
-    follow: bool = False,
-    stop: threading.Event | None = None,
-    progress: Progress | None = None,
-    progress_every_s: float = 1.0,
-    batch: int = 5000,
-    stall_timeout_s: float = STALL_TIMEOUT_S,
-) -> IndexReport:
-    """Index ``agent.decisions`` from where the index left off.
-
-    Without ``follow``: up to the end offsets seen when called, then return. With it:
-    until ``stop`` is set. Every partition of the topic is read by one ungrouped consumer,
-    so the indexer never joins (or disturbs) a consumer group."""
-    topic = decisions_topic(prefix)
-    partitions = log.partitions(topic)  # first: a log without the topic leaves no index file
-    serde = Serde()
-    report = IndexReport()
-    began = time.monotonic()
-    with AuditIndex(index_path, topic=topic) as index, log.consumer(None, relaxed=True) as consumer:
-        positions = {p: index.positions().get(p, 0) for p in partitions}
-        # Stored with the positions, so the rule applies across restarts without reading
-        # back to each partition's latest marker.
-        owners: dict[int, str | None] = dict(index.owners())
-        known_ends = log.end_offsets(topic)
-        _check_same_log(log, topic, positions, index.heads(), known_ends)
-        consumer.assign({TopicPartition(topic, p): AtOffset(o) for p, o in positions.items()})
-        ends = None if follow else known_ends
-        last_report = last_progress = time.monotonic()
-        unreported = False
-        while not (stop is not None and stop.is_set()):
-            if ends is not None and all(positions[p] >= ends.get(p, 0) for p in partitions):
-                break
-            records = consumer.poll(max_records=batch, timeout=0.2 if follow else 0.5)
-            moved = dict(positions)
-            heads: dict[int, Head] = {}
-            for record in records:
-                moved[record.partition] = max(moved[record.partition], record.offset + 1)
-                heads[record.partition] = Head(record.offset, record_digest(record))
-            rows = decision_rows(serde, records, report, owners)
-            # The consumer may have moved past records it does not hand out (the Kafka
-            # log's own end markers); adopt that, or a partition ending in one never ends.
-            for p in partitions:
-                moved[p] = max(moved[p], _consumer_position(consumer, TopicPartition(topic, p)))
-            now = time.monotonic()
-            if moved != positions:
-                report.indexed += index.write_batch(
-                    rows, {p: o for p, o in moved.items() if o != positions[p]}, heads, owners
-                )
-                positions = moved
-                last_progress = now
-                unreported = True
-            elif ends is not None and now - last_progress > stall_timeout_s:
-                raise LogError(
-                    f"{topic}: no progress towards the end offsets {ends} for "
-                    f"{stall_timeout_s:.0f}s (at {positions})"
-                )
-            # Only when something happened: a following indexer on a quiet log stays quiet.
-            if progress is not None and unreported and now - last_report >= progress_every_s:
-                report.seconds = now - began
-                progress(report)
-                last_report, unreported = now, False
-        report.seconds = time.monotonic() - began
-        if progress is not None and unreported and follow:
-            progress(report)  # the last lines' work, before a following indexer stops
-        report.total = index.count()
-        report.positions = dict(positions)
-    return report
-
-
-def _check_same_log(
-    log: Log,
-    topic: str,
-    positions: Mapping[int, int],
-    heads: Mapping[int, Head],
-    ends: Mapping[int, int],
-) -> None:
-    """Resume only on the log the index was built from: the last record the index read in
-    each partition must still be there, byte for byte. A log recreated at the same URL
-    (or a rewritten one) would otherwise be indexed on top of another log's rows."""
-    for p, position in positions.items():
-        if position > ends.get(p, 0):
-            raise IndexFileError(
-                f"the index has read partition {p} up to offset {position}, but the log "
-                f"ends at {ends.get(p, 0)}: not the log it was built from (--rebuild)"
-            )
-    wanted = {TopicPartition(topic, p): h for p, h in heads.items() if p in positions}
-    if not wanted:
-        return
-    with log.consumer(None) as reader:
-        reader.assign({tp: AtOffset(h.offset) for tp, h in wanted.items()})
-        deadline = time.monotonic() + STALL_TIMEOUT_S
-        while wanted and time.monotonic() < deadline:
-            for record in reader.poll(max_records=len(wanted), timeout=0.5):
-                head = wanted.get(record.position)
-                if head is None:
-                    continue  # a partition already checked
-                if record.offset != head.offset or record_digest(record) != head.digest:
-                    raise IndexFileError(
-                        f"partition {record.partition} offset {head.offset} is not the "
-                        "record this index read there: not the log it was built from "
-                        "(--rebuild)"
-                    )
-                del wanted[record.position]
-    if wanted:
-        missing = ", ".join(f"{tp.partition}@{h.offset}" for tp, h in wanted.items())
-        raise IndexFileError(f"the records this index read last are gone ({missing})")
-
-
-def _consumer_position(consumer: Consumer, tp: TopicPartition) -> int:
-    try:
-        return int(consumer.position(tp))
-    except LogError:
-        return 0  # Kafka: unknown until the partition's first fetch; ours is then current

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ordinance import cli
-from ordinance.processors.audit.indexer import index_log
+from ordinance.processors.audit.index_follow import index_log
 from ordinance.processors.audit.query import QueryFilter, connect, explain, query
 from ordinance.streams import open_log
 

@@ -13,14 +13,8 @@ from typing import Any
 
 import pytest
 
-from ordinance.processors.audit.indexer import (
-    AuditIndex,
-    DecisionRow,
-    IndexFileError,
-    decisions_topic,
-    index_log,
-    remove_index,
-)
+from ordinance.processors.audit.index_follow import decisions_topic, index_log
+from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, IndexFileError, remove_index
 from ordinance.streams import Record, open_log
 from ordinance.streams.topics import ensure_topics
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from ordinance.processors.audit.indexer import AuditIndex, DecisionRow, index_log
+from ordinance.processors.audit.index_follow import index_log
+from ordinance.processors.audit.indexer import AuditIndex, DecisionRow
 from ordinance.processors.audit.query import (
     COLUMNS,
     QueryError,

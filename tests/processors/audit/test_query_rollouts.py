@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ordinance import cli
-from ordinance.processors.audit.indexer import index_log
+from ordinance.processors.audit.index_follow import index_log
 from ordinance.processors.audit.query import (
     COLUMNS,
     QueryError,
