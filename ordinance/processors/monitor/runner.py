@@ -11,7 +11,8 @@ Automatic rollback (docs/lifecycle.md): a ``canary_regression`` alert raised liv
 canary started with ``--auto-rollback`` makes the monitor append one signed ``rolled_back``
 event for the candidate on its target (`AutoRollback`: the monitor's principal, which needs
 the ``policy-approver`` role where the controller has a trust root), with the alert as its
-reason; the controller ends the canary and every enforcer swaps back at one offset. The
+reason — once the alert itself is on the log (its delivery triggers the event); the
+controller ends the canary and every enforcer swaps back at one offset. The
 alert is a function of the fold, so a replay of the same decisions raises it at the same
 offset; the event is written once per candidate and rollout by this process. (A monitor
 that dies between writing the event and committing its batch raises the alert again on
@@ -24,10 +25,14 @@ committed offsets with its input's end offsets (``lag``), and each decisions par
 decided-through action offset with the actions written (``silence``: actions waiting
 longer than ``silence.after_s`` with no decision). Those alerts open and resolve like the
 others.
+
+The loop is `runtime.Runtime`'s: records are steps, the readiness note and the liveness
+check are tasks; a session that fails starts over (`Monitor.run`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -40,6 +45,7 @@ from ordinance.processors.monitor.canary import CANARY_REGRESSION
 from ordinance.processors.monitor.config import MonitorConfig
 from ordinance.processors.monitor.fold import MonitorState, alert_datum, episode
 from ordinance.processors.policy_log import append_change
+from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
 from ordinance.streams import Log, Record
 from ordinance.streams.log import AtOffset, ConsumedRecord, Consumer, TopicPartition
 from ordinance.streams.serde import Decoded, Serde
@@ -86,7 +92,9 @@ class Health:
     started: float = 0.0
 
 
-class Monitor:
+class Monitor(ProcessorBase):
+    name = "monitor"
+
     def __init__(
         self,
         log: Log,
@@ -125,7 +133,8 @@ class Monitor:
         self._quiet_until: dict[int, int] = {}
         self._live_open: dict[tuple[str, str], dict[str, Any]] = {}
         self._waiting_since: dict[int, float] = {}
-        self._next_check = 0.0
+        self._until: Callable[[MonitorState], bool] | None = None
+        self._polled = False  # this session has polled at least once
         self.alerts_written = 0
 
     # -- the loop -----------------------------------------------------------------
@@ -161,50 +170,54 @@ class Monitor:
                 stop.wait(1.0)
 
     def _session(self, stop: threading.Event, until: Callable[[MonitorState], bool] | None) -> None:
-        group = None if self.read_only else MONITOR_GROUP
-        with self.log.consumer(group, relaxed=True) as consumer:
-            tps = [TopicPartition(self.decisions, p) for p in self.log.partitions(self.decisions)]
-            committed = consumer.committed(tps)
-            self._quiet_until = {tp.partition: committed[tp] or 0 for tp in tps}
-            consumer.assign({tp: AtOffset(0) for tp in tps})
-            outbox = None if self.read_only else self.log.outbox(consumer)
-            try:
-                while not stop.is_set():
-                    self._step(consumer, outbox)
-                    if until is not None and until(self.state):
-                        break
-            finally:
-                if outbox is not None:
-                    outbox.close()
+        self._until = until
+        Runtime(self.log, self, max_records=2000, progress=self.progress).run(stop=stop)
 
-    def _step(self, consumer: Consumer, outbox: Any) -> None:
-        records = consumer.poll(max_records=2000, timeout=0.2)
-        outputs: list[tuple[str, Record]] = []
-        offsets: dict[TopicPartition, int] = {}
-        live: list[dict[str, Any]] = []
+    # -- steps (run by `runtime.Runtime`) --------------------------------------------
+    def open(self, log: Log, resources: contextlib.ExitStack) -> Consumer:
+        """Every decisions partition from its start, folded quietly up to the group's
+        committed position (those alerts were written by an earlier session); a
+        read-only monitor has no group, so it commits nothing."""
+        self._polled = False
+        group = None if self.read_only else MONITOR_GROUP
+        consumer = resources.enter_context(log.consumer(group, relaxed=True))
+        tps = [TopicPartition(self.decisions, p) for p in log.partitions(self.decisions)]
+        committed = consumer.committed(tps)
+        self._quiet_until = {tp.partition: committed[tp] or 0 for tp in tps}
+        consumer.assign({tp: AtOffset(0) for tp in tps})
+        return consumer
+
+    def finished(self) -> bool:
+        # ``until`` is asked after a poll (and its checks), never before the first.
+        return self._polled and self._until is not None and self._until(self.state)
+
+    def before_poll(self) -> None:
+        self._polled = True
         with self.lock:
             self.health.last_poll = self.clock()
             self.health.error = None
-            for record in records:
-                offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-                raised = self._fold(record)
-                if record.offset >= self._quiet_until.get(record.partition, 0):
-                    live += raised
-                    outputs += [self._record(alert) for alert in raised]
-            # Ready once every partition is folded up to what was committed before.
+
+    def step(self, record: ConsumedRecord) -> list[Emit] | None:
+        with self.lock:
+            raised = self._fold(record)
+        if record.offset < self._quiet_until.get(record.partition, 0):
+            return None  # written by an earlier session; never move a commit backwards
+        if self.read_only:
+            return []
+        self.alerts_written += len(raised)
+        return [self._emit(alert) for alert in raised]
+
+    def tasks(self) -> list[Task]:
+        # The first liveness check comes with the first poll, then every check_every_s.
+        liveness = Task(self.check_every_s, self._check_liveness, last=float("-inf"))
+        return [Task(0.0, self._note_ready), liveness]
+
+    def _note_ready(self) -> None:
+        # Ready once every partition is folded up to what was committed before.
+        with self.lock:
             self.health.ready = self.health.ready or all(
                 self.state.positions.get(p, 0) >= end for p, end in self._quiet_until.items()
             )
-        # Only offsets past what was committed before: never move a commit backwards.
-        fresh = {tp: o for tp, o in offsets.items() if o > self._quiet_until.get(tp.partition, 0)}
-        if outbox is not None and (outputs or fresh):
-            outbox.send(outputs, fresh)
-            self.alerts_written += len(outputs)
-            for alert in live:
-                self._maybe_roll_back(alert)
-        if self.clock() >= self._next_check:
-            self._next_check = self.clock() + self.check_every_s
-            self._check_liveness()
 
     def _fold(self, record: ConsumedRecord) -> list[dict[str, Any]]:
         """Fold one decisions record (the caller holds ``lock``); the alerts it raises. An
@@ -261,13 +274,17 @@ class Monitor:
             f"(policy.changes offset {change_offset}) for {alert['alert_id']}"
         )
 
-    def _record(self, alert: dict[str, Any]) -> tuple[str, Record]:
+    def _emit(self, alert: dict[str, Any]) -> Emit:
+        """The alert's record; once it is on the log, the rollback it may ask for."""
         value = self.serde.encode("Alert", alert)
-        return self.alerts_topic, Record(str(alert["kind"]).encode(), value, (), _ms(alert["at"]))
+        record = Record(str(alert["kind"]).encode(), value, (), _ms(alert["at"]))
+        return Emit(self.alerts_topic, record, lambda _where: self._maybe_roll_back(alert))
 
     # -- liveness (clock-based, outside the fold) ---------------------------------
 
-    def _check_liveness(self) -> None:
+    def _check_liveness(self) -> list[Emit]:
+        """Compare the groups' committed offsets with their inputs' ends; the lag and
+        silence alerts that open or close (none written by a read-only monitor)."""
         now = self.clock()
         lag: dict[str, int] = {}
         for group, topic_key in WATCHED_GROUPS:
@@ -311,9 +328,10 @@ class Monitor:
             alerts += self._live(
                 SILENCE, str(partition), firing, not waiting, now, message, evidence
             )
-        if alerts and not self.read_only:
-            self.log.produce(self.alerts_topic, [self._record(a)[1] for a in alerts])
-            self.alerts_written += len(alerts)
+        if self.read_only:
+            return []
+        self.alerts_written += len(alerts)
+        return [self._emit(alert) for alert in alerts]
 
     def _live(
         self,
