@@ -27,15 +27,14 @@ from ordinance.commands.demo_identity import (
     DemoIdentities,
     demo_identities,
 )
+from ordinance.errors import OrdinanceError
 from ordinance.keys import Keyring, Signer, generate
 from ordinance.policy.bundle import compile_bundle
 from ordinance.policy.decision import Effect
-from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.proofs import check_proof, prove_request
 from ordinance.processors.audit.verify import verify_log
-from ordinance.processors.controller_loop import run_controller
-from ordinance.processors.enforcer import Enforcer
 from ordinance.processors.policy_log import append_change, publish_bundle
+from ordinance.processors.service import ServeOptions, ServeOutcome, serve
 from ordinance.streams import Log, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_DECISIONS, topic_specs
@@ -217,36 +216,25 @@ def run_pipeline(
         run.trust_file = ids.trust_file
         _publish_approved(publisher, files, old_id, ids, "the example policies")
 
-    def controller() -> None:
-        with open_log(url) as log:
-            run_controller(log, stop=stop, trust=ids.trust, signer=ids.signers[DEMO_CONTROLLER])
-
-    enforcer_report: dict[str, int] = {}
-
-    def enforcer() -> None:
-        with open_log(url) as log:
-            enforcer = Enforcer(
-                log, enforcer_id="demo-enforcer", progress=progress, trust=ids.trust
-            )
-            report = enforcer.run(stop=stop)
-            enforcer_report.update(vars(report))
-
-    threads = [
-        threading.Thread(target=controller, daemon=True),
-        threading.Thread(target=enforcer, daemon=True),
-    ]
+    checkpoint_signer = None
     if keys_dir is not None:
         if not (keys_dir / "signing.pem").exists():  # a rerun on the same log keeps its key
             generate(keys_dir / "signing.pem", keys_dir / "keyring.json")
-        signer = Signer.from_file(keys_dir / "signing.pem")
-
-        def checkpointer() -> None:
-            with open_log(url) as log:
-                Checkpointer(log, signer, every_records=50, every_seconds=1.0).run(stop=stop)
-
-        threads.append(threading.Thread(target=checkpointer, daemon=True))
-    for thread in threads:
-        thread.start()
+        checkpoint_signer = Signer.from_file(keys_dir / "signing.pem")
+    # What `ordinance serve` runs: the controller, the enforcer and (with keys) the
+    # checkpointer, each supervised, in this process.
+    options = ServeOptions(
+        url,
+        enforcer_id="demo-enforcer",
+        trust=ids.trust,
+        controller_signer=ids.signers[DEMO_CONTROLLER],
+        checkpoint_signer=checkpoint_signer,
+    )
+    outcomes: list[ServeOutcome] = []
+    service = threading.Thread(
+        target=lambda: outcomes.append(serve(options, stop, progress)), daemon=True
+    )
+    service.start()
     try:
         # Agents start once the first bundle is in force (before that every answer is a
         # fail-closed deny with code no_ruleset, which is correct but not the point here).
@@ -268,9 +256,13 @@ def run_pipeline(
             asyncio.run(_drive(clients, run, "after", _intents(rng, intents_per_phase), tick))
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(timeout=15)
-    run.enforcer = enforcer_report
+        service.join(timeout=45)
+    if not outcomes:
+        raise OrdinanceError("the demo's processors did not stop within 45 s")
+    outcome = outcomes[0]
+    if outcome.failure is not None:
+        raise OrdinanceError(f"the demo's {outcome.failed} stopped: {outcome.failure}")
+    run.enforcer = vars(outcome.report)
     if keys_dir is not None:
         run.audit = _audit(url, Keyring.from_file(keys_dir / "keyring.json"))
     return run
