@@ -8,12 +8,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ordinance.identity.signing import PrincipalSigner
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors import enforcer as enforcer_module
 from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.enforcer_state import NO_RULESET, UNDECODABLE
+from ordinance.processors.enforcer_state import INTERNAL_ERROR, NO_RULESET, UNDECODABLE
 from ordinance.processors.policy_log import publish_bundle
+from ordinance.replay.source import open_source
+from ordinance.replay.verify import verify
 from ordinance.streams import Record, open_log
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, ensure_topics, topic_specs
@@ -105,6 +110,42 @@ def test_fail_closed_before_any_bundle(log_url: str) -> None:
     enforce(url)
     [(_, _, d)] = [x for x in decisions_log(url) if x[1] == "Decision"]
     assert (d["effect"], d["code"]) == ("deny", NO_RULESET)
+
+
+def test_an_enforcer_bug_on_one_action_is_an_internal_error_deny(
+    log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime's guard: ``decide`` raising (a bug, simulated) on r2 makes r2 a deny
+    ``internal_error`` naming it; r1 and r3 around it are decided as always, and a re-send
+    of r2 is not decided a second time."""
+    url = log_url
+    publish_at(url, EXAMPLES)
+    send(url, transfer("r1", "50", 0), transfer("r2", "50", 1), transfer("r3", "50", 2))
+    real = enforcer_module.decide
+
+    def buggy(state: Any, ruleset: Any, decoded: Any, **kw: Any) -> dict[str, Any] | None:
+        if isinstance(decoded, Decoded) and decoded.value["request_id"] == "r2":
+            raise KeyError("simulated bug")
+        return real(state, ruleset, decoded, **kw)
+
+    monkeypatch.setattr(enforcer_module, "decide", buggy)
+    with open_log(url) as log:
+        report = run_caught_up(Enforcer(log, clock=lambda: T0))
+    assert report.internal_errors == 1 and report.decided == 2
+    send(url, transfer("r2", "50", 1))  # re-sent: r2 already has its (deny) decision
+    enforce(url)
+    decisions = [d for _, n, d in decisions_log(url) if n == "Decision"]
+    assert [d["request_id"] for d in decisions] == ["r1", "r2", "r3"]
+    r2 = decisions[1]
+    assert (r2["effect"], r2["code"]) == ("deny", INTERNAL_ERROR)
+    assert "KeyError: 'simulated bug'" in r2["detail"]
+    assert decisions[0]["effect"] == decisions[2]["effect"] == "allow"
+    # Policy alone does not produce that deny: replay says so, on r2 only.
+    source, log = open_source(url, None)
+    assert log is not None
+    with log:
+        report = verify(source)
+    assert [(f.kind, f.request_id) for f in report.findings] == [("decision_mismatch", "r2")]
 
 
 def test_round_trip_dedupe_undecodable_swap_and_restart(log_url: str, tmp_path: Path) -> None:
