@@ -1,5 +1,5 @@
 """Recorded traffic without a broker: actions decided by the enforcer's own ``decide`` and
-``fold`` (what `Enforcer._process` does per record), held as encoded records in memory —
+``fold`` (what `Enforcer.step` does per action; replay verify re-decides with the same two), held as encoded records in memory —
 and an oracle that evaluates requests directly with brute-force window sums."""
 
 from __future__ import annotations
