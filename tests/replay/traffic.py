@@ -1,6 +1,7 @@
 """Recorded traffic without a broker: actions decided by the enforcer's own ``decide`` and
-``fold`` (what `Enforcer.step` does per action; replay verify re-decides with the same two), held as encoded records in memory —
-and an oracle that evaluates requests directly with brute-force window sums."""
+``fold`` (what `Enforcer.step` does per action; replay verify re-decides with the same
+two), held as encoded records in memory — and an oracle that evaluates requests directly
+with brute-force window sums."""
 
 from __future__ import annotations
 
