@@ -9,6 +9,7 @@ output records and its consumed offsets land in one transaction.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import struct
 import time
@@ -110,7 +111,18 @@ def open_error(path: Path, exc: sqlite3.Error, waited_s: float) -> LogError:
             f"the embedded log at {path} is locked by another process"
             f" (gave up after {waited_s:g}s): {exc}"
         )
-    return LogError(f"cannot open the embedded log at {path}: {exc}")
+    return LogError(f"cannot open the embedded log at {path}: {exc}{_read_only_note(path)}")
+
+
+def _read_only_note(path: Path) -> str:
+    # On a filesystem mounted read-only SQLite says only "unable to open database file"
+    # (a WAL database needs its -shm file writable) about a file that is plainly there:
+    # name the cause, for /healthz and for whoever reads the message.
+    try:
+        read_only = os.statvfs(path.absolute().parent).f_flag & os.ST_RDONLY
+    except OSError:
+        return ""
+    return " (its filesystem is mounted read-only)" if read_only else ""
 
 
 def connect(

@@ -16,10 +16,11 @@ from ordinance.processors import supervisor as sup
 from ordinance.processors.supervisor import Supervisor
 from ordinance.streams import Log, Record, open_log
 from ordinance.streams.errors import LogError
-from ordinance.streams.serde import Decoded, Serde
-from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, topic_specs
+from ordinance.streams.serde import Serde
+from ordinance.streams.topics import AGENT_ACTIONS, topic_specs
 from tests.commands.test_service_signals import started, wait_ready
 from tests.processors.http_client import http_get
+from tests.processors.serve_process import decision_ids, serve_config
 from tests.processors.test_enforcer import EXAMPLES, T0, publish, transfer
 
 SPECS = topic_specs()
@@ -77,25 +78,12 @@ def test_a_failure_that_is_not_the_storage_stops_everything(tmp_path: Path) -> N
     ]
 
 
-def _decisions(url: str) -> list[str]:
-    serde = Serde()
-    with open_log(url) as log:
-        return [
-            d.value["request_id"]
-            for r in log.read_to_end(SPECS[AGENT_DECISIONS].name)
-            if isinstance(d := serde.decode_record(r), Decoded) and d.name == "Decision"
-        ]
-
-
 def test_serve_rides_out_a_locked_log_and_decides_what_came_meanwhile(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     # Writers give up on a held lock after 0.3 s, so the lock is a storage failure here.
     url = f"sqlite:///{db}?busy_timeout_s=0.3&session_timeout_ms=2000&heartbeat_interval_ms=200"
     publish(url, EXAMPLES)
-    config = tmp_path / "ordinance.yaml"
-    config.write_text(
-        f"log: {url}\nserve:\n  http: 127.0.0.1:0\n  max_clock_skew: off\n  dedupe_horizon: off\n"
-    )
+    config = serve_config(tmp_path, url)
     serde = Serde()
     with started("serve", config) as serve:
         base = serve.base_url("metrics and health on http://")
@@ -123,9 +111,9 @@ def test_serve_rides_out_a_locked_log_and_decides_what_came_meanwhile(tmp_path: 
                 ],
             )
         deadline = time.monotonic() + 60
-        while len(set(_decisions(url))) < 20 and time.monotonic() < deadline:
+        while len(set(decision_ids(url))) < 20 and time.monotonic() < deadline:
             time.sleep(0.2)
-        decided = _decisions(url)
+        decided = decision_ids(url)
         assert sorted(decided) == sorted(f"m{i}" for i in range(20))  # each exactly once
         assert serve.child.poll() is None  # the same process, never restarted by hand
         deadline = time.monotonic() + 30
