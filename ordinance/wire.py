@@ -13,10 +13,11 @@ import datetime as dt
 import hashlib
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from ordinance.jsonutil import canonical_json
 from ordinance.policy.decision import Decision
+from ordinance.streams import records
 
 
 def request_from_wire(datum: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,10 +92,10 @@ def request_to_wire(
     event_time: dt.datetime,
     client_id: str,
     reply_to: str | None = None,
-) -> dict[str, Any]:
+) -> records.ActionRequestIn:
     """A policy-shaped request as an ActionRequest datum (what an agent SDK publishes)."""
     agent = dict(request["agent"])
-    datum: dict[str, Any] = {
+    datum: records.ActionRequestIn = {
         "request_id": request_id,
         "agent": {
             "id": agent.pop("id"),
@@ -128,7 +129,7 @@ def content_ticket(datum: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(content)).hexdigest()
 
 
-def obligation_to_wire(obligation: Any) -> dict[str, Any]:
+def obligation_to_wire(obligation: Any) -> records.ObligationIn:
     if isinstance(obligation, Mapping) and len(obligation) == 1:
         ((kind, params),) = obligation.items()
         if isinstance(params, Mapping):
@@ -150,13 +151,15 @@ def decision_to_wire(
     args: Mapping[str, Any] | None = None,
     event_time: dt.datetime | None = None,
     approval_ticket: str | None = None,
-) -> dict[str, Any]:
+) -> records.DecisionIn:
     """A Decision datum; the hash-chain fields are left to the audit layer. ``tool`` and
     ``args`` are the canonical action, so the decision log alone rebuilds window state."""
     return {
         "request_id": request_id,
         "agent_id": agent_id,
-        "effect": decision.effect,
+        # A str in the policy engine, one of ALLOW, DENY, REQUIRE_APPROVAL; any other
+        # value is refused by Serde.encode (SchemaError), as before the types.
+        "effect": cast(records.Effect, decision.effect),
         "rule_ids": list(decision.rule_ids),
         "reasons": list(decision.reasons),
         "code": decision.code,

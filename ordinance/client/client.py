@@ -94,6 +94,7 @@ from ordinance.streams import (
     TopicPartition,
     open_log,
     partition_for,
+    records,
 )
 from ordinance.streams.errors import ProduceError
 from ordinance.streams.log import Headers
@@ -170,7 +171,7 @@ class _Reader:
     def stop(self) -> None:
         self._stop.set()
 
-    def _fenced(self, partition: int, datum: Mapping[str, Any]) -> bool:
+    def _fenced(self, partition: int, datum: records.Decision) -> bool:
         """A decision written after another enforcer's takeover marker: its writer had
         lost the partition (frozen, then resumed), the log's fold leaves it out and the
         owner decides the request itself, so it is no answer (`audit.fence`; the rule is
@@ -197,10 +198,12 @@ class _Reader:
                         decoded = engine.serde.decode_record(record, expect=_READ)
                         if not isinstance(decoded, Decoded):
                             continue
-                        datum = decoded.value
                         if decoded.name == _TAKEOVER:
-                            self.owners[record.partition] = datum["enforcer_id"]
-                        elif self._fenced(record.partition, datum):
+                            takeover = records.decoded_record(decoded, records.EnforcerTakeover)
+                            self.owners[record.partition] = takeover["enforcer_id"]
+                            continue
+                        datum = records.decoded_record(decoded, records.Decision)  # by _READ
+                        if self._fenced(record.partition, datum):
                             self.fenced += 1
                         else:
                             engine.answer(datum, record.partition)
@@ -249,7 +252,7 @@ class _Engine:
 
     # -- readers -------------------------------------------------------------------------
 
-    def answer(self, datum: Mapping[str, Any], partition: int) -> None:
+    def answer(self, datum: records.Decision, partition: int) -> None:
         request_id = datum["request_id"]
         with self._lock:
             item = self._pending.pop(request_id, None)
@@ -267,7 +270,7 @@ class _Engine:
                     self._follow_ups.popitem(last=False)  # the oldest unanswered approval
         _settle(item.future, decision)
 
-    def _follow_up_answer(self, datum: Mapping[str, Any], partition: int) -> None:
+    def _follow_up_answer(self, datum: records.Decision, partition: int) -> None:
         """Under the lock: settle a waiting approval with its follow-up decision."""
         waiting = self._follow_ups.get(datum["request_id"])
         if waiting is None or datum.get("approval_ticket") != waiting.ticket:

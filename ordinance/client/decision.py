@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordinance.policy.decision import ALLOW, DENY, REQUIRE_APPROVAL, Decision
+from ordinance.streams import records
 
 # Client-side codes: the enforcer never answered (or was never asked), so the client denies.
 CLIENT_TIMEOUT = "client_timeout"  # no decision arrived within the timeout
@@ -90,7 +91,7 @@ def client_deny(
     )
 
 
-def _obligation(wire: Mapping[str, Any]) -> Any:
+def _obligation(wire: records.Obligation) -> Any:
     # The policy shape back from the wire's {kind, params} (the inverse of
     # wire.obligation_to_wire): a bare kind when there are no parameters, the
     # scalar when params is the {"value": scalar} that wrapping made, else {kind: params}.
@@ -102,8 +103,9 @@ def _obligation(wire: Mapping[str, Any]) -> Any:
     return {wire["kind"]: params}
 
 
-def decision_from_wire(datum: Mapping[str, Any], action_partition: int | None) -> ClientDecision:
-    """A decoded Decision datum; an effect this client does not know reads as deny."""
+def decision_from_wire(datum: records.Decision, action_partition: int | None) -> ClientDecision:
+    """A decoded Decision datum; an effect this client does not know reads as deny. (The
+    ``.get`` fallbacks are for hand-made datums: a decoded one has every key.)"""
     effect = datum["effect"] if datum["effect"] in _EFFECTS else DENY
     return ClientDecision(
         effect,

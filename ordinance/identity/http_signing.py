@@ -271,14 +271,14 @@ def intent_body_problem(datum: Mapping[str, Any], body: bytes) -> str | None:
     try:
         intent = intent_from_body(body, signed=True)
         assert intent.request_id is not None and intent.event_time is not None
-        expected = request_to_wire(
+        signed_datum = request_to_wire(
             intent.request,
             request_id=intent.request_id,
             event_time=intent.event_time,
             client_id=str(datum.get("client_id") or ""),
             reply_to=datum.get("reply_to"),
         )
-        expected = _round_trip("ActionRequest", expected)
+        expected = _round_trip("ActionRequest", signed_datum)
         record = _round_trip("ActionRequest", datum)
     except Exception as exc:  # any failure to rebuild the request is a mismatch, never an allow
         return f"the signed body does not make this request: {exc}"

@@ -66,6 +66,7 @@ from ordinance.processors.rollout import (
 )
 from ordinance.processors.state_changes import StateChanges
 from ordinance.processors.state_horizon import STALE_REQUEST, Horizon
+from ordinance.streams import records
 from ordinance.streams.log import Headers
 from ordinance.streams.partitioner import partition_for
 from ordinance.streams.serde import Decoded, UndecodableRecord
@@ -255,7 +256,8 @@ def decide(
     tool: str = ""
     args: dict[str, Any] = {}
     key_id: str | None = None
-    arm, shadow = None, None
+    arm: str | None = None
+    shadow: records.ShadowVerdictIn | None = None
     refused = refusal(state, agent_id, agent_key, event_time, evaluated_at)
     if refused is None and state.identity is not None:
         verified = judge_intent(state.identity, datum, value, headers, verify, state.target)
@@ -305,7 +307,7 @@ def decide(
         # Recorded with the decision: a later policy swap cannot change what it needs.
         wire["approval_roles"] = list(decision.approval_roles)
         wire["approvals_required"] = decision.approvals_required
-    return wire
+    return dict(wire)  # the plain dict the enforcer masks, folds and encodes
 
 
 def internal_error_decision(
@@ -354,7 +356,7 @@ def _denied(
     if request_id in state.decided:
         return None
     decision = Decision(DENY, (), (detail,), (), state.bundle_id or "", code, detail)
-    return decision_to_wire(
+    wire = decision_to_wire(
         decision,
         request_id=request_id,
         agent_id=agent_id,
@@ -363,6 +365,7 @@ def _denied(
         action_offset=action_offset,
         policy_offset=state.policy_offset,
     )
+    return dict(wire)  # the plain dict the enforcer masks, folds and encodes
 
 
 def _shadow(
@@ -370,7 +373,7 @@ def _shadow(
     candidate: Ruleset | None,
     request: dict[str, Any],
     windows: AgentWindows,
-) -> dict[str, Any]:
+) -> records.ShadowVerdictIn:
     """The shadow bundle's verdict. Evaluation only reads the windows, so the enforced
     decision is the same with or without it."""
     wanted = state.candidate_bundle_id or ""

@@ -20,9 +20,9 @@ on nothing but the log, and replay finds the same split and the same shadow verd
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from ordinance.policy.decision import Decision
+from ordinance.streams import records
 
 STABLE = "stable"
 CANARY = "canary"
@@ -45,7 +45,7 @@ def in_canary(seed: str, agent_id: str, percent: int) -> bool:
     return canary_bucket(seed, agent_id) < percent * (_BUCKETS // 100)
 
 
-def shadow_verdict(decision: Decision) -> dict[str, Any]:
+def shadow_verdict(decision: Decision) -> records.ShadowVerdictIn:
     """The Decision's ``shadow`` field for what the shadow bundle answered."""
     return {
         "bundle_id": decision.bundle_id,

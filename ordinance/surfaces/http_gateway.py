@@ -39,7 +39,7 @@ from ordinance.identity.http_signing import (
 )
 from ordinance.policy.decision import REQUIRE_APPROVAL
 from ordinance.processors.approvals import publish_approval
-from ordinance.streams import Log, open_log, partition_for
+from ordinance.streams import Log, open_log, partition_for, records
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.streams.topics import AGENT_ACTIONS, AGENT_DECISIONS, DEFAULT_PREFIX
 
@@ -221,12 +221,11 @@ class Gateway:
         last: ClientDecision | None = None
         for record in self.log.read_to_end(topic, [partition]):
             decoded = self.serde.decode_record(record, expect={"Decision"})
-            if (
-                isinstance(decoded, Decoded)
-                and decoded.value["request_id"] == request_id
-                and decoded.value["agent_id"] == agent_id
-            ):
-                last = decision_from_wire(decoded.value, partition)
+            if not isinstance(decoded, Decoded):
+                continue
+            datum = records.decoded_record(decoded, records.Decision)
+            if datum["request_id"] == request_id and datum["agent_id"] == agent_id:
+                last = decision_from_wire(datum, partition)
         return last
 
     # -- approvals -----------------------------------------------------------------------

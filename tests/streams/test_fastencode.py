@@ -19,7 +19,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from avro_strategies import actions, decisions, text, times
+from avro_strategies import BOUNDS, actions, datums, decisions, text, times
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +27,6 @@ from ordinance.streams import serde as serde_module
 from ordinance.streams.errors import SchemaError
 from ordinance.streams.fastencode import Encoder, Unsure, build_encoder
 from ordinance.streams.serde import MAGIC, SchemaRegistry, Serde
-from ordinance.streams.values import VALUE_TYPE
 
 SLOW, FAST = Serde(fast=False), Serde()
 REGISTRY = SchemaRegistry()
@@ -45,69 +44,6 @@ def fastavro_body(name: str, datum: Any) -> bytes:
     out = io.BytesIO()
     fastavro.schemaless_writer(out, schema.parsed, wire)
     return out.getvalue()
-
-
-# Beyond avro_strategies' values: floats, tuples, decimals with exponents, the 64-bit and
-# one-byte bounds, strings with non-ASCII and astral characters.
-BOUNDS = [0, 63, 64, -64, -65, 2**31 - 1, 2**31, -(2**31) - 1, 2**63 - 1, 2**63, -(2**63)]
-BOUNDS += [-(2**63) - 1]
-LONGS = [n for n in BOUNDS if -(2**63) <= n < 2**63]
-unicode = st.text(st.characters(codec="utf-8"), max_size=12)
-wide_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.sampled_from(BOUNDS)
-    | unicode
-    | st.decimals(allow_nan=False, allow_infinity=False)
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.lists(inner, max_size=3).map(tuple)
-        | st.dictionaries(unicode, inner, max_size=3)
-    ),
-    max_leaves=10,
-)
-offsets = st.timedeltas(dt.timedelta(hours=-23), dt.timedelta(hours=23))
-aware_times = times | st.datetimes(timezones=st.just(dt.UTC) | st.builds(dt.timezone, offsets))
-
-
-def datums(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """Well-formed datums of a parsed schema, in the Python form ``Serde.encode`` takes;
-    fields with a default may be left out."""
-    if isinstance(schema, list):
-        return st.one_of([datums(branch, named) for branch in schema])
-    if isinstance(schema, str):
-        primitive = {
-            "null": st.none(),
-            "boolean": st.booleans(),
-            "int": st.integers(-(2**31), 2**31 - 1) | st.sampled_from([0, -1, 2**31 - 1]),
-            "long": st.integers(-(2**63), 2**63 - 1) | st.sampled_from(LONGS),
-            "string": unicode | text,
-            "bytes": st.binary(max_size=40),
-        }.get(schema)
-        return primitive if primitive is not None else datums(named[schema], named)
-    if schema.get("logicalType") == "timestamp-micros":
-        return aware_times
-    kind = schema["type"]
-    if kind in ("record", "enum"):
-        named[schema["name"]] = schema
-    if kind == "record" and schema["name"] == VALUE_TYPE:
-        return wide_values
-    if kind == "record":
-        fields = {f["name"]: datums(f["type"], named) for f in schema["fields"]}
-        optional = {f["name"] for f in schema["fields"] if "default" in f}
-        return st.fixed_dictionaries(
-            {k: v for k, v in fields.items() if k not in optional},
-            optional={k: v for k, v in fields.items() if k in optional},
-        )
-    if kind == "enum":
-        return st.sampled_from(schema["symbols"])
-    if kind == "array":
-        return st.lists(datums(schema["items"], named), max_size=3)
-    if kind == "map":
-        return st.dictionaries(unicode, datums(schema["values"], named), max_size=3)
-    return datums(kind, named)
 
 
 ANY_DATUM = st.one_of(
