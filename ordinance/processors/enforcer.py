@@ -64,6 +64,7 @@ from ordinance.processors.enforcer_state import (
 )
 from ordinance.processors.identity_gate import PreVerifier, RegistryTail, Verify
 from ordinance.processors.masking import Masking
+from ordinance.processors.ownership import OwnershipWatch
 from ordinance.processors.rollout import CANARY, STABLE
 from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
 from ordinance.processors.state_cache import StateCache
@@ -117,6 +118,7 @@ class EnforcerReport:
     replayed: int = 0  # decisions records folded during takeovers
     refused_policy: int = 0  # policy.active records not believed (`active_auth`)
     internal_errors: int = 0  # records the step failed on, answered fail-closed
+    retaken: int = 0  # partitions taken over again after a stale marker (`ownership`)
 
 
 class Enforcer(ProcessorBase):
@@ -195,6 +197,9 @@ class Enforcer(ProcessorBase):
         self._table: ActiveTable | None = None
         self._started = time.monotonic()
         self._verify: Verify = signature_valid
+        self.ownership = OwnershipWatch()  # a stale takeover marker after ours (`ownership`)
+        self._consumer: Consumer | None = None
+        self._rewound: set[TopicPartition] = set()
         self._compiled: dict[str, Ruleset | None] = {}
         self._held_back: set[int] = set()  # partitions refusing an older rollout (noted once)
 
@@ -334,6 +339,7 @@ class Enforcer(ProcessorBase):
             None, value, state.link(None, value), int(self.clock() * 1000), state.partition
         )
         [delivered] = self.log.produce(self.decisions, [record])
+        self.ownership.wrote(state.partition, delivered.offset)
         state.fold(schema, datum, delivered.offset)
         return delivered
 
@@ -409,6 +415,7 @@ class Enforcer(ProcessorBase):
                         self._refuse_another_targets(state)
                     state.fold(decoded.name, decoded.value, record.offset)
                     if mine:
+                        self.ownership.taken_over(partition, record.offset)
                         self.report.takeovers += 1
                         self.progress(
                             f"{self.enforcer_id}: took over partition {partition} at decisions offset {record.offset}"
@@ -466,6 +473,7 @@ class Enforcer(ProcessorBase):
         self._table = ActiveTable(reader, self.serde, guard, self._refused_policy)
         consumer = resources.enter_context(log.consumer(self.group))
         consumer.subscribe([self.actions, self.approvals])
+        self._consumer = consumer
         self._started = time.monotonic()
         return consumer
 
@@ -481,13 +489,57 @@ class Enforcer(ProcessorBase):
         writes: they land before the new markers, where they would otherwise count as
         the new owner's — same enforcer id); forget each one lost."""
         for partition in sorted(tp.partition for tp in lost if tp.topic == self.actions):
-            self.states.pop(partition, None)  # another member owns it now
-            if self.registry_tail is not None:
-                self.registry_tail.forget(partition)
+            self._drop(partition)  # another member owns it now
         for partition in sorted(tp.partition for tp in gained if tp.topic == self.actions):
             self.states[partition] = self._take_over(partition)
+            self._resume_actions(self.states[partition])
+
+    def _drop(self, partition: int) -> None:
+        self.states.pop(partition, None)
+        self.ownership.forget(partition)
+        if self.registry_tail is not None:
+            self.registry_tail.forget(partition)
+
+    def _resume_actions(self, state: PartitionState) -> None:
+        """Read the partition's actions from the first one no decision in force answers
+        (`PartitionState.actions_through`) when the committed position is past it — the
+        actions of decisions fenced by a stale marker; re-reading a decided one is
+        harmless (its request id is known)."""
+        assert self._consumer is not None
+        tp = TopicPartition(self.actions, state.partition)
+        # The committed offset, not the position: this poll may have read past it already.
+        committed = self._consumer.committed([tp]).get(tp)
+        if committed is not None and committed > state.actions_through:
+            self.progress(
+                f"{self.enforcer_id}: partition {state.partition}: reading actions again from "
+                f"offset {state.actions_through} (committed {committed}): the decisions after "
+                "it are not in force"
+            )
+            self._consumer.seek(tp, AtOffset(state.actions_through))
+            self._rewound.add(tp)
+
+    def settle_first(self) -> bool:
+        # Our writes landed after someone else's: know where every one of them landed
+        # before asking whether a takeover marker is among the others.
+        return self.ownership.suspect()
+
+    def rewound(self) -> set[TopicPartition]:
+        rewound, self._rewound = self._rewound, set()
+        return rewound
 
     def between_batches(self) -> None:
+        for partition in self.ownership.taken_from_us(self.log, self.decisions, self.serde):
+            if partition not in self.states:
+                continue
+            self.report.retaken += 1
+            self.progress(
+                f"{self.enforcer_id}: another enforcer's takeover marker landed after ours on "
+                f"partition {partition} (a stale one: the group gives the partition to us); "
+                "taking it over again"
+            )
+            self._drop(partition)
+            self.states[partition] = self._take_over(partition)
+            self._resume_actions(self.states[partition])
         for state in self.states.values():
             self._swap_if_needed(state)  # between two batches, never inside one
             self._sync_identity(state)
@@ -614,6 +666,8 @@ class Enforcer(ProcessorBase):
 
         def delivered(where: Delivered) -> None:
             state.offset = max(state.offset, where.offset)
+            if self.states.get(state.partition) is state:
+                self.ownership.wrote(state.partition, where.offset)
 
         return Emit(
             self.decisions,

@@ -127,6 +127,11 @@ class PartitionState:
     # The enforcer of the latest takeover marker: writes by any other are fenced.
     owner: str | None = None
     fenced: int = 0  # records not folded because they were fenced (`fenced_write`)
+    # One past the last agent.actions offset a folded decision answers: where a new owner
+    # resumes reading, whatever offset was committed (a decision that was committed but
+    # fenced — written after a stale takeover marker — is not in force; its action is
+    # read and decided again).
+    actions_through: int = 0
     windows: InMemoryWindows = field(init=False)
     # What changed since the state cache last saved this state (`state_changes`); None
     # when no cache holds it. Bookkeeping only: the fold never reads it.
@@ -173,6 +178,9 @@ class PartitionState:
                 else:
                     changes.ids_added += 1
             self.decided[request_id] = (event_time or evaluated_at).timestamp()
+            action_offset = datum.get("action_offset")
+            if action_offset is not None and action_offset >= self.actions_through:
+                self.actions_through = action_offset + 1
             if datum["effect"] == "require_approval" and datum.get("approval_ticket"):
                 self.pending[request_id] = datum
                 if changes is not None:

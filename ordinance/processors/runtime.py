@@ -13,7 +13,9 @@ partitions it reads without one) and answers each record with the records it cau
    the old assignment lands before anything the new one causes (the enforcer's takeover
    markers) — then ``rebalanced(gained, lost)``;
 4. ``between_batches()`` — control records that must sit between two batches, never
-   inside one (the enforcer's ruleset swaps and identity updates);
+   inside one (the enforcer's ruleset swaps and identity updates), after settling the
+   outbox when the processor asks (``settle_first``); records polled from partitions the
+   processor has just repositioned (``rewound``) are dropped, to be read again in order;
 5. ``prepare(records)`` then ``step(record)`` for each record, under the guard: a step that
    raises is answered by ``failed(record, error)`` (the enforcer denies the action with
    ``internal_error``), reported through ``progress`` and counted in ``errors`` — no
@@ -36,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,7 +92,15 @@ class Processor(Protocol):
 
     def rebalanced(self, gained: set[TopicPartition], lost: set[TopicPartition]) -> None: ...
 
+    def settle_first(self) -> bool:
+        """Whether everything sent must be acknowledged before ``between_batches`` (the
+        enforcer, when a write of its own landed after someone else's)."""
+
     def between_batches(self) -> None: ...
+
+    def rewound(self) -> Collection[TopicPartition]:
+        """Input partitions the processor repositioned since it was last asked: what this
+        poll brought from them is dropped, to be read again in order."""
 
     def prepare(self, records: Sequence[ConsumedRecord]) -> None: ...
 
@@ -120,8 +130,14 @@ class ProcessorBase:
     def rebalanced(self, gained: set[TopicPartition], lost: set[TopicPartition]) -> None:
         return None
 
+    def settle_first(self) -> bool:
+        return False
+
     def between_batches(self) -> None:
         return None
+
+    def rewound(self) -> Collection[TopicPartition]:
+        return ()
 
     def prepare(self, records: Sequence[ConsumedRecord]) -> None:
         return None
@@ -203,7 +219,12 @@ class Runtime:
                     outbox.settle()  # the old assignment's writes land first
                     processor.rebalanced(set(now_assigned - assigned), set(assigned - now_assigned))
                     assigned = now_assigned
+                if processor.settle_first():
+                    outbox.settle()
                 processor.between_batches()
+                rewound = processor.rewound()
+                if rewound:  # read again from where the processor put them
+                    records = [r for r in records if r.position not in rewound]
                 self._process(outbox, records, commits)
                 if not records:
                     outbox.settle()  # idle: commit what the last batches answered

@@ -39,7 +39,7 @@ from ordinance.processors.state_changes import SnapshotMark, StateChanges, Windo
 from ordinance.processors.state_horizon import Horizon
 
 # Bump when the layout or PartitionState's fields change: older snapshots are refused.
-FORMAT = 10
+FORMAT = 11
 _PICKLE = pickle.HIGHEST_PROTOCOL
 # The fields kept as entries of their own (or rebuilt), not in the header.
 _NOT_SCALAR = {"partition", "decided", "pending", "windows", "identity", "horizon", "changes"}

@@ -23,11 +23,12 @@ their decisions; on the embedded log the log itself refuses such writes (the com
 checks group ownership in the same transaction), so there a frozen enforcer's are not
 expected at all. On Kafka every run had some. The test prints how many appeared (``-s``).
 
-What the test found (`STALE_MARKER`, reproduced deterministically by the last test): a
-takeover marker can be written by an enforcer that has already lost the partition, and
-then the real owner's decisions are the fenced ones, and their actions are lost. Until
-that is fixed the two freeze tests are expected to fail with `LostDecision` (often on
-the embedded log, nearly always on Kafka); any other failed check still fails them."""
+What the test found (reproduced deterministically by the last test): a takeover marker
+can be written by an enforcer that has already lost the partition, and then the real
+owner's decisions were the fenced ones, and their actions lost (`LostDecision`: often on
+the embedded log, nearly always on Kafka). The owner now notices a marker after its own
+and takes the partition over again, reading the actions of its fenced decisions again
+(`processors/ownership.py`)."""
 
 from __future__ import annotations
 
@@ -421,22 +422,12 @@ def _read_decisions(log: Log) -> Decisions:
 
 
 class LostDecision(AssertionError):
-    """Actions without an effective decision: what a stale takeover marker causes today
-    (`STALE_MARKER`), kept apart so that every other failed check still fails the test."""
-
-
-#: The bug this test found (see the last test): an enforcer given a partition, frozen
-#: before it writes its takeover marker (or still writing markers for an assignment the
-#: group has already replaced), writes the marker after the new owner's. The log then
-#: names it owner: the real owner's next decisions are fenced, yet the real owner commits
-#: their actions, so the next takeover resumes after them and they are never decided (the
-#: client ignores the fenced answers and times out). Seen on both backends, on Kafka also
-#: without any freeze while two enforcers start together.
-STALE_MARKER = (
-    "a takeover marker written by an enforcer that has already lost the partition fences"
-    " the real owner, whose fenced decisions' actions are committed and never decided"
-    " again (issue 18, item 4; remove this mark once fixed)"
-)
+    """Actions without an effective decision: what a stale takeover marker caused before
+    the owner noticed it (`processors/ownership.py`). Seen on both backends, on Kafka also
+    without any freeze while two enforcers start together: an enforcer given a partition,
+    frozen before it writes its takeover marker (or still writing markers for an
+    assignment the group has already replaced), writes the marker after the new owner's;
+    the log names it owner, and the real owner's next decisions are fenced."""
 
 
 def _whereabouts(log: Log, missing: set[str], found: Decisions) -> str:
@@ -577,13 +568,11 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'log.db'}?session_timeout_ms=1500&heartbeat_interval_ms=100"
 
 
-@pytest.mark.xfail(raises=LostDecision, strict=False, reason=STALE_MARKER)
 def test_freeze_past_the_session_embedded(sqlite_url: str, tmp_path: Path) -> None:
     _run(sqlite_url, EMBEDDED, tmp_path)
 
 
 @pytest.mark.kafka
-@pytest.mark.xfail(raises=LostDecision, strict=False, reason=STALE_MARKER)
 def test_freeze_past_the_session_kafka(tmp_path: Path) -> None:
     from ordinance.streams.kafka_broker import start_broker
 
@@ -594,7 +583,6 @@ def test_freeze_past_the_session_kafka(tmp_path: Path) -> None:
 # -- the stale takeover marker -------------------------------------------------------------
 
 
-@pytest.mark.xfail(raises=LostDecision, strict=True, reason=STALE_MARKER)
 def test_a_takeover_marker_written_after_losing_the_partition_loses_no_decision(
     tmp_path: Path,
 ) -> None:
@@ -602,8 +590,9 @@ def test_a_takeover_marker_written_after_losing_the_partition_loses_no_decision(
     its takeover marker, and Y gets the partition (X's session expired) and decides on.
     X resumes and writes the marker it was about to write: by the log's rule X owns the
     partition now, so everything Y decides after it is fenced; Y, still the group's owner,
-    commits those actions, and a later owner resumes after them. Built on the embedded log
-    by writing X's marker while Y runs (nothing tells Y of it)."""
+    commits those actions, and a later owner resumed after them — unless Y notices the
+    marker after its own and takes the partition over again. Built on the embedded log
+    by writing X's marker while Y runs (nothing but the log tells Y of it)."""
     url = f"sqlite:///{tmp_path / 'log.db'}"
     files = read_bundle_dir(EXAMPLES)
     with open_log(url) as log:
