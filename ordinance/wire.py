@@ -159,7 +159,9 @@ def decision_to_wire(
         "agent_id": agent_id,
         # A str in the policy engine, one of ALLOW, DENY, REQUIRE_APPROVAL; any other
         # value is refused by Serde.encode (SchemaError), as before the types.
-        "effect": cast(records.Effect, decision.effect),
+        # A plain str, not the Effect member: the generated encoder takes exact types only
+        # (a subclass falls back to fastavro at ~40 µs a decision).
+        "effect": cast(records.Effect, str(decision.effect)),
         "rule_ids": list(decision.rule_ids),
         "reasons": list(decision.reasons),
         "code": decision.code,

@@ -377,7 +377,7 @@ def _record(
 ) -> dict[str, Any]:
     datum = dict(original)
     datum.update(
-        effect=effect,
+        effect=str(effect),  # exact str: the generated encoder's fast path
         code=code,
         reasons=list(original["reasons"]) if keep_reasons else [*original["reasons"], reason],
         detail=reason,

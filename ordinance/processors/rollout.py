@@ -49,7 +49,7 @@ def shadow_verdict(decision: Decision) -> records.ShadowVerdictIn:
     """The Decision's ``shadow`` field for what the shadow bundle answered."""
     return {
         "bundle_id": decision.bundle_id,
-        "effect": decision.effect,
+        "effect": str(decision.effect),  # exact str: the generated encoder's fast path
         "rule_ids": list(decision.rule_ids),
         "code": decision.code,
         "detail": decision.detail,
