@@ -116,8 +116,8 @@ def signature_valid(public: Ed25519PublicKey, value: bytes, signature: bytes) ->
     """Whether ``signature`` is ``public``'s Ed25519 signature over ``SIGNING_CONTEXT +
     value``. Checked by libsodium (PyNaCl) rather than OpenSSL: one verify per intent is
     the cost of identity, and libsodium's took 51 µs here against OpenSSL's 134–149 µs in
-    the same run — and releases the GIL, so the `PreVerifier`'s threads verify on both
-    cores (README, "Performance"). Same algorithm (RFC 8032); libsodium is the stricter
+    the same run (README, "Performance"); the `PreVerifier` runs it in a second process
+    beside the deciding thread. Same algorithm (RFC 8032); libsodium is the stricter
     of the two (it also refuses small-order keys and points), so nothing it accepts
     OpenSSL would refuse."""
     if len(signature) != SIGNATURE_BYTES:

@@ -62,9 +62,10 @@ from ordinance.processors.enforcer_state import (
     decide,
     internal_error_decision,
 )
-from ordinance.processors.identity_gate import PreVerifier, RegistryTail, Verify
+from ordinance.processors.identity_gate import RegistryTail, Verify
 from ordinance.processors.masking import Masking
 from ordinance.processors.ownership import OwnershipWatch
+from ordinance.processors.pre_verifier import PreVerifier
 from ordinance.processors.rollout import CANARY, STABLE
 from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
 from ordinance.processors.state_cache import StateCache

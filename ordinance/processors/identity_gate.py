@@ -35,9 +35,7 @@ the approvers so far; a refused one is a ``require_approval`` record with code
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +64,6 @@ from ordinance.identity.registry_log import fold_registry_record
 from ordinance.identity.signing import (
     Signature,
     SignatureError,
-    raw_signatures_valid,
     signature_of,
     signature_valid,
 )
@@ -445,116 +442,3 @@ class RegistryTail:
                 }
             )
         return updates
-
-
-#: Signatures per unit of work a worker takes (or the deciding thread takes back).
-VERIFY_CHUNK = 16
-#: A batch with fewer signatures is verified by the deciding thread alone: the worker
-#: process is started (once, ~0.5 s) only for traffic that gains from it.
-PARALLEL_FROM = 64
-
-
-@dataclass
-class _Chunk:
-    jobs: list[tuple[Ed25519PublicKey, bytes, bytes]]
-    future: Future[list[bool]] | None
-    verdicts: list[bool] | None = None
-
-
-class PreVerifier:
-    """Checks the signatures of a batch of intents in worker processes while the batch is
-    decided (Ed25519 verification dominates the cost of identity).
-
-    Processes, not threads: libsodium releases the GIL while it verifies, but a thread
-    that gave the GIL up waits for the busy deciding thread's switch interval to get it
-    back — measured here, a verify on a thread beside a thread running Python took
-    ~4.9 ms instead of 45 µs, so worker threads verified ~200 signatures/s. A process has
-    its own interpreter; it is sent raw key bytes, values and signatures.
-
-    `prepare` queues the batch's signatures in small chunks to ``workers - 1`` processes
-    (started on the first batch of at least `PARALLEL_FROM` signatures, with ``spawn``:
-    the enforcer has threads, and forking a process with threads can deadlock) and
-    returns at once; the deciding thread then asks `verify` in order and waits for each
-    chunk's verdicts — the worker verifies (~45 µs a signature) faster than the deciding
-    thread decides, so it stays ahead. A smaller batch, or one core, is verified inline.
-
-    Only an optimisation, never a judgement: `verify` answers from the batch's results
-    only for the very key object (the registry does not change inside a batch) and the
-    same value bytes and signature; anything else is verified on the spot. Which key a
-    signature is checked with, and whether that key may be used, stays `judge_intent`'s
-    decision, so replay — which verifies everything itself — decides the same."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = max(1, workers)
-        self.pool: ProcessPoolExecutor | None = None
-        self.chunks: list[_Chunk] = []
-        # signature -> (key object, value, chunk index, position in the chunk)
-        self.index: dict[bytes, tuple[Ed25519PublicKey, bytes, int, int]] = {}
-
-    def _started(self) -> ProcessPoolExecutor | None:
-        if self.pool is None and self.workers > 1:
-            spawn = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(self.workers - 1, mp_context=spawn)
-        return self.pool
-
-    def prepare(self, items: list[tuple[PartitionIdentity, bytes | None, Headers]]) -> None:
-        """Queue each signature whose signer and key the registry knows."""
-        for chunk in self.chunks:  # the last batch's leftovers (intents never verified)
-            if chunk.future is not None:
-                chunk.future.cancel()
-        self.chunks, self.index = [], {}
-        jobs: list[tuple[Ed25519PublicKey, bytes, bytes]] = []
-        seen: set[bytes] = set()
-        for identity, value, headers in items:
-            try:
-                signature = signature_of(headers)
-                if signed_body(headers) is not None:
-                    continue  # signed over an HTTP body: judge_intent verifies that itself
-            except SignatureError:
-                continue
-            if signature is None or value is None:
-                continue
-            principal = identity.registry.get(signature.signer_id)
-            key = principal.key(signature.key_id) if principal is not None else None
-            if key is not None and signature.signature not in seen:
-                seen.add(signature.signature)  # a copy in the same batch: verified once
-                jobs.append((key.public, value, signature.signature))
-        pool = self._started() if len(jobs) >= PARALLEL_FROM else None
-        for start in range(0, len(jobs), VERIFY_CHUNK):
-            part = jobs[start : start + VERIFY_CHUNK]
-            future = None
-            if pool is not None:
-                raw = [(public.public_bytes_raw(), signed, sig) for public, signed, sig in part]
-                try:
-                    future = pool.submit(raw_signatures_valid, raw)
-                except RuntimeError:  # the pool broke (a worker died): verify here
-                    future = None
-            for position, (public, signed, sig) in enumerate(part):
-                self.index[sig] = (public, signed, len(self.chunks), position)
-            self.chunks.append(_Chunk(part, future))
-
-    def _verdicts(self, n: int) -> list[bool]:
-        chunk = self.chunks[n]
-        if chunk.verdicts is None:
-            verdicts = None
-            if chunk.future is not None:
-                try:
-                    verdicts = chunk.future.result()  # the worker's: wait for it
-                except Exception:  # the worker died (BrokenProcessPool): verify here
-                    verdicts = None
-            chunk.verdicts = verdicts if verdicts is not None else _verify_all(chunk.jobs)
-        return chunk.verdicts
-
-    def verify(self, public: Ed25519PublicKey, value: bytes, signature: bytes) -> bool:
-        hit = self.index.get(signature)
-        if hit is not None and hit[0] is public and hit[1] == value:
-            return self._verdicts(hit[2])[hit[3]]
-        return signature_valid(public, value, signature)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _verify_all(jobs: list[tuple[Ed25519PublicKey, bytes, bytes]]) -> list[bool]:
-    return [signature_valid(public, value, signature) for public, value, signature in jobs]

@@ -20,9 +20,9 @@ from ordinance.identity.registry import IDENTITY_MISMATCH
 from ordinance.identity.signing import PrincipalSigner, signature_of, signature_valid
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
 from ordinance.policy.ruleset import Ruleset
-from ordinance.processors import identity_gate
+from ordinance.processors import pre_verifier
 from ordinance.processors.enforcer_state import PartitionState, decide
-from ordinance.processors.identity_gate import PreVerifier
+from ordinance.processors.pre_verifier import PreVerifier
 from ordinance.streams.serde import Decoded, Serde
 from ordinance.wire import request_to_wire
 from tests.identity.helpers import World, new_signer
@@ -180,7 +180,7 @@ def test_the_pre_verifier_answers_only_for_the_same_key_object_value_and_signatu
         calls.append(signed)
         return signature_valid(key, signed, sig)
 
-    monkeypatch.setattr(identity_gate, "signature_valid", counted)
+    monkeypatch.setattr(pre_verifier, "signature_valid", counted)
     verifier = PreVerifier(2)
     try:
         # Three copies in one batch: verified once, by a worker or taken back.
@@ -257,14 +257,14 @@ def test_a_large_batch_is_verified_by_the_worker_process_with_the_same_verdicts(
     principal = state.identity.registry.get(AGENT)
     assert principal is not None
     public = principal.keys[0].public
-    values = [f"intent {n}".encode() for n in range(identity_gate.PARALLEL_FROM + 16)]
+    values = [f"intent {n}".encode() for n in range(pre_verifier.PARALLEL_FROM + 16)]
     headers = [signer.headers(v) for v in values]
     forged = len(values) // 2
     values[forged] = b"altered after signing"
     verifier = PreVerifier(2)
     try:
         verifier.prepare([(state.identity, v, h) for v, h in zip(values, headers, strict=True)])
-        assert verifier.pool is not None  # the worker process took the batch
+        assert verifier.worker is not None  # the worker process took the batch
         got = [
             verifier.verify(public, v, dict(h)["ordinance-sig"])
             for v, h in zip(values, headers, strict=True)
