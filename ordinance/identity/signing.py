@@ -120,29 +120,23 @@ def signature_valid(public: Ed25519PublicKey, value: bytes, signature: bytes) ->
     beside the deciding thread. Same algorithm (RFC 8032); libsodium is the stricter
     of the two (it also refuses small-order keys and points), so nothing it accepts
     OpenSSL would refuse."""
-    if len(signature) != SIGNATURE_BYTES:
-        return False
-    try:
-        crypto_sign_open(signature + SIGNING_CONTEXT + value, public.public_bytes_raw())
-    except BadSignatureError:
-        return False
-    return True
+    return _valid_raw(public.public_bytes_raw(), value, signature)
 
 
 def raw_signatures_valid(jobs: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """`signature_valid` for (raw 32-byte public key, value, signature) triples: what a
     verifying worker process is sent (key objects do not cross a process boundary)."""
-    verdicts = []
-    for public, value, signature in jobs:
-        try:
-            if len(signature) != SIGNATURE_BYTES:
-                raise BadSignatureError("an Ed25519 signature is 64 bytes")
-            crypto_sign_open(signature + SIGNING_CONTEXT + value, public)
-        except BadSignatureError:
-            verdicts.append(False)
-        else:
-            verdicts.append(True)
-    return verdicts
+    return [_valid_raw(public, value, signature) for public, value, signature in jobs]
+
+
+def _valid_raw(public: bytes, value: bytes, signature: bytes) -> bool:
+    if len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        crypto_sign_open(signature + SIGNING_CONTEXT + value, public)
+    except BadSignatureError:
+        return False
+    return True
 
 
 def without_signature(headers: Headers) -> Headers:
