@@ -12,8 +12,9 @@ the GIL with the deciding thread — identity ran at 0.52x the plain rate althou
 deciding thread alone (signatures taken as valid) kept 0.85x (bench/pipeline_bench.py).
 Here `prepare` packs the whole batch into one message (raw key, signature, value per
 intent) and returns; the worker answers chunk by chunk (`VERIFY_CHUNK` verdicts a
-message) and the deciding thread reads a chunk's verdicts only when it needs the first of
-them — the worker stays ahead. Every message carries the batch's sequence number, so
+message) and the deciding thread reads what has arrived when it needs a verdict; one that
+has not arrived yet it does not wait for but verifies itself (the worker is usually ahead;
+on a busy machine it may not be, and waiting would stall the deciding thread). Every message carries the batch's sequence number, so
 verdicts of an earlier batch (intents refused before their signature mattered) are read
 and dropped, and the pipe never fills. The worker is started on the first batch of at least
 `PARALLEL_FROM` signatures, with ``spawn`` (the enforcer has threads: forking a process with
@@ -108,7 +109,9 @@ class PreVerifier:
         hit = self.index.get(signature)
         if hit is not None and hit[0] is public and hit[1] == value:
             chunk, position = divmod(hit[2], VERIFY_CHUNK)
-            return self._verdicts(chunk)[position]
+            verdicts = self._verdicts(chunk)
+            if verdicts is not None:
+                return verdicts[position]
         return signature_valid(public, value, signature)
 
     def close(self) -> None:
@@ -158,22 +161,26 @@ class PreVerifier:
         while conn.poll():
             conn.recv_bytes()
 
-    def _verdicts(self, chunk: int) -> list[bool]:
+    def _verdicts(self, chunk: int) -> list[bool] | None:
+        """The chunk's verdicts if the worker has sent them (read what has arrived, never
+        wait: a worker behind — on a busy machine — costs a verification here, not a stall
+        of the deciding thread), or the whole chunk verified here when the batch was not
+        sent; None: verify this one signature here."""
         batch = self._batch
         found = batch.verdicts.get(chunk)
         if found is not None:
             return found
-        jobs = batch.jobs[chunk * VERIFY_CHUNK : (chunk + 1) * VERIFY_CHUNK]
         if batch.sent and self._conn is not None:
             try:
-                while chunk not in batch.verdicts:
+                while chunk not in batch.verdicts and self._conn.poll():
                     message = self._conn.recv_bytes()
                     sequence, index = _VERDICTS.unpack_from(message)
                     if sequence == batch.sequence:
                         batch.verdicts[index] = [b == 1 for b in message[_VERDICTS.size :]]
-                return batch.verdicts[chunk]
+                return batch.verdicts.get(chunk)
             except (OSError, EOFError):
                 self._lost()
+        jobs = batch.jobs[chunk * VERIFY_CHUNK : (chunk + 1) * VERIFY_CHUNK]
         verdicts = [signature_valid(public, value, sig) for public, value, sig in jobs]
         batch.verdicts[chunk] = verdicts
         return verdicts
