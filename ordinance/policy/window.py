@@ -111,6 +111,18 @@ _EXACT = decimal.Context(
 )
 
 
+def numeric_args(args: Mapping[str, Any]) -> dict[str, Number]:
+    """What a window keeps of an action's arguments: only ``window.sum`` reads them, and
+    it counts every argument without a numeric value as 0 (`_number`). Keeping the
+    strings too cost ~700 bytes an event instead of ~400, for as long as the longest
+    window (a day's budget holds a day of allowed actions)."""
+    return {
+        name: value
+        for name, value in args.items()
+        if isinstance(value, int | Decimal) and not isinstance(value, bool)
+    }
+
+
 def _number(value: Any) -> Number:
     # Arguments without a numeric value contribute nothing (see the module docstring).
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
@@ -129,7 +141,7 @@ class InMemoryWindows:
         self.pruned_through = float("-inf")
 
     def record(self, agent_id: str, tool: str, args: Mapping[str, Any], at: float) -> None:
-        self._series[(agent_id, tool)].add(at, args)
+        self._series[(agent_id, tool)].add(at, numeric_args(args))
 
     def prune(self, boundary: float) -> int:
         """Drop every event dated at or before ``boundary``; how many were dropped. Windows

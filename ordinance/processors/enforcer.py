@@ -96,6 +96,7 @@ Clock = Callable[[], float]
 TAKEOVER_TIMEOUT_S = 30.0
 ASSIGNMENT_WAIT_S = 30.0  # how long `until_idle` waits for a first partition
 CACHE_SAVE_INTERVAL_S = 5.0
+STATE_SIZE_INTERVAL_S = 1.0
 #: What ``ordinance serve`` allows between an action's event time and the enforcer's clock.
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0
 
@@ -198,6 +199,7 @@ class Enforcer(ProcessorBase):
         self._table: ActiveTable | None = None
         self._started = time.monotonic()
         self._verify: Verify = signature_valid
+        self.state_size = (0, 0)  # request ids, window events: `_note_state_size`
         self.ownership = OwnershipWatch()  # a stale takeover marker after ours (`ownership`)
         self._consumer: Consumer | None = None
         self._rewound: set[TopicPartition] = set()
@@ -229,6 +231,11 @@ class Enforcer(ProcessorBase):
             rollout["canary_percent"] if rollout is not None and canary else 0,
         )
         self.auto_rollback = bool(rollout.get("auto_rollback")) if rollout and canary else False
+        # Only the bundles in force stay compiled: over months of publishing, every bundle
+        # ever seen would stay in memory (a rollback to an older one compiles it again).
+        wanted = {rollout["stable_bundle_id"], candidate_id} if rollout else set()
+        for bundle_id in [b for b in self._compiled if b not in wanted]:
+            del self._compiled[bundle_id]
 
     def _usable(self, table: ActiveTable, bundle_id: str | None) -> Ruleset | None:
         if bundle_id is None:
@@ -551,9 +558,18 @@ class Enforcer(ProcessorBase):
         return not self.states and time.monotonic() - self._started < ASSIGNMENT_WAIT_S
 
     def tasks(self) -> list[Task]:
+        sizes = Task(STATE_SIZE_INTERVAL_S, self._note_state_size)
         if self.cache is None:
-            return []
-        return [Task(CACHE_SAVE_INTERVAL_S, self._save_states, settled=True)]
+            return [sizes]
+        return [sizes, Task(CACHE_SAVE_INTERVAL_S, self._save_states, settled=True)]
+
+    def _note_state_size(self) -> None:
+        """(request ids, window events) of the owned partitions, for ``/metrics``."""
+        states = list(self.states.values())
+        self.state_size = (
+            sum(len(s.decided) for s in states),
+            sum(s.windows.events() for s in states),
+        )
 
     def finish(self) -> list[Emit]:
         self._save_states()

@@ -43,7 +43,7 @@ from ordinance.identity.registry import Refusal
 from ordinance.identity.signing import signature_valid
 from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
-from ordinance.policy.window import AgentWindows, InMemoryWindows
+from ordinance.policy.window import AgentWindows, InMemoryWindows, numeric_args
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
 from ordinance.processors.audit.fence import fenced_write
 from ordinance.processors.identity_gate import (
@@ -192,7 +192,7 @@ class PartitionState:
             ):
                 changes.pending.add(request_id)
             if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
-                at, args = event_time.timestamp(), datum.get("args") or {}
+                at, args = event_time.timestamp(), numeric_args(datum.get("args") or {})
                 self.windows.record(datum["agent_id"], datum["tool"], args, at)
                 if changes is not None:
                     changes.window_log.append((at, datum["agent_id"], datum["tool"], args))

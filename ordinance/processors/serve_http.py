@@ -38,6 +38,8 @@ _COUNTERS = (
     ("identity_updates", "Identity updates written"),
     ("replayed", "Decisions records folded during takeovers"),
     ("refused_policy", "policy.active records not believed: unsigned, forged or stale"),
+    ("internal_errors", "Records the enforcer failed on, answered fail-closed (internal_error)"),
+    ("retaken", "Partitions taken over again after another enforcer's stale takeover marker"),
 )
 
 
@@ -61,6 +63,21 @@ class EnforcerCollector(Collector):
         owned = GaugeMetricFamily("ordinance_enforcer_partitions", "Partitions this process owns")
         owned.add_metric([], len(enforcer.states))
         yield owned
+        # Noted by the enforcer's own loop (`Enforcer.state_size`): the states are not
+        # walked from this thread while that one changes them.
+        ids, events = enforcer.state_size
+        remembered = GaugeMetricFamily(
+            "ordinance_enforcer_state_request_ids",
+            "Request ids the owned partitions remember (bounded by the dedupe horizon)",
+        )
+        remembered.add_metric([], ids)
+        yield remembered
+        windows = GaugeMetricFamily(
+            "ordinance_enforcer_state_window_events",
+            "Allowed actions the owned partitions keep for windows (the longest window's)",
+        )
+        windows.add_metric([], events)
+        yield windows
         info = GaugeMetricFamily(
             "ordinance_enforcer_bundle_info",
             "The verified bundle in force (1), by id and policy.changes offset",

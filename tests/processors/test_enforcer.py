@@ -149,6 +149,26 @@ def test_an_enforcer_bug_on_one_action_is_an_internal_error_deny(
     assert [(f.kind, f.request_id) for f in report.findings] == [("decision_mismatch", "r2")]
 
 
+def test_only_the_bundles_in_force_stay_compiled(tmp_path: Path) -> None:
+    """A long-running enforcer sees bundle after bundle published: it keeps compiled only
+    what is in force, not every bundle it ever saw. (The enforcer's, not the log's.)"""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    old = publish(url, EXAMPLES)
+    send(url, transfer("r1", "50", 0))
+    with open_log(url) as log:
+        enforcer = Enforcer(log, clock=lambda: T0)
+        run_caught_up(enforcer)
+        assert list(enforcer._compiled) == [old]
+        stricter = tmp_path / "stricter"
+        shutil.copytree(EXAMPLES, stricter)
+        payments = stricter / "payments.yaml"
+        payments.write_text(payments.read_text().replace("amount > 10000", "amount > 9500", 1))
+        new = publish(url, stricter)
+        send(url, transfer("r2", "50", 1))
+        run_caught_up(enforcer)  # the same object, as over months of running
+        assert list(enforcer._compiled) == [new]
+
+
 def test_round_trip_dedupe_undecodable_swap_and_restart(log_url: str, tmp_path: Path) -> None:
     url = log_url
     old, old_offset = publish_at(url, EXAMPLES)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,10 +48,17 @@ def test_ready_health_and_counters(tmp_path: Path) -> None:
             while enforcer.report.decided < 5 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert http_get(base + "/healthz")[0] == 200
-            families = {
-                f.name: f
-                for f in text_string_to_metric_families(http_get(base + "/metrics")[1].decode())
-            }
+
+            def scrape() -> dict[str, Any]:
+                text = http_get(base + "/metrics")[1].decode()
+                return {f.name: f for f in text_string_to_metric_families(text)}
+
+            # The state's size is noted by the enforcer's loop once a second.
+            families = scrape()
+            while families["ordinance_enforcer_state_request_ids"].samples[0].value < 5:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+                families = scrape()
             stopping.set()  # SIGTERM: not ready while the enforcer finishes and closes
             status, body = http_get(base + "/readyz")
             assert status == 503 and json.loads(body)["stopping"] is True, body
@@ -65,6 +73,10 @@ def test_ready_health_and_counters(tmp_path: Path) -> None:
     assert sample.value == len(decided) == 5
     [info] = families["ordinance_enforcer_bundle_info"].samples
     assert info.labels["bundle"] == decided[0]["bundle_id"] and info.value == 1
+    # Five request ids remembered; every transfer was allowed, so five window events.
+    [ids] = families["ordinance_enforcer_state_request_ids"].samples
+    [events] = families["ordinance_enforcer_state_window_events"].samples
+    assert (ids.value, events.value) == (5, sum(d["effect"] == "allow" for d in decided))
 
 
 def test_a_bad_address_is_a_usage_error(tmp_path: Path) -> None:
