@@ -30,12 +30,14 @@ import os
 import random
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,6 +97,8 @@ class Sample:
     state_mb: float
     p50_ms: float
     p99_ms: float
+    request_ids: int  # what the enforcer's partitions remember (`/metrics`)
+    window_events: int  # what they keep for windows
 
 
 def _rss_mb(pid: int) -> float:
@@ -105,19 +109,47 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+_GAUGE = re.compile(r"^(ordinance_enforcer_state_\w+) ([0-9.e+]+)$", re.MULTILINE)
+
+
+def _state_size(port: int) -> tuple[int, int]:
+    """(request ids, window events) from serve's /metrics; (-1, -1) when unanswered."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            found = dict(_GAUGE.findall(answer.read().decode()))
+    except OSError:
+        return -1, -1
+    return (
+        int(float(found.get("ordinance_enforcer_state_request_ids", -1))),
+        int(float(found.get("ordinance_enforcer_state_window_events", -1))),
+    )
+
+
 def _size_mb(path: Path) -> float:
     total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
     return total / 2**20
 
 
-def _serve(url: str, state_dir: Path, horizon: str, key: Path) -> subprocess.Popen[bytes]:
+def _serve(
+    url: str, state_dir: Path, horizon: str, key: Path, http_port: int | None = None
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "ordinance.cli", "serve", "--log", url]
     command += ["--dedupe-horizon", horizon, "--state-dir", str(state_dir)]
     command += ["--signing-key", str(key)]
+    if http_port is not None:
+        command += ["--http", f"127.0.0.1:{http_port}"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def transfer_request(agent: str, rng: random.Random) -> dict[str, Any]:
+def transfer_request(
+    agent: str, rng: random.Random, amounts: tuple[int, ...] = (5, 40, 300, 1200)
+) -> dict[str, Any]:
     """One payments transfer of ``agent``: amounts and countries that budgets, limits and
     the sanctioned-country rule all see (the soak's and the takeover bench's traffic)."""
     return {
@@ -125,7 +157,7 @@ def transfer_request(agent: str, rng: random.Random) -> dict[str, Any]:
         "action": {
             "tool": "payments.transfer",
             "args": {
-                "amount": str(rng.choice([5, 40, 300, 1200])),
+                "amount": str(rng.choice(amounts)),
                 "currency": "EUR",
                 "country": rng.choice(["DE", "FR", "RU"]),
                 "iban": "DE00",
@@ -146,7 +178,11 @@ def _fleet(url: str, rate: float, agents: int, stop: threading.Event, sent: list
             for _ in range(per_batch):
                 agent = f"soak-bot-{n % agents}"
                 datum = request_to_wire(
-                    transfer_request(agent, rng),
+                    # One amount: the budget then lets the same share through all along.
+                    # With mixed amounts, small ones refill what an expiring large one
+                    # frees, the allowed share drifts up for most of an hour, and so does
+                    # the state the windows keep (as they should).
+                    transfer_request(agent, rng, (300,)),
                     request_id=f"s{n}",
                     event_time=now,
                     client_id="soak",
@@ -168,11 +204,15 @@ def _fleet(url: str, rate: float, agents: int, stop: threading.Event, sent: list
 
 
 def _swapper(url: str, every_s: float, stop: threading.Event, files: dict[str, str]) -> None:
-    bundles = [files, stricter(files)]
+    """Every ``every_s``, a new revision alternating between the examples and a stricter
+    variant, each with its own budget ceiling (50,000 plus the turn), so every swap is a
+    bundle the enforcer has not seen (going back to an earlier bundle is refused as
+    ``revision_rollback``) and the enforcer's compiled bundles must not pile up."""
     turn = 1
     while not stop.wait(every_s):
+        base = files if turn % 2 == 0 else stricter(files)
+        chosen = {path: text.replace("> 50000", f"> {50000 + turn}") for path, text in base.items()}
         with open_log(url) as log:
-            chosen = bundles[turn % 2]
             publish_bundle(
                 log, chosen, compile_bundle(chosen).bundle_id, actor="soak", reason="soak swap"
             )
@@ -272,7 +312,8 @@ def main() -> int:
             publish_bundle(log, files, compile_bundle(files).bundle_id, actor="soak")
             run_controller(log, once=True)
         state_dir = tmp / "state"
-        server = _serve(url, state_dir, args.horizon, key)
+        port = _free_port()
+        server = _serve(url, state_dir, args.horizon, key, port)
         stop, sent = threading.Event(), [0]
         threads = [
             threading.Thread(target=_fleet, args=(url, args.rate, args.agents, stop, sent)),
@@ -296,6 +337,7 @@ def main() -> int:
                             round(_size_mb(state_dir), 2),
                             round(_quantile(latencies, 0.5), 2),
                             round(_quantile(latencies, 0.99), 2),
+                            *_state_size(port),
                         )
                     )
                     print(samples[-1], file=sys.stderr, flush=True)
@@ -336,12 +378,14 @@ def main() -> int:
             f"{args.swap_every:g}s; {os.cpu_count()} CPUs, load at start {summary['load_at_start']}\n"
         )
         print(
-            "| t s | sent | decided | enforcer RSS MB | state cache MB | decide p50 ms | p99 ms |"
+            "| t s | sent | decided | enforcer RSS MB | state cache MB | request ids kept "
+            "| window events kept | decide p50 ms | p99 ms |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s in samples:
             print(
-                f"| {s.t_s:.0f} | {s.sent:,} | {s.decided:,} | {s.rss_mb} | {s.state_mb} | {s.p50_ms} | {s.p99_ms} |"
+                f"| {s.t_s:.0f} | {s.sent:,} | {s.decided:,} | {s.rss_mb} | {s.state_mb} "
+                f"| {s.request_ids:,} | {s.window_events:,} | {s.p50_ms} | {s.p99_ms} |"
             )
         rss = [s.rss_mb for s in samples]
         half = rss[len(rss) // 2 :] or rss
@@ -364,7 +408,7 @@ def _plot(samples: list[Sample], path: Path, summary: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     t = [s.t_s / 60 for s in samples]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     top.plot(t, [s.rss_mb for s in samples], label="enforcer RSS (MB)")
     top.plot(t, [s.state_mb for s in samples], label="state cache on disk (MB)")
     top.set_ylabel("MB")
@@ -372,6 +416,10 @@ def _plot(samples: list[Sample], path: Path, summary: dict[str, Any]) -> None:
     top.set_title(
         f"soak: {summary['backend']}, {summary['rate']:g}/s, horizon {summary['horizon']}"
     )
+    middle.plot(t, [s.request_ids / 1000 for s in samples], label="request ids kept (k)")
+    middle.plot(t, [s.window_events / 1000 for s in samples], label="window events kept (k)")
+    middle.set_ylabel("thousands")
+    middle.legend()
     bottom.plot(t, [s.p50_ms for s in samples], label="decide p50 (ms)")
     bottom.plot(t, [s.p99_ms for s in samples], label="decide p99 (ms)")
     bottom.set_xlabel("minutes")
