@@ -37,6 +37,7 @@ from ordinance.streams.log import (
     TopicPartition,
     TopicSpec,
     fold_latest,
+    produce_now,
 )
 from ordinance.streams.memory_consumer import MemoryConsumer
 from ordinance.streams.partitioner import partition_for
@@ -230,12 +231,7 @@ class MemoryLog(Closing):
         return self._write([(topic, r) for r in records], None, {})
 
     def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
-        try:
-            delivered = self.produce(topic, records)
-        except ProduceError as exc:
-            on_done(exc)
-        else:
-            on_done(delivered)
+        produce_now(self, topic, records, on_done)
 
     def serve_deliveries(self, timeout: float = 0.0) -> int:
         return 0  # every produce_async finished before it returned

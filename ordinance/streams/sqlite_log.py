@@ -28,6 +28,7 @@ from ordinance.streams.log import (
     TopicPartition,
     TopicSpec,
     fold_latest,
+    produce_now,
 )
 from ordinance.streams.partitioner import partition_for
 
@@ -180,12 +181,7 @@ class SqliteLog(Closing):
         return SyncOutbox(self, consumer)
 
     def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
-        try:
-            delivered = self.produce(topic, records)
-        except ProduceError as exc:
-            on_done(exc)
-        else:
-            on_done(delivered)
+        produce_now(self, topic, records, on_done)
 
     def serve_deliveries(self, timeout: float = 0.0) -> int:
         return 0  # every produce_async finished before it returned
