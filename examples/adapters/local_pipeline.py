@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.controller_loop import run_controller
 from ordinance.processors.enforcer import Enforcer
-from ordinance.processors.policy_log import publish_bundle, run_controller
+from ordinance.processors.policy_log import publish_bundle
 from ordinance.streams import open_log
 from ordinance.streams.topics import ensure_topics
 
