@@ -18,8 +18,11 @@ on a busy machine it may not be, and waiting would stall the deciding thread). E
 verdicts of an earlier batch (intents refused before their signature mattered) are read
 and dropped, and the pipe never fills. The worker is started on the first batch of at least
 `PARALLEL_FROM` signatures, with ``spawn`` (the enforcer has threads: forking a process with
-threads can deadlock); with one core, a small batch, or a worker that died (then restarted
-on the next batch), signatures are verified inline.
+threads can deadlock), and is sent batches only once it has said it is ready: a new
+interpreter takes a few hundred milliseconds to import what it verifies with, and a batch
+written to it before then blocked the deciding thread for that long (145 ms of a 1.7 s
+backlog in bench/pipeline_bench.py). Until then, with one core, for a small batch, or after
+the worker died (a new one is started on the next batch), signatures are verified inline.
 
 Only an optimisation, never a judgement: `PreVerifier.verify` answers from the batch's
 results only for the very key object (the registry does not change inside a batch) and the
@@ -58,6 +61,7 @@ PARALLEL_FROM = 64
 _BATCH = struct.Struct(">IIH")  # sequence, jobs, chunk size
 _JOB = struct.Struct(">32s64sI")  # raw public key, signature, value length
 _VERDICTS = struct.Struct(">II")  # sequence, chunk index
+_READY = b"ready"  # the worker's first message: it has imported what it verifies with
 
 Job = tuple[Ed25519PublicKey, bytes, bytes]  # key object, value, signature
 
@@ -77,6 +81,7 @@ class PreVerifier:
         self.workers = max(1, workers)
         self.worker: BaseProcess | None = None
         self._conn: Connection | None = None
+        self._ready = False  # the worker has said so: batches go to it from now on
         self._sequence = 0
         self._batch = _Batch(0, [], sent=False)
         # signature -> (key object, value, position in the batch)
@@ -105,6 +110,11 @@ class PreVerifier:
         sent = len(jobs) >= PARALLEL_FROM and self._send(self._sequence, jobs)
         self._batch = _Batch(self._sequence, jobs, sent)
 
+    @property
+    def sent(self) -> bool:
+        """Whether the last batch went to the worker process."""
+        return self._batch.sent
+
     def verify(self, public: Ed25519PublicKey, value: bytes, signature: bytes) -> bool:
         hit = self.index.get(signature)
         if hit is not None and hit[0] is public and hit[1] == value:
@@ -131,6 +141,11 @@ class PreVerifier:
             return False
         try:
             conn = self._connection()
+            if not self._ready:
+                # Started, not ready yet: writing now would block until it is.
+                self._ready = conn.poll() and conn.recv_bytes() == _READY
+                if not self._ready:
+                    return False
             self._drain(conn)
             parts = [_BATCH.pack(sequence, len(jobs), VERIFY_CHUNK)]
             for public, value, signature in jobs:
@@ -148,12 +163,17 @@ class PreVerifier:
         if self._conn is None:
             spawn = multiprocessing.get_context("spawn")
             ours, theirs = spawn.Pipe(duplex=True)
-            self.worker = spawn.Process(
+            worker = spawn.Process(
                 target=_serve, args=(theirs,), name="ordinance-verify", daemon=True
             )
-            self.worker.start()
-            theirs.close()
-            self._conn = ours
+            try:
+                worker.start()
+            except BaseException:
+                ours.close()  # e.g. no processes left (OSError): nothing to join later
+                raise
+            finally:
+                theirs.close()
+            self.worker, self._conn, self._ready = worker, ours, False
         return self._conn
 
     def _drain(self, conn: Connection) -> None:
@@ -192,7 +212,12 @@ class PreVerifier:
 
 
 def _serve(conn: Connection) -> None:
-    """The worker: verify each batch, one message of verdicts per chunk, until EOF."""
+    """The worker: say it is ready, then verify each batch, one message of verdicts per
+    chunk, until EOF."""
+    try:
+        conn.send_bytes(_READY)
+    except (OSError, EOFError):
+        return
     while True:
         try:
             message = conn.recv_bytes()

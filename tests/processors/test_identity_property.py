@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from typing import Any
 
 import pytest
@@ -261,10 +262,18 @@ def test_a_large_batch_is_verified_by_the_worker_process_with_the_same_verdicts(
     headers = [signer.headers(v) for v in values]
     forged = len(values) // 2
     values[forged] = b"altered after signing"
+    batch = [(state.identity, v, h) for v, h in zip(values, headers, strict=True)]
     verifier = PreVerifier(2)
     try:
-        verifier.prepare([(state.identity, v, h) for v, h in zip(values, headers, strict=True)])
-        assert verifier.worker is not None  # the worker process took the batch
+        # The first batch starts the worker and is verified here: batches go to the
+        # worker once it has said it is ready.
+        verifier.prepare(batch)
+        assert verifier.worker is not None and not verifier.sent
+        deadline = time.monotonic() + 60
+        while not verifier.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+            verifier.prepare(batch)
+        assert verifier.sent  # the worker process took the batch
         got = [
             verifier.verify(public, v, dict(h)["ordinance-sig"])
             for v, h in zip(values, headers, strict=True)
