@@ -203,6 +203,9 @@ class Enforcer(ProcessorBase):
         self.ownership = OwnershipWatch()  # a stale takeover marker after ours (`ownership`)
         self._consumer: Consumer | None = None
         self._rewound: set[TopicPartition] = set()
+        # Per owned partition: the approvals offset it was taken over at (what a
+        # re-takeover after a stale marker reads again: `_reread_approvals`).
+        self._approvals_from: dict[int, int] = {}
         self._compiled: dict[str, Ruleset | None] = {}
         self._held_back: set[int] = set()  # partitions refusing an older rollout (noted once)
 
@@ -501,9 +504,15 @@ class Enforcer(ProcessorBase):
         for partition in sorted(tp.partition for tp in gained if tp.topic == self.actions):
             self.states[partition] = self._take_over(partition)
             self._resume_actions(self.states[partition])
+            approvals = TopicPartition(self.approvals, partition)
+            assert self._consumer is not None
+            self._approvals_from[partition] = (
+                self._consumer.committed([approvals]).get(approvals) or 0
+            )
 
     def _drop(self, partition: int) -> None:
         self.states.pop(partition, None)
+        self._approvals_from.pop(partition, None)
         self.ownership.forget(partition)
         if self.registry_tail is not None:
             self.registry_tail.forget(partition)
@@ -526,6 +535,21 @@ class Enforcer(ProcessorBase):
             self._consumer.seek(tp, AtOffset(state.actions_through))
             self._rewound.add(tp)
 
+    def _reread_approvals(self, partition: int, since: int) -> None:
+        """Read the partition's approvals again from ``since`` (where it was first taken
+        over). A stale marker fences the follow-up decisions written after it too, and an
+        approval, unlike an action, leaves no offset in the decision that answers it, so
+        every approval read since the takeover is read again; one whose follow-up is in
+        force answers nothing (its request is no longer pending, or its approver already
+        counted), one whose follow-up was fenced answers its request now."""
+        assert self._consumer is not None
+        tp = TopicPartition(self.approvals, partition)
+        self._approvals_from[partition] = since
+        committed = self._consumer.committed([tp]).get(tp)
+        if committed is not None and committed > since:
+            self._consumer.seek(tp, AtOffset(since))
+            self._rewound.add(tp)
+
     def settle_first(self) -> bool:
         # Our writes landed after someone else's: know where every one of them landed
         # before asking whether a takeover marker is among the others.
@@ -545,9 +569,11 @@ class Enforcer(ProcessorBase):
                 f"partition {partition} (a stale one: the group gives the partition to us); "
                 "taking it over again"
             )
+            approvals_from = self._approvals_from.get(partition, 0)
             self._drop(partition)
             self.states[partition] = self._take_over(partition)
             self._resume_actions(self.states[partition])
+            self._reread_approvals(partition, approvals_from)
         for state in self.states.values():
             self._swap_if_needed(state)  # between two batches, never inside one
             self._sync_identity(state)

@@ -54,6 +54,7 @@ from ordinance.client import Client
 from ordinance.client.decision import ClientDecision
 from ordinance.keys import Keyring, Signer, generate
 from ordinance.policy.bundle import compile_bundle, read_bundle_dir
+from ordinance.processors.approvals import answer
 from ordinance.processors.audit.checkpointer import Checkpointer
 from ordinance.processors.audit.verify import verify_log
 from ordinance.processors.enforcer import Enforcer
@@ -615,3 +616,35 @@ def test_a_takeover_marker_written_after_losing_the_partition_loses_no_decision(
     missing = {f"q{i}" for i in range(5)} - found.effective.keys()
     if missing:
         raise LostDecision(f"{sorted(missing)}\n{found.timeline}")
+
+
+def test_an_approval_answered_after_a_stale_marker_is_answered_again(tmp_path: Path) -> None:
+    """The same stale marker, with an approval behind it: Y's follow-up decision for the
+    approved request lands after X's marker and is fenced like any other write, and the
+    approval, committed, would never be read again — the request would stay pending for
+    good. Y's re-takeover reads the approvals again too, and the request is approved."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    files = read_bundle_dir(EXAMPLES)
+    with open_log(url) as log:
+        ensure_topics(log)
+        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="test")
+        partition = partition_for(b"billing-bot", len(log.partitions(ACTIONS)))
+    assert cli(["controller", "--log", url, "--once"]) == 0
+    send(url, transfer("big", "12000", 0), transfer("q0", "100", 1))
+    with enforcer_thread(url, enforcer_id="Y", clock=lambda: T0) as owner, open_log(url) as log:
+        watch = Watch(log)
+        assert watch.until(lambda: {"big", "q0"} <= watch.decided, 30.0)
+        Enforcer(log, enforcer_id="X", clock=lambda: T0)._take_over(partition)  # stale
+        answer(log, "big", approve=True, approver="dana")
+        # Y's follow-up lands after X's marker (fenced); Y then takes the partition over
+        # again: its second marker.
+        assert watch.until(lambda: watch.markers["Y"] >= 2, 30.0), watch.markers
+        assert watch.until(lambda: watch.fenced >= 1, 30.0)
+        send(url, transfer("q1", "100", 2))  # decided after the approvals were read again
+        assert watch.until(lambda: "q1" in watch.decided, 30.0)
+        owner.check()
+    with open_log(url) as log:
+        found = _read_decisions(log)
+    codes = [d["code"] for d in found.effective["big"]]
+    assert codes == ["matched", "approved"], f"{codes}\n{found.timeline}"
+    assert any(d["request_id"] == "big" for _, _, d in found.fenced), found.timeline
