@@ -140,8 +140,14 @@ class InMemoryWindows:
         # Events at or before this time may have been dropped (-inf: nothing was).
         self.pruned_through = float("-inf")
 
-    def record(self, agent_id: str, tool: str, args: Mapping[str, Any], at: float) -> None:
-        self._series[(agent_id, tool)].add(at, numeric_args(args))
+    def record(
+        self, agent_id: str, tool: str, args: Mapping[str, Any], at: float
+    ) -> dict[str, Number]:
+        """Keep one allowed action; returns what was kept of its arguments (`numeric_args`),
+        so a caller that logs the event logs the same without filtering again."""
+        kept = numeric_args(args)
+        self._series[(agent_id, tool)].add(at, kept)
+        return kept
 
     def prune(self, boundary: float) -> int:
         """Drop every event dated at or before ``boundary``; how many were dropped. Windows

@@ -37,13 +37,13 @@ import datetime as dt
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ordinance.identity.registry import Refusal
 from ordinance.identity.signing import signature_valid
 from ordinance.policy.decision import DENY, INVALID_REQUEST, Decision
 from ordinance.policy.ruleset import Ruleset
-from ordinance.policy.window import AgentWindows, InMemoryWindows, numeric_args
+from ordinance.policy.window import AgentWindows, InMemoryWindows
 from ordinance.processors.audit.chain import GENESIS, chain_headers, record_hash
 from ordinance.processors.audit.fence import fenced_write
 from ordinance.processors.identity_gate import (
@@ -192,8 +192,10 @@ class PartitionState:
             ):
                 changes.pending.add(request_id)
             if datum["effect"] == "allow" and datum.get("tool") and event_time is not None:
-                at, args = event_time.timestamp(), numeric_args(datum.get("args") or {})
-                self.windows.record(datum["agent_id"], datum["tool"], args, at)
+                at = event_time.timestamp()
+                args = self.windows.record(
+                    datum["agent_id"], datum["tool"], datum.get("args") or {}, at
+                )
                 if changes is not None:
                     changes.window_log.append((at, datum["agent_id"], datum["tool"], args))
             if changes is None:
@@ -315,7 +317,9 @@ def decide(
         # Recorded with the decision: a later policy swap cannot change what it needs.
         wire["approval_roles"] = list(decision.approval_roles)
         wire["approvals_required"] = decision.approvals_required
-    return dict(wire)  # the plain dict the enforcer masks, folds and encodes
+    # The same object as the plain dict the enforcer masks, folds and encodes (no copy:
+    # this runs once a decision).
+    return cast(dict[str, Any], wire)
 
 
 def internal_error_decision(
@@ -373,7 +377,9 @@ def _denied(
         action_offset=action_offset,
         policy_offset=state.policy_offset,
     )
-    return dict(wire)  # the plain dict the enforcer masks, folds and encodes
+    # The same object as the plain dict the enforcer masks, folds and encodes (no copy:
+    # this runs once a decision).
+    return cast(dict[str, Any], wire)
 
 
 def _shadow(
