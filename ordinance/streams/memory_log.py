@@ -40,9 +40,7 @@ from ordinance.streams.log import (
     produce_now,
 )
 from ordinance.streams.memory_consumer import MemoryConsumer
-from ordinance.streams.partitioner import partition_for
-
-DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+from ordinance.streams.record_rules import DEFAULT_MAX_RECORD_BYTES, admit
 
 
 def wall_ms() -> int:
@@ -266,17 +264,7 @@ class MemoryLog(Closing):
             placed: list[tuple[MemoryTopic, int, Record]] = []
             for name, record in outputs:
                 topic = store.topic(name)
-                size = len(record.key or b"") + len(record.value or b"")
-                if size > cap:
-                    raise ProduceError(f"record for {name!r} is {size} bytes, over the {cap} cap")
-                if record.key is None and topic.latest is not None:
-                    raise ProduceError(f"compact topic {name!r} needs a key on every record")
-                count = topic.spec.partitions
-                p = record.partition
-                if p is None:
-                    p = partition_for(record.key, count)
-                elif not 0 <= p < count:
-                    raise ProduceError(f"topic {name!r} has no partition {p}")
+                p, _ = admit(topic.spec, record, cap)
                 placed.append((topic, p, record))
             if consumer is not None:
                 consumer.check_commit_locked(offsets)
@@ -301,7 +289,7 @@ class MemoryLog(Closing):
         stored = ConsumedRecord(topic.spec.name, p, len(rows), key, value, tuple(headers), ts)
         rows.append(stored)
         if topic.latest is not None:
-            assert key is not None  # checked by _write
+            assert key is not None  # checked by _write (`admit`)
             if value is None:
                 topic.latest[p].pop(key, None)  # a tombstone deletes the key
             else:

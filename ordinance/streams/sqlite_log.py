@@ -30,9 +30,7 @@ from ordinance.streams.log import (
     fold_latest,
     produce_now,
 )
-from ordinance.streams.partitioner import partition_for
-
-DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
+from ordinance.streams.record_rules import DEFAULT_MAX_RECORD_BYTES, admit
 
 
 class _StoreError(LogError):
@@ -196,12 +194,9 @@ class SqliteLog(Closing):
 
         topics = {name: self.topic(name) for name in {t for t, _ in outputs}}
         cap = self._max_record_bytes
-        sizes = [len(r.key or b"") + len(r.value or b"") for _, r in outputs]
-        for (name, record), size in zip(outputs, sizes, strict=True):
-            if size > cap:
-                raise ProduceError(f"record for {name!r} is {size} bytes, over the {cap} cap")
-            if record.key is None and topics[name].spec.cleanup == "compact":
-                raise ProduceError(f"compact topic {name!r} needs a key on every record")
+        # Every record is admitted before the write lock is taken: a refused batch costs
+        # no transaction and leaves no record and no offset.
+        placed = [admit(topics[name].spec, record, cap) for name, record in outputs]
         now = store.now_ms()
         try:
             with self._using() as shared, store.write_txn(shared) as conn:
@@ -209,7 +204,7 @@ class SqliteLog(Closing):
                     # Closed while this write waited for the lock: its caller was told
                     # the log is closed, so nothing may appear on the log after that.
                     raise ProduceError(f"{self.url}: log closed before the write")
-                delivered = self._append(conn, topics, outputs, sizes, now)
+                delivered = self._append(conn, topics, outputs, placed, now)
                 if isinstance(consumer, SqliteConsumer):
                     consumer.commit_in(conn, offsets)
         except _StoreError as exc:
@@ -223,9 +218,10 @@ class SqliteLog(Closing):
         conn: sqlite3.Connection,
         topics: Mapping[str, store.TopicRow],
         outputs: Sequence[tuple[str, Record]],
-        sizes: Sequence[int],
+        placed: Sequence[tuple[int, int]],
         now: int,
     ) -> list[Delivered]:
+        """Append ``outputs`` at the ``(partition, size)`` `admit` gave each."""
         next_offsets: dict[tuple[int, int], int] = {}
         added_bytes: dict[tuple[int, int], int] = {}
         for row in topics.values():
@@ -237,14 +233,9 @@ class SqliteLog(Closing):
         latest = []
         delivered = []
         encode_headers = store.encode_headers
-        for (name, record), size in zip(outputs, sizes, strict=True):
+        for (name, record), (p, size) in zip(outputs, placed, strict=True):
             topic = topics[name]
-            count = topic.spec.partitions
-            key, value, headers, event_time, p = record
-            if p is None:
-                p = partition_for(key, count)
-            elif not 0 <= p < count:
-                raise ProduceError(f"topic {name!r} has no partition {p}")
+            key, value, headers, event_time, _ = record
             slot = (topic.id, p)
             offset = next_offsets[slot]
             next_offsets[slot] = offset + 1
