@@ -584,6 +584,18 @@ def test_freeze_past_the_session_kafka(tmp_path: Path) -> None:
 # -- the stale takeover marker -------------------------------------------------------------
 
 
+def _enforced_log(tmp_path: Path) -> tuple[str, int]:
+    """An embedded log with the example bundle in force; the billing agent's partition."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    files = read_bundle_dir(EXAMPLES)
+    with open_log(url) as log:
+        ensure_topics(log)
+        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="test")
+        partition = partition_for(b"billing-bot", len(log.partitions(ACTIONS)))
+    assert cli(["controller", "--log", url, "--once"]) == 0
+    return url, partition
+
+
 def test_a_takeover_marker_written_after_losing_the_partition_loses_no_decision(
     tmp_path: Path,
 ) -> None:
@@ -594,13 +606,7 @@ def test_a_takeover_marker_written_after_losing_the_partition_loses_no_decision(
     commits those actions, and a later owner resumed after them — unless Y notices the
     marker after its own and takes the partition over again. Built on the embedded log
     by writing X's marker while Y runs (nothing but the log tells Y of it)."""
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    files = read_bundle_dir(EXAMPLES)
-    with open_log(url) as log:
-        ensure_topics(log)
-        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="test")
-        partition = partition_for(b"billing-bot", len(log.partitions(ACTIONS)))
-    assert cli(["controller", "--log", url, "--once"]) == 0
+    url, partition = _enforced_log(tmp_path)
     send(url, *(transfer(f"q{i}", "100", i) for i in range(3)))
     with enforcer_thread(url, enforcer_id="Y", clock=lambda: T0) as owner, open_log(url) as log:
         watch = Watch(log)
@@ -623,13 +629,7 @@ def test_an_approval_answered_after_a_stale_marker_is_answered_again(tmp_path: P
     approved request lands after X's marker and is fenced like any other write, and the
     approval, committed, would never be read again — the request would stay pending for
     good. Y's re-takeover reads the approvals again too, and the request is approved."""
-    url = f"sqlite:///{tmp_path / 'log.db'}"
-    files = read_bundle_dir(EXAMPLES)
-    with open_log(url) as log:
-        ensure_topics(log)
-        publish_bundle(log, files, compile_bundle(files).bundle_id, actor="test")
-        partition = partition_for(b"billing-bot", len(log.partitions(ACTIONS)))
-    assert cli(["controller", "--log", url, "--once"]) == 0
+    url, partition = _enforced_log(tmp_path)
     send(url, transfer("big", "12000", 0), transfer("q0", "100", 1))
     with enforcer_thread(url, enforcer_id="Y", clock=lambda: T0) as owner, open_log(url) as log:
         watch = Watch(log)
