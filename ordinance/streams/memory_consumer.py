@@ -1,7 +1,7 @@
 """Consumers and consumer groups of the in-memory log.
 
 Groups follow the embedded log's protocol (`sqlite_consumer`), on dictionaries instead
-of tables: each member heartbeats; on every heartbeat it drops members silent for longer
+of tables, with the same decisions (`groups`): each member heartbeats; on every heartbeat it drops members silent for longer
 than the session timeout, computes the range assignment over the live members, releases
 the partitions it should no longer own and claims the unowned ones it should. A
 partition has one owner at a time, so two members never both read it, and commits are
@@ -21,7 +21,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ordinance.closing import Closing
-from ordinance.streams.errors import FencedError, LogError
+from ordinance.streams.errors import LogError
+from ordinance.streams.groups import (
+    fence_commit,
+    follow_ownership,
+    plan_rebalance,
+    session_cutoff,
+)
 from ordinance.streams.log import (
     AtOffset,
     AtTime,
@@ -30,7 +36,6 @@ from ordinance.streams.log import (
     StartAt,
     TopicPartition,
 )
-from ordinance.streams.sqlite_consumer import range_assign
 
 if TYPE_CHECKING:
     from ordinance.streams.memory_log import MemoryGroup, MemoryLog
@@ -150,15 +155,16 @@ class MemoryConsumer(Closing):
     def check_commit_locked(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Raise what committing ``offsets`` would (see `produce_and_commit`, which asks
         before it appends anything). The caller holds the log's lock."""
-        if not offsets:
-            return
-        if self._group is None:
-            raise LogError("committing offsets needs a consumer group")
-        owners = self._store.group(self._group).owners
-        for tp in offsets:
-            self._store.topic(tp.topic)
-            if self._subscribed and owners.get(tp) != self.member_id:
-                raise FencedError(f"{tp} is no longer owned by member {self.member_id}")
+        owner_of = self._owner_locked if self._subscribed else None
+        group = fence_commit(self._group, self.member_id, offsets, owner_of)
+        if group is not None and owner_of is None:
+            for tp in offsets:
+                self._store.topic(tp.topic)  # fenced or not, only a topic that exists
+
+    def _owner_locked(self, tp: TopicPartition) -> str | None:
+        self._store.topic(tp.topic)  # an unknown topic is `TopicConfigError`, not fenced
+        assert self._group is not None  # only a subscribed consumer asks
+        return self._store.group(self._group).owners.get(tp)
 
     def commit_locked(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit what `check_commit_locked` accepted, under the same hold of the lock."""
@@ -209,7 +215,7 @@ class MemoryConsumer(Closing):
         group, me = self._store.group(self._group), self.member_id
         now = self.log.now_ms()
         changed = group.heartbeat(me, self._subscribed, now)
-        cutoff = now - self.log.session_timeout_ms
+        cutoff = session_cutoff(now, self.log.session_timeout_ms)
         for member, seen in list(group.members.items()):
             if seen.seen_ms < cutoff:  # silent past the session timeout: presumed dead
                 del group.members[member]
@@ -217,20 +223,15 @@ class MemoryConsumer(Closing):
                 changed = True
         partitions = {t: self._store.topic(t).spec.partitions for t in self._subscribed}
         members = [(m, seen.topics) for m, seen in group.members.items()]
-        desired = range_assign(members, partitions)[me]
-        for tp, owner in list(group.owners.items()):
-            if owner == me and tp not in desired:
-                del group.owners[tp]
-                changed = True
-        for tp in desired:
-            if tp not in group.owners:
-                group.owners[tp] = me
-                changed = True
-        owned = {tp for tp in desired if group.owners[tp] == me}
-        for tp in set(self._positions) - owned:
-            del self._positions[tp]
-        for tp in owned - set(self._positions):
-            self._positions[tp] = self._resolve_locked(tp, Position.COMMITTED)
+        plan = plan_rebalance(me, members, partitions, group.owners)
+        for tp in plan.release:
+            del group.owners[tp]
+        for tp in plan.claim:
+            group.owners[tp] = me
+        changed = changed or plan.changes_owners
+        follow_ownership(
+            self._positions, plan.owned, lambda tp: self._resolve_locked(tp, Position.COMMITTED)
+        )
         if changed:
             group.generation += 1
             self._store.changed()

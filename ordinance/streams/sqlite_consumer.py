@@ -7,6 +7,10 @@ assignment (Kafka's default) over the live members, releases partitions it no
 longer should own and claims unowned ones it should. A partition has one owner
 row at a time, so two members never both own it; commits are fenced on that
 row, so a member that lost a partition cannot move its offset.
+
+The rows and the transactions are this module's; the decisions made from them (who is
+dead, the assignment, what to release and claim, the commit fence) are `groups`', which
+the in-memory log's groups use as well.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
-from ordinance.streams.errors import FencedError, LogError
+from ordinance.streams.errors import LogError
+from ordinance.streams.groups import (
+    fence_commit,
+    follow_ownership,
+    plan_rebalance,
+    session_cutoff,
+)
 from ordinance.streams.log import (
     AtOffset,
     AtTime,
@@ -54,25 +64,6 @@ def _log_errors(
             raise LogError(f"{self.log.url}: {exc}") from exc
 
     return wrapper
-
-
-def range_assign(
-    members: Sequence[tuple[str, Sequence[str]]], partitions: Mapping[str, int]
-) -> dict[str, set[TopicPartition]]:
-    """Kafka's range assignor: per topic, consecutive partition ranges to the
-    sorted subscribed members, the first ones getting one extra."""
-    out: dict[str, set[TopicPartition]] = {member: set() for member, _ in members}
-    for topic, count in partitions.items():
-        subscribed = sorted(m for m, topics in members if topic in topics)
-        if not subscribed:
-            continue
-        share, extra = divmod(count, len(subscribed))
-        start = 0
-        for i, member in enumerate(subscribed):
-            size = share + (1 if i < extra else 0)
-            out[member].update(TopicPartition(topic, p) for p in range(start, start + size))
-            start += size
-    return out
 
 
 class SqliteConsumer(Closing):
@@ -179,24 +170,23 @@ class SqliteConsumer(Closing):
 
     def commit_in(self, conn: sqlite3.Connection, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit inside the caller's write transaction (see `produce_and_commit`)."""
-        if not offsets:
+
+        def owner_of(tp: TopicPartition) -> str | None:
+            row = conn.execute(
+                "SELECT member_id FROM group_owners WHERE group_id=? AND topic_id=? AND partition=?",
+                (self._group, self.log.topic(tp.topic).id, tp.partition),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        group = fence_commit(
+            self._group, self.member_id, offsets, owner_of if self._subscribed else None
+        )
+        if group is None:
             return
-        if self._group is None:
-            raise LogError("committing offsets needs a consumer group")
-        for tp, offset in offsets.items():
-            topic_id = self.log.topic(tp.topic).id
-            if self._subscribed:
-                row = conn.execute(
-                    "SELECT member_id FROM group_owners"
-                    " WHERE group_id=? AND topic_id=? AND partition=?",
-                    (self._group, topic_id, tp.partition),
-                ).fetchone()
-                if row is None or row[0] != self.member_id:
-                    raise FencedError(f"{tp} is no longer owned by member {self.member_id}")
-            conn.execute(
-                "INSERT OR REPLACE INTO group_offsets VALUES (?, ?, ?, ?)",
-                (self._group, topic_id, tp.partition, offset),
-            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO group_offsets VALUES (?, ?, ?, ?)",
+            [(group, self.log.topic(tp.topic).id, tp.partition, o) for tp, o in offsets.items()],
+        )
 
     @_log_errors
     def committed(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int | None]:
@@ -238,7 +228,7 @@ class SqliteConsumer(Closing):
                 "INSERT OR REPLACE INTO group_members VALUES (?, ?, ?, ?)",
                 (group, me, json.dumps(self._subscribed), now),
             )
-            cutoff = now - self.log.session_timeout_ms
+            cutoff = session_cutoff(now, self.log.session_timeout_ms)
             conn.execute(
                 "DELETE FROM group_owners WHERE group_id=? AND member_id IN (SELECT member_id"
                 " FROM group_members WHERE group_id=? AND heartbeat_ms<?)",
@@ -253,7 +243,6 @@ class SqliteConsumer(Closing):
                     "SELECT member_id, topics FROM group_members WHERE group_id=?", (group,)
                 )
             ]
-            desired = range_assign(members, {n: r.spec.partitions for n, r in topics.items()})[me]
             owners = {
                 TopicPartition(by_id[t], p): m
                 for t, p, m in conn.execute(
@@ -262,22 +251,19 @@ class SqliteConsumer(Closing):
                 )
                 if t in by_id
             }
-            for tp, owner in owners.items():
-                if owner == me and tp not in desired:
-                    conn.execute(
-                        "DELETE FROM group_owners WHERE group_id=? AND topic_id=? AND partition=?",
-                        (group, topics[tp.topic].id, tp.partition),
-                    )
-            for tp in desired - owners.keys():
-                conn.execute(
-                    "INSERT INTO group_owners VALUES (?, ?, ?, ?)",
-                    (group, topics[tp.topic].id, tp.partition, me),
-                )
-            owned = {tp for tp in desired if owners.get(tp, me) == me}
-        for tp in set(self._positions) - owned:
-            del self._positions[tp]
-        for tp in owned - set(self._positions):
-            self._positions[tp] = self._resolve(tp, Position.COMMITTED)
+            partitions = {name: row.spec.partitions for name, row in topics.items()}
+            plan = plan_rebalance(me, members, partitions, owners)
+            conn.executemany(
+                "DELETE FROM group_owners WHERE group_id=? AND topic_id=? AND partition=?",
+                [(group, topics[tp.topic].id, tp.partition) for tp in plan.release],
+            )
+            conn.executemany(
+                "INSERT INTO group_owners VALUES (?, ?, ?, ?)",
+                [(group, topics[tp.topic].id, tp.partition, me) for tp in plan.claim],
+            )
+        follow_ownership(
+            self._positions, plan.owned, lambda tp: self._resolve(tp, Position.COMMITTED)
+        )
         self._next_heartbeat_ms = now + self.log.heartbeat_interval_ms
 
     def _leave(self) -> None:
