@@ -30,17 +30,14 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
-    OnProduced,
-    Outbox,
     Record,
-    SyncOutbox,
     TopicPartition,
     TopicSpec,
     fold_latest,
-    produce_now,
 )
 from ordinance.streams.memory_consumer import MemoryConsumer
 from ordinance.streams.record_rules import DEFAULT_MAX_RECORD_BYTES, admit
+from ordinance.streams.sync_writes import WritesBeforeReturning
 
 
 def wall_ms() -> int:
@@ -137,7 +134,7 @@ def discard_memory_log(name: str) -> None:
         _registry.pop(name, None)
 
 
-class MemoryLog(Closing):
+class MemoryLog(Closing, WritesBeforeReturning[MemoryConsumer]):
     """A handle onto the in-memory log called ``name`` (see the module docstring).
 
     ``session_timeout_ms``, ``heartbeat_interval_ms`` and ``max_record_bytes`` mean what
@@ -225,27 +222,10 @@ class MemoryLog(Closing):
             self._check_open()
             return {p: len(rs) for p, rs in enumerate(self.store.topic(topic).records)}
 
-    def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
-        return self._write([(topic, r) for r in records], None, {})
-
-    def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
-        produce_now(self, topic, records, on_done)
-
-    def serve_deliveries(self, timeout: float = 0.0) -> int:
-        return 0  # every produce_async finished before it returned
-
-    def produce_and_commit(
-        self,
-        outputs: Sequence[tuple[str, Record]],
-        consumer: Consumer,
-        offsets: Mapping[TopicPartition, int],
-    ) -> list[Delivered]:
-        if not isinstance(consumer, MemoryConsumer) or consumer.log is not self:
-            raise LogError("produce_and_commit needs a consumer created by this same log")
-        return self._write(outputs, consumer, offsets)
-
-    def outbox(self, consumer: Consumer) -> Outbox:
-        return SyncOutbox(self, consumer)
+    def _own_consumer(self, consumer: Consumer) -> MemoryConsumer | None:
+        if isinstance(consumer, MemoryConsumer) and consumer.log is self:
+            return consumer
+        return None
 
     def _write(
         self,

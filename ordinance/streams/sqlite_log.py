@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
@@ -21,23 +21,23 @@ from ordinance.streams.log import (
     ConsumedRecord,
     Consumer,
     Delivered,
-    OnProduced,
-    Outbox,
     Record,
-    SyncOutbox,
     TopicPartition,
     TopicSpec,
     fold_latest,
-    produce_now,
 )
 from ordinance.streams.record_rules import DEFAULT_MAX_RECORD_BYTES, admit
+from ordinance.streams.sync_writes import WritesBeforeReturning
+
+if TYPE_CHECKING:
+    from ordinance.streams.sqlite_consumer import SqliteConsumer
 
 
 class _StoreError(LogError):
     """SQLite failed, or the log is closed: `_write` reports it as a `ProduceError`."""
 
 
-class SqliteLog(Closing):
+class SqliteLog(Closing, WritesBeforeReturning["SqliteConsumer"]):
     """`Log` on one SQLite database file.
 
     ``synchronous="full"`` (the default) fsyncs every commit, so an
@@ -160,38 +160,19 @@ class SqliteLog(Closing):
             ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
-    def produce(self, topic: str, records: Sequence[Record]) -> list[Delivered]:
-        return self._write([(topic, r) for r in records], None, {})
-
-    def produce_and_commit(
-        self,
-        outputs: Sequence[tuple[str, Record]],
-        consumer: Consumer,
-        offsets: Mapping[TopicPartition, int],
-    ) -> list[Delivered]:
+    def _own_consumer(self, consumer: Consumer) -> SqliteConsumer | None:
         from ordinance.streams.sqlite_consumer import SqliteConsumer
 
-        if not isinstance(consumer, SqliteConsumer) or consumer.log is not self:
-            raise LogError("produce_and_commit needs a consumer created by this same log")
-        return self._write(outputs, consumer, offsets)
-
-    def outbox(self, consumer: Consumer) -> Outbox:
-        return SyncOutbox(self, consumer)
-
-    def produce_async(self, topic: str, records: Sequence[Record], on_done: OnProduced) -> None:
-        produce_now(self, topic, records, on_done)
-
-    def serve_deliveries(self, timeout: float = 0.0) -> int:
-        return 0  # every produce_async finished before it returned
+        if isinstance(consumer, SqliteConsumer) and consumer.log is self:
+            return consumer
+        return None
 
     def _write(
         self,
         outputs: Sequence[tuple[str, Record]],
-        consumer: object,
+        consumer: SqliteConsumer | None,
         offsets: Mapping[TopicPartition, int],
     ) -> list[Delivered]:
-        from ordinance.streams.sqlite_consumer import SqliteConsumer
-
         topics = {name: self.topic(name) for name in {t for t, _ in outputs}}
         cap = self._max_record_bytes
         # Every record is admitted before the write lock is taken: a refused batch costs
@@ -205,7 +186,7 @@ class SqliteLog(Closing):
                     # the log is closed, so nothing may appear on the log after that.
                     raise ProduceError(f"{self.url}: log closed before the write")
                 delivered = self._append(conn, topics, outputs, placed, now)
-                if isinstance(consumer, SqliteConsumer):
+                if consumer is not None:
                     consumer.commit_in(conn, offsets)
         except _StoreError as exc:
             raise ProduceError(f"append to {self._path} failed: {exc}") from exc
