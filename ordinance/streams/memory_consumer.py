@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ordinance.closing import Closing
 from ordinance.streams.errors import LogError
+from ordinance.streams.fetching import assigned, fetch_round
 from ordinance.streams.groups import (
     fence_commit,
     follow_ownership,
@@ -116,34 +117,21 @@ class MemoryConsumer(Closing):
                     store.cond.wait(left)
 
     def _fetch_locked(self, max_records: int) -> list[ConsumedRecord]:
-        tps = list(self._positions)
-        if not tps:
-            return []
-        # Rotate the starting partition so a busy partition cannot starve the others.
-        self._turn = (self._turn + 1) % len(tps)
-        out: list[ConsumedRecord] = []
-        for tp in tps[self._turn :] + tps[: self._turn]:
-            budget = max_records - len(out)
-            if budget <= 0:
-                break
-            position = self._positions[tp]
-            chunk = self._store.topic(tp.topic).records[tp.partition][position : position + budget]
-            if chunk:
-                self._positions[tp] = position + len(chunk)
-                out.extend(chunk)
+        self._turn, out = fetch_round(self._positions, self._turn, max_records, self._read_locked)
         return out
+
+    def _read_locked(self, tp: TopicPartition, position: int, budget: int) -> list[ConsumedRecord]:
+        # A record's offset is its index: nothing is ever removed from the in-memory log.
+        return self._store.topic(tp.topic).records[tp.partition][position : position + budget]
 
     def seek(self, tp: TopicPartition, start: StartAt) -> None:
         self._check_open()
-        if tp not in self._positions:
-            raise LogError(f"{tp} is not assigned to this consumer")
+        assigned(self._positions, tp)
         with self._store.cond:
             self._positions[tp] = self._resolve_locked(tp, start)
 
     def position(self, tp: TopicPartition) -> int:
-        if tp not in self._positions:
-            raise LogError(f"{tp} is not assigned to this consumer")
-        return self._positions[tp]
+        return assigned(self._positions, tp)
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         self._check_open()

@@ -28,6 +28,7 @@ from typing import Concatenate, Literal, ParamSpec, TypeVar
 from ordinance.closing import Closing
 from ordinance.streams import sqlite_store as store
 from ordinance.streams.errors import LogError
+from ordinance.streams.fetching import assigned, fetch_round
 from ordinance.streams.groups import (
     fence_commit,
     follow_ownership,
@@ -132,36 +133,24 @@ class SqliteConsumer(Closing):
                 return
 
     def _fetch(self, max_records: int) -> list[ConsumedRecord]:
-        tps = list(self._positions)
-        if not tps:
-            return []
-        # Rotate the starting partition so a busy partition cannot starve others.
-        self._turn = (self._turn + 1) % len(tps)
-        out: list[ConsumedRecord] = []
-        for tp in tps[self._turn :] + tps[: self._turn]:
-            budget = max_records - len(out)
-            if budget <= 0:
-                break
-            rows = self._conn.execute(
-                f"SELECT {store.RECORD_COLUMNS} FROM records WHERE topic_id=? AND partition=?"
-                " AND offset>=? ORDER BY offset LIMIT ?",
-                (self.log.topic(tp.topic).id, tp.partition, self._positions[tp], budget),
-            ).fetchall()
-            if rows:
-                self._positions[tp] = rows[-1][1] + 1
-                out.extend(store.to_records(tp.topic, rows))
+        self._turn, out = fetch_round(self._positions, self._turn, max_records, self._read)
         return out
+
+    def _read(self, tp: TopicPartition, position: int, budget: int) -> list[ConsumedRecord]:
+        rows = self._conn.execute(
+            f"SELECT {store.RECORD_COLUMNS} FROM records WHERE topic_id=? AND partition=?"
+            " AND offset>=? ORDER BY offset LIMIT ?",
+            (self.log.topic(tp.topic).id, tp.partition, position, budget),
+        ).fetchall()
+        return store.to_records(tp.topic, rows)
 
     @_log_errors
     def seek(self, tp: TopicPartition, start: StartAt) -> None:
-        if tp not in self._positions:
-            raise LogError(f"{tp} is not assigned to this consumer")
+        assigned(self._positions, tp)
         self._positions[tp] = self._resolve(tp, start)
 
     def position(self, tp: TopicPartition) -> int:
-        if tp not in self._positions:
-            raise LogError(f"{tp} is not assigned to this consumer")
-        return self._positions[tp]
+        return assigned(self._positions, tp)
 
     @_log_errors
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
