@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 from ordinance.streams.errors import LogError, UnsupportedLogUrlError
 from ordinance.streams.log import Log
+from ordinance.streams.record_rules import DEFAULT_MAX_RECORD_BYTES
 
 _SQLITE_FLOAT = ("busy_timeout_s", "retention_interval_s")
 _SQLITE_INT = ("max_record_bytes", "session_timeout_ms", "heartbeat_interval_ms")
@@ -95,7 +96,7 @@ def _open_sqlite(
         synchronous=synchronous,
         busy_timeout_s=floats.get("busy_timeout_s", 30.0),
         retention_interval_s=floats.get("retention_interval_s", 10.0),
-        max_record_bytes=ints.get("max_record_bytes", 8 * 1024 * 1024),
+        max_record_bytes=ints.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES),
         session_timeout_ms=ints.get("session_timeout_ms", 10_000),
         heartbeat_interval_ms=ints.get("heartbeat_interval_ms", 250),
         create=create,
@@ -143,6 +144,6 @@ def _open_memory(location: str, options: Mapping[str, str], create: bool) -> Log
         location,
         session_timeout_ms=ints.get("session_timeout_ms", 10_000),
         heartbeat_interval_ms=ints.get("heartbeat_interval_ms", 250),
-        max_record_bytes=ints.get("max_record_bytes", 8 * 1024 * 1024),
+        max_record_bytes=ints.get("max_record_bytes", DEFAULT_MAX_RECORD_BYTES),
         create=create,
     )
