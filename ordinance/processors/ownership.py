@@ -21,11 +21,10 @@ again from, so each is decided, once, in force.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-from ordinance.streams import AtOffset, Log, TopicPartition
-from ordinance.streams.errors import LogError
+from ordinance.streams import Log, TopicPartition
+from ordinance.streams.reading import ReadTimeout, read_ranges
 from ordinance.streams.serde import Decoded, Serde
 
 #: How long reading the records between two of our writes may take before the partition
@@ -78,20 +77,11 @@ class OwnershipWatch:
 def _foreign_marker(log: Log, tp: TopicPartition, start: int, end: int, serde: Serde) -> bool:
     """Whether a takeover marker lies in ``[start, end)`` (none of ours is there: ours
     reset the watch). True, too, when the stretch cannot be read in time."""
-    deadline = time.monotonic() + READ_TIMEOUT_S
-    with log.consumer(None) as reader:
-        reader.assign({tp: AtOffset(start)})
-        while time.monotonic() < deadline:
-            for record in reader.poll(max_records=500, timeout=0.2):
-                if record.offset >= end:
-                    return False
-                decoded = serde.decode_record(record)
-                if isinstance(decoded, Decoded) and decoded.name == "EnforcerTakeover":
-                    return True
-            try:
-                if reader.position(tp) >= end:
-                    return False  # the rest were records no reader is given (Kafka's markers)
-            except LogError:
-                pass  # Kafka: no position before the first fetch
-
-    return True
+    try:
+        for record in read_ranges(log, {tp: (start, end)}, READ_TIMEOUT_S):
+            decoded = serde.decode_record(record)
+            if isinstance(decoded, Decoded) and decoded.name == "EnforcerTakeover":
+                return True
+    except ReadTimeout:
+        return True
+    return False

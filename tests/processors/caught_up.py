@@ -20,8 +20,8 @@ from typing import Any
 
 from ordinance.processors.enforcer import Enforcer, EnforcerReport
 from ordinance.streams import Log, TopicPartition
-from ordinance.streams.errors import LogError
 from ordinance.streams.kafka_log import KafkaLog
+from ordinance.streams.reading import known_position
 
 #: How long a run may take to catch up before the test fails (a stuck run, not a slow one).
 CATCH_UP_TIMEOUT_S = 120.0
@@ -86,12 +86,6 @@ def run_caught_up(enforcer: Enforcer, timeout_s: float = CATCH_UP_TIMEOUT_S) -> 
     stop = threading.Event()
     deadline = time.monotonic() + timeout_s
 
-    def position(consumer: Any, tp: TopicPartition) -> int:
-        try:
-            return int(consumer.position(tp))
-        except LogError:  # nothing fetched yet
-            return -1
-
     def after_poll(group_consumer: Any) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the enforcer did not catch up within {timeout_s}s")
@@ -100,7 +94,10 @@ def run_caught_up(enforcer: Enforcer, timeout_s: float = CATCH_UP_TIMEOUT_S) -> 
         for consumer in watched.consumers:
             for tp in consumer.assignment():
                 end = ends.get(tp)
-                if end is not None and position(consumer, tp) < end:
+                if end is None:
+                    continue
+                position = known_position(consumer, tp)  # None: nothing fetched yet
+                if position is None or position < end:
                     return
         stop.set()  # this iteration still decides what it polled; then the run ends
 

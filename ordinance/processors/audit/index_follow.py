@@ -21,6 +21,7 @@ from ordinance.processors.audit.indexer import AuditIndex, Head, IndexFileError,
 from ordinance.processors.runtime import Emit, ProcessorBase, Runtime, Task
 from ordinance.streams import AtOffset, ConsumedRecord, Consumer, Log, TopicPartition
 from ordinance.streams.errors import LogError
+from ordinance.streams.reading import ReadTimeout, known_position, read_ranges
 from ordinance.streams.serde import Serde
 from ordinance.streams.topics import AGENT_DECISIONS, DEFAULT_PREFIX
 
@@ -111,7 +112,9 @@ class IndexFollower(ProcessorBase):
         # own end markers); adopt that, or a partition ending in one never ends.
         for p in self.partitions:
             tp = TopicPartition(self.topic, p)
-            moved[p] = max(moved[p], _consumer_position(self._consumer, tp))
+            position = known_position(self._consumer, tp)  # None: Kafka, before a fetch
+            if position is not None:
+                moved[p] = max(moved[p], position)
         now = time.monotonic()
         if moved != self.positions:
             changed = {p: o for p, o in moved.items() if o != self.positions[p]}
@@ -189,30 +192,26 @@ def _check_same_log(
                 f"ends at {ends.get(p, 0)}: not the log it was built from (--rebuild)"
             )
     wanted = {TopicPartition(topic, p): h for p, h in heads.items() if p in positions}
-    if not wanted:
-        return
-    with log.consumer(None) as reader:
-        reader.assign({tp: AtOffset(h.offset) for tp, h in wanted.items()})
-        deadline = time.monotonic() + STALL_TIMEOUT_S
-        while wanted and time.monotonic() < deadline:
-            for record in reader.poll(max_records=len(wanted), timeout=0.5):
-                head = wanted.get(record.position)
-                if head is None:
-                    continue  # a partition already checked
-                if record.offset != head.offset or record_digest(record) != head.digest:
-                    raise IndexFileError(
-                        f"partition {record.partition} offset {head.offset} is not the "
-                        "record this index read there: not the log it was built from "
-                        "(--rebuild)"
-                    )
-                del wanted[record.position]
+    ranges = {tp: (h.offset, h.offset + 1) for tp, h in wanted.items()}
+    unread: frozenset[TopicPartition] = frozenset()
+    try:
+        for record in read_ranges(log, ranges, STALL_TIMEOUT_S):
+            head = wanted.pop(record.position)
+            if record_digest(record) != head.digest:
+                raise IndexFileError(_not_the_record(record.partition, head.offset))
+    except ReadTimeout as late:
+        unread = late.unread
+    # Read past its head without the record there: something else stands at that offset.
+    for tp, head in wanted.items():
+        if tp not in unread:
+            raise IndexFileError(_not_the_record(tp.partition, head.offset))
     if wanted:
         missing = ", ".join(f"{tp.partition}@{h.offset}" for tp, h in wanted.items())
         raise IndexFileError(f"the records this index read last are gone ({missing})")
 
 
-def _consumer_position(consumer: Consumer, tp: TopicPartition) -> int:
-    try:
-        return int(consumer.position(tp))
-    except LogError:
-        return 0  # Kafka: unknown until the partition's first fetch; ours is then current
+def _not_the_record(partition: int, offset: int) -> str:
+    return (
+        f"partition {partition} offset {offset} is not the record this index read there: "
+        "not the log it was built from (--rebuild)"
+    )
