@@ -217,6 +217,14 @@ class SqliteConsumer(Closing):
                 "INSERT OR REPLACE INTO group_members VALUES (?, ?, ?, ?)",
                 (group, me, json.dumps(self._subscribed), now),
             )
+            # Partitions of topics this member no longer subscribes to are given up, as
+            # Kafka's rebalance gives them up (`plan_rebalance` sees only the subscribed).
+            kept = ",".join("?" * len(topics))
+            conn.execute(
+                "DELETE FROM group_owners WHERE group_id=? AND member_id=?"
+                f" AND topic_id NOT IN ({kept})",
+                (group, me, *(row.id for row in topics.values())),
+            )
             cutoff = session_cutoff(now, self.log.session_timeout_ms)
             conn.execute(
                 "DELETE FROM group_owners WHERE group_id=? AND member_id IN (SELECT member_id"

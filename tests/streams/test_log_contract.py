@@ -170,6 +170,33 @@ def test_two_members_split_partitions_and_one_takes_over(log: Log, topic: str) -
         b.close()
 
 
+def test_a_member_that_subscribes_elsewhere_lets_go_of_its_old_partitions(
+    log: Log, topic: str
+) -> None:
+    """Subscribing to other topics gives up the partitions of the old ones, as Kafka's
+    rebalance does: the other members of the old topic take them all over."""
+    other = f"{topic}.other"
+    log.create_topic(TopicSpec(topic, partitions=2))
+    log.create_topic(TopicSpec(other, partitions=1))
+    a = log.consumer("moving")
+    b = log.consumer("moving")
+    try:
+        a.subscribe([topic])
+        b.subscribe([topic])
+        poll_until([a, b], lambda: len(a.assignment()) == 1 and len(b.assignment()) == 1)
+        a.subscribe([other])
+        poll_until(
+            [a, b],
+            lambda: (
+                b.assignment() == {TopicPartition(topic, p) for p in range(2)}
+                and a.assignment() == {TopicPartition(other, 0)}
+            ),
+        )
+    finally:
+        a.close()
+        b.close()
+
+
 def test_compact_topic_reads_as_last_value_per_key(log: Log, topic: str) -> None:
     log.create_topic(TopicSpec(topic, partitions=3, cleanup="compact"))
     log.produce(topic, [Record(b"target:prod", b"bundle-1"), Record(b"target:dev", b"bundle-1")])
