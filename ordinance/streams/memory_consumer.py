@@ -1,11 +1,12 @@
 """Consumers and consumer groups of the in-memory log.
 
 Groups follow the embedded log's protocol (`sqlite_consumer`), on dictionaries instead
-of tables, with the same decisions (`groups`): each member heartbeats; on every heartbeat it drops members silent for longer
-than the session timeout, computes the range assignment over the live members, releases
-the partitions it should no longer own and claims the unowned ones it should. A
-partition has one owner at a time, so two members never both read it, and commits are
-fenced on that owner: a member that lost a partition gets `FencedError`.
+of tables, with the same decisions (`groups`): each member heartbeats; on every
+heartbeat it drops members silent for longer than the session timeout, computes the
+range assignment over the live members, releases the partitions it should no longer own
+and claims the unowned ones it should. A partition has one owner at a time, so two
+members never both read it, and commits are fenced on that owner: a member that lost a
+partition gets `FencedError`.
 
 One difference, for speed only: a change of membership or ownership bumps the group's
 generation and wakes every waiting poll, so the members rebalance on their next poll
