@@ -111,7 +111,8 @@ def _execute(
 
         def note(message: str) -> None:
             if not quiet:
-                err.print(f"[dim]{message}[/]")
+                # One line per message, never broken before a long id (copy-pasteable).
+                err.print(f"[dim]{message}[/]", soft_wrap=True)
 
         if kafka:
             from ordinance.streams.kafka_broker import start_broker
