@@ -114,6 +114,9 @@ class Monitor(ProcessorBase):
         self.auto_rollback = auto_rollback
         # events written: candidate, rollout policy offset, alert, change offset, reason, at
         self.rollbacks: list[dict[str, Any]] = []
+        # Delivered alerts whose rollback is still to be written (`_roll_back_due`); kept
+        # across sessions: the alert is on the log, so a new session will not raise it again.
+        self._rollbacks_due: list[dict[str, Any]] = []
         self.log = log
         self.read_only = read_only
         self.config = config or MonitorConfig()
@@ -196,6 +199,21 @@ class Monitor(ProcessorBase):
         with self.lock:
             self.health.last_poll = self.clock()
             self.health.error = None
+        self._roll_back_due()
+
+    def finish(self) -> list[Emit]:
+        self._roll_back_due()  # alerts delivered by the runtime's last settle
+        return []
+
+    def _roll_back_due(self) -> None:
+        """Write the rollbacks of the alerts delivered since the last call — here, in the
+        loop, never inside the delivery callback: on Kafka that callback runs inside the
+        producer's flush, and the rollback's own synchronous write flushed the same
+        producer again from within it, which librdkafka does not allow (the process
+        aborted, once, in CI)."""
+        due, self._rollbacks_due = self._rollbacks_due, []
+        for alert in due:
+            self._maybe_roll_back(alert)
 
     def step(self, record: ConsumedRecord) -> list[Emit] | None:
         with self.lock:
@@ -275,10 +293,10 @@ class Monitor(ProcessorBase):
         )
 
     def _emit(self, alert: dict[str, Any]) -> Emit:
-        """The alert's record; once it is on the log, the rollback it may ask for."""
+        """The alert's record; once it is on the log, the rollback it may ask for is due."""
         value = self.serde.encode("Alert", alert)
         record = Record(str(alert["kind"]).encode(), value, (), _ms(alert["at"]))
-        return Emit(self.alerts_topic, record, lambda _where: self._maybe_roll_back(alert))
+        return Emit(self.alerts_topic, record, lambda _where: self._rollbacks_due.append(alert))
 
     # -- liveness (clock-based, outside the fold) ---------------------------------
 
